@@ -1,0 +1,244 @@
+//! A batch partition as records: reading the columns record by record, and building output.
+
+use crate::Column;
+use crate::value::Value;
+
+/// One partition of a micro-batch, in columnar form (the WIT `batch` record).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Keys, when the records are key/value pairs.
+    pub keys: Option<Column>,
+    /// Values; their count is the record count.
+    pub values: Column,
+    /// Event times in ms since the Unix epoch: empty, or one per record.
+    pub timestamps: Vec<i64>,
+}
+
+/// One record of a [`Batch`], borrowed from its columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The key, for key/value records.
+    pub key: Option<&'a [u8]>,
+    /// The value.
+    pub value: &'a [u8],
+    /// The event time in ms, when the batch carries event times.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> Record<'a> {
+    /// The value as UTF-8 text.
+    pub fn value_str(&self) -> Result<&'a str, crate::Error> {
+        std::str::from_utf8(self.value)
+            .map_err(|e| crate::Error::new(format!("value is not UTF-8: {e}")))
+    }
+
+    /// The key as UTF-8 text (an empty string for a record without key).
+    pub fn key_str(&self) -> Result<&'a str, crate::Error> {
+        std::str::from_utf8(self.key.unwrap_or_default())
+            .map_err(|e| crate::Error::new(format!("key is not UTF-8: {e}")))
+    }
+
+    /// The value decoded as `V` (for example `i64`).
+    pub fn value_as<V: Value>(&self) -> Result<V, crate::Error> {
+        V::decode(self.value)
+    }
+}
+
+impl Batch {
+    /// A batch of unkeyed text records (lines), as sources produce them.
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Self {
+        Batch {
+            keys: None,
+            values: Column::from_values(lines.into_iter().map(str::as_bytes)),
+            timestamps: Vec::new(),
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when the batch holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Record `i`.
+    #[inline]
+    pub fn record(&self, i: usize) -> Record<'_> {
+        Record {
+            key: self.keys.as_ref().map(|k| k.get(i)),
+            value: self.values.get(i),
+            timestamp: self.timestamps.get(i).copied(),
+        }
+    }
+
+    /// The records in order.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'_>> + '_ {
+        (0..self.len()).map(move |i| self.record(i))
+    }
+
+    /// Checks the layout of every column and that all columns have the same length.
+    pub fn validate(&self) -> Result<(), String> {
+        self.values
+            .validate()
+            .map_err(|e| format!("values column: {e}"))?;
+        if let Some(keys) = &self.keys {
+            keys.validate().map_err(|e| format!("keys column: {e}"))?;
+            if keys.len() != self.len() {
+                return Err(format!(
+                    "{} keys for {} values",
+                    keys.len(),
+                    self.values.len()
+                ));
+            }
+        }
+        if !self.timestamps.is_empty() && self.timestamps.len() != self.len() {
+            return Err(format!(
+                "{} timestamps for {} records",
+                self.timestamps.len(),
+                self.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends every record of `other` (both must agree on keys and timestamps).
+    pub fn extend_from(&mut self, other: &Batch) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.keys = other.keys.as_ref().map(|_| Column::default());
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.keys, &other.keys) {
+            mine.extend_from(theirs);
+        }
+        self.values.extend_from(&other.values);
+        self.timestamps.extend_from_slice(&other.timestamps);
+    }
+}
+
+/// Builds an operator's output batch, appending to flat buffers (no allocation per record).
+///
+/// A batch is keyed as soon as one record with a key is pushed; records pushed without a key
+/// into a keyed batch get an empty key.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    keys: Option<Column>,
+    values: Column,
+    timestamps: Vec<i64>,
+}
+
+impl BatchBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of records pushed so far.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pushes an unkeyed record.
+    #[inline]
+    pub fn push_value(&mut self, value: &[u8]) {
+        if let Some(keys) = &mut self.keys {
+            keys.push(b"");
+        }
+        self.values.push(value);
+    }
+
+    /// Pushes a key/value record with raw bytes.
+    #[inline]
+    pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
+        self.keys_column().push(key);
+        self.values.push(value);
+    }
+
+    /// Pushes a key/value record, encoding the value (`1i64`, `2.5f64`, a `String`, ...).
+    #[inline]
+    pub fn emit<V: Value>(&mut self, key: &[u8], value: &V) {
+        self.keys_column().push(key);
+        value.encode(self.values.begin_value());
+        self.values.end_value();
+    }
+
+    /// Pushes a copy of an input record, key and event time included.
+    pub fn push_record(&mut self, record: &Record<'_>) {
+        match record.key {
+            Some(key) => self.push_pair(key, record.value),
+            None => self.push_value(record.value),
+        }
+        if let Some(ts) = record.timestamp {
+            self.timestamps.push(ts);
+        }
+    }
+
+    fn keys_column(&mut self) -> &mut Column {
+        let earlier = self.values.len();
+        self.keys.get_or_insert_with(|| {
+            let mut keys = Column::default();
+            for _ in 0..earlier {
+                keys.push(b"");
+            }
+            keys
+        })
+    }
+
+    /// The finished batch.
+    pub fn finish(self) -> Batch {
+        Batch {
+            keys: self.keys,
+            values: self.values,
+            timestamps: self.timestamps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_the_builder() {
+        let mut out = BatchBuilder::new();
+        out.push_value(b"plain");
+        out.emit(b"word", &3i64);
+        out.push_pair(b"k", b"v");
+        let batch = out.finish();
+        batch.validate().unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.record(0).key, Some(&b""[..]));
+        assert_eq!(batch.record(1).key_str().unwrap(), "word");
+        assert_eq!(batch.record(1).value_as::<i64>().unwrap(), 3);
+        assert_eq!(batch.record(2).value_str().unwrap(), "v");
+    }
+
+    #[test]
+    fn validate_catches_length_mismatches() {
+        let mut batch = Batch::from_lines(["a", "b"]);
+        batch.validate().unwrap();
+        batch.timestamps = vec![1];
+        assert!(batch.validate().unwrap_err().contains("timestamps"));
+        batch.timestamps.clear();
+        batch.keys = Some(Column::from_values([&b"k"[..]]));
+        assert!(batch.validate().unwrap_err().contains("keys"));
+    }
+
+    #[test]
+    fn extend_concatenates_batches() {
+        let mut a = Batch::default();
+        a.extend_from(&Batch::from_lines(["x"]));
+        a.extend_from(&Batch::from_lines(["y", "z"]));
+        let lines: Vec<_> = a.records().map(|r| r.value_str().unwrap()).collect();
+        assert_eq!(lines, ["x", "y", "z"]);
+    }
+}

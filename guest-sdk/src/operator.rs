@@ -1,0 +1,171 @@
+//! The traits an operator author implements, and the calls the exported component makes on them.
+
+use crate::value::{Value, ValueType};
+use crate::{Batch, BatchBuilder, Column, Params, Record};
+
+/// An operator's failure: the host fails the partition task with this message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// What went wrong.
+    pub message: String,
+    /// The input record that caused it, when known.
+    pub record_index: Option<u32>,
+}
+
+impl Error {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            record_index: None,
+        }
+    }
+
+    /// The same error, pointing at input record `index` (unless it already points somewhere).
+    pub fn at_record(mut self, index: usize) -> Self {
+        self.record_index.get_or_insert(index as u32);
+        self
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.record_index {
+            Some(i) => write!(f, "{} (input record {i})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error::new(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error::new(message)
+    }
+}
+
+/// What an operator says about itself (`spate check` prints it).
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// Short name.
+    pub name: &'static str,
+    /// One-line description.
+    pub description: &'static str,
+    /// Accepted parameters as (name, help); any other parameter is refused.
+    pub params: &'static [(&'static str, &'static str)],
+    /// Type of emitted keys (none: unkeyed output, or the input's keys kept).
+    pub key_type: Option<ValueType>,
+    /// Type of emitted values (none: the input's kept).
+    pub value_type: Option<ValueType>,
+}
+
+/// A partition transform: map, flatMap, filter (implement [`Transform::record`]) or
+/// mapPartitions (override [`Transform::process`]).
+pub trait Transform: Sized {
+    /// Describes the operator.
+    fn info() -> Info;
+
+    /// Builds the operator from its parameters; called once per instance.
+    fn configure(params: &Params) -> Result<Self, Error>;
+
+    /// Handles one record, pushing any number of output records.
+    fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+        let _ = (record, out);
+        Err(Error::new(
+            "operator implements neither Transform::record nor Transform::process",
+        ))
+    }
+
+    /// Handles a whole partition; by default calls [`Transform::record`] for each record.
+    fn process(&mut self, input: &Batch, out: &mut BatchBuilder) -> Result<(), Error> {
+        for (i, record) in input.records().enumerate() {
+            self.record(record, out).map_err(|e| e.at_record(i))?;
+        }
+        Ok(())
+    }
+}
+
+/// A key combiner: the associative function of reduceByKey.
+pub trait Combiner: Sized {
+    /// The type of the values combined.
+    type Value: Value;
+
+    /// Describes the operator.
+    fn info() -> Info;
+
+    /// Builds the combiner from its parameters; called once per instance.
+    fn configure(params: &Params) -> Result<Self, Error>;
+
+    /// Folds `value` into `acc`. Must be associative (Spark's reduceByKey contract): the host
+    /// combines map-side and again after the shuffle, in no fixed order.
+    fn combine(&self, acc: &mut Self::Value, value: Self::Value);
+}
+
+/// Checks parameter names against the operator's declared ones, then configures it.
+pub fn configure_transform<T: Transform>(params: Params) -> Result<T, Error> {
+    params.check_known(T::info().params)?;
+    T::configure(&params)
+}
+
+/// Checks parameter names against the combiner's declared ones, then configures it.
+pub fn configure_combiner<C: Combiner>(params: Params) -> Result<C, Error> {
+    params.check_known(C::info().params)?;
+    C::configure(&params)
+}
+
+/// Runs a transform over one partition: exactly what the exported `process` does.
+pub fn run_transform<T: Transform>(op: &mut T, input: &Batch) -> Result<Batch, Error> {
+    let mut out = BatchBuilder::new();
+    op.process(input, &mut out)?;
+    let batch = out.finish();
+    batch
+        .validate()
+        .map_err(|e| Error::new(format!("operator built a malformed batch: {e}")))?;
+    Ok(batch)
+}
+
+/// The combiner's bulk fold: exactly what the exported `fold` does.
+pub fn run_fold<C: Combiner>(
+    op: &C,
+    accumulators: &Column,
+    targets: &[u32],
+    values: &Column,
+) -> Result<Column, Error> {
+    if targets.len() != values.len() {
+        return Err(Error::new(format!(
+            "fold got {} targets for {} values",
+            targets.len(),
+            values.len()
+        )));
+    }
+    let mut accs = accumulators
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            C::Value::decode(bytes)
+                .map_err(|e| Error::new(format!("accumulator {i}: {}", e.message)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, (&target, bytes)) in targets.iter().zip(values.iter()).enumerate() {
+        let value = C::Value::decode(bytes).map_err(|e| e.at_record(i))?;
+        let count = accs.len();
+        let acc = accs.get_mut(target as usize).ok_or_else(|| {
+            Error::new(format!("target {target} is out of range ({count} accumulators)"))
+                .at_record(i)
+        })?;
+        op.combine(acc, value);
+    }
+    let mut out = Column::with_capacity(accs.len(), accumulators.data.len());
+    for acc in &accs {
+        acc.encode(out.begin_value());
+        out.end_value();
+    }
+    Ok(out)
+}
