@@ -1,1 +1,5 @@
-fn main() {}
+//! The `spate` command.
+
+fn main() -> std::process::ExitCode {
+    spate::cli::main()
+}

@@ -1,0 +1,97 @@
+//! Builds the bundled operators in `plugins/` for `wasm32-wasip2` and puts the components in
+//! OUT_DIR, where `src/bundled.rs` embeds them: a fresh clone needs no step but `cargo build`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The bundled operators: crate `spate-plugin-<name>`, component `<name>.wasm`.
+const PLUGINS: &[&str] = &["tokenize", "sum", "filter"];
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "wasm-plugin";
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest.parent().expect("runtime/ sits in the workspace").to_owned();
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    for watched in ["plugins", "guest-sdk/src", "guest-sdk/build.rs", "guest-sdk/Cargo.toml", "wit", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    ensure_target();
+    // A target dir of its own: the outer cargo holds the lock of the main one.
+    let target_dir = root.join("target").join("wasm-plugins");
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "--profile", PROFILE, "--target", TARGET, "--target-dir"])
+        .arg(&target_dir);
+    for plugin in PLUGINS {
+        command.args(["-p", &format!("spate-plugin-{plugin}")]);
+    }
+    // The host build's flags and wrappers (clippy, coverage) are not for the Wasm build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        command.env_remove(var);
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run {cargo}: {e}")));
+    if !status.success() {
+        fail("building the bundled Wasm operators in plugins/ failed (see the errors above)");
+    }
+    for plugin in PLUGINS {
+        let built = target_dir
+            .join(TARGET)
+            .join(PROFILE)
+            .join(format!("spate_plugin_{plugin}.wasm"));
+        copy(&built, &out.join(format!("{plugin}.wasm")));
+    }
+}
+
+/// Installs the Wasm target through rustup when the toolchain lacks it (rust-toolchain.toml
+/// names it, but an already-installed toolchain does not get new targets by itself).
+fn ensure_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let installed = sysroot
+        .map(|s| Path::new(&s).join("lib/rustlib").join(TARGET).exists())
+        .unwrap_or(false);
+    if installed {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut command = Command::new("rustup");
+    command.args(["target", "add", TARGET]);
+    if let Some(toolchain) = toolchain {
+        command.args(["--toolchain", &toolchain]);
+    }
+    match command.status() {
+        Ok(s) if s.success() => {}
+        _ => fail(&format!(
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed; install it and build again"
+        )),
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    if let Err(e) = std::fs::copy(from, to) {
+        fail(&format!("copying {} to {}: {e}", from.display(), to.display()));
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1);
+}

@@ -1,0 +1,244 @@
+//! Block buffering between receivers and batches, with backpressure.
+//!
+//! Receivers append lines to the current block; a block is sealed every block interval (by the
+//! batch clock) or when it reaches `max-block-bytes`; at a batch time the sealed blocks become
+//! the batch's input partitions. Bytes count as buffered from the moment they are appended until
+//! their batch is processed; above `max-buffered-bytes` receivers wait, so a fast producer is
+//! slowed down by TCP flow control instead of filling memory.
+
+use spate_guest::Column;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A batch's input as the job runner gets it.
+#[derive(Debug)]
+pub struct BatchInput {
+    /// Batch time in ms since the Unix epoch (the end of its interval, as Spark labels batches).
+    pub time_ms: u64,
+    /// Sealed blocks: the input partitions.
+    pub blocks: Vec<Column>,
+    /// When the batch was formed (for scheduling delay).
+    pub submitted: std::time::Instant,
+}
+
+impl BatchInput {
+    /// Bytes of input held.
+    pub fn bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.data.len()).sum()
+    }
+
+    /// Records of input held.
+    pub fn records(&self) -> usize {
+        self.blocks.iter().map(Column::len).sum()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    current: Column,
+    sealed: VecDeque<Column>,
+    buffered: usize,
+    open_sources: usize,
+    stopping: bool,
+    failure: Option<String>,
+    skipped_lines: u64,
+}
+
+/// The shared buffer between receivers and the batch clock.
+pub struct BlockBuffer {
+    state: Mutex<State>,
+    changed: Condvar,
+    max_block_bytes: usize,
+    max_buffered_bytes: usize,
+}
+
+impl BlockBuffer {
+    /// A buffer cutting blocks at `max_block_bytes` and pausing receivers above `max_buffered_bytes`.
+    pub fn new(max_block_bytes: usize, max_buffered_bytes: usize) -> Self {
+        BlockBuffer {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            max_block_bytes,
+            max_buffered_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a source as open; call before starting its receiver.
+    pub fn open_source(&self) {
+        self.lock().open_sources += 1;
+    }
+
+    /// A receiver has no more data (end of input, or stopped).
+    pub fn close_source(&self) {
+        let mut state = self.lock();
+        state.open_sources = state.open_sources.saturating_sub(1);
+        self.changed.notify_all();
+    }
+
+    /// A receiver failed: record the error and stop receiving everywhere. Data already received
+    /// is still processed before the job ends with this error.
+    pub fn fail(&self, error: String) {
+        let mut state = self.lock();
+        state.failure.get_or_insert(error);
+        state.stopping = true;
+        self.changed.notify_all();
+    }
+
+    /// Counts lines a receiver skipped under `on-bad-line = "skip"`.
+    pub fn count_skipped(&self, lines: u64) {
+        self.lock().skipped_lines += lines;
+    }
+
+    /// Takes the skipped-line count accumulated since the last call.
+    pub fn take_skipped(&self) -> u64 {
+        std::mem::take(&mut self.lock().skipped_lines)
+    }
+
+    /// Asks receivers to stop.
+    pub fn stop(&self) {
+        self.lock().stopping = true;
+        self.changed.notify_all();
+    }
+
+    /// True once a stop was asked for or a receiver failed.
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// The first receiver failure, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+
+    /// True when every source has closed.
+    pub fn sources_done(&self) -> bool {
+        self.lock().open_sources == 0
+    }
+
+    /// Appends lines (waiting while the buffer is full). Returns false when the job is stopping
+    /// and the receiver should end; the lines are then still appended, never dropped.
+    pub fn push(&self, lines: &Column) -> bool {
+        let mut state = self.lock();
+        while !state.stopping && state.buffered > 0 && state.buffered + lines.data.len() > self.max_buffered_bytes {
+            // Let the clock take what is here even if the block is not due yet.
+            seal(&mut state);
+            self.changed.notify_all();
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        state.current.extend_from(lines);
+        state.buffered += lines.data.len();
+        if state.current.data.len() >= self.max_block_bytes {
+            seal(&mut state);
+            self.changed.notify_all();
+        }
+        !state.stopping
+    }
+
+    /// Seals the current block (the block interval elapsed).
+    pub fn seal(&self) {
+        seal(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Takes sealed blocks, oldest first, up to `max_bytes` (at least one block if any).
+    pub fn take(&self, max_bytes: usize) -> Vec<Column> {
+        let mut state = self.lock();
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        while let Some(block) = state.sealed.front() {
+            if !blocks.is_empty() && bytes + block.data.len() > max_bytes {
+                break;
+            }
+            bytes += block.data.len();
+            blocks.push(state.sealed.pop_front().expect("front exists"));
+        }
+        blocks
+    }
+
+    /// Waits until a block is sealed, every source is done, or the timeout passes; returns true
+    /// when a sealed block is waiting.
+    pub fn wait_for_blocks(&self, timeout: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| s.sealed.is_empty() && s.open_sources > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        !state.sealed.is_empty()
+    }
+
+    /// Returns processed bytes to the budget, waking paused receivers.
+    pub fn release(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.buffered = state.buffered.saturating_sub(bytes);
+        self.changed.notify_all();
+    }
+
+    /// Bytes received and not yet processed.
+    pub fn buffered_bytes(&self) -> usize {
+        self.lock().buffered
+    }
+}
+
+fn seal(state: &mut State) {
+    if !state.current.is_empty() {
+        let block = std::mem::take(&mut state.current);
+        state.sealed.push_back(block);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn lines(n: usize, width: usize) -> Column {
+        let line = vec![b'x'; width];
+        Column::from_values((0..n).map(|_| &line[..]))
+    }
+
+    #[test]
+    fn blocks_are_cut_by_size_and_by_seal() {
+        let buffer = BlockBuffer::new(100, 10_000);
+        buffer.push(&lines(3, 40));
+        assert_eq!(buffer.take(usize::MAX).len(), 1, "120 bytes >= 100 seals");
+        buffer.push(&lines(1, 10));
+        assert!(buffer.take(usize::MAX).is_empty());
+        buffer.seal();
+        assert_eq!(buffer.take(usize::MAX)[0].len(), 1);
+    }
+
+    #[test]
+    fn take_respects_the_byte_budget() {
+        let buffer = BlockBuffer::new(10, 10_000);
+        for _ in 0..5 {
+            buffer.push(&lines(1, 10));
+        }
+        assert_eq!(buffer.take(25).len(), 2);
+        assert_eq!(buffer.take(0).len(), 1, "at least one block");
+    }
+
+    #[test]
+    fn a_full_buffer_pauses_the_receiver_until_release() {
+        let buffer = Arc::new(BlockBuffer::new(10, 40));
+        buffer.push(&lines(1, 40));
+        let receiver = {
+            let buffer = buffer.clone();
+            std::thread::spawn(move || buffer.push(&lines(1, 10)))
+        };
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!receiver.is_finished(), "the receiver must wait while the buffer is full");
+        assert_eq!(buffer.buffered_bytes(), 40);
+        buffer.release(40);
+        assert!(receiver.join().unwrap());
+        assert_eq!(buffer.buffered_bytes(), 10);
+    }
+}

@@ -1,0 +1,31 @@
+//! # Spate: Spark Streaming's model with sandboxed WebAssembly operators
+//!
+//! The host owns sources, batch slicing, partitioning, shuffles and sinks; user transformations
+//! are Wasm components (see `wit/operator.wit`) called once per partition per batch.
+//!
+//! Module map (dependencies point down the list):
+//! - [`cli`]: the `spate` command.
+//! - [`job`]: runs a plan: receivers, batch clock, stage execution, outputs, metrics.
+//! - [`plan`]: the validated job: stages of fused operators, shuffles, outputs.
+//! - [`config`]: the pipeline file, `--set` overrides, errors with file, line and field.
+//! - [`exec`]: the worker pool and the per-partition tasks.
+//! - [`shuffle`]: key hashing, map-side combine, hash partitioning.
+//! - [`wasm`]: engine, compiled-component cache, operator instances.
+//! - [`batch`]: block buffering, backpressure and the batch grid.
+//! - [`source`]: receivers (socket, directory, bundled text) and line cutting.
+//! - [`sink`]: outputs (console print, text files).
+//! - [`metrics`]: per-batch figures and the run summary.
+
+pub mod batch;
+pub mod bundled;
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod job;
+pub mod metrics;
+pub mod plan;
+pub mod render;
+pub mod shuffle;
+pub mod sink;
+pub mod source;
+pub mod wasm;

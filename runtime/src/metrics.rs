@@ -1,0 +1,141 @@
+//! Per-batch figures as Spark's StreamingListener reports them, and the run summary.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What one batch did.
+#[derive(Clone, Debug)]
+pub struct BatchReport {
+    /// Batch time in ms.
+    pub time_ms: u64,
+    /// Input records.
+    pub input_records: usize,
+    /// Input bytes.
+    pub input_bytes: usize,
+    /// Input partitions (blocks).
+    pub partitions: usize,
+    /// Records reaching the outputs.
+    pub output_records: usize,
+    /// Lines skipped by `on-bad-line = "skip"` since the previous batch.
+    pub skipped_lines: u64,
+    /// From batch submission to the start of its processing.
+    pub scheduling_delay: Duration,
+    /// From the start to the end of processing (outputs included).
+    pub processing_time: Duration,
+}
+
+impl BatchReport {
+    /// Scheduling delay plus processing time.
+    pub fn total_delay(&self) -> Duration {
+        self.scheduling_delay + self.processing_time
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl fmt::Display for BatchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "batch {} ms: {} input records ({} bytes, {} partitions), {} output records, scheduling delay {}, processing time {}, total delay {}",
+            self.time_ms,
+            self.input_records,
+            self.input_bytes,
+            self.partitions,
+            self.output_records,
+            ms(self.scheduling_delay),
+            ms(self.processing_time),
+            ms(self.total_delay())
+        )?;
+        if self.skipped_lines > 0 {
+            write!(f, ", {} bad lines skipped", self.skipped_lines)?;
+        }
+        Ok(())
+    }
+}
+
+/// Figures over a whole run.
+#[derive(Default, Debug)]
+pub struct Summary {
+    reports: Vec<BatchReport>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+impl Summary {
+    /// Adds a batch.
+    pub fn record(&mut self, report: BatchReport) {
+        self.reports.push(report);
+    }
+
+    /// Batches completed.
+    pub fn batches(&self) -> usize {
+        self.reports.len()
+    }
+
+    /// The reports so far.
+    pub fn reports(&self) -> &[BatchReport] {
+        &self.reports
+    }
+
+    /// A multi-line summary for the end of a run; `elapsed` is the job's wall time.
+    pub fn render(&self, elapsed: Duration) -> String {
+        let records: usize = self.reports.iter().map(|r| r.input_records).sum();
+        let bytes: usize = self.reports.iter().map(|r| r.input_bytes).sum();
+        let skipped: u64 = self.reports.iter().map(|r| r.skipped_lines).sum();
+        let busy: Duration = self.reports.iter().map(|r| r.processing_time).sum();
+        let sorted = |f: fn(&BatchReport) -> Duration| {
+            let mut v: Vec<Duration> = self.reports.iter().map(f).collect();
+            v.sort();
+            v
+        };
+        let processing = sorted(|r| r.processing_time);
+        let scheduling = sorted(|r| r.scheduling_delay);
+        let total = sorted(BatchReport::total_delay);
+        let line = |name: &str, v: &[Duration]| {
+            format!(
+                "  {name:<17} p50 {:>10}  p99 {:>10}  max {:>10}\n",
+                ms(percentile(v, 50.0)),
+                ms(percentile(v, 99.0)),
+                ms(v.last().copied().unwrap_or_default())
+            )
+        };
+        let rate = |n: f64, d: Duration| if d.is_zero() { 0.0 } else { n / d.as_secs_f64() };
+        let mut out = format!(
+            "summary: {} batches, {records} input records, {:.1} MB in {:.2} s ({:.0} records/s; {:.1} MB/s while processing)\n",
+            self.reports.len(),
+            bytes as f64 / 1e6,
+            elapsed.as_secs_f64(),
+            rate(records as f64, elapsed),
+            rate(bytes as f64 / 1e6, busy),
+        );
+        out.push_str(&line("scheduling delay", &scheduling));
+        out.push_str(&line("processing time", &processing));
+        out.push_str(&line("total delay", &total));
+        if skipped > 0 {
+            out.push_str(&format!("  bad lines skipped: {skipped}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(51));
+        assert_eq!(percentile(&v, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 99.0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,136 @@
+//! Keyed data movement: key hashing, combine-by-key through a Wasm combiner, hash partitioning.
+//!
+//! Combining works on dense slots: the host hashes each key once, gives every distinct key a slot
+//! (its first value seeds the slot's accumulator), and lists the other values with their slot.
+//! One `fold` call then combines a whole partition; the guest never hashes or sees keys.
+
+use crate::wasm::CombinerInstance;
+use anyhow::{Result, bail};
+use hashbrown::HashTable;
+use spate_guest::{Batch, Column};
+use std::hash::Hasher;
+
+/// The hash of a key, shared by every shuffle (and, later, keyed state): FxHash.
+#[inline]
+pub fn hash_key(key: &[u8]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(key);
+    hasher.finish()
+}
+
+/// The partition (out of `partitions`) a key hash belongs to. Uses the high bits, which FxHash
+/// mixes best, by multiply-shift rather than modulo.
+#[inline]
+pub fn partition_of(hash: u64, partitions: usize) -> usize {
+    (((hash >> 32) * partitions as u64) >> 32) as usize
+}
+
+/// Buffers reused by combine calls on one worker, so that steady state allocates little.
+#[derive(Default)]
+pub struct CombineScratch {
+    table: HashTable<u32>,
+    hashes: Vec<u64>,
+    targets: Vec<u32>,
+    values: Column,
+}
+
+/// The result of combining: one record per distinct key, with each key's hash.
+pub struct Combined {
+    /// Keys and combined values, in order of first appearance.
+    pub batch: Batch,
+    /// `hash_key` of each key.
+    pub hashes: Vec<u64>,
+}
+
+/// Combines the values of equal keys across `inputs` with `combiner`.
+pub fn combine_by_key(
+    scratch: &mut CombineScratch,
+    inputs: &[Batch],
+    combiner: &mut CombinerInstance,
+) -> Result<Combined> {
+    let records: usize = inputs.iter().map(Batch::len).sum();
+    scratch.table.clear();
+    scratch.hashes.clear();
+    scratch.targets.clear();
+    scratch.values = Column::with_capacity(records, 0);
+    let mut keys = Column::with_capacity(records / 4, 0);
+    let mut seeds = Column::with_capacity(records / 4, 0);
+    for input in inputs {
+        let Some(input_keys) = &input.keys else {
+            if input.is_empty() {
+                continue;
+            }
+            bail!("reduce-by-key got records without keys (the step before it emits unkeyed records)");
+        };
+        for i in 0..input.len() {
+            let key = input_keys.get(i);
+            let value = input.values.get(i);
+            let hash = hash_key(key);
+            let found = scratch
+                .table
+                .find(hash, |&slot| keys.get(slot as usize) == key)
+                .copied();
+            match found {
+                Some(slot) => {
+                    scratch.targets.push(slot);
+                    scratch.values.push(value);
+                }
+                None => {
+                    let slot = keys.len() as u32;
+                    keys.push(key);
+                    seeds.push(value);
+                    scratch.hashes.push(hash);
+                    let hashes = &scratch.hashes;
+                    scratch.table.insert_unique(hash, slot, |&s| hashes[s as usize]);
+                }
+            }
+        }
+    }
+    let values = if scratch.targets.is_empty() {
+        // Every key appeared once: nothing to fold, no call.
+        seeds
+    } else {
+        let values = std::mem::take(&mut scratch.values);
+        combiner.fold(seeds, &scratch.targets, values)?
+    };
+    Ok(Combined {
+        batch: Batch { keys: Some(keys), values, timestamps: Vec::new() },
+        hashes: std::mem::take(&mut scratch.hashes),
+    })
+}
+
+/// Splits combined records into `partitions` buckets by key hash.
+pub fn partition(combined: &Combined, partitions: usize) -> Vec<Batch> {
+    let mut buckets: Vec<Batch> = (0..partitions)
+        .map(|_| Batch { keys: Some(Column::default()), values: Column::default(), timestamps: Vec::new() })
+        .collect();
+    let keys = combined.batch.keys.as_ref().expect("combined batches are keyed");
+    for (i, &hash) in combined.hashes.iter().enumerate() {
+        let bucket = &mut buckets[partition_of(hash, partitions)];
+        bucket.keys.as_mut().expect("built keyed").push(keys.get(i));
+        bucket.values.push(combined.batch.values.get(i));
+    }
+    buckets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_cover_the_range_evenly() {
+        let n = 4;
+        let mut counts = vec![0usize; n];
+        for i in 0..10_000u32 {
+            counts[partition_of(hash_key(format!("key{i}").as_bytes()), n)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 2_000), "{counts:?}");
+    }
+
+    #[test]
+    fn equal_keys_go_to_the_same_partition() {
+        let h = hash_key(b"word");
+        assert_eq!(partition_of(h, 7), partition_of(hash_key(b"word"), 7));
+        assert!(partition_of(u64::MAX, 7) < 7);
+    }
+}

@@ -1,0 +1,188 @@
+//! Cutting a byte stream into text lines: UTF-8 checked, length capped, bad lines failed or
+//! skipped by policy. Memory stays bounded by the maximum line length whatever the input.
+
+use crate::config::BadLinePolicy;
+use spate_guest::Column;
+use std::fmt;
+
+/// A line the policy refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// Where the line came from (`file in/a.txt`, `socket 127.0.0.1:9999`).
+    pub origin: String,
+    /// 1-based line number within the origin.
+    pub line: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} line {}: {}", self.origin, self.line, self.reason)
+    }
+}
+
+impl std::error::Error for BadLine {}
+
+/// Splits chunks of bytes into lines appended to a [`Column`].
+pub struct LineSplitter {
+    origin: String,
+    max_line: usize,
+    policy: BadLinePolicy,
+    partial: Vec<u8>,
+    /// The current line is already known too long and is being discarded up to its newline.
+    discarding: bool,
+    line: u64,
+    skipped: u64,
+}
+
+impl LineSplitter {
+    /// A splitter for lines from `origin`.
+    pub fn new(origin: String, max_line: usize, policy: BadLinePolicy) -> Self {
+        LineSplitter { origin, max_line, policy, partial: Vec::new(), discarding: false, line: 0, skipped: 0 }
+    }
+
+    /// Takes the count of lines skipped since the last call.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Appends the complete lines of `chunk` to `out`; a trailing partial line is kept for the
+    /// next chunk.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Column) -> Result<(), BadLine> {
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            let piece = &chunk[start..end];
+            start = end + 1;
+            if self.partial.is_empty() && !self.discarding {
+                self.line(piece, out)?;
+            } else {
+                self.extend_partial(piece)?;
+                let line = std::mem::take(&mut self.partial);
+                let discarding = std::mem::replace(&mut self.discarding, false);
+                if discarding {
+                    self.line += 1;
+                    self.skipped += 1;
+                } else {
+                    self.line(&line, out)?;
+                }
+                self.partial = line;
+                self.partial.clear();
+            }
+        }
+        self.extend_partial(&chunk[start..])
+    }
+
+    /// End of input: a last line without a newline is still a line.
+    pub fn finish(&mut self, out: &mut Column) -> Result<(), BadLine> {
+        if self.discarding {
+            self.discarding = false;
+            self.line += 1;
+            self.skipped += 1;
+        } else if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line, out)?;
+        }
+        Ok(())
+    }
+
+    fn extend_partial(&mut self, piece: &[u8]) -> Result<(), BadLine> {
+        if self.discarding {
+            return Ok(());
+        }
+        if self.partial.len() + piece.len() > self.max_line + 1 {
+            // +1: a '\r' before the newline does not count towards the length.
+            self.too_long()?;
+            self.partial.clear();
+            self.discarding = true;
+            return Ok(());
+        }
+        self.partial.extend_from_slice(piece);
+        Ok(())
+    }
+
+    fn too_long(&mut self) -> Result<(), BadLine> {
+        let reason = format!("line longer than max-line-length ({} bytes)", self.max_line);
+        match self.policy {
+            BadLinePolicy::Fail => Err(self.bad(self.line + 1, reason)),
+            BadLinePolicy::Skip => {
+                tracing::warn!("skipping {}", self.bad(self.line + 1, reason));
+                Ok(())
+            }
+        }
+    }
+
+    fn bad(&self, line: u64, reason: String) -> BadLine {
+        BadLine { origin: self.origin.clone(), line, reason }
+    }
+
+    /// One complete line (without its '\n').
+    fn line(&mut self, line: &[u8], out: &mut Column) -> Result<(), BadLine> {
+        self.line += 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let problem = if line.len() > self.max_line {
+            Some(format!("line longer than max-line-length ({} bytes)", self.max_line))
+        } else {
+            std::str::from_utf8(line)
+                .err()
+                .map(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))
+        };
+        match (problem, self.policy) {
+            (None, _) => {
+                out.push(line);
+                Ok(())
+            }
+            (Some(reason), BadLinePolicy::Fail) => Err(self.bad(self.line, reason)),
+            (Some(reason), BadLinePolicy::Skip) => {
+                tracing::warn!("skipping {}", self.bad(self.line, reason));
+                self.skipped += 1;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize, policy: BadLinePolicy) -> (Result<Vec<String>, BadLine>, u64) {
+        let mut splitter = LineSplitter::new("test".into(), max, policy);
+        let mut out = Column::default();
+        let result = chunks
+            .iter()
+            .try_for_each(|c| splitter.feed(c, &mut out))
+            .and_then(|_| splitter.finish(&mut out))
+            .map(|_| out.iter().map(|l| String::from_utf8(l.to_vec()).unwrap()).collect());
+        (result, splitter.take_skipped())
+    }
+
+    #[test]
+    fn lines_span_chunks_and_lose_their_line_endings() {
+        let (lines, _) = split(&[b"ab", b"c\r\nde\n", b"\nlast"], 100, BadLinePolicy::Fail);
+        assert_eq!(lines.unwrap(), ["abc", "de", "", "last"]);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_naming_the_line() {
+        let (result, _) = split(&[b"ok\nbad \xff here\n"], 100, BadLinePolicy::Fail);
+        let err = result.unwrap_err();
+        assert_eq!(err.to_string(), "test line 2: invalid UTF-8 at byte 4 of the line");
+    }
+
+    #[test]
+    fn long_lines_fail_or_are_skipped_without_buffering_them() {
+        let long = vec![b'x'; 50];
+        let (result, _) = split(&[b"a\n", &long, &long, b"\nb\n"], 60, BadLinePolicy::Fail);
+        assert_eq!(result.unwrap_err().line, 2);
+        let (lines, skipped) = split(&[b"a\n", &long, &long, b"\nb\n\xff\n"], 60, BadLinePolicy::Skip);
+        assert_eq!(lines.unwrap(), ["a", "b"]);
+        assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_maximum_passes() {
+        let (lines, _) = split(&[b"abcd\r\n", b"abcd"], 4, BadLinePolicy::Fail);
+        assert_eq!(lines.unwrap(), ["abcd", "abcd"]);
+    }
+}

@@ -1,0 +1,64 @@
+//! Host bindings generated from `wit/operator.wit`, one module per world, sharing the types.
+
+/// The `transform-operator` world (and the shared `types` interface).
+pub mod transform {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "spate:operator/transform-operator",
+    });
+}
+
+/// The `combiner-operator` world, reusing the types generated for `transform`.
+pub mod combiner {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "spate:operator/combiner-operator",
+        with: {
+            "spate:operator/types": super::transform::spate::operator::types,
+        },
+    });
+}
+
+pub use transform::spate::operator::types::{Batch, Column, OperatorError, OperatorInfo, ValueType};
+
+/// The WIT package version every export name carries.
+pub const PACKAGE: &str = "spate:operator@0.1.0";
+
+impl From<ValueType> for spate_guest::ValueType {
+    fn from(t: ValueType) -> Self {
+        match t {
+            ValueType::Bytes => spate_guest::ValueType::Bytes,
+            ValueType::Text => spate_guest::ValueType::Text,
+            ValueType::I64 => spate_guest::ValueType::I64,
+            ValueType::F64 => spate_guest::ValueType::F64,
+        }
+    }
+}
+
+/// Moves an SDK column into the bindings' type (no copy).
+pub fn column_to_wit(c: spate_guest::Column) -> Column {
+    Column { data: c.data, offsets: c.offsets }
+}
+
+/// Moves a bindings column into the SDK's type (no copy).
+pub fn column_from_wit(c: Column) -> spate_guest::Column {
+    spate_guest::Column { data: c.data, offsets: c.offsets }
+}
+
+/// Moves an SDK batch into the bindings' type (no copy).
+pub fn batch_to_wit(b: spate_guest::Batch) -> Batch {
+    Batch {
+        keys: b.keys.map(column_to_wit),
+        values: column_to_wit(b.values),
+        timestamps: b.timestamps,
+    }
+}
+
+/// Moves a bindings batch into the SDK's type (no copy).
+pub fn batch_from_wit(b: Batch) -> spate_guest::Batch {
+    spate_guest::Batch {
+        keys: b.keys.map(column_from_wit),
+        values: column_from_wit(b.values),
+        timestamps: b.timestamps,
+    }
+}

@@ -1,0 +1,227 @@
+//! Loading an operator: read the plugin, compile (or load from cache), check that it exports
+//! the world its step needs, link it, and check its parameters once.
+
+use super::bindings::{PACKAGE, combiner::CombinerOperatorPre, transform::TransformOperatorPre};
+use super::cache::ComponentCache;
+use super::host::{HostState, new_linker};
+use super::instance::OperatorInstance;
+use crate::bundled;
+use anyhow::{Context, Result, anyhow, bail};
+use spate_guest::ValueType;
+use std::fmt;
+use std::path::PathBuf;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Which world an operator must implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorKind {
+    /// `transform-operator`: map, flatMap, filter, mapPartitions.
+    Transform,
+    /// `combiner-operator`: reduceByKey's function.
+    Combiner,
+}
+
+impl OperatorKind {
+    /// The interface name without version (`spate:operator/transform`).
+    pub fn interface(self) -> &'static str {
+        match self {
+            OperatorKind::Transform => "spate:operator/transform",
+            OperatorKind::Combiner => "spate:operator/combiner",
+        }
+    }
+
+    /// The full export name this Spate expects (`spate:operator/transform@0.1.0`).
+    pub fn export_name(self) -> String {
+        let version = PACKAGE.rsplit_once('@').map_or("", |(_, v)| v);
+        format!("{}@{version}", self.interface())
+    }
+}
+
+/// Where a plugin's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginOrigin {
+    /// Built with Spate and embedded in the binary.
+    Bundled(&'static str),
+    /// A `.wasm` file.
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginOrigin::Bundled(name) => write!(f, "{name} (bundled)"),
+            PluginOrigin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// What the plan says about one operator.
+#[derive(Clone, Debug)]
+pub struct OperatorSpec {
+    /// Display name (`tokenize`).
+    pub name: String,
+    /// 0-based step index in the pipeline file.
+    pub step: usize,
+    /// The world required.
+    pub kind: OperatorKind,
+    /// The plugin.
+    pub plugin: PluginOrigin,
+    /// `configure` parameters.
+    pub params: Vec<(String, String)>,
+}
+
+impl fmt::Display for OperatorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {} '{}' (plugin {})", self.step, self.name, self.plugin)
+    }
+}
+
+/// A linked operator, ready to instantiate on any worker.
+pub struct PreparedOperator {
+    /// The plan's description.
+    pub spec: OperatorSpec,
+    /// What the operator says about itself.
+    pub info: Info,
+    /// The plugin's size in bytes.
+    pub wasm_bytes: usize,
+    pub(super) engine: Engine,
+    pub(super) pre: Pre,
+}
+
+/// The linked, type-checked world.
+pub(super) enum Pre {
+    Transform(TransformOperatorPre<HostState>),
+    Combiner(CombinerOperatorPre<HostState>),
+}
+
+/// An operator's self-description, in host types.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// Name it gives itself.
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+    /// Accepted parameters as (name, help).
+    pub params: Vec<(String, String)>,
+    /// Type of emitted keys.
+    pub key_type: Option<ValueType>,
+    /// Type of emitted values.
+    pub value_type: Option<ValueType>,
+}
+
+fn read_plugin(origin: &PluginOrigin) -> Result<Vec<u8>> {
+    match origin {
+        PluginOrigin::Bundled(name) => bundled::plugin(name)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| anyhow!("no bundled plugin is named '{name}'")),
+        PluginOrigin::File(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read plugin file {}", path.display()))
+        }
+    }
+}
+
+/// Refuses what is not a component before compiling it, with a message saying what it is.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("not a WebAssembly file (no \\0asm header)");
+    }
+    match bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => bail!(
+            "a core Wasm module, not a component: build the operator for wasm32-wasip2 (or wrap \
+             it with `wasm-tools component new`)"
+        ),
+        _ => bail!("an unknown WebAssembly version/layer {:02x?}", &bytes[4..8]),
+    }
+}
+
+/// Explains why a component lacks the expected export.
+fn missing_export(engine: &Engine, component: &Component, kind: OperatorKind) -> anyhow::Error {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let expected = kind.export_name();
+    if let Some(other) = exports.iter().find(|e| e.starts_with(&format!("{}@", kind.interface()))) {
+        return anyhow!(
+            "it exports {other}, built against another version of the WIT contract; this Spate \
+             expects {expected}: rebuild the operator against {PACKAGE}"
+        );
+    }
+    let other_kind = match kind {
+        OperatorKind::Transform => OperatorKind::Combiner,
+        OperatorKind::Combiner => OperatorKind::Transform,
+    };
+    if exports.iter().any(|e| e.starts_with(other_kind.interface())) {
+        return anyhow!(
+            "it is a {} operator (exports {}), but this step needs one exporting {expected}",
+            match other_kind {
+                OperatorKind::Transform => "transform",
+                OperatorKind::Combiner => "combiner",
+            },
+            other_kind.export_name()
+        );
+    }
+    anyhow!(
+        "it does not export {expected} (its exports: {})",
+        if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+    )
+}
+
+impl PreparedOperator {
+    /// Loads, compiles, links and checks the operator of `spec`; instantiates it once to read
+    /// its description and to check its parameters, so bad parameters fail before any data flows.
+    pub fn prepare(
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        cache: &ComponentCache,
+        spec: OperatorSpec,
+    ) -> Result<PreparedOperator> {
+        let context = || format!("{spec}");
+        let bytes = read_plugin(&spec.plugin).with_context(context)?;
+        check_header(&bytes).with_context(|| format!("{spec}: the plugin is"))?;
+        let component = cache.load(engine, &bytes).with_context(|| {
+            format!("{spec}: the plugin is not a valid Wasm component")
+        })?;
+        kind_export(engine, &component, spec.kind).with_context(context)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+            format!("{spec}: the plugin needs imports Spate does not provide")
+        })?;
+        let pre = match spec.kind {
+            OperatorKind::Transform => Pre::Transform(TransformOperatorPre::new(instance_pre)?),
+            OperatorKind::Combiner => Pre::Combiner(CombinerOperatorPre::new(instance_pre)?),
+        };
+        let mut prepared = PreparedOperator {
+            spec,
+            info: Info {
+                name: String::new(),
+                description: String::new(),
+                params: Vec::new(),
+                key_type: None,
+                value_type: None,
+            },
+            wasm_bytes: bytes.len(),
+            engine: engine.clone(),
+            pre,
+        };
+        prepared.info = OperatorInstance::describe(&prepared)?;
+        // Instantiating and configuring once checks the parameters now rather than mid-batch.
+        OperatorInstance::new(&prepared)?;
+        Ok(prepared)
+    }
+
+    /// A linker for `engine` with what operators may import.
+    pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
+        new_linker(engine)
+    }
+}
+
+/// Checks the component exports the interface of `kind` at this WIT version.
+fn kind_export(engine: &Engine, component: &Component, kind: OperatorKind) -> Result<()> {
+    match component.get_export_index(None, &kind.export_name()) {
+        Some(_) => Ok(()),
+        None => Err(missing_export(engine, component, kind)),
+    }
+}
