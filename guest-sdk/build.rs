@@ -15,6 +15,7 @@ fn main() {
         .unwrap_or_else(|e| panic!("reading {}: {e}", template_path.display()));
     // `{:?}` writes a valid Rust string literal with every quote and backslash escaped.
     let macros = template.replace("@WIT@", &format!("{wit:?}"));
-    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("export_macros.rs");
+    let out =
+        Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("export_macros.rs");
     std::fs::write(&out, macros).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }

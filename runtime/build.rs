@@ -6,14 +6,29 @@ use std::process::Command;
 
 /// The bundled operators: crate `spate-plugin-<name>`, component `<name>.wasm`.
 const PLUGINS: &[&str] = &["tokenize", "sum", "filter"];
+/// Operators the end-to-end tests use (crate `spate-test-plugin-<name>`); not bundled, but
+/// built here too so that a fresh clone's `cargo test` has them. Tests find them through the
+/// SPATE_TEST_PLUGINS environment variable set below.
+const TEST_PLUGINS: &[&str] = &["panicky"];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-plugin";
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.parent().expect("runtime/ sits in the workspace").to_owned();
+    let root = manifest
+        .parent()
+        .expect("runtime/ sits in the workspace")
+        .to_owned();
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
-    for watched in ["plugins", "guest-sdk/src", "guest-sdk/build.rs", "guest-sdk/Cargo.toml", "wit", "Cargo.toml"] {
+    for watched in [
+        "plugins",
+        "tests/plugins",
+        "guest-sdk/src",
+        "guest-sdk/build.rs",
+        "guest-sdk/Cargo.toml",
+        "wit",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -23,10 +38,20 @@ fn main() {
     let mut command = Command::new(&cargo);
     command
         .current_dir(&root)
-        .args(["build", "--profile", PROFILE, "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for plugin in PLUGINS {
         command.args(["-p", &format!("spate-plugin-{plugin}")]);
+    }
+    for plugin in TEST_PLUGINS {
+        command.args(["-p", &format!("spate-test-plugin-{plugin}")]);
     }
     // The host build's flags and wrappers (clippy, coverage) are not for the Wasm build.
     for var in [
@@ -46,13 +71,26 @@ fn main() {
     if !status.success() {
         fail("building the bundled Wasm operators in plugins/ failed (see the errors above)");
     }
+    let built = target_dir.join(TARGET).join(PROFILE);
     for plugin in PLUGINS {
-        let built = target_dir
-            .join(TARGET)
-            .join(PROFILE)
-            .join(format!("spate_plugin_{plugin}.wasm"));
-        copy(&built, &out.join(format!("{plugin}.wasm")));
+        copy(
+            &built.join(format!("spate_plugin_{plugin}.wasm")),
+            &out.join(format!("{plugin}.wasm")),
+        );
     }
+    let test_plugins = out.join("test-plugins");
+    std::fs::create_dir_all(&test_plugins)
+        .unwrap_or_else(|e| fail(&format!("creating {}: {e}", test_plugins.display())));
+    for plugin in TEST_PLUGINS {
+        copy(
+            &built.join(format!("spate_test_plugin_{plugin}.wasm")),
+            &test_plugins.join(format!("{plugin}.wasm")),
+        );
+    }
+    println!(
+        "cargo:rustc-env=SPATE_TEST_PLUGINS={}",
+        test_plugins.display()
+    );
 }
 
 /// Installs the Wasm target through rustup when the toolchain lacks it (rust-toolchain.toml
@@ -87,7 +125,11 @@ fn ensure_target() {
 
 fn copy(from: &Path, to: &Path) {
     if let Err(e) = std::fs::copy(from, to) {
-        fail(&format!("copying {} to {}: {e}", from.display(), to.display()));
+        fail(&format!(
+            "copying {} to {}: {e}",
+            from.display(),
+            to.display()
+        ));
     }
 }
 

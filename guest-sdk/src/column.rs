@@ -169,13 +169,25 @@ mod tests {
 
     #[test]
     fn validate_rejects_malformed_layouts() {
-        let bad_start = Column { data: b"ab".to_vec(), offsets: vec![1, 2] };
+        let bad_start = Column {
+            data: b"ab".to_vec(),
+            offsets: vec![1, 2],
+        };
         assert!(bad_start.validate().unwrap_err().contains("first offset"));
-        let decreasing = Column { data: b"ab".to_vec(), offsets: vec![0, 2, 1] };
+        let decreasing = Column {
+            data: b"ab".to_vec(),
+            offsets: vec![0, 2, 1],
+        };
         assert!(decreasing.validate().unwrap_err().contains("below"));
-        let past_end = Column { data: b"ab".to_vec(), offsets: vec![0, 9] };
+        let past_end = Column {
+            data: b"ab".to_vec(),
+            offsets: vec![0, 9],
+        };
         assert!(past_end.validate().unwrap_err().contains("last offset"));
-        let no_offsets = Column { data: b"ab".to_vec(), offsets: vec![] };
+        let no_offsets = Column {
+            data: b"ab".to_vec(),
+            offsets: vec![],
+        };
         assert!(no_offsets.validate().is_err());
         Column::default().validate().unwrap();
     }

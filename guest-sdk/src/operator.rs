@@ -157,8 +157,10 @@ pub fn run_fold<C: Combiner>(
         let value = C::Value::decode(bytes).map_err(|e| e.at_record(i))?;
         let count = accs.len();
         let acc = accs.get_mut(target as usize).ok_or_else(|| {
-            Error::new(format!("target {target} is out of range ({count} accumulators)"))
-                .at_record(i)
+            Error::new(format!(
+                "target {target} is out of range ({count} accumulators)"
+            ))
+            .at_record(i)
         })?;
         op.combine(acc, value);
     }

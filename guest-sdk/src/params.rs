@@ -51,9 +51,7 @@ impl Params {
         match self.get(name) {
             None => Ok(default),
             Some(text) => text.trim().parse().map_err(|_| {
-                Error::new(format!(
-                    "parameter '{name}' must be {what}, got '{text}'"
-                ))
+                Error::new(format!("parameter '{name}' must be {what}, got '{text}'"))
             }),
         }
     }

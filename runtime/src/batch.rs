@@ -124,7 +124,10 @@ impl BlockBuffer {
     /// and the receiver should end; the lines are then still appended, never dropped.
     pub fn push(&self, lines: &Column) -> bool {
         let mut state = self.lock();
-        while !state.stopping && state.buffered > 0 && state.buffered + lines.data.len() > self.max_buffered_bytes {
+        while !state.stopping
+            && state.buffered > 0
+            && state.buffered + lines.data.len() > self.max_buffered_bytes
+        {
             // Let the clock take what is here even if the block is not due yet.
             seal(&mut state);
             self.changed.notify_all();
@@ -170,7 +173,9 @@ impl BlockBuffer {
         let state = self.lock();
         let (state, _) = self
             .changed
-            .wait_timeout_while(state, timeout, |s| s.sealed.is_empty() && s.open_sources > 0)
+            .wait_timeout_while(state, timeout, |s| {
+                s.sealed.is_empty() && s.open_sources > 0
+            })
             .unwrap_or_else(|e| e.into_inner());
         !state.sealed.is_empty()
     }
@@ -235,7 +240,10 @@ mod tests {
             std::thread::spawn(move || buffer.push(&lines(1, 10)))
         };
         std::thread::sleep(Duration::from_millis(150));
-        assert!(!receiver.is_finished(), "the receiver must wait while the buffer is full");
+        assert!(
+            !receiver.is_finished(),
+            "the receiver must wait while the buffer is full"
+        );
         assert_eq!(buffer.buffered_bytes(), 40);
         buffer.release(40);
         assert!(receiver.join().unwrap());

@@ -3,14 +3,23 @@
 
 /// The bundled operators by name, as pipeline files refer to them (`plugin = "tokenize"`).
 pub const PLUGINS: &[(&str, &[u8])] = &[
-    ("tokenize", include_bytes!(concat!(env!("OUT_DIR"), "/tokenize.wasm"))),
+    (
+        "tokenize",
+        include_bytes!(concat!(env!("OUT_DIR"), "/tokenize.wasm")),
+    ),
     ("sum", include_bytes!(concat!(env!("OUT_DIR"), "/sum.wasm"))),
-    ("filter", include_bytes!(concat!(env!("OUT_DIR"), "/filter.wasm"))),
+    (
+        "filter",
+        include_bytes!(concat!(env!("OUT_DIR"), "/filter.wasm")),
+    ),
 ];
 
 /// The component bytes of bundled operator `name`.
 pub fn plugin(name: &str) -> Option<&'static [u8]> {
-    PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    PLUGINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// The names of the bundled operators.

@@ -1,10 +1,10 @@
 //! The `spate` command line.
 
+use crate::bundled;
 use crate::config::{ConfigError, Pipeline};
 use crate::job::{self, RunOptions};
 use crate::plan::{Plan, worker_count};
 use crate::wasm::{ComponentCache, new_engine};
-use crate::bundled;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -64,7 +64,10 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run { pipeline, options } => run(&pipeline, &options),
-        Command::Check { pipeline, overrides } => check(&pipeline, &overrides),
+        Command::Check {
+            pipeline,
+            overrides,
+        } => check(&pipeline, &overrides),
         Command::Demo { options } => demo(&options),
     };
     match result {
@@ -95,7 +98,11 @@ fn load_plan(path: &Path, overrides: &[String], no_cache: bool) -> Result<Plan> 
     let operators = pipeline.file.steps.len() as u32;
     // Instances: one per (operator, worker), plus room for checks and trap replacements.
     let engine = new_engine(((workers as u32 + 2) * operators + 8).max(16))?;
-    let cache = if no_cache { ComponentCache::disabled() } else { ComponentCache::default_location() };
+    let cache = if no_cache {
+        ComponentCache::disabled()
+    } else {
+        ComponentCache::default_location()
+    };
     Ok(Plan::build(&pipeline, &engine, &cache)?)
 }
 
@@ -108,7 +115,10 @@ fn run(path: &Path, args: &JobArgs) -> Result<()> {
         plan.job.workers,
         humantime::format_duration(plan.job.batch_interval)
     );
-    let options = RunOptions { max_batches: args.max_batches, stop: ctrl_c_flag() };
+    let options = RunOptions {
+        max_batches: args.max_batches,
+        stop: ctrl_c_flag(),
+    };
     let outcome = job::run(plan, &options)?;
     eprint!("{}", outcome.summary.render(outcome.elapsed));
     Ok(())
@@ -135,21 +145,26 @@ fn demo(args: &JobArgs) -> Result<()> {
 fn ctrl_c_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let setter = flag.clone();
-    let spawned = std::thread::Builder::new().name("spate-signals".into()).spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_io().build() else {
-            return;
-        };
-        runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping gracefully (Ctrl-C again to abort)");
-                setter.store(true, Ordering::SeqCst);
-            }
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("aborted");
-                std::process::exit(130);
-            }
+    let spawned = std::thread::Builder::new()
+        .name("spate-signals".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("\nstopping gracefully (Ctrl-C again to abort)");
+                    setter.store(true, Ordering::SeqCst);
+                }
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("aborted");
+                    std::process::exit(130);
+                }
+            });
         });
-    });
     if let Err(e) = spawned {
         tracing::warn!("Ctrl-C handling unavailable: {e}");
     }

@@ -33,7 +33,9 @@ pub struct RunOutcome {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs `plan` until its sources end, `max_batches` batches are done, or a stop is asked for.
@@ -41,7 +43,10 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     let plan = Arc::new(plan);
     let job = &plan.job;
     let name = job.name.clone();
-    let buffer = Arc::new(BlockBuffer::new(job.max_block_bytes, job.max_buffered_bytes));
+    let buffer = Arc::new(BlockBuffer::new(
+        job.max_block_bytes,
+        job.max_buffered_bytes,
+    ));
     let pool = WorkerPool::new(job.workers, plan.operators.clone())?;
     let mut sinks: Vec<Box<dyn Sink>> = plan.outputs.iter().map(sink::build).collect();
     let halt = Arc::new(AtomicBool::new(false));
@@ -53,7 +58,15 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     let receivers = source::start_all(&plan.sources, &buffer, job.trigger)?;
     let clock = start_clock(&plan, &buffer, &halt, batches_out)?;
     let mut summary = Summary::default();
-    let result = run_batches(&plan, &pool, &mut sinks, &buffer, &batches_in, options, &mut summary);
+    let result = run_batches(
+        &plan,
+        &pool,
+        &mut sinks,
+        &buffer,
+        &batches_in,
+        options,
+        &mut summary,
+    );
     buffer.stop();
     halt.store(true, Ordering::SeqCst);
     drop(batches_in);
@@ -65,7 +78,10 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     if let Some(failure) = buffer.failure() {
         return Err(anyhow!("job '{name}' failed: {failure}"));
     }
-    Ok(RunOutcome { summary, elapsed: started.elapsed() })
+    Ok(RunOutcome {
+        summary,
+        elapsed: started.elapsed(),
+    })
 }
 
 fn run_batches(
@@ -90,8 +106,14 @@ fn run_batches(
         let report = run_one(plan, pool, sinks, buffer, input)?;
         tracing::info!("{report}");
         summary.record(report);
-        if options.max_batches.is_some_and(|max| summary.batches() as u64 >= max) {
-            tracing::info!("stopping after {} batches (--max-batches)", summary.batches());
+        if options
+            .max_batches
+            .is_some_and(|max| summary.batches() as u64 >= max)
+        {
+            tracing::info!(
+                "stopping after {} batches (--max-batches)",
+                summary.batches()
+            );
             return Ok(());
         }
     }
@@ -106,11 +128,16 @@ fn run_one(
 ) -> Result<BatchReport> {
     let start = Instant::now();
     let scheduling_delay = start.saturating_duration_since(input.submitted);
-    let (input_bytes, input_records, partitions) = (input.bytes(), input.records(), input.blocks.len());
+    let (input_bytes, input_records, partitions) =
+        (input.bytes(), input.records(), input.blocks.len());
     let blocks = input
         .blocks
         .into_iter()
-        .map(|values| spate_guest::Batch { keys: None, values, timestamps: Vec::new() })
+        .map(|values| spate_guest::Batch {
+            keys: None,
+            values,
+            timestamps: Vec::new(),
+        })
         .collect();
     let output = run_batch(pool, plan, blocks, input.time_ms)?;
     for sink in sinks.iter_mut() {
@@ -149,7 +176,12 @@ fn start_clock(
 
 /// Seals a block at every block-interval tick and forms a batch at every batch-interval tick,
 /// on a grid aligned to the Unix epoch. Ends after the batch that follows the last source's end.
-fn processing_time_clock(buffer: &BlockBuffer, halt: &AtomicBool, batches: &Sender<BatchInput>, job: &crate::plan::JobSettings) {
+fn processing_time_clock(
+    buffer: &BlockBuffer,
+    halt: &AtomicBool,
+    batches: &Sender<BatchInput>,
+    job: &crate::plan::JobSettings,
+) {
     let batch_ms = job.batch_interval.as_millis() as u64;
     let block_ms = job.block_interval.as_millis() as u64;
     let mut tick = (now_ms() / block_ms + 1) * block_ms;
@@ -168,7 +200,11 @@ fn processing_time_clock(buffer: &BlockBuffer, halt: &AtomicBool, batches: &Send
             // Checked before sealing: if every source had ended by now, this batch holds the rest.
             let last = buffer.sources_done();
             buffer.seal();
-            let input = BatchInput { time_ms: tick, blocks: buffer.take(usize::MAX), submitted: Instant::now() };
+            let input = BatchInput {
+                time_ms: tick,
+                blocks: buffer.take(usize::MAX),
+                submitted: Instant::now(),
+            };
             if batches.send(input).is_err() || last {
                 return;
             }
@@ -181,7 +217,12 @@ fn processing_time_clock(buffer: &BlockBuffer, halt: &AtomicBool, batches: &Send
 
 /// Forms batches of up to `max-batch-bytes` as fast as the runner takes them, until the sources
 /// have nothing more. Batch times still step along the grid, one interval per batch.
-fn available_now_clock(buffer: &BlockBuffer, halt: &AtomicBool, batches: &Sender<BatchInput>, job: &crate::plan::JobSettings) {
+fn available_now_clock(
+    buffer: &BlockBuffer,
+    halt: &AtomicBool,
+    batches: &Sender<BatchInput>,
+    job: &crate::plan::JobSettings,
+) {
     let batch_ms = job.batch_interval.as_millis() as u64;
     let mut time = (now_ms() / batch_ms + 1) * batch_ms;
     while !halt.load(Ordering::SeqCst) {
@@ -199,7 +240,14 @@ fn available_now_clock(buffer: &BlockBuffer, halt: &AtomicBool, batches: &Sender
             }
             continue;
         }
-        if batches.send(BatchInput { time_ms: time, blocks, submitted: Instant::now() }).is_err() {
+        if batches
+            .send(BatchInput {
+                time_ms: time,
+                blocks,
+                submitted: Instant::now(),
+            })
+            .is_err()
+        {
             return;
         }
         time += batch_ms;

@@ -108,7 +108,13 @@ impl Summary {
                 ms(v.last().copied().unwrap_or_default())
             )
         };
-        let rate = |n: f64, d: Duration| if d.is_zero() { 0.0 } else { n / d.as_secs_f64() };
+        let rate = |n: f64, d: Duration| {
+            if d.is_zero() {
+                0.0
+            } else {
+                n / d.as_secs_f64()
+            }
+        };
         let mut out = format!(
             "summary: {} batches, {records} input records, {:.1} MB in {:.2} s ({:.0} records/s; {:.1} MB/s while processing)\n",
             self.reports.len(),

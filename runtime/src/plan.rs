@@ -6,9 +6,9 @@
 //! reduceByKey ends a stage with a map-side combine and a hash shuffle, and starts the next one
 //! with the final combine.
 
+use crate::bundled;
 use crate::config::{ConfigError, OutputSpec, Pipeline, SourceSpec, StepOp, Trigger};
 use crate::wasm::{ComponentCache, OperatorKind, OperatorSpec, PluginOrigin, PreparedOperator};
-use crate::bundled;
 use spate_guest::ValueType;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -163,8 +163,15 @@ impl Plan {
         let linker = PreparedOperator::linker(engine)
             .map_err(|e| pipeline.error(None, format!("setting up the Wasm linker: {e:#}")))?;
         let mut operators = Vec::new();
-        let mut stages = vec![Stage { input: None, narrow: Vec::new(), output: None }];
-        let mut stream = StreamType { key: None, value: ValueType::Text };
+        let mut stages = vec![Stage {
+            input: None,
+            narrow: Vec::new(),
+            output: None,
+        }];
+        let mut stream = StreamType {
+            key: None,
+            value: ValueType::Text,
+        };
         let mut producer = "the source".to_owned();
         for (i, step) in file.steps.iter().enumerate() {
             let kind = if step.op == StepOp::ReduceByKey {
@@ -173,24 +180,31 @@ impl Plan {
                 OperatorKind::Transform
             };
             let plugin_field = format!("steps[{i}].plugin");
-            let plugin = resolve_plugin(pipeline, step.plugin.get_ref()).map_err(|message| {
-                pipeline.error_at(step.plugin.span(), &plugin_field, message)
-            })?;
+            let plugin = resolve_plugin(pipeline, step.plugin.get_ref())
+                .map_err(|message| pipeline.error_at(step.plugin.span(), &plugin_field, message))?;
             let spec = OperatorSpec {
-                name: step.name.clone().unwrap_or_else(|| plugin_name(step.plugin.get_ref())),
+                name: step
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| plugin_name(step.plugin.get_ref())),
                 step: i,
                 kind,
                 plugin,
                 params: params_of(step.params.get_ref()),
             };
-            let operator = PreparedOperator::prepare(engine, &linker, cache, spec).map_err(|e| {
-                let message = format!("{e:#}");
-                if message.contains("#configure") {
-                    pipeline.error_at(step.params.span(), &format!("steps[{i}].params"), message)
-                } else {
-                    pipeline.error_at(step.plugin.span(), &plugin_field, message)
-                }
-            })?;
+            let operator =
+                PreparedOperator::prepare(engine, &linker, cache, spec).map_err(|e| {
+                    let message = format!("{e:#}");
+                    if message.contains("#configure") {
+                        pipeline.error_at(
+                            step.params.span(),
+                            &format!("steps[{i}].params"),
+                            message,
+                        )
+                    } else {
+                        pipeline.error_at(step.plugin.span(), &plugin_field, message)
+                    }
+                })?;
             let index = operators.len();
             let info = operator.info.clone();
             operators.push(Arc::new(operator));
@@ -209,16 +223,31 @@ impl Plan {
                         &plugin_field,
                         format!(
                             "combiner '{}' combines {} values, but {producer} emits {} values",
-                            info.name, type_name(wanted), type_name(stream.value)
+                            info.name,
+                            type_name(wanted),
+                            type_name(stream.value)
                         ),
                     ));
                 }
-                let partitions = step.partitions.as_ref().map_or(job.workers, |p| *p.get_ref());
-                let shuffle = Shuffle { combiner: index, partitions };
+                let partitions = step
+                    .partitions
+                    .as_ref()
+                    .map_or(job.workers, |p| *p.get_ref());
+                let shuffle = Shuffle {
+                    combiner: index,
+                    partitions,
+                };
                 stage.output = Some(shuffle.clone());
-                stages.push(Stage { input: Some(shuffle), narrow: Vec::new(), output: None });
+                stages.push(Stage {
+                    input: Some(shuffle),
+                    narrow: Vec::new(),
+                    output: None,
+                });
             } else {
-                stage.narrow.push(NarrowStep { operator: index, op: step.op });
+                stage.narrow.push(NarrowStep {
+                    operator: index,
+                    op: step.op,
+                });
                 if let Some(key) = info.key_type {
                     stream.key = Some(key);
                 }
@@ -228,17 +257,20 @@ impl Plan {
             }
             producer = format!("step {i} ({})", operators[index].spec.name);
         }
-        let sources = file
-            .sources
-            .iter()
-            .map(|(name, spec)| {
-                check_source(name, spec.get_ref())
-                    .map_err(|m| pipeline.error_at(spec.span(), &format!("sources.{name}"), m))?;
-                Ok(SourcePlan { name: name.clone(), spec: spec.get_ref().clone() })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        let outputs = file.outputs.iter().map(|o| o.get_ref().clone()).collect();
-        Ok(Plan { job, sources, operators, stages, outputs, output_type: stream })
+        let sources = pipeline
+            .sources()?
+            .into_iter()
+            .map(|(name, spec)| SourcePlan { name, spec })
+            .collect();
+        let outputs = pipeline.outputs()?;
+        Ok(Plan {
+            job,
+            sources,
+            operators,
+            stages,
+            outputs,
+            output_type: stream,
+        })
     }
 
     /// The plan as `spate check` prints it.
@@ -268,20 +300,39 @@ impl Plan {
             };
             let _ = writeln!(out, "stage {s} ({tasks}):");
             if let Some(shuffle) = &stage.input {
-                let _ = writeln!(out, "  reduce-by-key final combine: {}", self.operator_line(shuffle.combiner));
+                let _ = writeln!(
+                    out,
+                    "  reduce-by-key final combine: {}",
+                    self.operator_line(shuffle.combiner)
+                );
             }
             for step in &stage.narrow {
-                let _ = writeln!(out, "  {}: {}", step.op.name(), self.operator_line(step.operator));
+                let _ = writeln!(
+                    out,
+                    "  {}: {}",
+                    step.op.name(),
+                    self.operator_line(step.operator)
+                );
             }
             if let Some(shuffle) = &stage.output {
-                let _ = writeln!(out, "  reduce-by-key map-side combine: {}", self.operator_line(shuffle.combiner));
-                let _ = writeln!(out, "  shuffle: hash of key -> {} partitions", shuffle.partitions);
+                let _ = writeln!(
+                    out,
+                    "  reduce-by-key map-side combine: {}",
+                    self.operator_line(shuffle.combiner)
+                );
+                let _ = writeln!(
+                    out,
+                    "  shuffle: hash of key -> {} partitions",
+                    shuffle.partitions
+                );
             }
         }
         let _ = writeln!(out, "outputs (records of type {}):", self.output_type);
         for output in &self.outputs {
             let _ = match output {
-                OutputSpec::Print { num } => writeln!(out, "  print: first {num} records of each batch"),
+                OutputSpec::Print { num } => {
+                    writeln!(out, "  print: first {num} records of each batch")
+                }
                 OutputSpec::TextFiles { prefix, suffix } => writeln!(
                     out,
                     "  text-files: {prefix}-<batch time ms>{} per batch (written atomically)",
@@ -297,7 +348,12 @@ impl Plan {
         let params = if op.spec.params.is_empty() {
             "no params".to_owned()
         } else {
-            op.spec.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+            op.spec
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         format!(
             "'{}' [plugin {}, {} KiB, exports {}] {} ({params})",
@@ -339,23 +395,28 @@ fn resolve_plugin(pipeline: &Pipeline, reference: &str) -> Result<PluginOrigin, 
         })
 }
 
-fn check_source(name: &str, spec: &SourceSpec) -> Result<(), String> {
-    match spec {
-        SourceSpec::Directory { path, .. } if !std::path::Path::new(path).is_dir() => Err(format!(
-            "source '{name}': directory '{path}' does not exist (create it first)"
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn describe_source(spec: &SourceSpec) -> String {
     match spec {
-        SourceSpec::Socket { host, port, max_line_length, on_bad_line, .. } => format!(
-            "socket text client of {host}:{port} (lines up to {max_line_length}, bad lines: {on_bad_line:?})"
+        SourceSpec::Socket {
+            host, port, lines, ..
+        } => format!(
+            "socket text client of {host}:{port} (lines up to {}, bad lines: {:?})",
+            lines.max_line_length, lines.on_bad_line
         ),
-        SourceSpec::Directory { path, include_existing, poll_interval, max_line_length, on_bad_line } => format!(
-            "new text files in {path}{} (polled every {poll_interval}, lines up to {max_line_length}, bad lines: {on_bad_line:?})",
-            if *include_existing { ", existing files too" } else { "" }
+        SourceSpec::Directory {
+            path,
+            include_existing,
+            poll_interval,
+            lines,
+        } => format!(
+            "new text files in {path}{} (polled every {poll_interval}, lines up to {}, bad lines: {:?})",
+            if *include_existing {
+                ", existing files too"
+            } else {
+                ""
+            },
+            lines.max_line_length,
+            lines.on_bad_line
         ),
         SourceSpec::Bundled { lines_per_second } => {
             format!("the bundled demo text at {lines_per_second} lines per second")

@@ -38,8 +38,15 @@ mod tests {
 
     #[test]
     fn pairs_print_like_scala_tuples() {
-        let types = StreamType { key: Some(ValueType::Text), value: ValueType::I64 };
-        let record = Record { key: Some(b"word"), value: &3i64.to_le_bytes(), timestamp: None };
+        let types = StreamType {
+            key: Some(ValueType::Text),
+            value: ValueType::I64,
+        };
+        let record = Record {
+            key: Some(b"word"),
+            value: &3i64.to_le_bytes(),
+            timestamp: None,
+        };
         let mut out = String::new();
         write_record(&mut out, &record, &types);
         assert_eq!(out, "(word,3)");
@@ -47,8 +54,15 @@ mod tests {
 
     #[test]
     fn unkeyed_text_prints_as_is() {
-        let types = StreamType { key: None, value: ValueType::Text };
-        let record = Record { key: None, value: b"a line", timestamp: None };
+        let types = StreamType {
+            key: None,
+            value: ValueType::Text,
+        };
+        let record = Record {
+            key: None,
+            value: b"a line",
+            timestamp: None,
+        };
         let mut out = String::new();
         write_record(&mut out, &record, &types);
         assert_eq!(out, "a line");

@@ -60,7 +60,9 @@ pub fn combine_by_key(
             if input.is_empty() {
                 continue;
             }
-            bail!("reduce-by-key got records without keys (the step before it emits unkeyed records)");
+            bail!(
+                "reduce-by-key got records without keys (the step before it emits unkeyed records)"
+            );
         };
         for i in 0..input.len() {
             let key = input_keys.get(i);
@@ -81,7 +83,9 @@ pub fn combine_by_key(
                     seeds.push(value);
                     scratch.hashes.push(hash);
                     let hashes = &scratch.hashes;
-                    scratch.table.insert_unique(hash, slot, |&s| hashes[s as usize]);
+                    scratch
+                        .table
+                        .insert_unique(hash, slot, |&s| hashes[s as usize]);
                 }
             }
         }
@@ -94,7 +98,11 @@ pub fn combine_by_key(
         combiner.fold(seeds, &scratch.targets, values)?
     };
     Ok(Combined {
-        batch: Batch { keys: Some(keys), values, timestamps: Vec::new() },
+        batch: Batch {
+            keys: Some(keys),
+            values,
+            timestamps: Vec::new(),
+        },
         hashes: std::mem::take(&mut scratch.hashes),
     })
 }
@@ -102,9 +110,17 @@ pub fn combine_by_key(
 /// Splits combined records into `partitions` buckets by key hash.
 pub fn partition(combined: &Combined, partitions: usize) -> Vec<Batch> {
     let mut buckets: Vec<Batch> = (0..partitions)
-        .map(|_| Batch { keys: Some(Column::default()), values: Column::default(), timestamps: Vec::new() })
+        .map(|_| Batch {
+            keys: Some(Column::default()),
+            values: Column::default(),
+            timestamps: Vec::new(),
+        })
         .collect();
-    let keys = combined.batch.keys.as_ref().expect("combined batches are keyed");
+    let keys = combined
+        .batch
+        .keys
+        .as_ref()
+        .expect("combined batches are keyed");
     for (i, &hash) in combined.hashes.iter().enumerate() {
         let bucket = &mut buckets[partition_of(hash, partitions)];
         bucket.keys.as_mut().expect("built keyed").push(keys.get(i));

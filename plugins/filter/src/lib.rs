@@ -27,24 +27,32 @@ pub struct Filter {
 }
 
 fn optional_i64(params: &Params, name: &str) -> Result<Option<i64>, Error> {
-    params
-        .get(name)
-        .map(|_| params.i64(name, 0))
-        .transpose()
+    params.get(name).map(|_| params.i64(name, 0)).transpose()
 }
 
 impl Filter {
     fn matches(&self, record: &Record<'_>) -> Result<bool, Error> {
         let bytes = match (self.field, record.key) {
             (Field::Key | Field::KeyIfPresent, Some(key)) => key,
-            (Field::Key, None) => return Err(Error::new("field = \"key\" but the record has no key")),
+            (Field::Key, None) => {
+                return Err(Error::new("field = \"key\" but the record has no key"));
+            }
             (Field::Value | Field::KeyIfPresent, _) => record.value,
         };
         let text = String::from_utf8_lossy(bytes);
         let text_ok = self.equals.as_ref().is_none_or(|s| text == s.as_str())
-            && self.prefix.as_ref().is_none_or(|s| text.starts_with(s.as_str()))
-            && self.suffix.as_ref().is_none_or(|s| text.ends_with(s.as_str()))
-            && self.contains.as_ref().is_none_or(|s| text.contains(s.as_str()));
+            && self
+                .prefix
+                .as_ref()
+                .is_none_or(|s| text.starts_with(s.as_str()))
+            && self
+                .suffix
+                .as_ref()
+                .is_none_or(|s| text.ends_with(s.as_str()))
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|s| text.contains(s.as_str()));
         if !text_ok {
             return Ok(false);
         }
@@ -62,14 +70,20 @@ impl Transform for Filter {
             name: "filter",
             description: "keeps records matching every given condition",
             params: &[
-                ("field", "\"key\" or \"value\" (default: key if the record has one)"),
+                (
+                    "field",
+                    "\"key\" or \"value\" (default: key if the record has one)",
+                ),
                 ("equals", "text equal to this"),
                 ("prefix", "text starting with this"),
                 ("suffix", "text ending with this"),
                 ("contains", "text containing this"),
                 ("min", "i64 at least this"),
                 ("max", "i64 at most this"),
-                ("invert", "keep the records that do not match (default false)"),
+                (
+                    "invert",
+                    "keep the records that do not match (default false)",
+                ),
             ],
             key_type: None,
             value_type: None,
@@ -130,8 +144,8 @@ mod tests {
         let out =
             transform_values::<Filter>(&[("prefix", "apple"), ("suffix", "pie")], &lines).unwrap();
         assert_eq!(out, ["apple pie"]);
-        let out = transform_values::<Filter>(&[("equals", "apple"), ("invert", "true")], &lines)
-            .unwrap();
+        let out =
+            transform_values::<Filter>(&[("equals", "apple"), ("invert", "true")], &lines).unwrap();
         assert_eq!(out, ["apple pie", "banana", "pineapple"]);
     }
 

@@ -1,6 +1,7 @@
 //! The pipeline file: reading, `--set` overrides, and errors that name file, line and field.
 
 mod overrides;
+mod resolve;
 pub mod schema;
 pub mod units;
 
@@ -68,7 +69,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The first line of a toml error's message (the rest repeats the source snippet).
 fn short_message(e: &toml::de::Error) -> String {
-    e.message().lines().next().unwrap_or("invalid TOML").to_owned()
+    e.message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .to_owned()
 }
 
 impl Pipeline {
@@ -94,7 +99,11 @@ impl Pipeline {
             ..error(String::new())
         })?;
         let file: PipelineFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
+            // Spanned fields add serde_spanned's private field name to the path.
+            let path = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             ConfigError {
                 position: inner.span().map(|s| line_column(&text, s.start)),
@@ -115,7 +124,12 @@ impl Pipeline {
     }
 
     /// An error at a span of the file, for checks made after deserializing.
-    pub fn error_at(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+    pub fn error_at(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.path.clone(),
             position: Some(line_column(&self.text, span.start)),
@@ -157,7 +171,10 @@ impl Pipeline {
         if self.file.sources.is_empty() {
             return Err(self.error(Some("sources"), "the pipeline needs at least one source"));
         }
-        let (batch, block) = (job.batch_interval.as_millis(), job.block_interval.as_millis());
+        let (batch, block) = (
+            job.batch_interval.as_millis(),
+            job.block_interval.as_millis(),
+        );
         if block > batch || batch % block != 0 {
             return Err(self.error(
                 Some("job.block-interval"),
@@ -195,7 +212,10 @@ impl Pipeline {
                     return Err(self.error_at(
                         partitions.span(),
                         &field,
-                        format!("only reduce-by-key takes partitions, not {}", step.op.name()),
+                        format!(
+                            "only reduce-by-key takes partitions, not {}",
+                            step.op.name()
+                        ),
                     ));
                 }
                 if *partitions.get_ref() == 0 {
@@ -203,6 +223,8 @@ impl Pipeline {
                 }
             }
         }
+        self.sources()?;
+        self.outputs()?;
         if self.file.outputs.is_empty() {
             return Err(self.error(
                 Some("outputs"),
@@ -229,6 +251,16 @@ mod tests {
     #[test]
     fn a_minimal_file_gets_defaults() {
         let p = load(MINIMAL).unwrap();
+        assert!(matches!(
+            p.sources().unwrap()[0].1,
+            SourceSpec::Bundled {
+                lines_per_second: 20
+            }
+        ));
+        assert!(matches!(
+            p.outputs().unwrap()[0],
+            OutputSpec::Print { num: 10 }
+        ));
         assert_eq!(p.file.job.batch_interval.as_millis(), 1000);
         assert_eq!(p.file.job.trigger, Trigger::ProcessingTime);
         assert_eq!(p.job_name(), "p");
@@ -238,18 +270,46 @@ mod tests {
     fn unknown_fields_name_line_and_field() {
         let err = load(&format!("{MINIMAL}\n[job]\nbatch-intervl = \"1s\"\n")).unwrap_err();
         assert_eq!(err.position.map(|p| p.0), Some(8));
-        assert!(err.message.contains("unknown field `batch-intervl`"), "{err}");
+        assert!(
+            err.message.contains("unknown field `batch-intervl`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_field_path() {
-        let text = format!("{MINIMAL}\n[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\npartitions = \"x\"\n");
+        let text = format!(
+            "{MINIMAL}\n[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\npartitions = \"x\"\n"
+        );
         let err = load(&text).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("steps[0].partitions"), "{err}");
         assert_eq!(err.position.map(|p| p.0), Some(10), "{err}");
         let err = load(&format!("[job]\nbatch-interval = \"1x\"\n{MINIMAL}")).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("job.batch-interval"), "{err}");
         assert!(err.to_string().contains("p.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn source_fields_are_checked_per_type_at_their_line() {
+        let text = "[sources.s]\ntype = \"socket\"\nhost = \"h\"\nport = 1\npath = \"x\"\n[[outputs]]\ntype = \"print\"\n";
+        let err = load(text).unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(5), "{err}");
+        assert!(
+            err.to_string()
+                .contains("sources.s.path: a socket source does not take `path`"),
+            "{err}"
+        );
+        let err = load("[sources.s]\ntype = \"socket\"\nport = 1\n[[outputs]]\ntype = \"print\"\n")
+            .unwrap_err();
+        assert!(err.message.contains("needs `host`"), "{err}");
+        let text = "[sources.s]\ntype = \"directory\"\npath = \"x\"\npoll-interval = \"soon\"\n[[outputs]]\ntype = \"print\"\n";
+        let err = load(text).unwrap_err();
+        assert_eq!(
+            err.field.as_deref(),
+            Some("sources.s.poll-interval"),
+            "{err}"
+        );
+        assert_eq!(err.position.map(|p| p.0), Some(4), "{err}");
     }
 
     #[test]
@@ -261,7 +321,10 @@ mod tests {
     #[test]
     fn relations_between_fields_are_checked() {
         let err = load(&format!("[job]\nblock-interval = \"300ms\"\n{MINIMAL}")).unwrap_err();
-        assert!(err.to_string().contains("job.block-interval: must divide"), "{err}");
+        assert!(
+            err.to_string().contains("job.block-interval: must divide"),
+            "{err}"
+        );
         let err = load("[sources.a]\ntype = \"bundled\"\n").unwrap_err();
         assert!(err.message.contains("no outputs"), "{err}");
         let text = format!("{MINIMAL}[[steps]]\nop = \"map\"\nplugin = \"x\"\npartitions = 2\n");

@@ -13,9 +13,9 @@ pub fn apply(text: &str, overrides: &[String]) -> Result<String, String> {
         .parse()
         .map_err(|e| format!("cannot apply --set to a file that is not valid TOML: {e}"))?;
     for assignment in overrides {
-        let (path, raw) = assignment.split_once('=').ok_or_else(|| {
-            format!("--set '{assignment}': expected field.path=value")
-        })?;
+        let (path, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("--set '{assignment}': expected field.path=value"))?;
         let value = raw
             .trim()
             .parse::<Value>()
@@ -53,11 +53,17 @@ fn child<'a>(item: &'a mut Item, key: &str, here: &str) -> Result<&'a mut Item, 
     if item.is_none() {
         *item = Item::Table(Table::new());
     }
+    // A placeholder of the parent's style; the caller overwrites or descends into it.
+    let placeholder = if item.is_inline_table() {
+        Item::Value(Value::InlineTable(Default::default()))
+    } else {
+        Item::Table(Table::new())
+    };
     let table = item
         .as_table_like_mut()
         .ok_or_else(|| format!("'{here}': its parent is not a table"))?;
     if !table.contains_key(key) {
-        table.insert(key, Item::None);
+        table.insert(key, placeholder);
     }
     Ok(table.get_mut(key).expect("inserted above"))
 }
@@ -66,7 +72,8 @@ fn child<'a>(item: &'a mut Item, key: &str, here: &str) -> Result<&'a mut Item, 
 mod tests {
     use super::*;
 
-    const FILE: &str = "[job]\nbatch-interval = \"1s\"\n\n[[steps]]\nop = \"map\"\nparams = { a = 1 }\n";
+    const FILE: &str =
+        "[job]\nbatch-interval = \"1s\"\n\n[[steps]]\nop = \"map\"\nparams = { a = 1 }\n";
 
     #[test]
     fn sets_existing_and_new_fields_keeping_layout() {
@@ -85,7 +92,9 @@ mod tests {
         assert_eq!(doc["job"]["workers"].as_integer(), Some(3));
         assert_eq!(doc["steps"][0]["op"].as_str(), Some("filter"));
         assert_eq!(doc["steps"][0]["params"]["b"].as_bool(), Some(true));
-        assert_eq!(out.lines().nth(3), Some("[[steps]]"));
+        // Existing lines keep their text and order; a new key adds a line to its table.
+        assert!(out.starts_with("[job]\nbatch-interval = \"2s\"\n"), "{out}");
+        assert!(out.contains("\n[[steps]]\nop = \"filter\"\n"), "{out}");
     }
 
     #[test]

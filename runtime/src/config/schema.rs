@@ -15,13 +15,13 @@ pub struct PipelineFile {
     #[serde(default)]
     pub job: JobSection,
     /// Named input streams; several are read as their union.
-    pub sources: BTreeMap<String, Spanned<SourceSpec>>,
+    pub sources: BTreeMap<String, SourceTable>,
     /// The transformations, applied in order.
     #[serde(default)]
     pub steps: Vec<StepSpec>,
     /// Output operations, run once per batch in batch order.
     #[serde(default)]
-    pub outputs: Vec<Spanned<OutputSpec>>,
+    pub outputs: Vec<OutputTable>,
 }
 
 /// When batches run.
@@ -83,68 +83,86 @@ pub enum BadLinePolicy {
     Skip,
 }
 
-fn default_max_line() -> ByteSize {
-    ByteSize(1 << 20)
+/// `[sources.<name>]` as written: one flat table whose `type` decides which fields apply
+/// (checked in `resolve`). Kept flat rather than a tagged enum so that every field keeps its
+/// position for error messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceTable {
+    /// `socket`, `directory` or `bundled`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<SourceKind>,
+    /// Socket: server host name or address.
+    pub host: Option<Spanned<String>>,
+    /// Socket: server port.
+    pub port: Option<Spanned<u16>>,
+    /// Socket: longest wait between reconnection attempts (default 5s).
+    pub reconnect_max: Option<Spanned<Interval>>,
+    /// Directory: the directory watched.
+    pub path: Option<Spanned<String>>,
+    /// Directory: also read the files present at start (default false).
+    pub include_existing: Option<Spanned<bool>>,
+    /// Directory: how often it is listed (default 200ms).
+    pub poll_interval: Option<Spanned<Interval>>,
+    /// Socket and directory: longest accepted line (default 1 MiB).
+    pub max_line_length: Option<Spanned<ByteSize>>,
+    /// Socket and directory: `fail` (default) or `skip`.
+    pub on_bad_line: Option<Spanned<BadLinePolicy>>,
+    /// Bundled: lines released per second (default 20; 0: all at once).
+    pub lines_per_second: Option<Spanned<u32>>,
 }
 
-fn default_reconnect_max() -> Interval {
-    Interval(Duration::from_secs(5))
+/// The kinds of source.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// TCP text client.
+    Socket,
+    /// New files in a directory.
+    Directory,
+    /// The bundled demo text.
+    Bundled,
 }
 
-fn default_poll() -> Interval {
-    Interval(Duration::from_millis(200))
-}
-
-fn default_rate() -> u32 {
-    20
-}
-
-/// `[sources.<name>]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+/// A source, resolved from its [`SourceTable`] with defaults applied.
+#[derive(Clone, Debug)]
 pub enum SourceSpec {
     /// A TCP client reading text lines, like Spark's `socketTextStream`.
-    #[serde(rename_all = "kebab-case")]
     Socket {
         /// Server host name or address.
         host: String,
         /// Server port.
         port: u16,
-        /// Longest accepted line in bytes.
-        #[serde(default = "default_max_line")]
-        max_line_length: ByteSize,
-        /// `fail` (default) or `skip`.
-        #[serde(default)]
-        on_bad_line: BadLinePolicy,
+        /// Line rules.
+        lines: LineRules,
         /// Longest wait between reconnection attempts (backoff doubles up to it).
-        #[serde(default = "default_reconnect_max")]
         reconnect_max: Interval,
     },
     /// New text files in a directory, like Spark's `textFileStream`.
-    #[serde(rename_all = "kebab-case")]
     Directory {
-        /// The directory watched, relative to the working directory.
+        /// The directory watched.
         path: String,
-        /// Also read the files present at start (default false, as Spark's `newFilesOnly`).
-        #[serde(default)]
+        /// Also read the files present at start (as Spark's `newFilesOnly = false`).
         include_existing: bool,
         /// How often the directory is listed.
-        #[serde(default = "default_poll")]
         poll_interval: Interval,
-        /// Longest accepted line in bytes.
-        #[serde(default = "default_max_line")]
-        max_line_length: ByteSize,
-        /// `fail` (default) or `skip`.
-        #[serde(default)]
-        on_bad_line: BadLinePolicy,
+        /// Line rules.
+        lines: LineRules,
     },
     /// The demo text bundled in the binary, replayed at a fixed rate.
-    #[serde(rename_all = "kebab-case")]
     Bundled {
         /// Lines released per second (0: all at once).
-        #[serde(default = "default_rate")]
         lines_per_second: u32,
     },
+}
+
+/// How a text source cuts and checks lines.
+#[derive(Clone, Copy, Debug)]
+pub struct LineRules {
+    /// Longest accepted line in bytes.
+    pub max_line_length: ByteSize,
+    /// What to do with a bad line.
+    pub on_bad_line: BadLinePolicy,
 }
 
 /// The operation of a step.
@@ -194,27 +212,46 @@ pub struct StepSpec {
     pub partitions: Option<Spanned<usize>>,
 }
 
-/// `[[outputs]]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+/// `[[outputs]]` as written (flat, like [`SourceTable`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutputTable {
+    /// `print` or `text-files`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<OutputKind>,
+    /// Print: how many records to show (default 10).
+    pub num: Option<Spanned<usize>>,
+    /// Text files: path prefix, relative to the working directory.
+    pub prefix: Option<Spanned<String>>,
+    /// Text files: optional suffix of each batch's directory name.
+    pub suffix: Option<Spanned<String>>,
+}
+
+/// The kinds of output.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    /// Spark's `print(num)`.
+    Print,
+    /// Spark's `saveAsTextFiles(prefix, suffix)`.
+    TextFiles,
+}
+
+/// An output, resolved from its [`OutputTable`].
+#[derive(Clone, Debug)]
 pub enum OutputSpec {
     /// Spark's `print(num)`: the first `num` records of every batch on stdout.
     Print {
         /// How many records to show.
-        #[serde(default = "default_print_num")]
         num: usize,
     },
     /// Spark's `saveAsTextFiles(prefix, suffix)`: a directory per batch, written atomically.
     TextFiles {
-        /// Path prefix, relative to the working directory.
+        /// Path prefix.
         prefix: String,
         /// Optional suffix of the directory name.
         suffix: Option<String>,
     },
-}
-
-fn default_print_num() -> usize {
-    10
 }
 
 fn empty_params() -> Spanned<toml::Table> {

@@ -124,14 +124,19 @@ mod tests {
         assert_eq!(ByteSize::parse("4 MiB").unwrap().0, 4 << 20);
         assert_eq!(ByteSize::parse("10KB").unwrap().0, 10_000);
         assert_eq!(ByteSize::parse("17").unwrap().0, 17);
-        assert!(ByteSize::parse("4 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            ByteSize::parse("4 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert_eq!(ByteSize(1 << 20).to_string(), "1 MiB");
         assert_eq!(ByteSize(1000).to_string(), "1000 B");
     }
 
     #[test]
     fn intervals_need_units_and_whole_millis() {
-        let parse = |s: &str| Interval::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s));
+        let parse =
+            |s: &str| Interval::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s));
         assert_eq!(parse("1s").unwrap().as_millis(), 1000);
         assert_eq!(parse("200ms").unwrap().as_millis(), 200);
         assert!(parse("5").is_err());

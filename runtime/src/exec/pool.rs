@@ -42,7 +42,10 @@ impl Worker {
     }
 
     /// The combiner instance of operator `index`, with the scratch buffers.
-    pub fn combiner(&mut self, index: usize) -> Result<(&mut CombinerInstance, &mut CombineScratch)> {
+    pub fn combiner(
+        &mut self,
+        index: usize,
+    ) -> Result<(&mut CombinerInstance, &mut CombineScratch)> {
         match instance(&mut self.instances, &self.operators, index)? {
             OperatorInstance::Combiner(c) => Ok((c, &mut self.scratch)),
             OperatorInstance::Transform(_) => Err(anyhow!("operator {index} is not a combiner")),
@@ -79,7 +82,10 @@ impl WorkerPool {
                     .map_err(|e| anyhow!("cannot start worker thread {id}: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(WorkerPool { sender: Some(sender), threads })
+        Ok(WorkerPool {
+            sender: Some(sender),
+            threads,
+        })
     }
 
     /// Runs every task on the pool and returns their results in task order. A task that panics
@@ -117,7 +123,9 @@ impl WorkerPool {
         }
         slots
             .into_iter()
-            .map(|slot| slot.unwrap_or_else(|| Err(anyhow!("internal error: a worker thread died"))))
+            .map(|slot| {
+                slot.unwrap_or_else(|| Err(anyhow!("internal error: a worker thread died")))
+            })
             .collect()
     }
 }

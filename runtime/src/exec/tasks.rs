@@ -18,7 +18,12 @@ enum TaskOutput {
 
 /// Runs every stage of `plan` over a batch's input partitions and returns the partitions that
 /// reach the outputs. Any task's failure fails the batch, naming stage and partition.
-pub fn run_batch(pool: &WorkerPool, plan: &Arc<Plan>, input: Vec<Batch>, batch_time: u64) -> Result<Vec<Batch>> {
+pub fn run_batch(
+    pool: &WorkerPool,
+    plan: &Arc<Plan>,
+    input: Vec<Batch>,
+    batch_time: u64,
+) -> Result<Vec<Batch>> {
     // Each task's inputs: one block in stage 0, one bucket per map task after a shuffle.
     let mut task_inputs: Vec<Vec<Batch>> = input.into_iter().map(|b| vec![b]).collect();
     for stage_index in 0..plan.stages.len() {
@@ -26,7 +31,9 @@ pub fn run_batch(pool: &WorkerPool, plan: &Arc<Plan>, input: Vec<Batch>, batch_t
             .into_iter()
             .map(|inputs| {
                 let plan = plan.clone();
-                move |worker: &mut Worker| run_task(worker, &plan, &plan.stages[stage_index], inputs)
+                move |worker: &mut Worker| {
+                    run_task(worker, &plan, &plan.stages[stage_index], inputs)
+                }
             })
             .collect();
         let mut outputs = Vec::with_capacity(tasks.len());
@@ -46,7 +53,8 @@ pub fn run_batch(pool: &WorkerPool, plan: &Arc<Plan>, input: Vec<Batch>, batch_t
                     .collect());
             }
             Some(shuffle) => {
-                let mut reduce_inputs: Vec<Vec<Batch>> = (0..shuffle.partitions).map(|_| Vec::new()).collect();
+                let mut reduce_inputs: Vec<Vec<Batch>> =
+                    (0..shuffle.partitions).map(|_| Vec::new()).collect();
                 for output in outputs {
                     if let TaskOutput::Buckets(buckets) = output {
                         for (r, bucket) in buckets.into_iter().enumerate() {
@@ -61,7 +69,12 @@ pub fn run_batch(pool: &WorkerPool, plan: &Arc<Plan>, input: Vec<Batch>, batch_t
     Err(anyhow!("internal error: the plan has no final stage"))
 }
 
-fn run_task(worker: &mut Worker, plan: &Plan, stage: &Stage, inputs: Vec<Batch>) -> Result<TaskOutput> {
+fn run_task(
+    worker: &mut Worker,
+    plan: &Plan,
+    stage: &Stage,
+    inputs: Vec<Batch>,
+) -> Result<TaskOutput> {
     let mut batch = match &stage.input {
         None => inputs.into_iter().next().unwrap_or_default(),
         Some(shuffle) => {
@@ -80,7 +93,10 @@ fn run_task(worker: &mut Worker, plan: &Plan, stage: &Stage, inputs: Vec<Batch>)
         Some(shuffle) => {
             let (combiner, scratch) = worker.combiner(shuffle.combiner)?;
             let combined = combine_by_key(scratch, std::slice::from_ref(&batch), combiner)?;
-            Ok(TaskOutput::Buckets(partition(&combined, shuffle.partitions)))
+            Ok(TaskOutput::Buckets(partition(
+                &combined,
+                shuffle.partitions,
+            )))
         }
     }
 }

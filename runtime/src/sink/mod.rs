@@ -14,13 +14,16 @@ pub use text_files::TextFiles;
 /// An output operation.
 pub trait Sink: Send {
     /// Writes one batch's final partitions.
-    fn write(&mut self, batch_time_ms: u64, partitions: &[Batch], types: &StreamType) -> Result<()>;
+    fn write(&mut self, batch_time_ms: u64, partitions: &[Batch], types: &StreamType)
+    -> Result<()>;
 }
 
 /// Builds the sink an output spec describes.
 pub fn build(spec: &OutputSpec) -> Box<dyn Sink> {
     match spec {
         OutputSpec::Print { num } => Box::new(Print::new(*num, Box::new(std::io::stdout()))),
-        OutputSpec::TextFiles { prefix, suffix } => Box::new(TextFiles::new(prefix.clone(), suffix.clone())),
+        OutputSpec::TextFiles { prefix, suffix } => {
+            Box::new(TextFiles::new(prefix.clone(), suffix.clone()))
+        }
     }
 }

@@ -21,7 +21,12 @@ impl Print {
 }
 
 /// The text Spark prints for a batch.
-pub fn format_batch(num: usize, batch_time_ms: u64, partitions: &[Batch], types: &StreamType) -> String {
+pub fn format_batch(
+    num: usize,
+    batch_time_ms: u64,
+    partitions: &[Batch],
+    types: &StreamType,
+) -> String {
     let mut text = String::new();
     text.push_str("-------------------------------------------\n");
     text.push_str(&format!("Time: {batch_time_ms} ms\n"));
@@ -39,7 +44,12 @@ pub fn format_batch(num: usize, batch_time_ms: u64, partitions: &[Batch], types:
 }
 
 impl Sink for Print {
-    fn write(&mut self, batch_time_ms: u64, partitions: &[Batch], types: &StreamType) -> Result<()> {
+    fn write(
+        &mut self,
+        batch_time_ms: u64,
+        partitions: &[Batch],
+        types: &StreamType,
+    ) -> Result<()> {
         let text = format_batch(self.num, batch_time_ms, partitions, types);
         self.out
             .write_all(text.as_bytes())
@@ -59,7 +69,10 @@ mod tests {
         for w in ["a", "b", "c"] {
             b.emit(w.as_bytes(), &1i64);
         }
-        let types = StreamType { key: Some(ValueType::Text), value: ValueType::I64 };
+        let types = StreamType {
+            key: Some(ValueType::Text),
+            value: ValueType::I64,
+        };
         let text = format_batch(2, 1000, &[b.finish()], &types);
         assert_eq!(
             text,

@@ -27,7 +27,11 @@ impl TextFiles {
 
     /// The directory of a batch.
     pub fn batch_dir(&self, batch_time_ms: u64) -> PathBuf {
-        let suffix = self.suffix.as_ref().map(|s| format!(".{s}")).unwrap_or_default();
+        let suffix = self
+            .suffix
+            .as_ref()
+            .map(|s| format!(".{s}"))
+            .unwrap_or_default();
         PathBuf::from(format!("{}-{batch_time_ms}{suffix}", self.prefix))
     }
 }
@@ -38,32 +42,55 @@ fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> 
         write_record(&mut text, &record, types);
         text.push('\n');
     }
-    let mut file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file =
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|_| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl Sink for TextFiles {
-    fn write(&mut self, batch_time_ms: u64, partitions: &[Batch], types: &StreamType) -> Result<()> {
+    fn write(
+        &mut self,
+        batch_time_ms: u64,
+        partitions: &[Batch],
+        types: &StreamType,
+    ) -> Result<()> {
         let target = self.batch_dir(batch_time_ms);
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).with_context(|| format!("text-files output: cannot create {}", parent.display()))?;
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("text-files output: cannot create {}", parent.display()))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir(&staging).with_context(|| format!("text-files output: cannot create {}", staging.display()))?;
+        std::fs::create_dir(&staging)
+            .with_context(|| format!("text-files output: cannot create {}", staging.display()))?;
         for (i, partition) in partitions.iter().enumerate() {
-            write_part(&staging.join(format!("part-{i:05}")), partition, types).context("text-files output")?;
+            write_part(&staging.join(format!("part-{i:05}")), partition, types)
+                .context("text-files output")?;
         }
-        File::create(staging.join("_SUCCESS")).context("text-files output: cannot write _SUCCESS")?;
+        File::create(staging.join("_SUCCESS"))
+            .context("text-files output: cannot write _SUCCESS")?;
         File::open(&staging).and_then(|d| d.sync_all()).ok();
         if target.exists() {
             // A replayed batch: replace the old copy rather than keep two.
-            std::fs::remove_dir_all(&target).with_context(|| format!("text-files output: cannot replace {}", target.display()))?;
+            std::fs::remove_dir_all(&target).with_context(|| {
+                format!("text-files output: cannot replace {}", target.display())
+            })?;
         }
-        std::fs::rename(&staging, &target)
-            .with_context(|| format!("text-files output: cannot rename {} to {}", staging.display(), target.display()))?;
+        std::fs::rename(&staging, &target).with_context(|| {
+            format!(
+                "text-files output: cannot rename {} to {}",
+                staging.display(),
+                target.display()
+            )
+        })?;
         File::open(parent).and_then(|d| d.sync_all()).ok();
         Ok(())
     }
@@ -79,15 +106,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("out/wc").to_string_lossy().into_owned();
         let mut sink = TextFiles::new(prefix, Some("txt".into()));
-        let types = StreamType { key: Some(ValueType::Text), value: ValueType::I64 };
+        let types = StreamType {
+            key: Some(ValueType::Text),
+            value: ValueType::I64,
+        };
         let mut b = BatchBuilder::new();
         b.emit(b"x", &2i64);
         let partitions = [b.finish(), Batch::default()];
         sink.write(5000, &partitions, &types).unwrap();
         sink.write(5000, &partitions, &types).unwrap();
         let batch = dir.path().join("out/wc-5000.txt");
-        assert_eq!(std::fs::read_to_string(batch.join("part-00000")).unwrap(), "(x,2)\n");
-        assert_eq!(std::fs::read_to_string(batch.join("part-00001")).unwrap(), "");
+        assert_eq!(
+            std::fs::read_to_string(batch.join("part-00000")).unwrap(),
+            "(x,2)\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(batch.join("part-00001")).unwrap(),
+            ""
+        );
         assert!(batch.join("_SUCCESS").exists());
         let entries: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
         assert_eq!(entries.len(), 1, "no staging directory left behind");

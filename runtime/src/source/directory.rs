@@ -15,7 +15,13 @@ const READ_CHUNK: usize = 256 << 10;
 
 /// Runs until the job stops (or, with `available-now`, once every present file is read).
 pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
-    let SourceSpec::Directory { path, include_existing, poll_interval, max_line_length, on_bad_line } = spec else {
+    let SourceSpec::Directory {
+        path,
+        include_existing,
+        poll_interval,
+        lines: rules,
+    } = spec
+    else {
         bail!("not a directory source");
     };
     let dir = Path::new(path);
@@ -30,7 +36,11 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
             if seen.contains(&file) {
                 continue;
             }
-            let mut splitter = LineSplitter::new(format!("file {}", file.display()), max_line_length.get(), *on_bad_line);
+            let mut splitter = LineSplitter::new(
+                format!("file {}", file.display()),
+                rules.max_line_length.get(),
+                rules.on_bad_line,
+            );
             if !read_file(context, &file, &mut splitter, &mut buf)? {
                 return Ok(());
             }
@@ -45,7 +55,8 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
 
 /// The regular, visible files of `dir`, oldest first (by modification time, then name).
 fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list directory {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list directory {}", dir.display()))?;
@@ -62,11 +73,19 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads one file into the buffer; false when the job is stopping.
-fn read_file(context: &ReceiverContext, path: &Path, splitter: &mut LineSplitter, buf: &mut [u8]) -> Result<bool> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+fn read_file(
+    context: &ReceiverContext,
+    path: &Path,
+    splitter: &mut LineSplitter,
+    buf: &mut [u8],
+) -> Result<bool> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut lines = Column::default();
     loop {
-        let n = file.read(buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = file
+            .read(buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             splitter.finish(&mut lines)?;
             // The rest of the file is delivered even when stopping: a file is read whole.

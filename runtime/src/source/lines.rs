@@ -39,7 +39,15 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// A splitter for lines from `origin`.
     pub fn new(origin: String, max_line: usize, policy: BadLinePolicy) -> Self {
-        LineSplitter { origin, max_line, policy, partial: Vec::new(), discarding: false, line: 0, skipped: 0 }
+        LineSplitter {
+            origin,
+            max_line,
+            policy,
+            partial: Vec::new(),
+            discarding: false,
+            line: 0,
+            skipped: 0,
+        }
     }
 
     /// Takes the count of lines skipped since the last call.
@@ -113,7 +121,11 @@ impl LineSplitter {
     }
 
     fn bad(&self, line: u64, reason: String) -> BadLine {
-        BadLine { origin: self.origin.clone(), line, reason }
+        BadLine {
+            origin: self.origin.clone(),
+            line,
+            reason,
+        }
     }
 
     /// One complete line (without its '\n').
@@ -121,7 +133,10 @@ impl LineSplitter {
         self.line += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let problem = if line.len() > self.max_line {
-            Some(format!("line longer than max-line-length ({} bytes)", self.max_line))
+            Some(format!(
+                "line longer than max-line-length ({} bytes)",
+                self.max_line
+            ))
         } else {
             std::str::from_utf8(line)
                 .err()
@@ -146,14 +161,22 @@ impl LineSplitter {
 mod tests {
     use super::*;
 
-    fn split(chunks: &[&[u8]], max: usize, policy: BadLinePolicy) -> (Result<Vec<String>, BadLine>, u64) {
+    fn split(
+        chunks: &[&[u8]],
+        max: usize,
+        policy: BadLinePolicy,
+    ) -> (Result<Vec<String>, BadLine>, u64) {
         let mut splitter = LineSplitter::new("test".into(), max, policy);
         let mut out = Column::default();
         let result = chunks
             .iter()
             .try_for_each(|c| splitter.feed(c, &mut out))
             .and_then(|_| splitter.finish(&mut out))
-            .map(|_| out.iter().map(|l| String::from_utf8(l.to_vec()).unwrap()).collect());
+            .map(|_| {
+                out.iter()
+                    .map(|l| String::from_utf8(l.to_vec()).unwrap())
+                    .collect()
+            });
         (result, splitter.take_skipped())
     }
 
@@ -167,7 +190,10 @@ mod tests {
     fn invalid_utf8_fails_naming_the_line() {
         let (result, _) = split(&[b"ok\nbad \xff here\n"], 100, BadLinePolicy::Fail);
         let err = result.unwrap_err();
-        assert_eq!(err.to_string(), "test line 2: invalid UTF-8 at byte 4 of the line");
+        assert_eq!(
+            err.to_string(),
+            "test line 2: invalid UTF-8 at byte 4 of the line"
+        );
     }
 
     #[test]
@@ -175,7 +201,11 @@ mod tests {
         let long = vec![b'x'; 50];
         let (result, _) = split(&[b"a\n", &long, &long, b"\nb\n"], 60, BadLinePolicy::Fail);
         assert_eq!(result.unwrap_err().line, 2);
-        let (lines, skipped) = split(&[b"a\n", &long, &long, b"\nb\n\xff\n"], 60, BadLinePolicy::Skip);
+        let (lines, skipped) = split(
+            &[b"a\n", &long, &long, b"\nb\n\xff\n"],
+            60,
+            BadLinePolicy::Skip,
+        );
         assert_eq!(lines.unwrap(), ["a", "b"]);
         assert_eq!(skipped, 2);
     }

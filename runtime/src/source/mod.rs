@@ -55,11 +55,19 @@ impl ReceiverContext {
 }
 
 /// Starts a receiver thread for each source.
-pub fn start_all(sources: &[SourcePlan], buffer: &Arc<BlockBuffer>, trigger: Trigger) -> Result<Vec<JoinHandle<()>>> {
+pub fn start_all(
+    sources: &[SourcePlan],
+    buffer: &Arc<BlockBuffer>,
+    trigger: Trigger,
+) -> Result<Vec<JoinHandle<()>>> {
     sources
         .iter()
         .map(|source| {
-            let context = ReceiverContext { name: source.name.clone(), buffer: buffer.clone(), trigger };
+            let context = ReceiverContext {
+                name: source.name.clone(),
+                buffer: buffer.clone(),
+                trigger,
+            };
             let spec = source.spec.clone();
             buffer.open_source();
             std::thread::Builder::new()
@@ -68,10 +76,14 @@ pub fn start_all(sources: &[SourcePlan], buffer: &Arc<BlockBuffer>, trigger: Tri
                     let result = match &spec {
                         SourceSpec::Socket { .. } => socket::run(&context, &spec),
                         SourceSpec::Directory { .. } => directory::run(&context, &spec),
-                        SourceSpec::Bundled { lines_per_second } => bundled::run(&context, *lines_per_second),
+                        SourceSpec::Bundled { lines_per_second } => {
+                            bundled::run(&context, *lines_per_second)
+                        }
                     };
                     if let Err(e) = result {
-                        context.buffer.fail(format!("source '{}': {e:#}", context.name));
+                        context
+                            .buffer
+                            .fail(format!("source '{}': {e:#}", context.name));
                     }
                     context.buffer.close_source();
                 })

@@ -15,7 +15,13 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// Runs until the job stops (or, with `available-now`, until the server closes the connection).
 pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
-    let SourceSpec::Socket { host, port, max_line_length, on_bad_line, reconnect_max } = spec else {
+    let SourceSpec::Socket {
+        host,
+        port,
+        lines: rules,
+        reconnect_max,
+    } = spec
+    else {
         bail!("not a socket source");
     };
     let address = format!("{host}:{port}");
@@ -42,13 +48,17 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
         backoff = FIRST_BACKOFF;
         tracing::info!("source '{}': connected to {address}", context.name);
         let origin = format!("socket {address} (connection {connection})");
-        let mut splitter = LineSplitter::new(origin, max_line_length.get(), *on_bad_line);
+        let mut splitter =
+            LineSplitter::new(origin, rules.max_line_length.get(), rules.on_bad_line);
         let ended = read_connection(context, stream, &mut splitter, &mut buf)?;
         if context.trigger == Trigger::AvailableNow {
             break;
         }
         if let Some(reason) = ended {
-            tracing::warn!("source '{}': {reason}; reconnecting to {address}", context.name);
+            tracing::warn!(
+                "source '{}': {reason}; reconnecting to {address}",
+                context.name
+            );
         }
     }
     Ok(())
@@ -89,7 +99,12 @@ fn read_connection(
                     return Ok(None);
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 if context.buffer.is_stopping() {
                     return Ok(None);
                 }

@@ -19,7 +19,9 @@ pub mod combiner {
     });
 }
 
-pub use transform::spate::operator::types::{Batch, Column, OperatorError, OperatorInfo, ValueType};
+pub use transform::spate::operator::types::{
+    Batch, Column, OperatorError, OperatorInfo, ValueType,
+};
 
 /// The WIT package version every export name carries.
 pub const PACKAGE: &str = "spate:operator@0.1.0";
@@ -37,12 +39,18 @@ impl From<ValueType> for spate_guest::ValueType {
 
 /// Moves an SDK column into the bindings' type (no copy).
 pub fn column_to_wit(c: spate_guest::Column) -> Column {
-    Column { data: c.data, offsets: c.offsets }
+    Column {
+        data: c.data,
+        offsets: c.offsets,
+    }
 }
 
 /// Moves a bindings column into the SDK's type (no copy).
 pub fn column_from_wit(c: Column) -> spate_guest::Column {
-    spate_guest::Column { data: c.data, offsets: c.offsets }
+    spate_guest::Column {
+        data: c.data,
+        offsets: c.offsets,
+    }
 }
 
 /// Moves an SDK batch into the bindings' type (no copy).

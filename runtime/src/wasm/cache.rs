@@ -62,7 +62,9 @@ impl ComponentCache {
 
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let mut hasher = blake3::Hasher::new();
     hasher.update(&engine_hash.finish().to_le_bytes());
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());

@@ -48,7 +48,11 @@ impl StdoutStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let room = CAPACITY.saturating_sub(buffer.bytes.len());
         let kept = buf.len().min(room);

@@ -6,7 +6,7 @@ use super::bindings::{
 };
 use super::guest_output::GuestOutput;
 use super::host::{HostState, new_store};
-use super::operator::{Info, OperatorKind, PreparedOperator, Pre};
+use super::operator::{Info, OperatorKind, Pre, PreparedOperator};
 use anyhow::{Result, anyhow};
 use spate_guest::{Batch, Column};
 use wasmtime::Store;
@@ -49,7 +49,10 @@ impl<B> Instance<B> {
         f: impl FnOnce(&mut Store<HostState>, &B) -> wasmtime::Result<Result<R, OperatorError>>,
     ) -> Result<R> {
         if self.poisoned {
-            return Err(anyhow!("{}: instance was poisoned by an earlier trap", self.label));
+            return Err(anyhow!(
+                "{}: instance was poisoned by an earlier trap",
+                self.label
+            ));
         }
         let result = f(&mut self.store, &self.bindings);
         let printed = self.output.take();
@@ -62,17 +65,29 @@ impl<B> Instance<B> {
                 Ok(value)
             }
             Ok(Err(e)) => {
-                let at = e.record_index.map(|i| format!(" at input record {i}")).unwrap_or_default();
-                Err(anyhow!("{} failed in {export}{at}: {}{}", self.label, e.message, quoted(&printed)))
+                let at = e
+                    .record_index
+                    .map(|i| format!(" at input record {i}"))
+                    .unwrap_or_default();
+                Err(anyhow!(
+                    "{} failed in {export}{at}: {}{}",
+                    self.label,
+                    e.message,
+                    quoted(&printed)
+                ))
             }
             Err(trap) => {
                 self.poisoned = true;
                 tracing::debug!("{}: {trap:?}", self.label);
                 let reason = trap
                     .downcast_ref::<wasmtime::Trap>()
-                    .map(|t| format!("wasm trap: {t}"))
+                    .map(|t| t.to_string())
                     .unwrap_or_else(|| format!("{:#}", trap.root_cause()));
-                Err(anyhow!("{} trapped in {export}: {reason}{}", self.label, quoted(&printed)))
+                Err(anyhow!(
+                    "{} trapped in {export}: {reason}{}",
+                    self.label,
+                    quoted(&printed)
+                ))
             }
         }
     }
@@ -82,7 +97,10 @@ fn quoted(printed: &str) -> String {
     if printed.is_empty() {
         String::new()
     } else {
-        format!("; the operator printed: {}", printed.replace('\n', " | "))
+        format!(
+            "; the operator printed: {}",
+            printed.trim().replace('\n', " | ")
+        )
     }
 }
 
@@ -103,11 +121,17 @@ impl TransformInstance {
 
 impl CombinerInstance {
     /// Runs `fold` and checks that one accumulator comes back per accumulator sent.
-    pub fn fold(&mut self, accumulators: Column, targets: &[u32], values: Column) -> Result<Column> {
+    pub fn fold(
+        &mut self,
+        accumulators: Column,
+        targets: &[u32],
+        values: Column,
+    ) -> Result<Column> {
         let expected = accumulators.len();
         let (accumulators, values) = (column_to_wit(accumulators), column_to_wit(values));
         let folded = self.call("fold", |store, b| {
-            b.spate_operator_combiner().call_fold(store, &accumulators, targets, &values)
+            b.spate_operator_combiner()
+                .call_fold(store, &accumulators, targets, &values)
         })?;
         let folded = column_from_wit(folded);
         folded
@@ -172,11 +196,25 @@ impl OperatorInstance {
         Ok(match &op.pre {
             Pre::Transform(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Transform(Instance { store, bindings, output, label, export, poisoned: false })
+                OperatorInstance::Transform(Instance {
+                    store,
+                    bindings,
+                    output,
+                    label,
+                    export,
+                    poisoned: false,
+                })
             }
             Pre::Combiner(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Combiner(Instance { store, bindings, output, label, export, poisoned: false })
+                OperatorInstance::Combiner(Instance {
+                    store,
+                    bindings,
+                    output,
+                    label,
+                    export,
+                    poisoned: false,
+                })
             }
         })
     }

@@ -73,7 +73,11 @@ pub struct OperatorSpec {
 
 impl fmt::Display for OperatorSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step {} '{}' (plugin {})", self.step, self.name, self.plugin)
+        write!(
+            f,
+            "step {} '{}' (plugin {})",
+            self.step, self.name, self.plugin
+        )
     }
 }
 
@@ -115,9 +119,8 @@ fn read_plugin(origin: &PluginOrigin) -> Result<Vec<u8>> {
         PluginOrigin::Bundled(name) => bundled::plugin(name)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| anyhow!("no bundled plugin is named '{name}'")),
-        PluginOrigin::File(path) => {
-            std::fs::read(path).with_context(|| format!("cannot read plugin file {}", path.display()))
-        }
+        PluginOrigin::File(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read plugin file {}", path.display())),
     }
 }
 
@@ -144,7 +147,10 @@ fn missing_export(engine: &Engine, component: &Component, kind: OperatorKind) ->
         .map(|(name, _)| name.to_owned())
         .collect();
     let expected = kind.export_name();
-    if let Some(other) = exports.iter().find(|e| e.starts_with(&format!("{}@", kind.interface()))) {
+    if let Some(other) = exports
+        .iter()
+        .find(|e| e.starts_with(&format!("{}@", kind.interface())))
+    {
         return anyhow!(
             "it exports {other}, built against another version of the WIT contract; this Spate \
              expects {expected}: rebuild the operator against {PACKAGE}"
@@ -154,7 +160,10 @@ fn missing_export(engine: &Engine, component: &Component, kind: OperatorKind) ->
         OperatorKind::Transform => OperatorKind::Combiner,
         OperatorKind::Combiner => OperatorKind::Transform,
     };
-    if exports.iter().any(|e| e.starts_with(other_kind.interface())) {
+    if exports
+        .iter()
+        .any(|e| e.starts_with(other_kind.interface()))
+    {
         return anyhow!(
             "it is a {} operator (exports {}), but this step needs one exporting {expected}",
             match other_kind {
@@ -166,7 +175,11 @@ fn missing_export(engine: &Engine, component: &Component, kind: OperatorKind) ->
     }
     anyhow!(
         "it does not export {expected} (its exports: {})",
-        if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+        if exports.is_empty() {
+            "none".to_owned()
+        } else {
+            exports.join(", ")
+        }
     )
 }
 
@@ -182,13 +195,14 @@ impl PreparedOperator {
         let context = || format!("{spec}");
         let bytes = read_plugin(&spec.plugin).with_context(context)?;
         check_header(&bytes).with_context(|| format!("{spec}: the plugin is"))?;
-        let component = cache.load(engine, &bytes).with_context(|| {
-            format!("{spec}: the plugin is not a valid Wasm component")
-        })?;
+        let component = cache
+            .load(engine, &bytes)
+            .with_context(|| format!("{spec}: the plugin is not a valid Wasm component"))?;
         kind_export(engine, &component, spec.kind).with_context(context)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
-            format!("{spec}: the plugin needs imports Spate does not provide")
-        })?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{spec}: the plugin needs imports Spate does not provide"))?;
         let pre = match spec.kind {
             OperatorKind::Transform => Pre::Transform(TransformOperatorPre::new(instance_pre)?),
             OperatorKind::Combiner => Pre::Combiner(CombinerOperatorPre::new(instance_pre)?),

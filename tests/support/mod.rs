@@ -1,0 +1,176 @@
+//! Helpers shared by the end-to-end tests: run the real `spate` binary, read its outputs, and
+//! compute reference word counts with the same tokenizer the plugin uses.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Word counts.
+pub type Counts = BTreeMap<String, i64>;
+
+/// The `spate` binary with a shared compiled-component cache and quiet-ish logs.
+pub fn spate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spate"));
+    command
+        .env(
+            "SPATE_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("spate-cache"),
+        )
+        .env("SPATE_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Where the test operators were built.
+pub fn test_plugin(name: &str) -> PathBuf {
+    Path::new(env!("SPATE_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// Writes a pipeline file into `dir`.
+pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `spate` with `args` to completion (killed after `timeout`).
+pub fn run(args: &[&str], timeout: Duration) -> Output {
+    let child = spate()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spate");
+    wait(child, timeout)
+}
+
+/// Waits for `child` with a deadline, killing it when the deadline passes.
+pub fn wait(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "spate did not finish within {timeout:?}\nstderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to `child`.
+pub fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The captured stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Word counts of `text` under the tokenize plugin's rules.
+pub fn reference_counts(text: &str, lowercase: bool, strip_punctuation: bool) -> Counts {
+    let tokenizer = spate_plugin_tokenize::Tokenizer {
+        lowercase,
+        strip_punctuation,
+    };
+    let mut counts = Counts::new();
+    let mut scratch = String::new();
+    for line in text.lines() {
+        tokenizer.for_each_word(line, &mut scratch, |word| {
+            *counts
+                .entry(String::from_utf8(word.to_vec()).unwrap())
+                .or_default() += 1;
+        });
+    }
+    counts
+}
+
+/// Parses `(word,count)` lines.
+pub fn parse_pairs(text: &str, into: &mut Counts) {
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let inner = line
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("not a pair: {line}"));
+        let (word, count) = inner.rsplit_once(',').unwrap();
+        *into.entry(word.to_owned()).or_default() += count.parse::<i64>().unwrap();
+    }
+}
+
+/// The text-files outputs under `dir` named `<stem>-<time>.txt`: batch time -> counts.
+pub fn text_outputs(dir: &Path, stem: &str) -> BTreeMap<u64, Counts> {
+    let mut batches = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return batches;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(time) = name
+            .strip_prefix(&format!("{stem}-"))
+            .and_then(|n| n.strip_suffix(".txt"))
+        else {
+            continue;
+        };
+        assert!(
+            entry.path().join("_SUCCESS").exists(),
+            "{name} has no _SUCCESS"
+        );
+        let mut counts = Counts::new();
+        let mut parts: Vec<_> = std::fs::read_dir(entry.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        parts.sort();
+        for part in parts.iter().filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        }) {
+            let mut text = String::new();
+            std::fs::File::open(part)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            parse_pairs(&text, &mut counts);
+        }
+        batches.insert(time.parse().unwrap(), counts);
+    }
+    batches
+}
+
+/// All batches' counts added up.
+pub fn total(batches: &BTreeMap<u64, Counts>) -> Counts {
+    let mut sum = Counts::new();
+    for counts in batches.values() {
+        for (word, n) in counts {
+            *sum.entry(word.clone()).or_default() += n;
+        }
+    }
+    sum
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
