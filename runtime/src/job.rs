@@ -196,7 +196,7 @@ fn processing_time_clock(
             }
             std::thread::sleep(Duration::from_millis((tick - now).min(20)));
         }
-        if tick % batch_ms == 0 {
+        if tick.is_multiple_of(batch_ms) {
             // Checked before sealing: if every source had ended by now, this batch holds the rest.
             let last = buffer.sources_done();
             buffer.seal();

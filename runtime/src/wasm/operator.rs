@@ -234,7 +234,7 @@ impl PreparedOperator {
 
 /// Checks the component exports the interface of `kind` at this WIT version.
 fn kind_export(engine: &Engine, component: &Component, kind: OperatorKind) -> Result<()> {
-    match component.get_export_index(None, &kind.export_name()) {
+    match component.get_export_index(None, &*kind.export_name()) {
         Some(_) => Ok(()),
         None => Err(missing_export(engine, component, kind)),
     }
