@@ -6,10 +6,13 @@ use std::process::Command;
 
 /// The bundled operators: crate `spate-plugin-<name>`, component `<name>.wasm`.
 const PLUGINS: &[&str] = &["tokenize", "sum", "filter"];
-/// Operators the end-to-end tests use (crate `spate-test-plugin-<name>`); not bundled, but
-/// built here too so that a fresh clone's `cargo test` has them. Tests find them through the
-/// SPATE_TEST_PLUGINS environment variable set below.
-const TEST_PLUGINS: &[&str] = &["panicky"];
+/// Operators for tests and benchmarks only, as (crate, component name): not bundled, but built
+/// here too so that a fresh clone's `cargo test` and `cargo bench` have them. They are found
+/// through `spate::bundled::DEV_PLUGINS_DIR` (the SPATE_DEV_PLUGINS variable set below).
+const DEV_PLUGINS: &[(&str, &str)] = &[
+    ("spate-test-plugin-panicky", "panicky"),
+    ("spate-bench-plugin-boundary", "boundary"),
+];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-plugin";
 
@@ -50,8 +53,8 @@ fn main() {
     for plugin in PLUGINS {
         command.args(["-p", &format!("spate-plugin-{plugin}")]);
     }
-    for plugin in TEST_PLUGINS {
-        command.args(["-p", &format!("spate-test-plugin-{plugin}")]);
+    for (krate, _) in DEV_PLUGINS {
+        command.args(["-p", krate]);
     }
     // The host build's flags and wrappers (clippy, coverage) are not for the Wasm build.
     for var in [
@@ -78,18 +81,16 @@ fn main() {
             &out.join(format!("{plugin}.wasm")),
         );
     }
-    let test_plugins = out.join("test-plugins");
-    std::fs::create_dir_all(&test_plugins)
-        .unwrap_or_else(|e| fail(&format!("creating {}: {e}", test_plugins.display())));
-    for plugin in TEST_PLUGINS {
-        copy(
-            &built.join(format!("spate_test_plugin_{plugin}.wasm")),
-            &test_plugins.join(format!("{plugin}.wasm")),
-        );
+    let dev_plugins = out.join("dev-plugins");
+    std::fs::create_dir_all(&dev_plugins)
+        .unwrap_or_else(|e| fail(&format!("creating {}: {e}", dev_plugins.display())));
+    for (krate, name) in DEV_PLUGINS {
+        let file = format!("{}.wasm", krate.replace('-', "_"));
+        copy(&built.join(file), &dev_plugins.join(format!("{name}.wasm")));
     }
     println!(
-        "cargo:rustc-env=SPATE_TEST_PLUGINS={}",
-        test_plugins.display()
+        "cargo:rustc-env=SPATE_DEV_PLUGINS={}",
+        dev_plugins.display()
     );
 }
 

@@ -137,6 +137,16 @@ impl BatchBuilder {
         Self::default()
     }
 
+    /// An empty builder with room for `records` records of `bytes` value bytes (and as much for
+    /// keys, once a key is pushed), so that building the output reallocates less.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        BatchBuilder {
+            keys: None,
+            values: Column::with_capacity(records, bytes),
+            timestamps: Vec::new(),
+        }
+    }
+
     /// Number of records pushed so far.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -182,15 +192,23 @@ impl BatchBuilder {
         }
     }
 
+    #[inline(always)]
     fn keys_column(&mut self) -> &mut Column {
-        let earlier = self.values.len();
-        self.keys.get_or_insert_with(|| {
-            let mut keys = Column::default();
-            for _ in 0..earlier {
-                keys.push(b"");
-            }
-            keys
-        })
+        if self.keys.is_none() {
+            self.start_keys();
+        }
+        self.keys.as_mut().expect("set above")
+    }
+
+    /// The first keyed record: earlier unkeyed records get empty keys.
+    #[cold]
+    fn start_keys(&mut self) {
+        let mut keys =
+            Column::with_capacity(self.values.offsets.capacity(), self.values.data.capacity());
+        for _ in 0..self.values.len() {
+            keys.push(b"");
+        }
+        self.keys = Some(keys);
     }
 
     /// The finished batch.

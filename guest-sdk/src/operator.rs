@@ -122,7 +122,8 @@ pub fn configure_combiner<C: Combiner>(params: Params) -> Result<C, Error> {
 
 /// Runs a transform over one partition: exactly what the exported `process` does.
 pub fn run_transform<T: Transform>(op: &mut T, input: &Batch) -> Result<Batch, Error> {
-    let mut out = BatchBuilder::new();
+    // Output is usually of the input's order of size: start there rather than from nothing.
+    let mut out = BatchBuilder::with_capacity(input.len(), input.values.data.len());
     op.process(input, &mut out)?;
     let batch = out.finish();
     batch

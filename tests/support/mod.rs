@@ -27,7 +27,7 @@ pub fn spate() -> Command {
 
 /// Where the test operators were built.
 pub fn test_plugin(name: &str) -> PathBuf {
-    Path::new(env!("SPATE_TEST_PLUGINS")).join(format!("{name}.wasm"))
+    Path::new(spate::bundled::DEV_PLUGINS_DIR).join(format!("{name}.wasm"))
 }
 
 /// Writes a pipeline file into `dir`.
@@ -86,7 +86,7 @@ pub fn reference_counts(text: &str, lowercase: bool, strip_punctuation: bool) ->
         strip_punctuation,
     };
     let mut counts = Counts::new();
-    let mut scratch = String::new();
+    let mut scratch = Vec::new();
     for line in text.lines() {
         tokenizer.for_each_word(line, &mut scratch, |word| {
             *counts

@@ -14,34 +14,74 @@ pub struct Tokenizer {
     pub strip_punctuation: bool,
 }
 
-/// The bytes `char::is_whitespace` accepts among ASCII.
-#[inline]
+/// The bytes `char::is_whitespace` accepts among ASCII. Letters (above the space) fail the
+/// first comparison, so the common case costs one branch.
+#[inline(always)]
 fn is_ascii_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+    b <= b' ' && (b == b' ' || (b'\t'..=b'\r').contains(&b))
 }
 
 impl Tokenizer {
-    /// Calls `emit` with each word of `line`. `scratch` is reused for lowercasing.
+    /// Calls `emit` with each word of `line`. `scratch` is reused for lowercasing. Fails only on
+    /// a line that is not UTF-8 (checked only when it is not plain ASCII).
     #[inline]
-    pub fn for_each_word(&self, line: &str, scratch: &mut String, mut emit: impl FnMut(&[u8])) {
-        if line.is_ascii() {
+    pub fn for_each_word(
+        &self,
+        bytes: &[u8],
+        scratch: &mut Vec<u8>,
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<(), std::str::Utf8Error> {
+        if bytes.is_ascii() {
             // The common case: byte scanning, no char decoding.
-            for word in line.as_bytes().split(|&b| is_ascii_space(b)) {
-                if !word.is_empty() {
-                    // SAFETY-free: ASCII slices of a str are valid str.
-                    let word = std::str::from_utf8(word).unwrap_or_default();
-                    self.emit_word(word, scratch, &mut emit);
+            let (mut i, n) = (0, bytes.len());
+            while i < n {
+                while i < n && is_ascii_space(bytes[i]) {
+                    i += 1;
+                }
+                let start = i;
+                while i < n && !is_ascii_space(bytes[i]) {
+                    i += 1;
+                }
+                if i > start {
+                    self.emit_ascii_word(&bytes[start..i], scratch, &mut emit);
                 }
             }
         } else {
-            for word in line.split_whitespace() {
-                self.emit_word(word, scratch, &mut emit);
+            for word in std::str::from_utf8(bytes)?.split_whitespace() {
+                self.emit_unicode_word(word, scratch, &mut emit);
             }
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn emit_ascii_word(&self, word: &[u8], scratch: &mut Vec<u8>, emit: &mut impl FnMut(&[u8])) {
+        let word = if self.strip_punctuation {
+            let start = word
+                .iter()
+                .position(|b| !b.is_ascii_punctuation())
+                .unwrap_or(word.len());
+            let end = word
+                .iter()
+                .rposition(|b| !b.is_ascii_punctuation())
+                .map_or(start, |i| i + 1);
+            &word[start..end]
+        } else {
+            word
+        };
+        if word.is_empty() {
+            return;
+        }
+        if self.lowercase && word.iter().any(u8::is_ascii_uppercase) {
+            scratch.clear();
+            scratch.extend(word.iter().map(u8::to_ascii_lowercase));
+            emit(scratch);
+        } else {
+            emit(word);
         }
     }
 
-    #[inline]
-    fn emit_word(&self, word: &str, scratch: &mut String, emit: &mut impl FnMut(&[u8])) {
+    fn emit_unicode_word(&self, word: &str, scratch: &mut Vec<u8>, emit: &mut impl FnMut(&[u8])) {
         let word = if self.strip_punctuation {
             word.trim_matches(|c: char| c.is_ascii_punctuation() || is_unicode_punctuation(c))
         } else {
@@ -50,16 +90,12 @@ impl Tokenizer {
         if word.is_empty() {
             return;
         }
-        if !self.lowercase || !word.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
-            emit(word.as_bytes());
-        } else if word.is_ascii() {
+        if self.lowercase {
             scratch.clear();
-            scratch.push_str(word);
-            scratch.make_ascii_lowercase();
-            emit(scratch.as_bytes());
+            scratch.extend_from_slice(word.to_lowercase().as_bytes());
+            emit(scratch);
         } else {
-            *scratch = word.to_lowercase();
-            emit(scratch.as_bytes());
+            emit(word.as_bytes());
         }
     }
 }
@@ -76,7 +112,7 @@ fn is_unicode_punctuation(c: char) -> bool {
 /// The operator: a [`Tokenizer`] emitting `(word, 1i64)`.
 pub struct Tokenize {
     tokenizer: Tokenizer,
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 impl Transform for Tokenize {
@@ -102,16 +138,17 @@ impl Transform for Tokenize {
                 lowercase: params.bool("lowercase", false)?,
                 strip_punctuation: params.bool("strip-punctuation", false)?,
             },
-            scratch: String::new(),
+            scratch: Vec::new(),
         })
     }
 
     #[inline]
     fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
-        let line = record.value_str()?;
         self.tokenizer
-            .for_each_word(line, &mut self.scratch, |word| out.emit(word, &1i64));
-        Ok(())
+            .for_each_word(record.value, &mut self.scratch, |word| {
+                out.emit(word, &1i64)
+            })
+            .map_err(|e| Error::new(format!("value is not UTF-8: {e}")))
     }
 }
 

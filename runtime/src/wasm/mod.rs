@@ -14,5 +14,7 @@ mod operator;
 
 pub use cache::ComponentCache;
 pub use engine::new_engine;
+pub use guest_output::GuestOutput;
+pub use host::{HostState, new_linker, new_store};
 pub use instance::{CombinerInstance, OperatorInstance, TransformInstance};
 pub use operator::{OperatorKind, OperatorSpec, PluginOrigin, PreparedOperator};

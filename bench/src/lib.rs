@@ -1,0 +1,4 @@
+//! Benchmark support: the reference corpus (../shared/bench/README.md's specification) made in
+//! Rust, so that anyone can run the benchmarks from a clone.
+
+pub mod corpus;
