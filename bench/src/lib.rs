@@ -2,3 +2,4 @@
 //! Rust, so that anyone can run the benchmarks from a clone.
 
 pub mod corpus;
+pub mod native;

@@ -88,11 +88,13 @@ pub fn reference_counts(text: &str, lowercase: bool, strip_punctuation: bool) ->
     let mut counts = Counts::new();
     let mut scratch = Vec::new();
     for line in text.lines() {
-        tokenizer.for_each_word(line, &mut scratch, |word| {
-            *counts
-                .entry(String::from_utf8(word.to_vec()).unwrap())
-                .or_default() += 1;
-        });
+        tokenizer
+            .for_each_word(line.as_bytes(), &mut scratch, |word| {
+                *counts
+                    .entry(String::from_utf8(word.to_vec()).unwrap())
+                    .or_default() += 1;
+            })
+            .expect("test texts are UTF-8");
     }
     counts
 }
