@@ -335,6 +335,20 @@ fn demo_runs_with_no_setup() {
     let output = run(&["demo", "--max-batches", "2"], TIMEOUT);
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(printed.matches("Time: ").count() == 2, "{printed}");
-    assert!(printed.contains("(the,"), "{printed}");
+    let log = stderr(&output);
+    assert_eq!(printed.matches("Time: ").count(), 2, "{printed}\n{log}");
+    // Each batch: at most 10 (word,count) pairs of the lowercased text, then "..." for more.
+    let pairs: Vec<&str> = printed.lines().filter(|l| l.starts_with('(')).collect();
+    assert!(!pairs.is_empty() && pairs.len() <= 20, "{printed}");
+    for pair in pairs {
+        let (word, count) = pair[1..pair.len() - 1].rsplit_once(',').unwrap();
+        assert!(
+            word.chars().all(|c| !c.is_uppercase()) && count.parse::<u32>().unwrap() >= 1,
+            "{pair}"
+        );
+    }
+    assert!(
+        printed.contains("\n...\n"),
+        "the demo's batches hold more than 10 words\n{printed}"
+    );
 }
