@@ -25,3 +25,11 @@ ci:
 lint:
     cargo fmt --all
     cargo clippy --release --all-targets -- -D warnings
+
+# The benchmark suite: one table plus target/bench-results.json (docs/BENCHMARKS.md).
+bench:
+    bench/run
+
+# The same with a 20 MB corpus and shorter runs.
+bench-quick:
+    bench/run --quick

@@ -1,0 +1,206 @@
+//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest]`. Run it through
+//! `bench/run` (or `just bench`), which first builds spate and runs the criterion benchmarks.
+
+use anyhow::{Context, Result};
+use spate_bench::corpus::Corpus;
+use spate_bench::criterion_results::{self, Boundary};
+use spate_bench::workloads::{ingest, startup, wordcount};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(serde::Serialize)]
+struct Results {
+    machine: String,
+    corpus_mb: f64,
+    wordcount: Vec<wordcount::Wordcount>,
+    startup: startup::Startup,
+    ingest: Option<ingest::Ingest>,
+    boundary: Boundary,
+    sandbox: &'static str,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+}
+
+fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
+    let dir = root.join(format!("bench/data/corpus-{mb}mb"));
+    let path = dir.join("corpus.txt");
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("generating the {mb} MB corpus in {}", path.display());
+    let text = Corpus::new(42).text(mb * 1_000_000);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let skip_ingest = args.iter().any(|a| a == "--skip-ingest");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_owned();
+    let target = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .context("target dir")?
+        .to_owned();
+    let json_path = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.join("bench-results.json"));
+    let mb = if quick { 20 } else { 200 };
+    let reps = 3;
+    let work = target.join("bench-work");
+    std::fs::create_dir_all(&work)?;
+    let cache = work.join("cache");
+    let corpus = ensure_corpus(&root, mb)?;
+
+    let mut counts = Vec::new();
+    for threads in [1, 2] {
+        eprintln!("word count, {threads} thread(s), {reps} runs each of native and spate ...");
+        counts.push(wordcount::run(&corpus, threads, reps, &cache, &work)?);
+    }
+    eprintln!("cold start ...");
+    let startup = startup::run(5, &work)?;
+    let ingest = if skip_ingest {
+        None
+    } else {
+        eprintln!("socket ingest (rate search, then steady runs) ...");
+        let (probe_s, steady_s) = if quick { (4, 10) } else { (10, 30) };
+        Some(ingest::run(&corpus, probe_s, steady_s, &cache, &work)?)
+    };
+    let boundary = criterion_results::boundary(&target.join("criterion"));
+    let results = Results {
+        machine: machine(),
+        corpus_mb: mb as f64,
+        wordcount: counts,
+        startup,
+        ingest,
+        boundary,
+        sandbox: "not measured: per-call limits arrive with the sandboxing issue",
+    };
+    print_table(&results);
+    let mut file = std::fs::File::create(&json_path)?;
+    file.write_all(serde_json::to_string_pretty(&results)?.as_bytes())?;
+    println!("\nJSON: {}", json_path.display());
+    Ok(())
+}
+
+fn print_table(r: &Results) {
+    println!(
+        "Spate benchmarks ({}; corpus {} MB)",
+        r.machine, r.corpus_mb
+    );
+    println!(
+        "{:<46} {:>14} {:>14} {:>10}",
+        "figure", "spate", "baseline", "ratio"
+    );
+    for w in &r.wordcount {
+        let mbs = |s: f64| w.mb / s;
+        let mwords = |s: f64| w.words as f64 / s / 1e6;
+        println!(
+            "{:<46} {:>9.1} MB/s {:>9.1} MB/s {:>9.2}x",
+            format!("word count, {} thread(s), available-now", w.threads),
+            mbs(w.spate_s),
+            mbs(w.native_s),
+            w.ratio
+        );
+        println!(
+            "{:<46} {:>8.1} Mw/s {:>8.1} Mw/s",
+            "  words per second",
+            mwords(w.spate_s),
+            mwords(w.native_s)
+        );
+        println!(
+            "{:<46} {:>9.1} MB/s",
+            "  inside batches only (processing time)",
+            mbs(w.spate_processing_s)
+        );
+        println!(
+            "{:<46} {:>12.1} MB {:>14}",
+            "  peak RSS", w.spate_peak_rss_mb, "target <= 64"
+        );
+    }
+    println!(
+        "{:<46} {:>12.1} ms",
+        "cold start to first batch, empty cache", r.startup.cold_cache_ms
+    );
+    println!(
+        "{:<46} {:>12.1} ms {:>14}",
+        "cold start to first batch, warm cache", r.startup.warm_cache_ms, "target <= 50"
+    );
+    if let Some(i) = &r.ingest {
+        println!(
+            "{:<46} {:>9.1} MB/s",
+            "socket ingest: highest sustained rate (1 s)", i.max_sustained_mb_s
+        );
+        let p = &i.at_80_percent;
+        println!(
+            "{:<46} {:>12.1} ms",
+            "  at 80%: processing time p50", p.processing_p50_ms
+        );
+        println!(
+            "{:<46} {:>12.1} ms",
+            "  at 80%: processing time p99", p.processing_p99_ms
+        );
+        println!(
+            "{:<46} {:>12.1} ms",
+            "  at 80%: total delay p50", p.total_delay_p50_ms
+        );
+        println!(
+            "{:<46} {:>12.1} ms {:>14} {:>9.2}x",
+            "  at 80%: total delay p99",
+            p.total_delay_p99_ms,
+            "interval 1000",
+            p.total_delay_p99_ms / 1000.0
+        );
+        for (label, o) in [
+            ("unthrottled producer", &i.overload),
+            ("unthrottled, max-buffered 64 MiB", &i.overload_64mib),
+        ] {
+            println!(
+                "{:<46} {:>9.1} MB/s   peak RSS {:.0} MB, max scheduling delay {:.0} ms",
+                format!("  {label}: producer held to"),
+                o.achieved_mb_s,
+                o.peak_rss_mb,
+                o.max_scheduling_ms
+            );
+        }
+    }
+    for p in &r.boundary.partitions {
+        println!(
+            "{:<46} {:>12.1} us {:>11.1} us {:>9.2}x",
+            format!("tokenize one {} partition (columnar vs native)", p.size),
+            p.columnar_us,
+            p.native_us,
+            p.ratio
+        );
+    }
+    if let Some(us) = r.boundary.empty_call_us {
+        println!("{:<46} {:>12.2} us", "empty process call", us);
+    }
+    if let Some(us) = r.boundary.instantiate_us {
+        println!(
+            "{:<46} {:>12.1} us {:>14}",
+            "instantiate + configure", us, "target <= 20"
+        );
+    }
+    println!("{:<46} {}", "sandbox limits on vs off", r.sandbox);
+}

@@ -1,0 +1,39 @@
+//! The benchmark workloads, each a function returning its figures.
+
+pub mod ingest;
+pub mod startup;
+pub mod wordcount;
+
+use std::path::Path;
+
+/// The word count pipeline over a directory, as the benchmarks run it.
+pub fn wordcount_pipeline(source: &str, trigger: &str) -> String {
+    format!(
+        r#"[job]
+name = "bench-wordcount"
+trigger = "{trigger}"
+
+{source}
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "print"
+num = 1
+"#
+    )
+}
+
+/// A directory source table.
+pub fn directory_source(dir: &Path) -> String {
+    format!(
+        "[sources.corpus]\ntype = \"directory\"\npath = \"{}\"\ninclude-existing = true\n",
+        dir.display()
+    )
+}
