@@ -60,7 +60,7 @@ impl Column {
     /// Appends a value.
     #[inline]
     pub fn push(&mut self, value: &[u8]) {
-        self.begin_value().extend_from_slice(value);
+        append_bytes(self.begin_value(), value);
         self.end_value();
     }
 
@@ -135,6 +135,49 @@ impl Column {
     }
 }
 
+/// Appends `bytes` to `out`. Short values (most keys and words) are copied with fixed-size
+/// loads and stores instead of a `memcpy` call: on wasm32 a `memcpy` of unknown length becomes
+/// `memory.copy`, which wasmtime runs as a call out of the guest, dearer than the copy itself.
+#[inline(always)]
+pub fn append_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len();
+    if len > 16 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.reserve(16);
+    let start = out.len();
+    let spare = out.spare_capacity_mut();
+    // Two possibly overlapping fixed-size copies cover every length up to twice their size.
+    if len >= 8 {
+        copy_fixed::<8>(spare, 0, bytes, 0);
+        copy_fixed::<8>(spare, len - 8, bytes, len - 8);
+    } else if len >= 4 {
+        copy_fixed::<4>(spare, 0, bytes, 0);
+        copy_fixed::<4>(spare, len - 4, bytes, len - 4);
+    } else {
+        for (i, &b) in bytes.iter().enumerate() {
+            spare[i].write(b);
+        }
+    }
+    // SAFETY: the `len` bytes after `start` were initialised just above, within the reserved
+    // spare capacity (len <= 16 <= reserved).
+    unsafe { out.set_len(start + len) };
+}
+
+#[inline(always)]
+fn copy_fixed<const N: usize>(
+    dst: &mut [std::mem::MaybeUninit<u8>],
+    at: usize,
+    src: &[u8],
+    from: usize,
+) {
+    let chunk: [u8; N] = src[from..from + N].try_into().expect("N bytes");
+    for (slot, byte) in dst[at..at + N].iter_mut().zip(chunk) {
+        slot.write(byte);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +195,17 @@ mod tests {
         assert_eq!(c.iter().collect::<Vec<_>>(), vec![&b"ab"[..], b"", b"cde"]);
         assert_eq!(c.offsets, vec![0, 2, 2, 5]);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn short_and_long_values_append_exactly() {
+        for len in 0..40 {
+            let value: Vec<u8> = (0..len as u8).collect();
+            let mut out = b"pre".to_vec();
+            append_bytes(&mut out, &value);
+            assert_eq!(&out[3..], &value[..], "length {len}");
+            assert_eq!(out.len(), 3 + len);
+        }
     }
 
     #[test]

@@ -118,6 +118,19 @@ pub struct Plan {
     pub output_type: StreamType,
 }
 
+/// How much received data may wait unprocessed. With `available-now` the sources are all there
+/// already, so reading further ahead than the next batch only costs memory: the limit is two
+/// batches' worth (the one running and the next), or `max-buffered-bytes` if lower.
+fn read_ahead_limit(job: &crate::config::JobSection) -> usize {
+    match job.trigger {
+        Trigger::ProcessingTime => job.max_buffered_bytes.get(),
+        Trigger::AvailableNow => job
+            .max_buffered_bytes
+            .get()
+            .min(2 * job.max_batch_bytes.get()),
+    }
+}
+
 /// Worker count: the configured one, or one per core.
 pub fn worker_count(configured: usize) -> usize {
     if configured > 0 {
@@ -157,7 +170,7 @@ impl Plan {
             workers: worker_count(file.job.workers),
             trigger: file.job.trigger,
             max_block_bytes: file.job.max_block_bytes.get(),
-            max_buffered_bytes: file.job.max_buffered_bytes.get(),
+            max_buffered_bytes: read_ahead_limit(&file.job),
             max_batch_bytes: file.job.max_batch_bytes.get(),
         };
         let linker = PreparedOperator::linker(engine)

@@ -65,9 +65,9 @@ impl Default for JobSection {
             block_interval: Interval(Duration::from_millis(200)),
             workers: 0,
             trigger: Trigger::ProcessingTime,
-            max_block_bytes: ByteSize(1 << 20),
+            max_block_bytes: ByteSize(256 << 10),
             max_buffered_bytes: ByteSize(256 << 20),
-            max_batch_bytes: ByteSize(32 << 20),
+            max_batch_bytes: ByteSize(8 << 20),
         }
     }
 }
