@@ -60,6 +60,7 @@ fn tokenize_operator() -> (PreparedOperator, wasmtime::Engine) {
         kind: OperatorKind::Transform,
         plugin: PluginOrigin::Bundled("tokenize"),
         params: Vec::new(),
+        output_combine: None,
     };
     let op = PreparedOperator::prepare(&engine, &linker, &ComponentCache::disabled(), spec)
         .expect("tokenize");

@@ -1,7 +1,9 @@
 //! A batch partition as records: reading the columns record by record, and building output.
 
 use crate::Column;
-use crate::value::Value;
+use crate::value::{Monoid, Value};
+use hashbrown::HashTable;
+use std::hash::Hasher;
 
 /// One partition of a micro-batch, in columnar form (the WIT `batch` record).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,11 +126,31 @@ impl Batch {
 ///
 /// A batch is keyed as soon as one record with a key is pushed; records pushed without a key
 /// into a keyed batch get an empty key.
+///
+/// When the host announced that the output is combined by key with a [`Monoid`] (see
+/// [`BatchBuilder::combining`]), values passed to [`BatchBuilder::emit`] with the monoid's type
+/// are combined per key as they are emitted: the batch holds one record per distinct key.
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
     keys: Option<Column>,
     values: Column,
     timestamps: Vec<i64>,
+    combine: Option<Combining>,
+}
+
+/// The per-key index of a combining builder: record index by key hash.
+#[derive(Debug)]
+struct Combining {
+    monoid: Monoid,
+    slots: HashTable<u32>,
+    hashes: Vec<u64>,
+}
+
+#[inline]
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(bytes);
+    hasher.finish()
 }
 
 impl BatchBuilder {
@@ -144,6 +166,19 @@ impl BatchBuilder {
             keys: None,
             values: Column::with_capacity(records, bytes),
             timestamps: Vec::new(),
+            combine: None,
+        }
+    }
+
+    /// A builder that combines values emitted with `monoid`'s type per key.
+    pub fn combining(monoid: Monoid) -> Self {
+        BatchBuilder {
+            combine: Some(Combining {
+                monoid,
+                slots: HashTable::new(),
+                hashes: Vec::new(),
+            }),
+            ..Self::default()
         }
     }
 
@@ -160,28 +195,80 @@ impl BatchBuilder {
     /// Pushes an unkeyed record.
     #[inline]
     pub fn push_value(&mut self, value: &[u8]) {
+        self.keep_slots_aligned();
         if let Some(keys) = &mut self.keys {
             keys.push(b"");
         }
         self.values.push(value);
     }
 
-    /// Pushes a key/value record with raw bytes.
+    /// Pushes a key/value record with raw bytes (never combined: their type is not known).
     #[inline]
     pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
+        self.keep_slots_aligned();
         self.keys_column().push(key);
         self.values.push(value);
+    }
+
+    /// Records pushed without combining get no slot; slot hashes stay indexed by record.
+    #[inline]
+    fn keep_slots_aligned(&mut self) {
+        if let Some(combine) = &mut self.combine {
+            // A hash no key of the table can have in its slot: the record is never matched,
+            // because lookups compare keys and this record's slot index is never inserted.
+            combine.hashes.push(0);
+        }
     }
 
     /// Pushes a key/value record, encoding the value (`1i64`, `2.5f64`, a `String`, ...).
     #[inline]
     pub fn emit<V: Value>(&mut self, key: &[u8], value: &V) {
+        if let Some(combine) = &self.combine
+            && V::TYPE == combine.monoid.value_type()
+            && let Some(fixed) = value.as_fixed8()
+        {
+            self.emit_combined(key, fixed);
+            return;
+        }
+        self.keep_slots_aligned();
         self.keys_column().push(key);
         value.encode(self.values.begin_value());
         self.values.end_value();
     }
 
-    /// Pushes a copy of an input record, key and event time included.
+    /// Combines `value` into the record of `key`, or adds that record.
+    #[inline]
+    fn emit_combined(&mut self, key: &[u8], value: [u8; 8]) {
+        let hash = hash_bytes(key);
+        self.keys_column();
+        let keys = self.keys.as_mut().expect("created above");
+        let combine = self.combine.as_mut().expect("checked by the caller");
+        let found = combine
+            .slots
+            .find(hash, |&slot| keys.get(slot as usize) == key)
+            .copied();
+        match found {
+            Some(slot) => {
+                let start = self.values.offsets[slot as usize] as usize;
+                let acc: &mut [u8; 8] = (&mut self.values.data[start..start + 8])
+                    .try_into()
+                    .expect("combined values are 8 bytes");
+                combine.monoid.combine(acc, value);
+            }
+            None => {
+                let slot = keys.len() as u32;
+                keys.push(key);
+                self.values.push(&value);
+                combine.hashes.push(hash);
+                let hashes = &combine.hashes;
+                combine
+                    .slots
+                    .insert_unique(hash, slot, |&s| hashes[s as usize]);
+            }
+        }
+    }
+
+    /// Pushes a copy of an input record, key and event time included (never combined).
     pub fn push_record(&mut self, record: &Record<'_>) {
         match record.key {
             Some(key) => self.push_pair(key, record.value),
@@ -238,6 +325,34 @@ mod tests {
         assert_eq!(batch.record(1).key_str().unwrap(), "word");
         assert_eq!(batch.record(1).value_as::<i64>().unwrap(), 3);
         assert_eq!(batch.record(2).value_str().unwrap(), "v");
+    }
+
+    #[test]
+    fn a_combining_builder_folds_emitted_values_per_key() {
+        let mut out = BatchBuilder::combining(Monoid::SumI64);
+        for word in ["a", "b", "a", "a", "c", "b"] {
+            out.emit(word.as_bytes(), &1i64);
+        }
+        out.emit(b"a", &"text is not combined".to_owned());
+        out.push_pair(b"b", &9i64.to_le_bytes());
+        out.emit(b"c", &10i64);
+        let batch = out.finish();
+        batch.validate().unwrap();
+        let records: Vec<(String, Vec<u8>)> = batch
+            .records()
+            .map(|r| (r.key_str().unwrap().to_owned(), r.value.to_vec()))
+            .collect();
+        let n = |v: i64| v.to_le_bytes().to_vec();
+        assert_eq!(
+            records,
+            vec![
+                ("a".to_owned(), n(3)),
+                ("b".to_owned(), n(2)),
+                ("c".to_owned(), n(11)),
+                ("a".to_owned(), b"text is not combined".to_vec()),
+                ("b".to_owned(), n(9)),
+            ]
+        );
     }
 
     #[test]

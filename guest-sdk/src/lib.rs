@@ -17,7 +17,8 @@
 //! impl Transform for LineLengths {
 //!     fn info() -> Info {
 //!         Info { name: "line-lengths", description: "length of each line", params: &[],
-//!                key_type: Some(spate_guest::ValueType::Text), value_type: Some(spate_guest::ValueType::I64) }
+//!                key_type: Some(spate_guest::ValueType::Text), value_type: Some(spate_guest::ValueType::I64),
+//!                monoid: None }
 //!     }
 //!     fn configure(_: &Params) -> Result<Self, Error> { Ok(LineLengths) }
 //!     fn record(&mut self, r: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
@@ -45,7 +46,7 @@ pub use operator::{
     run_transform,
 };
 pub use params::Params;
-pub use value::{Value, ValueType};
+pub use value::{Monoid, Value, ValueType};
 
 /// Items the export macros expand to; not part of the public API.
 #[doc(hidden)]

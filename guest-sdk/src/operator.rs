@@ -1,6 +1,6 @@
 //! The traits an operator author implements, and the calls the exported component makes on them.
 
-use crate::value::{Value, ValueType};
+use crate::value::{Monoid, Value, ValueType};
 use crate::{Batch, BatchBuilder, Column, Params, Record};
 
 /// An operator's failure: the host fails the partition task with this message.
@@ -64,6 +64,9 @@ pub struct Info {
     pub key_type: Option<ValueType>,
     /// Type of emitted values (none: the input's kept).
     pub value_type: Option<ValueType>,
+    /// For combiners: the well-known function `combine` computes, if it is one (a promise the
+    /// host relies on to pre-combine upstream). Always none for transforms.
+    pub monoid: Option<Monoid>,
 }
 
 /// A partition transform: map, flatMap, filter (implement [`Transform::record`]) or
@@ -120,10 +123,18 @@ pub fn configure_combiner<C: Combiner>(params: Params) -> Result<C, Error> {
     C::configure(&params)
 }
 
-/// Runs a transform over one partition: exactly what the exported `process` does.
-pub fn run_transform<T: Transform>(op: &mut T, input: &Batch) -> Result<Batch, Error> {
-    // Output is usually of the input's order of size: start there rather than from nothing.
-    let mut out = BatchBuilder::with_capacity(input.len(), input.values.data.len());
+/// Runs a transform over one partition: exactly what the exported `process` does. With
+/// `output_combine`, values emitted with the monoid's type are combined per key.
+pub fn run_transform<T: Transform>(
+    op: &mut T,
+    input: &Batch,
+    output_combine: Option<Monoid>,
+) -> Result<Batch, Error> {
+    let mut out = match output_combine {
+        Some(monoid) => BatchBuilder::combining(monoid),
+        // Output is usually of the input's order of size: start there rather than from nothing.
+        None => BatchBuilder::with_capacity(input.len(), input.values.data.len()),
+    };
     op.process(input, &mut out)?;
     let batch = out.finish();
     batch

@@ -8,7 +8,7 @@ use crate::{
 /// Configures `T` with `params` and runs it over one partition of text lines.
 pub fn run_lines<T: Transform>(params: &[(&str, &str)], lines: &[&str]) -> Result<Batch, Error> {
     let mut op = configure_transform::<T>(Params::from_pairs(params.iter().copied()))?;
-    run_transform(&mut op, &Batch::from_lines(lines.iter().copied()))
+    run_transform(&mut op, &Batch::from_lines(lines.iter().copied()), None)
 }
 
 /// Runs `T` over text lines and decodes the output as (text key, `V` value) pairs.

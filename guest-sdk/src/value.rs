@@ -23,6 +23,46 @@ pub trait Value: Sized {
     fn decode(bytes: &[u8]) -> Result<Self, Error>;
     /// Appends the value's bytes to `out`.
     fn encode(&self, out: &mut Vec<u8>);
+    /// The value's 8 bytes, for the fixed-width types a [`Monoid`] combines.
+    fn as_fixed8(&self) -> Option<[u8; 8]> {
+        None
+    }
+}
+
+/// A well-known combine function (the WIT `monoid`). A combiner declaring one promises its
+/// `combine` computes exactly it, which lets the host have upstream operators pre-combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Monoid {
+    /// Wrapping sum of i64.
+    SumI64,
+    /// Minimum of i64.
+    MinI64,
+    /// Maximum of i64.
+    MaxI64,
+    /// Sum of f64.
+    SumF64,
+}
+
+impl Monoid {
+    /// The value type it combines.
+    pub fn value_type(self) -> ValueType {
+        match self {
+            Monoid::SumF64 => ValueType::F64,
+            _ => ValueType::I64,
+        }
+    }
+
+    /// Folds `value` into `acc`, both in their 8-byte little-endian encoding.
+    #[inline]
+    pub fn combine(self, acc: &mut [u8; 8], value: [u8; 8]) {
+        let (a, v) = (i64::from_le_bytes(*acc), i64::from_le_bytes(value));
+        *acc = match self {
+            Monoid::SumI64 => a.wrapping_add(v).to_le_bytes(),
+            Monoid::MinI64 => a.min(v).to_le_bytes(),
+            Monoid::MaxI64 => a.max(v).to_le_bytes(),
+            Monoid::SumF64 => (f64::from_le_bytes(*acc) + f64::from_le_bytes(value)).to_le_bytes(),
+        };
+    }
 }
 
 fn fixed8(bytes: &[u8], what: &str) -> Result<[u8; 8], Error> {
@@ -37,6 +77,10 @@ fn fixed8(bytes: &[u8], what: &str) -> Result<[u8; 8], Error> {
 impl Value for i64 {
     const TYPE: ValueType = ValueType::I64;
     #[inline]
+    fn as_fixed8(&self) -> Option<[u8; 8]> {
+        Some(self.to_le_bytes())
+    }
+    #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, Error> {
         fixed8(bytes, "i64").map(i64::from_le_bytes)
     }
@@ -48,6 +92,10 @@ impl Value for i64 {
 
 impl Value for f64 {
     const TYPE: ValueType = ValueType::F64;
+    #[inline]
+    fn as_fixed8(&self) -> Option<[u8; 8]> {
+        Some(self.to_le_bytes())
+    }
     #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, Error> {
         fixed8(bytes, "f64").map(f64::from_le_bytes)
@@ -82,6 +130,20 @@ impl Value for Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monoids_combine_encoded_values() {
+        let mut acc = 5i64.to_le_bytes();
+        Monoid::SumI64.combine(&mut acc, 3i64.to_le_bytes());
+        assert_eq!(i64::from_le_bytes(acc), 8);
+        Monoid::MinI64.combine(&mut acc, (-2i64).to_le_bytes());
+        assert_eq!(i64::from_le_bytes(acc), -2);
+        Monoid::MaxI64.combine(&mut acc, 7i64.to_le_bytes());
+        assert_eq!(i64::from_le_bytes(acc), 7);
+        let mut f = 1.5f64.to_le_bytes();
+        Monoid::SumF64.combine(&mut f, 2.0f64.to_le_bytes());
+        assert_eq!(f64::from_le_bytes(f), 3.5);
+    }
 
     #[test]
     fn numbers_round_trip() {

@@ -204,6 +204,7 @@ impl Plan {
                 kind,
                 plugin,
                 params: params_of(step.params.get_ref()),
+                output_combine: None,
             };
             let operator =
                 PreparedOperator::prepare(engine, &linker, cache, spec).map_err(|e| {
@@ -220,7 +221,7 @@ impl Plan {
                 })?;
             let index = operators.len();
             let info = operator.info.clone();
-            operators.push(Arc::new(operator));
+            operators.push(operator);
             let stage = stages.last_mut().expect("one stage at least");
             if step.op == StepOp::ReduceByKey {
                 if stream.key.is_none() {
@@ -241,6 +242,10 @@ impl Plan {
                             type_name(stream.value)
                         ),
                     ));
+                }
+                if let (Some(monoid), Some(last)) = (info.monoid, stage.narrow.last()) {
+                    // The transform feeding this combine may pre-combine its output.
+                    operators[last.operator].spec.output_combine = Some(monoid);
                 }
                 let partitions = step
                     .partitions
@@ -276,6 +281,7 @@ impl Plan {
             .map(|(name, spec)| SourcePlan { name, spec })
             .collect();
         let outputs = pipeline.outputs()?;
+        let operators = operators.into_iter().map(Arc::new).collect();
         Ok(Plan {
             job,
             sources,
@@ -358,6 +364,11 @@ impl Plan {
 
     fn operator_line(&self, index: usize) -> String {
         let op = &self.operators[index];
+        let combine = op
+            .spec
+            .output_combine
+            .map(|m| format!(", pre-combines its output ({m:?})"))
+            .unwrap_or_default();
         let params = if op.spec.params.is_empty() {
             "no params".to_owned()
         } else {
@@ -369,7 +380,7 @@ impl Plan {
                 .join(", ")
         };
         format!(
-            "'{}' [plugin {}, {} KiB, exports {}] {} ({params})",
+            "'{}' [plugin {}, {} KiB, exports {}] {} ({params}{combine})",
             op.spec.name,
             op.spec.plugin,
             op.wasm_bytes.div_ceil(1024),

@@ -87,6 +87,7 @@ impl Transform for Filter {
             ],
             key_type: None,
             value_type: None,
+            monoid: None,
         }
     }
 
@@ -160,7 +161,7 @@ mod tests {
         input.emit(b"a", &1i64);
         input.emit(b"b", &2i64);
         input.emit(b"c", &7i64);
-        let out = spate_guest::run_transform(&mut op, &input.finish()).unwrap();
+        let out = spate_guest::run_transform(&mut op, &input.finish(), None).unwrap();
         let keys: Vec<_> = out.records().map(|r| r.key_str().unwrap()).collect();
         assert_eq!(keys, ["b", "c"]);
     }

@@ -1,6 +1,6 @@
 //! `sum`: adds i64 values (reduceByKey's `_ + _`). Overflow wraps, as Spark's Long sum does.
 
-use spate_guest::{Combiner, Error, Info, Params, ValueType};
+use spate_guest::{Combiner, Error, Info, Monoid, Params, ValueType};
 
 /// The combiner.
 pub struct Sum;
@@ -15,6 +15,8 @@ impl Combiner for Sum {
             params: &[],
             key_type: None,
             value_type: Some(ValueType::I64),
+            // A promise that `combine` is exactly this, so upstream operators may pre-combine.
+            monoid: Some(Monoid::SumI64),
         }
     }
 

@@ -129,6 +129,7 @@ impl Transform for Tokenize {
             ],
             key_type: Some(ValueType::Text),
             value_type: Some(ValueType::I64),
+            monoid: None,
         }
     }
 
@@ -188,6 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn pre_combines_counts_when_the_host_asks() {
+        let mut op = spate_guest::configure_transform::<Tokenize>(Default::default()).unwrap();
+        let input = spate_guest::Batch::from_lines(["a b a", "b a c"]);
+        let out =
+            spate_guest::run_transform(&mut op, &input, Some(spate_guest::Monoid::SumI64)).unwrap();
+        let pairs: Vec<(&str, i64)> = out
+            .records()
+            .map(|r| (r.key_str().unwrap(), r.value_as::<i64>().unwrap()))
+            .collect();
+        assert_eq!(pairs, [("a", 3), ("b", 2), ("c", 1)]);
+    }
+
+    #[test]
     fn rejects_unknown_and_malformed_parameters() {
         let err = transform::<Tokenize>(&[("lowercse", "true")], &[]).unwrap_err();
         assert!(err.message.contains("unknown parameter 'lowercse'"));
@@ -200,7 +214,7 @@ mod tests {
         let mut op = spate_guest::configure_transform::<Tokenize>(Default::default()).unwrap();
         let mut input = spate_guest::Batch::from_lines(["ok"]);
         input.values.push(&[0xff, 0xfe]);
-        let err = spate_guest::run_transform(&mut op, &input).unwrap_err();
+        let err = spate_guest::run_transform(&mut op, &input, None).unwrap_err();
         assert_eq!(err.record_index, Some(1));
     }
 }

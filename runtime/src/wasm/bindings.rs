@@ -20,8 +20,30 @@ pub mod combiner {
 }
 
 pub use transform::spate::operator::types::{
-    Batch, Column, OperatorError, OperatorInfo, ValueType,
+    Batch, Column, Monoid, OperatorError, OperatorInfo, ValueType,
 };
+
+impl From<Monoid> for spate_guest::Monoid {
+    fn from(m: Monoid) -> Self {
+        match m {
+            Monoid::SumI64 => spate_guest::Monoid::SumI64,
+            Monoid::MinI64 => spate_guest::Monoid::MinI64,
+            Monoid::MaxI64 => spate_guest::Monoid::MaxI64,
+            Monoid::SumF64 => spate_guest::Monoid::SumF64,
+        }
+    }
+}
+
+impl From<spate_guest::Monoid> for Monoid {
+    fn from(m: spate_guest::Monoid) -> Self {
+        match m {
+            spate_guest::Monoid::SumI64 => Monoid::SumI64,
+            spate_guest::Monoid::MinI64 => Monoid::MinI64,
+            spate_guest::Monoid::MaxI64 => Monoid::MaxI64,
+            spate_guest::Monoid::SumF64 => Monoid::SumF64,
+        }
+    }
+}
 
 /// The WIT package version every export name carries.
 pub const PACKAGE: &str = "spate:operator@0.1.0";

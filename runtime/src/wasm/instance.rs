@@ -155,6 +155,7 @@ fn info_from_wit(info: OperatorInfo) -> Info {
         params: info.params,
         key_type: info.key_type.map(Into::into),
         value_type: info.value_type.map(Into::into),
+        monoid: info.monoid.map(Into::into),
     }
 }
 
@@ -163,9 +164,11 @@ impl OperatorInstance {
     pub fn new(op: &PreparedOperator) -> Result<OperatorInstance> {
         let mut instance = Self::instantiate(op)?;
         let params = &op.spec.params;
+        let combine = op.spec.output_combine.map(Into::into);
         match &mut instance {
             OperatorInstance::Transform(i) => i.call("configure", |store, b| {
-                b.spate_operator_transform().call_configure(store, params)
+                b.spate_operator_transform()
+                    .call_configure(store, params, combine)
             })?,
             OperatorInstance::Combiner(i) => i.call("configure", |store, b| {
                 b.spate_operator_combiner().call_configure(store, params)

@@ -69,6 +69,9 @@ pub struct OperatorSpec {
     pub plugin: PluginOrigin,
     /// `configure` parameters.
     pub params: Vec<(String, String)>,
+    /// For a transform feeding a reduce-by-key whose combiner declares a monoid: that monoid,
+    /// passed to `configure` so the operator may pre-combine its output.
+    pub output_combine: Option<spate_guest::Monoid>,
 }
 
 impl fmt::Display for OperatorSpec {
@@ -112,6 +115,8 @@ pub struct Info {
     pub key_type: Option<ValueType>,
     /// Type of emitted values.
     pub value_type: Option<ValueType>,
+    /// For combiners: the well-known function it declares it computes.
+    pub monoid: Option<spate_guest::Monoid>,
 }
 
 fn read_plugin(origin: &PluginOrigin) -> Result<Vec<u8>> {
@@ -215,6 +220,7 @@ impl PreparedOperator {
                 params: Vec::new(),
                 key_type: None,
                 value_type: None,
+                monoid: None,
             },
             wasm_bytes: bytes.len(),
             engine: engine.clone(),

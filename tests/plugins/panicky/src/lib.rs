@@ -16,6 +16,7 @@ impl Transform for Panicky {
             params: &[("trigger", "the line that makes it panic (default boom)")],
             key_type: None,
             value_type: None,
+            monoid: None,
         }
     }
 
