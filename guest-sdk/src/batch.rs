@@ -245,7 +245,7 @@ impl BatchBuilder {
         let combine = self.combine.as_mut().expect("checked by the caller");
         let found = combine
             .slots
-            .find(hash, |&slot| keys.get(slot as usize) == key)
+            .find(hash, |&slot| crate::bytes_eq(keys.get(slot as usize), key))
             .copied();
         match found {
             Some(slot) => {

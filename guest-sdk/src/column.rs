@@ -165,6 +165,28 @@ pub fn append_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     unsafe { out.set_len(start + len) };
 }
 
+/// Byte-slice equality for short keys with fixed-size loads: a slice `==` calls `memcmp`, a
+/// function call (and on wasm32 a byte loop) that costs more than the compare of a short word.
+#[inline(always)]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if len > 16 {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    if len >= 8 {
+        word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8)
+    } else if len >= 4 {
+        half(a, 0) == half(b, 0) && half(a, len - 4) == half(b, len - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    }
+}
+
 #[inline(always)]
 fn copy_fixed<const N: usize>(
     dst: &mut [std::mem::MaybeUninit<u8>],
@@ -205,6 +227,21 @@ mod tests {
             append_bytes(&mut out, &value);
             assert_eq!(&out[3..], &value[..], "length {len}");
             assert_eq!(out.len(), 3 + len);
+        }
+    }
+
+    #[test]
+    fn bytes_eq_agrees_with_slice_equality() {
+        let values: Vec<Vec<u8>> = (0..24).map(|n| (0..n as u8).collect()).collect();
+        for a in &values {
+            for b in &values {
+                assert_eq!(bytes_eq(a, b), a == b);
+                let mut c = b.clone();
+                if let Some(last) = c.last_mut() {
+                    *last ^= 1;
+                    assert_eq!(bytes_eq(a, &c), *a == c);
+                }
+            }
         }
     }
 

@@ -40,7 +40,7 @@ pub mod testing;
 mod value;
 
 pub use batch::{Batch, BatchBuilder, Record};
-pub use column::Column;
+pub use column::{Column, bytes_eq};
 pub use operator::{
     Combiner, Error, Info, Transform, configure_combiner, configure_transform, run_fold,
     run_transform,

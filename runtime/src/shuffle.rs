@@ -70,7 +70,9 @@ pub fn combine_by_key(
             let hash = hash_key(key);
             let found = scratch
                 .table
-                .find(hash, |&slot| keys.get(slot as usize) == key)
+                .find(hash, |&slot| {
+                    spate_guest::bytes_eq(keys.get(slot as usize), key)
+                })
                 .copied();
             match found {
                 Some(slot) => {
