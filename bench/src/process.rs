@@ -4,6 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,7 @@ pub struct Running {
     started: Instant,
     /// stderr lines, with the time each arrived.
     pub lines: Receiver<(Instant, String)>,
+    peak: Arc<AtomicU64>,
 }
 
 /// Starts `spate` with `args`, stdout discarded, cache in `cache_dir`.
@@ -59,10 +62,22 @@ pub fn start(args: &[&str], cache_dir: &Path) -> Result<Running> {
             }
         }
     });
+    // The kernel's high-water mark of the process's own RSS, sampled until it exits (wait4's
+    // ru_maxrss would also count what the child inherited from this process before exec).
+    let peak = Arc::new(AtomicU64::new(0));
+    let (pid, sampled) = (child.id(), peak.clone());
+    std::thread::spawn(move || {
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            let hwm = proc_status_kib(pid, "VmHWM:") * 1024;
+            sampled.fetch_max(hwm, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
     Ok(Running {
         child,
         started,
         lines,
+        peak,
     })
 }
 
@@ -85,9 +100,9 @@ impl Running {
         }
     }
 
-    /// Current resident set size in bytes (from /proc), 0 if unknown.
+    /// Peak resident set size so far in bytes (from /proc), 0 if unknown.
     pub fn rss(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmRSS:") * 1024
+        self.peak.load(Ordering::Relaxed)
     }
 
     /// Waits for exit; fails when spate failed.

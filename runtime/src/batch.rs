@@ -137,6 +137,12 @@ impl BlockBuffer {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        if state.current.data.capacity() == 0 {
+            // Sized once for a whole block, so that a block does not grow by doubling and hold
+            // up to twice its bytes (buffered memory is what backpressure bounds).
+            let bytes = self.max_block_bytes + lines.data.len();
+            state.current = Column::with_capacity(bytes / 32, bytes);
+        }
         state.current.extend_from(lines);
         state.buffered += lines.data.len();
         if state.current.data.len() >= self.max_block_bytes {

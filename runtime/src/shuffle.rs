@@ -42,6 +42,22 @@ pub struct Combined {
     pub hashes: Vec<u64>,
 }
 
+/// Pending values are folded once they reach this size, so that neither the host nor the
+/// guest's linear memory (which never shrinks) holds a whole reduce partition's values at once.
+const FOLD_CHUNK_BYTES: usize = 4 << 20;
+
+/// Folds the pending (target, value) pairs into `seeds` and clears them.
+fn fold_pending(
+    scratch: &mut CombineScratch,
+    seeds: Column,
+    combiner: &mut CombinerInstance,
+) -> Result<Column> {
+    let values = std::mem::take(&mut scratch.values);
+    let folded = combiner.fold(seeds, &scratch.targets, values)?;
+    scratch.targets.clear();
+    Ok(folded)
+}
+
 /// Combines the values of equal keys across `inputs` with `combiner`.
 pub fn combine_by_key(
     scratch: &mut CombineScratch,
@@ -52,7 +68,7 @@ pub fn combine_by_key(
     scratch.table.clear();
     scratch.hashes.clear();
     scratch.targets.clear();
-    scratch.values = Column::with_capacity(records, 0);
+    scratch.values = Column::default();
     let mut keys = Column::with_capacity(records / 4, 0);
     let mut seeds = Column::with_capacity(records / 4, 0);
     for input in inputs {
@@ -78,6 +94,9 @@ pub fn combine_by_key(
                 Some(slot) => {
                     scratch.targets.push(slot);
                     scratch.values.push(value);
+                    if scratch.values.data.len() >= FOLD_CHUNK_BYTES {
+                        seeds = fold_pending(scratch, seeds, combiner)?;
+                    }
                 }
                 None => {
                     let slot = keys.len() as u32;
@@ -93,11 +112,10 @@ pub fn combine_by_key(
         }
     }
     let values = if scratch.targets.is_empty() {
-        // Every key appeared once: nothing to fold, no call.
+        // Nothing (left) to fold: no call.
         seeds
     } else {
-        let values = std::mem::take(&mut scratch.values);
-        combiner.fold(seeds, &scratch.targets, values)?
+        fold_pending(scratch, seeds, combiner)?
     };
     Ok(Combined {
         batch: Batch {
