@@ -62,14 +62,15 @@ pub fn start(args: &[&str], cache_dir: &Path) -> Result<Running> {
             }
         }
     });
-    // The kernel's high-water mark of the process's own RSS, sampled until it exits (wait4's
-    // ru_maxrss would also count what the child inherited from this process before exec).
+    // The process's resident set, sampled every 10 ms until it exits. Neither wait4's
+    // ru_maxrss nor VmHWM is used: both can carry this harness's own high-water mark (it reads
+    // the whole corpus) into the child through the shared address space before exec.
     let peak = Arc::new(AtomicU64::new(0));
     let (pid, sampled) = (child.id(), peak.clone());
     std::thread::spawn(move || {
         while Path::new(&format!("/proc/{pid}")).exists() {
-            let hwm = proc_status_kib(pid, "VmHWM:") * 1024;
-            sampled.fetch_max(hwm, Ordering::Relaxed);
+            let rss = proc_status_kib(pid, "VmRSS:") * 1024;
+            sampled.fetch_max(rss, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(10));
         }
     });
@@ -109,10 +110,8 @@ impl Running {
     pub fn finish(self) -> Result<Finished> {
         let pid = self.child.id() as libc::pid_t;
         let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our child.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: pid is our child, not yet reaped; the pointers are to live locals.
-        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        // SAFETY: pid is our child, not yet reaped; the pointer is to a live local.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
         let wall = self.started.elapsed();
         std::mem::forget(self.child);
         let stderr: Vec<String> = self.lines.iter().map(|(_, l)| l).collect();
@@ -121,7 +120,7 @@ impl Running {
         }
         Ok(Finished {
             wall,
-            peak_rss: usage.ru_maxrss as u64 * 1024,
+            peak_rss: self.peak.load(Ordering::Relaxed),
             stderr,
         })
     }

@@ -66,6 +66,10 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| target.join("bench-results.json"));
     let mb = if quick { 20 } else { 200 };
+    let mb = std::env::var("SPATE_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(mb);
     let reps = 3;
     let work = target.join("bench-work");
     std::fs::create_dir_all(&work)?;
