@@ -35,6 +35,23 @@ pub enum OperatorInstance {
 }
 
 impl<B> Instance<B> {
+    fn new(
+        store: Store<HostState>,
+        bindings: B,
+        output: GuestOutput,
+        label: String,
+        export: String,
+    ) -> Self {
+        Instance {
+            store,
+            bindings,
+            output,
+            label,
+            export,
+            poisoned: false,
+        }
+    }
+
     /// True after a trap: the instance's state is undefined and it must not be called again.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -199,25 +216,11 @@ impl OperatorInstance {
         Ok(match &op.pre {
             Pre::Transform(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Transform(Instance {
-                    store,
-                    bindings,
-                    output,
-                    label,
-                    export,
-                    poisoned: false,
-                })
+                OperatorInstance::Transform(Instance::new(store, bindings, output, label, export))
             }
             Pre::Combiner(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Combiner(Instance {
-                    store,
-                    bindings,
-                    output,
-                    label,
-                    export,
-                    poisoned: false,
-                })
+                OperatorInstance::Combiner(Instance::new(store, bindings, output, label, export))
             }
         })
     }
