@@ -81,11 +81,6 @@ impl Summary {
         self.reports.len()
     }
 
-    /// The reports so far.
-    pub fn reports(&self) -> &[BatchReport] {
-        &self.reports
-    }
-
     /// A multi-line summary for the end of a run; `elapsed` is the job's wall time.
     pub fn render(&self, elapsed: Duration) -> String {
         let records: usize = self.reports.iter().map(|r| r.input_records).sum();

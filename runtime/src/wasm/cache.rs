@@ -18,11 +18,6 @@ impl ComponentCache {
         ComponentCache { dir: None }
     }
 
-    /// A cache in `dir`.
-    pub fn at(dir: PathBuf) -> Self {
-        ComponentCache { dir: Some(dir) }
-    }
-
     /// The default place: `$SPATE_CACHE_DIR`, else `$XDG_CACHE_HOME/spate`, else
     /// `~/.cache/spate`; disabled when none of them is set.
     pub fn default_location() -> Self {

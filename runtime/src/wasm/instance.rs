@@ -6,7 +6,7 @@ use super::bindings::{
 };
 use super::guest_output::GuestOutput;
 use super::host::{HostState, new_store};
-use super::operator::{Info, OperatorKind, Pre, PreparedOperator};
+use super::operator::{Info, Pre, PreparedOperator};
 use anyhow::{Result, anyhow};
 use spate_guest::{Batch, Column};
 use wasmtime::Store;
@@ -223,14 +223,6 @@ impl OperatorInstance {
                 OperatorInstance::Combiner(Instance::new(store, bindings, output, label, export))
             }
         })
-    }
-
-    /// The operator kind of this instance.
-    pub fn kind(&self) -> OperatorKind {
-        match self {
-            OperatorInstance::Transform(_) => OperatorKind::Transform,
-            OperatorInstance::Combiner(_) => OperatorKind::Combiner,
-        }
     }
 
     /// True after a trap.
