@@ -58,6 +58,21 @@ fn fold_pending(
     Ok(folded)
 }
 
+const UNKEYED: &str =
+    "reduce-by-key got records without keys (the step before it emits unkeyed records)";
+
+impl Combined {
+    /// A keyed batch taken as it is, with its keys hashed (for partitioning without combining).
+    pub fn hashed(batch: Batch) -> Result<Combined> {
+        let hashes = match &batch.keys {
+            Some(keys) => keys.iter().map(hash_key).collect(),
+            None if batch.is_empty() => Vec::new(),
+            None => bail!(UNKEYED),
+        };
+        Ok(Combined { batch, hashes })
+    }
+}
+
 /// Combines the values of equal keys across `inputs` with `combiner`.
 pub fn combine_by_key(
     scratch: &mut CombineScratch,
@@ -76,9 +91,7 @@ pub fn combine_by_key(
             if input.is_empty() {
                 continue;
             }
-            bail!(
-                "reduce-by-key got records without keys (the step before it emits unkeyed records)"
-            );
+            bail!(UNKEYED);
         };
         for i in 0..input.len() {
             let key = input_keys.get(i);

@@ -3,7 +3,7 @@
 use super::pool::{Worker, WorkerPool};
 use crate::config::StepOp;
 use crate::plan::{Plan, Stage};
-use crate::shuffle::{combine_by_key, partition};
+use crate::shuffle::{Combined, combine_by_key, partition};
 use anyhow::{Context, Result, anyhow};
 use spate_guest::Batch;
 use std::sync::Arc;
@@ -91,8 +91,18 @@ fn run_task(
     match &stage.output {
         None => Ok(TaskOutput::Final(batch)),
         Some(shuffle) => {
-            let (combiner, scratch) = worker.combiner(shuffle.combiner)?;
-            let combined = combine_by_key(scratch, std::slice::from_ref(&batch), combiner)?;
+            let pre_combined = stage
+                .narrow
+                .last()
+                .is_some_and(|step| plan.operators[step.operator].spec.output_combine.is_some());
+            let combined = if pre_combined {
+                // The transform was asked to combine its output per key; whatever it did, the
+                // reduce side combines again, so a second map-side pass would only repeat work.
+                Combined::hashed(batch)?
+            } else {
+                let (combiner, scratch) = worker.combiner(shuffle.combiner)?;
+                combine_by_key(scratch, std::slice::from_ref(&batch), combiner)?
+            };
             Ok(TaskOutput::Buckets(partition(
                 &combined,
                 shuffle.partitions,
