@@ -25,6 +25,10 @@ impl GuestOutput {
     /// Takes what the guest wrote since the last call, with a note when some was dropped.
     pub fn take(&self) -> String {
         let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.bytes.is_empty() && buffer.dropped == 0 {
+            // The common case, once per call: nothing printed, nothing to allocate.
+            return String::new();
+        }
         let mut text = String::from_utf8_lossy(&buffer.bytes).trim_end().to_owned();
         if buffer.dropped > 0 {
             text.push_str(&format!(" [{} more bytes dropped]", buffer.dropped));

@@ -73,7 +73,6 @@ impl<B> Instance<B> {
         }
         let result = f(&mut self.store, &self.bindings);
         let printed = self.output.take();
-        let export = format!("{}#{function}", self.export);
         match result {
             Ok(Ok(value)) => {
                 if !printed.is_empty() {
@@ -87,8 +86,9 @@ impl<B> Instance<B> {
                     .map(|i| format!(" at input record {i}"))
                     .unwrap_or_default();
                 Err(anyhow!(
-                    "{} failed in {export}{at}: {}{}",
+                    "{} failed in {}#{function}{at}: {}{}",
                     self.label,
+                    self.export,
                     e.message,
                     quoted(&printed)
                 ))
@@ -101,8 +101,9 @@ impl<B> Instance<B> {
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| format!("{:#}", trap.root_cause()));
                 Err(anyhow!(
-                    "{} trapped in {export}: {reason}{}",
+                    "{} trapped in {}#{function}: {reason}{}",
                     self.label,
+                    self.export,
                     quoted(&printed)
                 ))
             }
