@@ -11,6 +11,9 @@ const PLUGINS: &[&str] = &["tokenize", "sum", "filter"];
 /// through `spate::bundled::DEV_PLUGINS_DIR` (the SPATE_DEV_PLUGINS variable set below).
 const DEV_PLUGINS: &[(&str, &str)] = &[
     ("spate-test-plugin-panicky", "panicky"),
+    ("spate-test-plugin-hostile", "hostile"),
+    ("spate-test-plugin-malformed", "malformed"),
+    ("spate-test-plugin-wit-mismatch", "wit-mismatch"),
     ("spate-bench-plugin-boundary", "boundary"),
 ];
 const TARGET: &str = "wasm32-wasip2";

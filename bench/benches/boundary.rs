@@ -9,10 +9,11 @@
 //! Plus the fixed costs: an empty `process` call, and instantiation (+ configure) from the
 //! linked component. Run: `cargo bench -p spate-bench --bench boundary`.
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use spate::wasm::{
-    ComponentCache, GuestOutput, OperatorInstance, OperatorKind, OperatorSpec, PluginOrigin,
-    PreparedOperator, TransformInstance, new_engine, new_store,
+    ComponentCache, EngineSettings, Grants, GuestOutput, Limits, OperatorHost, OperatorInstance,
+    OperatorKind, OperatorSpec, PluginOrigin, PreparedOperator, TransformInstance, new_linker,
+    new_store,
 };
 use spate_bench::corpus::Corpus;
 use spate_guest::{Batch, BatchBuilder, Column};
@@ -51,9 +52,13 @@ fn native_tokenize(input: &Batch) -> Batch {
     out.finish()
 }
 
+/// The tokenize operator with the default limits (so the figures include their cost).
 fn tokenize_operator() -> (PreparedOperator, wasmtime::Engine) {
-    let engine = new_engine(64).expect("engine");
-    let linker = PreparedOperator::linker(&engine).expect("linker");
+    let host = OperatorHost::new(&EngineSettings {
+        max_instances: 64,
+        ..EngineSettings::default()
+    })
+    .expect("engine");
     let spec = OperatorSpec {
         name: "tokenize".into(),
         step: 0,
@@ -61,10 +66,11 @@ fn tokenize_operator() -> (PreparedOperator, wasmtime::Engine) {
         plugin: PluginOrigin::Bundled("tokenize"),
         params: Vec::new(),
         output_combine: None,
+        limits: Limits::default(),
+        grants: Grants::default(),
     };
-    let op = PreparedOperator::prepare(&engine, &linker, &ComponentCache::disabled(), spec)
-        .expect("tokenize");
-    (op, engine)
+    let op = PreparedOperator::prepare(&host, &ComponentCache::disabled(), spec).expect("tokenize");
+    (op, host.engine().clone())
 }
 
 fn transform(op: &PreparedOperator) -> TransformInstance {
@@ -77,13 +83,19 @@ fn transform(op: &PreparedOperator) -> TransformInstance {
 fn boundary(c: &mut Criterion) {
     let (op, engine) = tokenize_operator();
     let mut columnar = transform(&op);
-    let linker = PreparedOperator::linker(&engine).expect("linker");
+    let linker = new_linker(&engine).expect("linker");
     let path = std::path::Path::new(spate::bundled::DEV_PLUGINS_DIR).join("boundary.wasm");
     let component =
         wasmtime::component::Component::from_file(&engine, &path).expect("boundary.wasm");
     let pre = alternatives::BoundaryPre::new(linker.instantiate_pre(&component).expect("link"))
         .expect("pre");
-    let mut store = new_store(&engine, &GuestOutput::default());
+    let mut store = new_store(
+        &engine,
+        &GuestOutput::default(),
+        &Grants::default(),
+        &Limits::default(),
+    )
+    .expect("store");
     let alt: Boundary = pre.instantiate(&mut store).expect("instantiate");
 
     let mut group = c.benchmark_group("partition");
@@ -110,11 +122,8 @@ fn boundary(c: &mut Criterion) {
             b.iter(|| native_tokenize(input))
         });
         group.bench_with_input(BenchmarkId::new("columnar", label), &input, |b, input| {
-            b.iter_batched(
-                || input.clone(),
-                |i| columnar.process(i).expect("process"),
-                BatchSize::LargeInput,
-            )
+            let mut lent = input.clone();
+            b.iter(|| columnar.process(&mut lent).expect("process"))
         });
         if bytes > 1 << 20 {
             // wasmtime refuses to lift ~4 M nested records in one call (HostcallFuelExhausted),
@@ -154,7 +163,7 @@ fn boundary(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     fixed.bench_function("empty-process-call", |b| {
-        b.iter(|| columnar.process(Batch::default()).expect("process"))
+        b.iter(|| columnar.process(&mut Batch::default()).expect("process"))
     });
     fixed.bench_function("instantiate-and-configure", |b| {
         b.iter(|| OperatorInstance::new(&op).expect("instance"))

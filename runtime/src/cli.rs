@@ -3,9 +3,9 @@
 use crate::bundled;
 use crate::config::{ConfigError, Pipeline};
 use crate::job::{self, RunOptions};
-use crate::plan::{Plan, worker_count};
-use crate::wasm::{ComponentCache, new_engine};
-use anyhow::Result;
+use crate::plan::Plan;
+use crate::wasm::ComponentCache;
+use anyhow::{Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -23,10 +23,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a pipeline until its sources end, --max-batches, or Ctrl-C.
+    /// Run pipelines until their sources end, --max-batches, or Ctrl-C. Several pipelines run
+    /// side by side as separate jobs (tenants) of one process, each with its own engine, stores
+    /// and workers: one job failing does not stop the others.
     Run {
-        /// The pipeline file.
-        pipeline: PathBuf,
+        /// The pipeline files.
+        #[arg(required = true, num_args = 1..)]
+        pipelines: Vec<PathBuf>,
         #[command(flatten)]
         options: JobArgs,
     },
@@ -63,7 +66,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { pipeline, options } => run(&pipeline, &options),
+        Command::Run { pipelines, options } => run(&pipelines, &options),
         Command::Check {
             pipeline,
             overrides,
@@ -94,33 +97,88 @@ fn init_logging() {
 /// Loads the pipeline and builds its plan (compiling and checking every plugin).
 fn load_plan(path: &Path, overrides: &[String], no_cache: bool) -> Result<Plan> {
     let pipeline = Pipeline::load(path, overrides)?;
-    let workers = worker_count(pipeline.file.job.workers);
-    let operators = pipeline.file.steps.len() as u32;
-    // Instances: one per (operator, worker), plus room for checks and trap replacements.
-    let engine = new_engine(((workers as u32 + 2) * operators + 8).max(16))?;
     let cache = if no_cache {
         ComponentCache::disabled()
     } else {
         ComponentCache::default_location()
     };
-    Ok(Plan::build(&pipeline, &engine, &cache)?)
+    Ok(Plan::build(&pipeline, &cache)?)
 }
 
-fn run(path: &Path, args: &JobArgs) -> Result<()> {
-    let plan = load_plan(path, &args.overrides, args.no_cache)?;
-    tracing::info!(
-        "job '{}' starting: {} stage(s), {} workers, batch interval {}",
-        plan.job.name,
-        plan.stages.len(),
-        plan.job.workers,
-        humantime::format_duration(plan.job.batch_interval)
-    );
+fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
+    // A pipeline that does not load fails alone: the other tenants' jobs still run.
+    let mut failures: Vec<anyhow::Error> = Vec::new();
+    let mut plans: Vec<Plan> = Vec::new();
+    for path in paths {
+        match load_plan(path, &args.overrides, args.no_cache) {
+            Ok(plan) if plans.iter().any(|p| p.job.name == plan.job.name) => {
+                failures.push(anyhow!(
+                    "{}: another pipeline is also named '{}': give each job its own `job.name`",
+                    path.display(),
+                    plan.job.name
+                ));
+            }
+            Ok(plan) => plans.push(plan),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                failures.push(e);
+            }
+        }
+    }
     let options = RunOptions {
         max_batches: args.max_batches,
         stop: ctrl_c_flag(),
     };
-    let outcome = job::run(plan, &options)?;
-    eprint!("{}", outcome.summary.render(outcome.elapsed));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .into_iter()
+            .map(|plan| {
+                let name = plan.job.name.clone();
+                let options = &options;
+                std::thread::Builder::new()
+                    .name(format!("spate-job-{name}"))
+                    .spawn_scoped(scope, move || run_job(plan, options))
+                    .map_err(|e| anyhow!("job '{name}': cannot start its thread: {e}"))
+            })
+            .collect();
+        for handle in handles {
+            let result = handle.and_then(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("internal error: a job's thread panicked")))
+            });
+            if let Err(e) = result {
+                failures.push(e);
+            }
+        }
+    });
+    let total = paths.len();
+    match failures.len() {
+        0 => Ok(()),
+        // Kept as it is, so that a pipeline-file error still exits with 2.
+        1 if total == 1 => Err(failures.remove(0)),
+        n => {
+            let list: Vec<String> = failures.iter().map(|e| format!("{e:#}")).collect();
+            Err(anyhow!("{n} of {total} jobs failed:\n  {}", list.join("\n  ")))
+        }
+    }
+}
+
+/// Runs one job in its own log span (every line it logs names it) and prints its summary.
+fn run_job(plan: Plan, options: &RunOptions) -> Result<()> {
+    let span = tracing::info_span!("job", name = %plan.job.name);
+    let _entered = span.enter();
+    let (name, tenant) = (plan.job.name.clone(), plan.job.tenant.clone());
+    tracing::info!(
+        "starting for tenant '{tenant}': {} stage(s), {} workers, batch interval {}",
+        plan.stages.len(),
+        plan.job.workers,
+        humantime::format_duration(plan.job.batch_interval)
+    );
+    let outcome = job::run(plan, options)?;
+    eprint!(
+        "job '{name}' (tenant '{tenant}'):\n{}",
+        outcome.summary.render(outcome.elapsed)
+    );
     Ok(())
 }
 
@@ -136,7 +194,7 @@ fn demo(args: &JobArgs) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("demo-wordcount.toml");
     std::fs::write(&path, bundled::DEMO_PIPELINE)?;
-    let result = run(&path, args);
+    let result = run(&[path], args);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -139,7 +139,7 @@ fn run_one(
             timestamps: Vec::new(),
         })
         .collect();
-    let output = run_batch(pool, plan, blocks, input.time_ms)?;
+    let (output, tasks) = run_batch(pool, plan, blocks, input.time_ms)?;
     for sink in sinks.iter_mut() {
         sink.write(input.time_ms, &output, &plan.output_type)
             .with_context(|| format!("batch {} ms", input.time_ms))?;
@@ -154,6 +154,8 @@ fn run_one(
         skipped_lines: buffer.take_skipped(),
         scheduling_delay,
         processing_time: start.elapsed(),
+        usage: plan.usage.take(),
+        tasks,
     })
 }
 
@@ -165,11 +167,15 @@ fn start_clock(
 ) -> Result<JoinHandle<()>> {
     let (buffer, halt) = (buffer.clone(), halt.clone());
     let job = plan.job.clone();
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("spate-batch-clock".into())
-        .spawn(move || match job.trigger {
-            Trigger::ProcessingTime => processing_time_clock(&buffer, &halt, &batches, &job),
-            Trigger::AvailableNow => available_now_clock(&buffer, &halt, &batches, &job),
+        .spawn(move || {
+            let _entered = span.enter();
+            match job.trigger {
+                Trigger::ProcessingTime => processing_time_clock(&buffer, &halt, &batches, &job),
+                Trigger::AvailableNow => available_now_clock(&buffer, &halt, &batches, &job),
+            }
         })
         .map_err(|e| anyhow!("cannot start the batch clock: {e}"))
 }

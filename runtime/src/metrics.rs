@@ -1,5 +1,7 @@
 //! Per-batch figures as Spark's StreamingListener reports them, and the run summary.
 
+use crate::exec::TaskFigures;
+use crate::wasm::UsageReport;
 use std::fmt;
 use std::time::Duration;
 
@@ -22,6 +24,10 @@ pub struct BatchReport {
     pub scheduling_delay: Duration,
     /// From the start to the end of processing (outputs included).
     pub processing_time: Duration,
+    /// What the job's operators consumed in this batch (for billing and throttling a tenant).
+    pub usage: UsageReport,
+    /// Retried and skipped tasks.
+    pub tasks: TaskFigures,
 }
 
 impl BatchReport {
@@ -52,6 +58,18 @@ impl fmt::Display for BatchReport {
         if self.skipped_lines > 0 {
             write!(f, ", {} bad lines skipped", self.skipped_lines)?;
         }
+        write!(f, "; wasm: {}", self.usage)?;
+        let tasks = &self.tasks;
+        if tasks.retries > 0 {
+            write!(f, "; {} task retries", tasks.retries)?;
+        }
+        if tasks.skipped_tasks > 0 {
+            write!(
+                f,
+                "; {} failed tasks skipped ({} input records dead-lettered)",
+                tasks.skipped_tasks, tasks.skipped_records
+            )?;
+        }
         Ok(())
     }
 }
@@ -79,6 +97,15 @@ impl Summary {
     /// Batches completed.
     pub fn batches(&self) -> usize {
         self.reports.len()
+    }
+
+    /// The job's consumption over the whole run.
+    pub fn usage(&self) -> UsageReport {
+        let mut total = UsageReport::default();
+        for report in &self.reports {
+            total.merge(&report.usage);
+        }
+        total
     }
 
     /// A multi-line summary for the end of a run; `elapsed` is the job's wall time.
@@ -123,6 +150,15 @@ impl Summary {
         out.push_str(&line("total delay", &total));
         if skipped > 0 {
             out.push_str(&format!("  bad lines skipped: {skipped}\n"));
+        }
+        out.push_str(&format!("  wasm: {}\n", self.usage()));
+        let retries: u64 = self.reports.iter().map(|r| r.tasks.retries).sum();
+        let skipped_tasks: u64 = self.reports.iter().map(|r| r.tasks.skipped_tasks).sum();
+        if retries + skipped_tasks > 0 {
+            let dead: u64 = self.reports.iter().map(|r| r.tasks.skipped_records).sum();
+            out.push_str(&format!(
+                "  task retries: {retries}; tasks skipped: {skipped_tasks} ({dead} input records dead-lettered)\n"
+            ));
         }
         out
     }

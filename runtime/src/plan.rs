@@ -7,14 +7,18 @@
 //! with the final combine.
 
 use crate::bundled;
-use crate::config::{ConfigError, OutputSpec, Pipeline, SourceSpec, StepOp, Trigger};
-use crate::wasm::{ComponentCache, OperatorKind, OperatorSpec, PluginOrigin, PreparedOperator};
+use crate::config::{
+    ConfigError, OutputSpec, Pipeline, SourceSpec, StepOp, TaskFailurePolicy, Trigger,
+};
+use crate::wasm::{
+    ComponentCache, EngineSettings, OperatorHost, OperatorKind, OperatorSpec, PluginOrigin,
+    PreparedOperator, Usage, bytes,
+};
 use spate_guest::ValueType;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::Engine;
 
 /// The key and value types of a stream, as far as the operators declare them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +70,8 @@ pub struct Shuffle {
 pub struct Stage {
     /// The shuffle this stage reads (none: it reads the batch's input blocks).
     pub input: Option<Shuffle>,
+    /// The type of the records it reads.
+    pub input_type: StreamType,
     /// Fused narrow steps.
     pub narrow: Vec<NarrowStep>,
     /// The shuffle this stage writes (none: its partitions go to the outputs).
@@ -100,6 +106,14 @@ pub struct JobSettings {
     pub max_buffered_bytes: usize,
     /// Most input per batch with `available-now`.
     pub max_batch_bytes: usize,
+    /// Who the job runs for.
+    pub tenant: String,
+    /// Extra attempts of a failed partition task, each on fresh instances.
+    pub task_retries: u32,
+    /// What a task that still fails does.
+    pub on_task_failure: TaskFailurePolicy,
+    /// Where skipped partitions' input goes.
+    pub dead_letter_dir: PathBuf,
 }
 
 /// A validated, linked job.
@@ -114,6 +128,8 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// Output operations.
     pub outputs: Vec<OutputSpec>,
+    /// What the job's operators consumed (shared by all their instances).
+    pub usage: Arc<Usage>,
     /// Type of the records reaching the outputs.
     pub output_type: StreamType,
 }
@@ -140,6 +156,25 @@ pub fn worker_count(configured: usize) -> usize {
     }
 }
 
+/// The engine a job needs: a pool slot per (operator, worker) plus room for checks and trap
+/// replacements, slots as large as the largest memory limit, fuel only if some step meters it.
+fn engine_settings(pipeline: &Pipeline, workers: usize) -> EngineSettings {
+    let steps = &pipeline.file.steps;
+    let limits: Vec<_> = steps.iter().map(|s| pipeline.limits(s)).collect();
+    const PAGE: usize = 64 << 10;
+    EngineSettings {
+        max_instances: ((workers as u32 + 2) * steps.len() as u32 + 8).max(16),
+        max_memory: limits
+            .iter()
+            .map(|l| l.memory.next_multiple_of(PAGE))
+            .max()
+            .unwrap_or(PAGE),
+        max_table_elements: limits.iter().map(|l| l.table_elements).max().unwrap_or(0),
+        epoch_deadlines: pipeline.file.job.enforce_limits,
+        fuel: limits.iter().any(|l| l.fuel.is_some()),
+    }
+}
+
 /// Turns a TOML parameter table into the `(name, text)` pairs `configure` receives.
 fn params_of(table: &toml::Table) -> Vec<(String, String)> {
     table
@@ -157,14 +192,19 @@ fn params_of(table: &toml::Table) -> Vec<(String, String)> {
 impl Plan {
     /// Resolves `pipeline` into a plan: loads and links every plugin and checks parameters,
     /// types and sources, reporting problems at their place in the file.
-    pub fn build(
-        pipeline: &Pipeline,
-        engine: &Engine,
-        cache: &ComponentCache,
-    ) -> Result<Plan, ConfigError> {
+    pub fn build(pipeline: &Pipeline, cache: &ComponentCache) -> Result<Plan, ConfigError> {
         let file = &pipeline.file;
+        let name = pipeline.job_name();
         let job = JobSettings {
-            name: pipeline.job_name(),
+            tenant: file.job.tenant.clone().unwrap_or_else(|| name.clone()),
+            task_retries: file.job.task_retries,
+            on_task_failure: file.job.on_task_failure,
+            dead_letter_dir: file
+                .job
+                .dead_letter_dir
+                .as_ref()
+                .map_or_else(|| PathBuf::from("dead-letters").join(&name), PathBuf::from),
+            name,
             batch_interval: file.job.batch_interval.0,
             block_interval: file.job.block_interval.0,
             workers: worker_count(file.job.workers),
@@ -173,18 +213,19 @@ impl Plan {
             max_buffered_bytes: read_ahead_limit(&file.job),
             max_batch_bytes: file.job.max_batch_bytes.get(),
         };
-        let linker = PreparedOperator::linker(engine)
-            .map_err(|e| pipeline.error(None, format!("setting up the Wasm linker: {e:#}")))?;
+        let host = OperatorHost::new(&engine_settings(pipeline, job.workers))
+            .map_err(|e| pipeline.error(None, format!("{e:#}")))?;
         let mut operators = Vec::new();
-        let mut stages = vec![Stage {
-            input: None,
-            narrow: Vec::new(),
-            output: None,
-        }];
         let mut stream = StreamType {
             key: None,
             value: ValueType::Text,
         };
+        let mut stages = vec![Stage {
+            input: None,
+            input_type: stream,
+            narrow: Vec::new(),
+            output: None,
+        }];
         let mut producer = "the source".to_owned();
         for (i, step) in file.steps.iter().enumerate() {
             let kind = if step.op == StepOp::ReduceByKey {
@@ -205,20 +246,17 @@ impl Plan {
                 plugin,
                 params: params_of(step.params.get_ref()),
                 output_combine: None,
+                limits: pipeline.limits(step),
+                grants: pipeline.grants(i, step)?,
             };
-            let operator =
-                PreparedOperator::prepare(engine, &linker, cache, spec).map_err(|e| {
-                    let message = format!("{e:#}");
-                    if message.contains("#configure") {
-                        pipeline.error_at(
-                            step.params.span(),
-                            &format!("steps[{i}].params"),
-                            message,
-                        )
-                    } else {
-                        pipeline.error_at(step.plugin.span(), &plugin_field, message)
-                    }
-                })?;
+            let operator = PreparedOperator::prepare(&host, cache, spec).map_err(|e| {
+                let message = format!("{e:#}");
+                if message.contains("#configure") {
+                    pipeline.error_at(step.params.span(), &format!("steps[{i}].params"), message)
+                } else {
+                    pipeline.error_at(step.plugin.span(), &plugin_field, message)
+                }
+            })?;
             let index = operators.len();
             let info = operator.info.clone();
             operators.push(operator);
@@ -258,6 +296,7 @@ impl Plan {
                 stage.output = Some(shuffle.clone());
                 stages.push(Stage {
                     input: Some(shuffle),
+                    input_type: stream,
                     narrow: Vec::new(),
                     output: None,
                 });
@@ -289,6 +328,7 @@ impl Plan {
             stages,
             outputs,
             output_type: stream,
+            usage: host.usage().clone(),
         })
     }
 
@@ -298,14 +338,27 @@ impl Plan {
         let job = &self.job;
         let _ = writeln!(
             out,
-            "job '{}': batch interval {}, block interval {}, {} workers, trigger {}",
+            "job '{}' (tenant '{}'): batch interval {}, block interval {}, {} workers, trigger {}",
             job.name,
+            job.tenant,
             humantime::format_duration(job.batch_interval),
             humantime::format_duration(job.block_interval),
             job.workers,
             match job.trigger {
                 Trigger::ProcessingTime => "processing-time",
                 Trigger::AvailableNow => "available-now",
+            }
+        );
+        let _ = writeln!(
+            out,
+            "failed tasks: {} retries on fresh instances, then {}",
+            job.task_retries,
+            match job.on_task_failure {
+                TaskFailurePolicy::Fail => "fail the job".to_owned(),
+                TaskFailurePolicy::Skip => format!(
+                    "skip the partition (its input goes to {})",
+                    job.dead_letter_dir.display()
+                ),
             }
         );
         let _ = writeln!(out, "sources (read as their union):");
@@ -379,13 +432,25 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let limits = &op.spec.limits;
         format!(
-            "'{}' [plugin {}, {} KiB, exports {}] {} ({params}{combine})",
+            "'{}' [plugin {}, {} KiB, exports {}] {} ({params}{combine})\n    \
+             grants: {}\n    \
+             limits: memory {}, call-time {}, fuel {}, output {} records / {} per call, log {} per batch",
             op.spec.name,
             op.spec.plugin,
             op.wasm_bytes.div_ceil(1024),
             op.spec.kind.export_name(),
             op.info.description,
+            op.spec.grants,
+            bytes(limits.memory),
+            humantime::format_duration(limits.call_time),
+            limits
+                .fuel
+                .map_or_else(|| "not metered".to_owned(), |f| format!("{f} per call")),
+            limits.output_records,
+            bytes(limits.output_bytes),
+            bytes(limits.log_bytes),
         )
     }
 }

@@ -2,9 +2,11 @@
 
 mod overrides;
 mod resolve;
+mod sandbox;
 pub mod schema;
 pub mod units;
 
+pub use sandbox::UNLIMITED;
 pub use schema::*;
 pub use units::{ByteSize, Interval};
 

@@ -55,6 +55,90 @@ pub struct JobSection {
     pub max_buffered_bytes: ByteSize,
     /// With `available-now`, the most input one batch takes.
     pub max_batch_bytes: ByteSize,
+    /// Who the job runs for, in usage figures (default: the job name).
+    pub tenant: Option<String>,
+    /// Default limits of every operator instance (a step's `[steps.limits]` overrides them).
+    pub limits: LimitsTable,
+    /// `false` runs operators without limits: no deadline, fuel, memory or output caps beyond
+    /// the engine's 1 GiB slots. For trusted jobs and for measuring what the limits cost.
+    pub enforce_limits: bool,
+    /// How often a failed partition task is run again, each time on fresh instances.
+    pub task_retries: u32,
+    /// What a task that still fails after its retries does: `fail` the job or `skip` it.
+    pub on_task_failure: TaskFailurePolicy,
+    /// With `on-task-failure = "skip"`: where skipped partitions' input is written.
+    pub dead_letter_dir: Option<String>,
+}
+
+/// What happens to a partition task that fails (trap, limit, error) after its retries.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskFailurePolicy {
+    /// The job stops with an error and a non-zero exit.
+    #[default]
+    Fail,
+    /// The partition's input goes to the dead-letter directory, the batch goes on without it,
+    /// and the skip is counted in the batch figures.
+    Skip,
+}
+
+/// `[job.limits]` or `[steps.limits]`: what one operator instance may consume.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsTable {
+    /// Largest linear memory (default 256 MiB).
+    pub memory: Option<ByteSize>,
+    /// Most table elements (default 50000).
+    pub table_elements: Option<usize>,
+    /// Longest one call may run (default 10s).
+    pub call_time: Option<Interval>,
+    /// Fuel per call; setting it turns fuel metering on for the job (default: not metered).
+    pub fuel: Option<u64>,
+    /// Most records one call may return (default 16777216).
+    pub output_records: Option<usize>,
+    /// Most bytes one call may return (default 256 MiB).
+    pub output_bytes: Option<ByteSize>,
+    /// Most guest stdout/stderr logged per instance and batch (default 16 KiB).
+    pub log_bytes: Option<ByteSize>,
+}
+
+/// `[steps.grants]`: what an operator may reach beyond its input. Nothing unless listed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GrantsTable {
+    /// Host directories the operator may use.
+    #[serde(default)]
+    pub dirs: Vec<DirGrantTable>,
+    /// The host's real clocks (default: a stopped clock at the Unix epoch).
+    #[serde(default)]
+    pub clocks: bool,
+    /// Real randomness (default: a fixed-seed generator).
+    #[serde(default)]
+    pub random: bool,
+}
+
+/// One directory grant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirGrantTable {
+    /// The host directory, relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// Where the operator sees it (default: `/` + the directory's name).
+    pub guest_path: Option<String>,
+    /// `read-only` (default) or `read-write`.
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+/// Access to a granted directory.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirMode {
+    /// Read files and list directories.
+    #[default]
+    ReadOnly,
+    /// Also create, change and delete.
+    ReadWrite,
 }
 
 impl Default for JobSection {
@@ -68,6 +152,12 @@ impl Default for JobSection {
             max_block_bytes: ByteSize(256 << 10),
             max_buffered_bytes: ByteSize(256 << 20),
             max_batch_bytes: ByteSize(8 << 20),
+            tenant: None,
+            limits: LimitsTable::default(),
+            enforce_limits: true,
+            task_retries: 1,
+            on_task_failure: TaskFailurePolicy::Fail,
+            dead_letter_dir: None,
         }
     }
 }
@@ -210,6 +300,12 @@ pub struct StepSpec {
     pub params: Spanned<toml::Table>,
     /// For reduce-by-key: the number of reduce partitions (default: the worker count).
     pub partitions: Option<Spanned<usize>>,
+    /// This operator's limits, overriding `[job.limits]` field by field.
+    #[serde(default)]
+    pub limits: LimitsTable,
+    /// What this operator may reach (default: nothing).
+    #[serde(default)]
+    pub grants: GrantsTable,
 }
 
 /// `[[outputs]]` as written (flat, like [`SourceTable`]).

@@ -15,6 +15,8 @@ type Task = Box<dyn FnOnce(&mut Worker) + Send>;
 pub struct Worker {
     operators: Arc<Vec<Arc<PreparedOperator>>>,
     instances: Vec<Option<OperatorInstance>>,
+    /// The batch the worker last ran a task of.
+    batch_time: Option<u64>,
     /// Buffers for combine-by-key.
     pub scratch: CombineScratch,
 }
@@ -33,6 +35,23 @@ fn instance<'a>(
 }
 
 impl Worker {
+    /// Called at the start of each task: a new batch renews each instance's log budget.
+    pub fn begin_batch(&mut self, batch_time: u64) {
+        if self.batch_time != Some(batch_time) {
+            self.batch_time = Some(batch_time);
+            for instance in self.instances.iter_mut().flatten() {
+                instance.begin_batch();
+            }
+        }
+    }
+
+    /// Drops every instance, so that a retried task runs on fresh ones.
+    pub fn discard_instances(&mut self) {
+        for slot in &mut self.instances {
+            *slot = None;
+        }
+    }
+
     /// The transform instance of operator `index`.
     pub fn transform(&mut self, index: usize) -> Result<&mut TransformInstance> {
         match instance(&mut self.instances, &self.operators, index)? {
@@ -70,11 +89,15 @@ impl WorkerPool {
                 let mut worker = Worker {
                     instances: operators.iter().map(|_| None).collect(),
                     operators: operators.clone(),
+                    batch_time: None,
                     scratch: CombineScratch::default(),
                 };
+                // Log lines from the worker carry the job's span (its name, in multi-job runs).
+                let span = tracing::Span::current();
                 std::thread::Builder::new()
                     .name(format!("spate-worker-{id}"))
                     .spawn(move || {
+                        let _entered = span.enter();
                         for task in receiver {
                             task(&mut worker);
                         }

@@ -3,6 +3,8 @@
 mod print;
 mod text_files;
 
+pub use text_files::write_part;
+
 use crate::config::OutputSpec;
 use crate::plan::StreamType;
 use anyhow::Result;

@@ -36,7 +36,8 @@ impl TextFiles {
     }
 }
 
-fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
+/// Writes `partition` to `path`, a record per line, and fsyncs it.
+pub fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
     let mut text = String::with_capacity(partition.values.data.len() * 2);
     for record in partition.records() {
         write_record(&mut text, &record, types);

@@ -70,9 +70,11 @@ pub fn start_all(
             };
             let spec = source.spec.clone();
             buffer.open_source();
+            let span = tracing::Span::current();
             std::thread::Builder::new()
                 .name(format!("spate-source-{}", source.name))
                 .spawn(move || {
+                    let _entered = span.enter();
                     let result = match &spec {
                         SourceSpec::Socket { .. } => socket::run(&context, &spec),
                         SourceSpec::Directory { .. } => directory::run(&context, &spec),

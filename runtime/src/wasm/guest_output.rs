@@ -1,5 +1,7 @@
-//! A guest's stdout/stderr: kept in a bounded buffer that the host drains into its log after
-//! each call, and quotes in the error when a call fails (a Rust panic message lands here).
+//! A guest's stdout/stderr: kept in a buffer that the host drains into its log after each
+//! call, and quotes in the error when a call fails (a Rust panic message lands here). What an
+//! instance may write per batch is capped (`limits.log-bytes`): a chatty or hostile operator
+//! cannot flood the host's log or memory.
 
 use std::io;
 use std::pin::Pin;
@@ -8,12 +10,13 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Bytes kept per call; more is dropped (and counted), never an error for the guest.
-const CAPACITY: usize = 16 << 10;
-
 #[derive(Default)]
 struct Buffer {
     bytes: Vec<u8>,
+    /// Bytes kept since the budget was last reset; past `budget`, output is dropped (and
+    /// counted), never an error for the guest.
+    kept: usize,
+    budget: usize,
     dropped: usize,
 }
 
@@ -22,6 +25,19 @@ struct Buffer {
 pub struct GuestOutput(Arc<Mutex<Buffer>>);
 
 impl GuestOutput {
+    /// Output that keeps at most `budget` bytes until [`GuestOutput::reset_budget`].
+    pub fn new(budget: usize) -> Self {
+        GuestOutput(Arc::new(Mutex::new(Buffer {
+            budget,
+            ..Buffer::default()
+        })))
+    }
+
+    /// Lets the guest write `budget` bytes again (at the start of each batch).
+    pub fn reset_budget(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).kept = 0;
+    }
+
     /// Takes what the guest wrote since the last call, with a note when some was dropped.
     pub fn take(&self) -> String {
         let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -31,7 +47,10 @@ impl GuestOutput {
         }
         let mut text = String::from_utf8_lossy(&buffer.bytes).trim_end().to_owned();
         if buffer.dropped > 0 {
-            text.push_str(&format!(" [{} more bytes dropped]", buffer.dropped));
+            text.push_str(&format!(
+                " [{} more bytes dropped: over this batch's limits.log-bytes]",
+                buffer.dropped
+            ));
         }
         buffer.bytes.clear();
         buffer.dropped = 0;
@@ -58,9 +77,10 @@ impl AsyncWrite for GuestOutput {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let room = CAPACITY.saturating_sub(buffer.bytes.len());
+        let room = buffer.budget.saturating_sub(buffer.kept);
         let kept = buf.len().min(room);
         buffer.bytes.extend_from_slice(&buf[..kept]);
+        buffer.kept += kept;
         buffer.dropped += buf.len() - kept;
         Poll::Ready(Ok(buf.len()))
     }
@@ -71,5 +91,32 @@ impl AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(output: &GuestOutput, text: &str) {
+        let mut output = output.clone();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let _ = Pin::new(&mut output).poll_write(&mut cx, text.as_bytes());
+    }
+
+    #[test]
+    fn output_past_the_budget_is_dropped_until_the_next_batch() {
+        let output = GuestOutput::new(5);
+        write(&output, "hello world");
+        assert_eq!(
+            output.take(),
+            "hello [6 more bytes dropped: over this batch's limits.log-bytes]"
+        );
+        write(&output, "again");
+        assert!(output.take().starts_with(" [5 more bytes dropped"));
+        output.reset_budget();
+        write(&output, "again");
+        assert_eq!(output.take(), "again");
     }
 }

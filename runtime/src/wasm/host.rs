@@ -1,15 +1,79 @@
-//! What a Store carries for one operator instance: its WASI context (granting nothing) and its
-//! captured output.
+//! What a Store carries for one operator instance: a WASI context that grants only what the
+//! pipeline file grants the operator, its captured output, and its resource limiter.
 
 use super::guest_output::GuestOutput;
+use super::limits::{Limiter, Limits};
+use anyhow::{Context, Result};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
+use wasmtime_wasi::{Deterministic, FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// A host directory an operator may use, as a WASI preopen (a `cap-std` directory handle:
+/// paths resolve beneath it, `..` and symlinks cannot leave it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the operator sees it (`/data`).
+    pub guest: String,
+    /// Whether it may create, change and delete files there.
+    pub writable: bool,
+}
+
+/// Everything an operator is granted beyond computing on its input. The default grants nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// The host's real clocks; without it the wall clock reads the Unix epoch and the monotonic
+    /// clock stands still, so operators stay deterministic (needed to replay batches).
+    pub clocks: bool,
+    /// Real randomness; without it random bytes come from a fixed-seed generator.
+    pub random: bool,
+}
+
+impl fmt::Display for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = self
+            .dirs
+            .iter()
+            .map(|d| {
+                format!(
+                    "dir {} as {} ({})",
+                    d.host.display(),
+                    d.guest,
+                    if d.writable {
+                        "read-write"
+                    } else {
+                        "read-only"
+                    }
+                )
+            })
+            .collect();
+        if self.clocks {
+            parts.push("clocks".into());
+        }
+        if self.random {
+            parts.push("random".into());
+        }
+        if parts.is_empty() {
+            f.write_str("nothing (no files, network, environment, clocks or randomness)")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
 
 /// Per-instance host state.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// Memory and table limits, and the instance's peak memory.
+    pub limiter: Limiter,
 }
 
 impl WasiView for HostState {
@@ -21,20 +85,90 @@ impl WasiView for HostState {
     }
 }
 
-/// A fresh store for one instance: no preopened directories, no environment, no arguments, no
-/// network (wasmtime-wasi's defaults); stdout and stderr go to `output`.
-pub fn new_store(engine: &Engine, output: &GuestOutput) -> Store<HostState> {
-    let wasi = WasiCtxBuilder::new()
+/// A clock that always reads zero: the Unix epoch for the wall clock, a monotonic clock that
+/// never advances.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The seed of the deterministic random generator operators get without the `random` grant.
+const FIXED_SEED: &[u8] = b"spate: deterministic operators replay identically";
+
+fn fixed_random() -> Deterministic {
+    // Hashed so that the bytes look random (guests seed hash maps from them).
+    Deterministic::new(blake3::hash(FIXED_SEED).as_bytes().to_vec())
+}
+
+/// The WASI context for `grants`: no arguments, environment, network or stdin ever; stdout and
+/// stderr into `output`; directories, clocks and randomness only as granted.
+fn wasi_context(grants: &Grants, output: &GuestOutput) -> Result<WasiCtx> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
         .stdout(output.clone())
         .stderr(output.clone())
-        .build();
-    Store::new(
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if !grants.clocks {
+        builder
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock);
+    }
+    if !grants.random {
+        builder
+            .secure_random(fixed_random())
+            .insecure_random(fixed_random())
+            .insecure_random_seed(0);
+    }
+    for dir in &grants.dirs {
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot open granted directory {}", dir.host.display()))?;
+    }
+    Ok(builder.build())
+}
+
+/// A fresh store for one instance, with its grants and limits.
+pub fn new_store(
+    engine: &Engine,
+    output: &GuestOutput,
+    grants: &Grants,
+    limits: &Limits,
+) -> Result<Store<HostState>> {
+    let mut store = Store::new(
         engine,
         HostState {
-            wasi,
+            wasi: wasi_context(grants, output)?,
             table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
         },
-    )
+    );
+    store.limiter(|state| &mut state.limiter);
+    // Calls set their own deadline; this one covers whatever runs before the first call.
+    store.set_epoch_deadline(super::ticker::ticks_for(limits.call_time));
+    Ok(store)
 }
 
 /// The linker every operator is linked with: WASI p2 (for the guest language's runtime) only.
@@ -42,4 +176,27 @@ pub fn new_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_print_as_spate_check_shows_them() {
+        assert!(Grants::default().to_string().starts_with("nothing"));
+        let grants = Grants {
+            dirs: vec![DirGrant {
+                host: "data/ref".into(),
+                guest: "/ref".into(),
+                writable: false,
+            }],
+            clocks: true,
+            random: false,
+        };
+        assert_eq!(
+            grants.to_string(),
+            "dir data/ref as /ref (read-only), clocks"
+        );
+    }
 }

@@ -6,10 +6,15 @@ use super::bindings::{
 };
 use super::guest_output::GuestOutput;
 use super::host::{HostState, new_store};
+use super::limits::{LimitExceeded, LimitKind, Limits, check_output};
 use super::operator::{Info, Pre, PreparedOperator};
+use super::ticker;
+use super::usage::{CallUsage, Usage};
 use anyhow::{Result, anyhow};
 use spate_guest::{Batch, Column};
-use wasmtime::Store;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::{Store, Trap};
 
 /// One instance of a component with its own store, reused across calls until it traps.
 pub struct Instance<B> {
@@ -19,6 +24,9 @@ pub struct Instance<B> {
     label: String,
     export: String,
     poisoned: bool,
+    limits: Limits,
+    fuel_metered: bool,
+    usage: Arc<Usage>,
 }
 
 /// An instance of a transform operator.
@@ -36,20 +44,63 @@ pub enum OperatorInstance {
 
 impl<B> Instance<B> {
     fn new(
+        op: &PreparedOperator,
         store: Store<HostState>,
         bindings: B,
         output: GuestOutput,
-        label: String,
-        export: String,
     ) -> Self {
         Instance {
             store,
             bindings,
             output,
-            label,
-            export,
+            label: op.spec.to_string(),
+            export: op.spec.kind.export_name(),
             poisoned: false,
+            limits: op.spec.limits,
+            fuel_metered: op.fuel_metered,
+            usage: op.usage.clone(),
         }
+    }
+
+    /// Starts a new batch: the guest may log `limits.log-bytes` again.
+    pub fn begin_batch(&mut self) {
+        self.output.reset_budget();
+    }
+
+    /// Gives the next call its CPU deadline and fuel budget; returns the fuel given.
+    fn arm(&mut self) -> u64 {
+        arm(&mut self.store, &self.limits, self.fuel_metered)
+    }
+
+    /// The limit a failed call hit, if its error says it hit one.
+    fn limit_hit(&self, error: &wasmtime::Error) -> Option<LimitExceeded> {
+        if let Some(hit) = error.downcast_ref::<LimitExceeded>() {
+            return Some(hit.clone());
+        }
+        match error.downcast_ref::<Trap>()? {
+            Trap::Interrupt => Some(LimitExceeded {
+                kind: LimitKind::CallTime,
+                limit: humantime::format_duration(self.limits.call_time).to_string(),
+                attempted: "run one call for longer".into(),
+            }),
+            Trap::OutOfFuel => Some(LimitExceeded {
+                kind: LimitKind::Fuel,
+                limit: self.limits.fuel.unwrap_or(u64::MAX).to_string(),
+                attempted: "burn more fuel in one call".into(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Fails the call with an output cap's error if the output breaks one.
+    fn check_output(&self, function: &str, records: usize, bytes: usize) -> Result<()> {
+        check_output(&self.limits, records, bytes).map_err(|hit| {
+            self.usage.add(CallUsage {
+                limit_hit: true,
+                ..CallUsage::default()
+            });
+            anyhow!("{} in {}#{function}: {hit}", self.label, self.export)
+        })
     }
 
     /// True after a trap: the instance's state is undefined and it must not be called again.
@@ -71,8 +122,21 @@ impl<B> Instance<B> {
                 self.label
             ));
         }
+        let fuel_given = self.arm();
+        let started = Instant::now();
         let result = f(&mut self.store, &self.bindings);
+        let mut usage = CallUsage {
+            time: started.elapsed(),
+            fuel: fuel_given.saturating_sub(self.store.get_fuel().unwrap_or(fuel_given)),
+            peak_memory: self.store.data().limiter.peak_memory(),
+            ..CallUsage::default()
+        };
         let printed = self.output.take();
+        if let Err(trap) = &result {
+            usage.trapped = true;
+            usage.limit_hit = self.limit_hit(trap).is_some();
+        }
+        self.usage.add(usage);
         match result {
             Ok(Ok(value)) => {
                 if !printed.is_empty() {
@@ -96,6 +160,14 @@ impl<B> Instance<B> {
             Err(trap) => {
                 self.poisoned = true;
                 tracing::debug!("{}: {trap:?}", self.label);
+                if let Some(hit) = self.limit_hit(&trap) {
+                    return Err(anyhow!(
+                        "{} in {}#{function}: {hit}{}",
+                        self.label,
+                        self.export,
+                        quoted(&printed)
+                    ));
+                }
                 let reason = trap
                     .downcast_ref::<wasmtime::Trap>()
                     .map(|t| t.to_string())
@@ -111,6 +183,18 @@ impl<B> Instance<B> {
     }
 }
 
+/// Gives the store's next call (or instantiation) its deadline and fuel; returns the fuel given.
+fn arm(store: &mut Store<HostState>, limits: &Limits, fuel_metered: bool) -> u64 {
+    store.set_epoch_deadline(ticker::ticks_for(limits.call_time));
+    if !fuel_metered {
+        return 0;
+    }
+    let budget = limits.fuel.unwrap_or(u64::MAX);
+    // Only fails when the engine does not meter fuel, which `fuel_metered` rules out.
+    let _ = store.set_fuel(budget);
+    budget
+}
+
 fn quoted(printed: &str) -> String {
     if printed.is_empty() {
         String::new()
@@ -123,16 +207,24 @@ fn quoted(printed: &str) -> String {
 }
 
 impl TransformInstance {
-    /// Runs `process` over one partition and checks the batch it returns.
-    pub fn process(&mut self, input: Batch) -> Result<Batch> {
-        let input = batch_to_wit(input);
-        let output = self.call("process", |store, b| {
-            b.spate_operator_transform().call_process(store, &input)
+    /// Runs `process` over one partition and checks the batch it returns. `input` is lent to
+    /// the call, not consumed, so that a failed task can be retried or dead-lettered.
+    pub fn process(&mut self, input: &mut Batch) -> Result<Batch> {
+        let lent = batch_to_wit(std::mem::take(input));
+        let result = self.call("process", |store, b| {
+            b.spate_operator_transform().call_process(store, &lent)
+        });
+        *input = batch_from_wit(lent);
+        let output = batch_from_wit(result?);
+        let bytes = output.values.data.len() + output.keys.as_ref().map_or(0, |k| k.data.len());
+        self.check_output("process", output.len(), bytes)?;
+        output.validate().map_err(|e| {
+            anyhow!(
+                "{} returned a malformed batch from {}#process: {e}",
+                self.label,
+                self.export
+            )
         })?;
-        let output = batch_from_wit(output);
-        output
-            .validate()
-            .map_err(|e| anyhow!("{} returned a malformed batch: {e}", self.label))?;
         Ok(output)
     }
 }
@@ -152,6 +244,7 @@ impl CombinerInstance {
                 .call_fold(store, &accumulators, targets, &values)
         })?;
         let folded = column_from_wit(folded);
+        self.check_output("fold", folded.len(), folded.data.len())?;
         folded
             .validate()
             .map_err(|e| anyhow!("{} returned a malformed column: {e}", self.label))?;
@@ -209,21 +302,34 @@ impl OperatorInstance {
     }
 
     fn instantiate(op: &PreparedOperator) -> Result<OperatorInstance> {
-        let output = GuestOutput::default();
-        let mut store = new_store(&op.engine, &output);
-        let label = op.spec.to_string();
-        let export = op.spec.kind.export_name();
-        let failed = |e: wasmtime::Error| anyhow!("{label}: instantiation failed: {e:#}");
+        let output = GuestOutput::new(op.spec.limits.log_bytes);
+        let label = &op.spec;
+        let mut store = new_store(&op.engine, &output, &op.spec.grants, &op.spec.limits)
+            .map_err(|e| anyhow!("{label}: {e:#}"))?;
+        // Instantiation runs guest code (start functions) too: same deadline and fuel.
+        arm(&mut store, &op.spec.limits, op.fuel_metered);
+        let failed = |e: wasmtime::Error| match e.downcast_ref::<LimitExceeded>() {
+            Some(hit) => anyhow!("{label}: instantiation {hit}"),
+            None => anyhow!("{label}: instantiation failed: {e:#}"),
+        };
         Ok(match &op.pre {
             Pre::Transform(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Transform(Instance::new(store, bindings, output, label, export))
+                OperatorInstance::Transform(Instance::new(op, store, bindings, output))
             }
             Pre::Combiner(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Combiner(Instance::new(store, bindings, output, label, export))
+                OperatorInstance::Combiner(Instance::new(op, store, bindings, output))
             }
         })
+    }
+
+    /// Starts a new batch (see [`Instance::begin_batch`]).
+    pub fn begin_batch(&mut self) {
+        match self {
+            OperatorInstance::Transform(i) => i.begin_batch(),
+            OperatorInstance::Combiner(i) => i.begin_batch(),
+        }
     }
 
     /// True after a trap.

@@ -3,15 +3,52 @@
 
 use super::bindings::{PACKAGE, combiner::CombinerOperatorPre, transform::TransformOperatorPre};
 use super::cache::ComponentCache;
-use super::host::{HostState, new_linker};
+use super::engine::{EngineSettings, new_engine};
+use super::host::{Grants, HostState, new_linker};
 use super::instance::OperatorInstance;
+use super::limits::Limits;
+use super::usage::Usage;
 use crate::bundled;
 use anyhow::{Context, Result, anyhow, bail};
 use spate_guest::ValueType;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
+
+/// What every operator of one job shares: the engine (its own, so that one tenant's settings
+/// and compiled code never mix with another's), the linker, and the job's usage counters.
+pub struct OperatorHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    fuel_metered: bool,
+    usage: Arc<Usage>,
+}
+
+impl OperatorHost {
+    /// An engine with `settings` and its linker.
+    pub fn new(settings: &EngineSettings) -> Result<OperatorHost> {
+        let engine = new_engine(settings)?;
+        let linker = new_linker(&engine).context("setting up the Wasm linker")?;
+        Ok(OperatorHost {
+            engine,
+            linker,
+            fuel_metered: settings.fuel,
+            usage: Arc::new(Usage::default()),
+        })
+    }
+
+    /// The job's usage counters, which every instance adds to.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
 
 /// Which world an operator must implement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +109,10 @@ pub struct OperatorSpec {
     /// For a transform feeding a reduce-by-key whose combiner declares a monoid: that monoid,
     /// passed to `configure` so the operator may pre-combine its output.
     pub output_combine: Option<spate_guest::Monoid>,
+    /// What each instance may consume.
+    pub limits: Limits,
+    /// What each instance may reach.
+    pub grants: Grants,
 }
 
 impl fmt::Display for OperatorSpec {
@@ -94,6 +135,8 @@ pub struct PreparedOperator {
     pub wasm_bytes: usize,
     pub(super) engine: Engine,
     pub(super) pre: Pre,
+    pub(super) fuel_metered: bool,
+    pub(super) usage: Arc<Usage>,
 }
 
 /// The linked, type-checked world.
@@ -192,11 +235,11 @@ impl PreparedOperator {
     /// Loads, compiles, links and checks the operator of `spec`; instantiates it once to read
     /// its description and to check its parameters, so bad parameters fail before any data flows.
     pub fn prepare(
-        engine: &Engine,
-        linker: &Linker<HostState>,
+        host: &OperatorHost,
         cache: &ComponentCache,
         spec: OperatorSpec,
     ) -> Result<PreparedOperator> {
+        let (engine, linker) = (&host.engine, &host.linker);
         let context = || format!("{spec}");
         let bytes = read_plugin(&spec.plugin).with_context(context)?;
         check_header(&bytes).with_context(|| format!("{spec}: the plugin is"))?;
@@ -225,16 +268,13 @@ impl PreparedOperator {
             wasm_bytes: bytes.len(),
             engine: engine.clone(),
             pre,
+            fuel_metered: host.fuel_metered,
+            usage: host.usage.clone(),
         };
         prepared.info = OperatorInstance::describe(&prepared)?;
         // Instantiating and configuring once checks the parameters now rather than mid-batch.
         OperatorInstance::new(&prepared)?;
         Ok(prepared)
-    }
-
-    /// A linker for `engine` with what operators may import.
-    pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
-        new_linker(engine)
     }
 }
 
