@@ -27,7 +27,11 @@ impl Arena {
         std::fs::create_dir(&input).unwrap();
         std::fs::write(input.join("text.txt"), GOOD_TEXT).unwrap();
         std::fs::create_dir(arena.path().join("hostile-in")).unwrap();
-        std::fs::write(arena.path().join("hostile-in/lines.txt"), "one line\nanother\n").unwrap();
+        std::fs::write(
+            arena.path().join("hostile-in/lines.txt"),
+            "one line\nanother\n",
+        )
+        .unwrap();
         std::fs::write(
             arena.path().join("good.toml"),
             format!(
@@ -111,11 +115,7 @@ num = 1000
     fn run_side_by_side(&self, hostile: &Path) -> Output {
         let good = self.path().join("good.toml");
         let output = run(
-            &[
-                "run",
-                good.to_str().unwrap(),
-                hostile.to_str().unwrap(),
-            ],
+            &["run", good.to_str().unwrap(), hostile.to_str().unwrap()],
             Duration::from_secs(120),
         );
         assert_host_survived(&output);
@@ -203,9 +203,11 @@ fn unbounded_recursion_overflows_the_wasm_stack() {
     let arena = Arena::new();
     let log = attack(&arena, "recursion", "", "");
     let line = failure_line(&log);
+    // Rust keeps its stack in linear memory: the overflow runs off its bottom, a memory trap
+    // the host explains; a language using the Wasm stack exhausts that one instead.
     assert!(
         line.contains("trapped in spate:operator/transform@0.1.0#process")
-            && line.contains("call stack exhausted"),
+            && line.contains("unbounded recursion?"),
         "{line}"
     );
 }
@@ -278,11 +280,7 @@ fn sockets_are_refused() {
 fn the_environment_and_arguments_are_invisible() {
     let arena = Arena::new();
     let good = arena.path().join("good.toml");
-    let hostile = arena.hostile(
-        &test_plugin("hostile"),
-        "",
-        "params = { attack = \"env\" }",
-    );
+    let hostile = arena.hostile(&test_plugin("hostile"), "", "params = { attack = \"env\" }");
     let output = support::spate()
         .env("SPATE_TEST_SECRET", "hunter2")
         .args(["run", good.to_str().unwrap(), hostile.to_str().unwrap()])
@@ -467,14 +465,19 @@ fn skip_policy_dead_letters_the_failed_partition_and_goes_on() {
     assert!(log.contains("1 task retries"), "{log}");
     assert!(log.contains("input records dead-lettered"), "{log}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("one line") && stdout.contains("another"), "{stdout}");
+    assert!(
+        stdout.contains("one line") && stdout.contains("another"),
+        "{stdout}"
+    );
     let letters: Vec<String> = std::fs::read_dir(&dead)
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
     assert!(letters.iter().any(|t| t.contains("boom")), "{letters:?}");
     assert!(
-        letters.iter().any(|t| t.contains("panicky operator hit its trigger line")),
+        letters
+            .iter()
+            .any(|t| t.contains("panicky operator hit its trigger line")),
         "{letters:?}"
     );
 }

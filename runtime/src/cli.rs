@@ -158,7 +158,10 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
         1 if total == 1 => Err(failures.remove(0)),
         n => {
             let list: Vec<String> = failures.iter().map(|e| format!("{e:#}")).collect();
-            Err(anyhow!("{n} of {total} jobs failed:\n  {}", list.join("\n  ")))
+            Err(anyhow!(
+                "{n} of {total} jobs failed:\n  {}",
+                list.join("\n  ")
+            ))
         }
     }
 }

@@ -170,7 +170,7 @@ impl<B> Instance<B> {
                 }
                 let reason = trap
                     .downcast_ref::<wasmtime::Trap>()
-                    .map(|t| t.to_string())
+                    .map(|t| format!("{t}{}", trap_hint(*t)))
                     .unwrap_or_else(|| format!("{:#}", trap.root_cause()));
                 Err(anyhow!(
                     "{} trapped in {}#{function}: {reason}{}",
@@ -193,6 +193,18 @@ fn arm(store: &mut Store<HostState>, limits: &Limits, fuel_metered: bool) -> u64
     // Only fails when the engine does not meter fuel, which `fuel_metered` rules out.
     let _ = store.set_fuel(budget);
     budget
+}
+
+/// What a trap most likely means, where its name alone misleads.
+fn trap_hint(trap: Trap) -> &'static str {
+    match trap {
+        Trap::StackOverflow => " (the Wasm call stack is limited to 512 KiB: unbounded recursion?)",
+        Trap::MemoryOutOfBounds => {
+            " (a bad pointer, or a stack overflow in a language that keeps its stack in linear \
+             memory, like Rust or C: unbounded recursion?)"
+        }
+        _ => "",
+    }
 }
 
 fn quoted(printed: &str) -> String {
