@@ -481,3 +481,41 @@ fn skip_policy_dead_letters_the_failed_partition_and_goes_on() {
         "{letters:?}"
     );
 }
+
+#[test]
+fn check_prints_grants_and_limits_and_refuses_a_missing_granted_directory() {
+    let arena = Arena::new();
+    let grant = granted_tree(&arena);
+    let pipeline = arena.hostile(
+        &test_plugin("hostile"),
+        "[job.limits]\nmemory = \"64 MiB\"",
+        &format!("params = {{ attack = \"none\" }}\n{grant}"),
+    );
+    let output = run(
+        &["check", pipeline.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout.contains("granted") && stdout.contains("as /granted (read-only)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("limits: memory 64 MiB, call-time 10s"),
+        "{stdout}"
+    );
+
+    std::fs::remove_dir_all(arena.path().join("granted")).unwrap();
+    let output = run(
+        &["check", pipeline.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("steps[0].grants.dirs[0].path: granted directory")
+            && log.contains("does not exist"),
+        "{log}"
+    );
+}

@@ -141,6 +141,8 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 /// A batch line of spate's log, parsed.
 #[derive(Clone, Debug)]
 pub struct BatchLine {
+    /// The job that logged it.
+    pub job: String,
     /// Input records.
     pub records: u64,
     /// Input bytes.
@@ -164,10 +166,12 @@ fn number_after<T: std::str::FromStr>(line: &str, marker: &str) -> Option<T> {
 /// Parses `batch <t> ms: <n> input records (<b> bytes, ...), ... scheduling delay <x> ms,
 /// processing time <y> ms, total delay <z> ms`.
 pub fn parse_batch_line(line: &str) -> Option<BatchLine> {
-    if !line.contains(" INFO batch ") {
+    if !line.contains(" INFO ") || !line.contains(": batch ") {
         return None;
     }
+    let job = line.split("job{name=").nth(1)?.split('}').next()?;
     Some(BatchLine {
+        job: job.to_owned(),
         records: number_after(line, " ms: ")?,
         bytes: number_after(line, "input records (")?,
         scheduling_ms: number_after(line, "scheduling delay ")?,
@@ -182,8 +186,9 @@ mod tests {
 
     #[test]
     fn parses_the_batch_log_line() {
-        let line = "2026-11-24T03:39:14.001713Z  INFO batch 1795491554000 ms: 20 input records (1380 bytes, 5 partitions), 141 output records, scheduling delay 0.3 ms, processing time 0.7 ms, total delay 1.0 ms";
+        let line = "2026-11-24T03:39:14.001713Z  INFO job{name=wc}: batch 1795491554000 ms: 20 input records (1380 bytes, 5 partitions), 141 output records, scheduling delay 0.3 ms, processing time 0.7 ms, total delay 1.0 ms; wasm: 7 calls";
         let b = parse_batch_line(line).unwrap();
+        assert_eq!(b.job, "wc");
         assert_eq!((b.records, b.bytes), (20, 1380));
         assert_eq!(
             (b.scheduling_ms, b.processing_ms, b.total_ms),

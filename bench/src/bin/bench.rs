@@ -1,10 +1,10 @@
-//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest]`. Run it through
+//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-sandbox]`. Run it through
 //! `bench/run` (or `just bench`), which first builds spate and runs the criterion benchmarks.
 
 use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
 use spate_bench::criterion_results::{self, Boundary};
-use spate_bench::workloads::{ingest, startup, wordcount};
+use spate_bench::workloads::{ingest, sandbox, startup, tenants, wordcount};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,8 @@ struct Results {
     startup: startup::Startup,
     ingest: Option<ingest::Ingest>,
     boundary: Boundary,
-    sandbox: &'static str,
+    sandbox: sandbox::SandboxCost,
+    tenants: tenants::Tenants,
 }
 
 fn machine() -> String {
@@ -49,7 +50,9 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let skip_ingest = args.iter().any(|a| a == "--skip-ingest");
+    // --only-sandbox: just the sandbox workloads (limits cost, tenant isolation).
+    let only_sandbox = args.iter().any(|a| a == "--only-sandbox");
+    let skip_ingest = only_sandbox || args.iter().any(|a| a == "--skip-ingest");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?
@@ -78,18 +81,29 @@ fn main() -> Result<()> {
 
     let mut counts = Vec::new();
     for threads in [1, 2] {
+        if only_sandbox {
+            break;
+        }
         eprintln!("word count, {threads} thread(s), {reps} runs each of native and spate ...");
         counts.push(wordcount::run(&corpus, threads, reps, &cache, &work)?);
     }
-    eprintln!("cold start ...");
-    let startup = startup::run(5, &work)?;
+    eprintln!("sandbox cost: limits off, default, with fuel ({reps} runs each) ...");
+    let sandbox = sandbox::run(&corpus, reps, &cache, &work)?;
+    let startup = startup::run(if only_sandbox { 1 } else { 5 }, &work)?;
+    let (probe_s, steady_s) = if quick { (4, 10) } else { (10, 30) };
     let ingest = if skip_ingest {
         None
     } else {
         eprintln!("socket ingest (rate search, then steady runs) ...");
-        let (probe_s, steady_s) = if quick { (4, 10) } else { (10, 30) };
         Some(ingest::run(&corpus, probe_s, steady_s, &cache, &work)?)
     };
+    // Half the sustainable rate: a tenant with room to spare, so that any slowdown is the
+    // neighbour's doing.
+    let tenant_rate = ingest
+        .as_ref()
+        .map_or(10e6, |i| i.max_sustained_mb_s * 0.5e6);
+    eprintln!("tenant isolation: word count alone, then beside a CPU burner ...");
+    let tenants = tenants::run(&corpus, tenant_rate, steady_s, &cache, &work)?;
     let boundary = criterion_results::boundary(&target.join("criterion"));
     let results = Results {
         machine: machine(),
@@ -98,7 +112,8 @@ fn main() -> Result<()> {
         startup,
         ingest,
         boundary,
-        sandbox: "not measured: per-call limits arrive with the sandboxing issue",
+        sandbox,
+        tenants,
     };
     print_table(&results);
     let mut file = std::fs::File::create(&json_path)?;
@@ -206,5 +221,30 @@ fn print_table(r: &Results) {
             "instantiate + configure", us, "target <= 20"
         );
     }
-    println!("{:<46} {}", "sandbox limits on vs off", r.sandbox);
+    let sb = &r.sandbox;
+    println!(
+        "{:<46} {:>12.2} s {:>12.2} s {:>9.2}x",
+        "word count (2 workers), default limits vs off", sb.default_s, sb.off_s, sb.default_ratio
+    );
+    println!(
+        "{:<46} {:>12.2} s {:>12.2} s {:>9.2}x",
+        "  with fuel metering vs off", sb.fuel_s, sb.off_s, sb.fuel_ratio
+    );
+    let t = &r.tenants;
+    println!(
+        "{:<46} {:>12.1} ms {:>11.1} ms {:>9.2}x",
+        format!(
+            "p99 total delay at {:.0} MB/s, beside a burner",
+            t.rate_mb_s
+        ),
+        t.beside_burner.total_delay_p99_ms,
+        t.alone.total_delay_p99_ms,
+        t.p99_ratio
+    );
+    println!(
+        "{:<46} {:>12.1} ms {:>11.1} ms",
+        "  processing time p50, beside a burner vs alone",
+        t.beside_burner.processing_p50_ms,
+        t.alone.processing_p50_ms
+    );
 }

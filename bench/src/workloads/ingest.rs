@@ -4,7 +4,7 @@
 //! backpressure) is searched for; at 80% of it the delays are reported. Then an unthrottled
 //! producer shows what backpressure does to the producer's rate and Spate's memory.
 
-use super::wordcount_pipeline;
+use super::{WORDCOUNT_JOB, wordcount_pipeline};
 use crate::process::{self, BatchLine, Running};
 use crate::stats::{median, percentile};
 use anyhow::{Context, Result};
@@ -89,8 +89,9 @@ fn feed(
     }
 }
 
-/// Runs spate on the socket for `seconds` at `rate` bytes/s.
-fn probe(
+/// Runs spate's socket word count for `seconds` at `rate` bytes/s; `extra` is appended to the
+/// command line (overrides, or more pipelines to run beside it).
+pub fn probe(
     data: &Arc<Vec<u8>>,
     rate: Option<f64>,
     seconds: u64,
@@ -126,7 +127,9 @@ fn probe(
             measured_from = Some((Instant::now(), sent.load(Ordering::Relaxed)));
         }
         while let Ok((_, line)) = run.lines.try_recv() {
-            if let (Some(b), Some(_)) = (process::parse_batch_line(&line), measured_from) {
+            if let (Some(b), Some(_)) = (process::parse_batch_line(&line), measured_from)
+                && b.job == WORDCOUNT_JOB
+            {
                 batches.push(b);
             }
         }

@@ -1,10 +1,15 @@
 //! The benchmark workloads, each a function returning its figures.
 
 pub mod ingest;
+pub mod sandbox;
 pub mod startup;
+pub mod tenants;
 pub mod wordcount;
 
 use std::path::Path;
+
+/// The job name of [`wordcount_pipeline`], as its log lines carry it.
+pub const WORDCOUNT_JOB: &str = "bench-wordcount";
 
 /// The word count pipeline over a directory, as the benchmarks run it.
 pub fn wordcount_pipeline(source: &str, trigger: &str) -> String {

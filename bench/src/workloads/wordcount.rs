@@ -47,6 +47,30 @@ fn records_in_summary(stderr: &[String]) -> Option<u64> {
     after.split(' ').next()?.parse().ok()
 }
 
+/// Runs `spate run <pipeline> <extra>` to completion and checks it read all `lines`.
+pub fn spate_run(
+    pipeline: &Path,
+    extra: &[&str],
+    cache: &Path,
+    lines: u64,
+) -> Result<process::Finished> {
+    let mut args = vec!["run", pipeline.to_str().context("UTF-8 path")?];
+    args.extend_from_slice(extra);
+    let finished = process::start(&args, cache)?.finish()?;
+    if records_in_summary(&finished.stderr) != Some(lines) {
+        bail!(
+            "spate read {:?} records, the corpus has {lines} lines",
+            records_in_summary(&finished.stderr)
+        );
+    }
+    Ok(finished)
+}
+
+/// Lines in a corpus file.
+pub fn line_count(corpus: &Path) -> Result<u64> {
+    Ok(memchr::memchr_iter(b'\n', &std::fs::read(corpus)?).count() as u64)
+}
+
 /// Runs the workload for `threads` threads, `reps` times each.
 pub fn run(
     corpus: &Path,
@@ -62,7 +86,7 @@ pub fn run(
         wordcount_pipeline(&directory_source(dir), "available-now"),
     )?;
     let bytes = std::fs::metadata(corpus)?.len();
-    let lines = memchr::memchr_iter(b'\n', &std::fs::read(corpus)?).count() as u64;
+    let lines = line_count(corpus)?;
     let tokenizer = Tokenizer::default();
     let workers = format!("job.workers={threads}");
     let (mut native_s, mut spate_s, mut processing_s, mut rss) =
@@ -76,22 +100,7 @@ pub fn run(
         words = n;
         drop((counts, data));
 
-        let run = process::start(
-            &[
-                "run",
-                pipeline.to_str().context("UTF-8 path")?,
-                "--set",
-                &workers,
-            ],
-            cache,
-        )?;
-        let finished = run.finish()?;
-        if records_in_summary(&finished.stderr) != Some(lines) {
-            bail!(
-                "spate read {:?} records, the corpus has {lines} lines",
-                records_in_summary(&finished.stderr)
-            );
-        }
+        let finished = spate_run(&pipeline, &["--set", &workers], cache, lines)?;
         spate_s.push(finished.wall.as_secs_f64());
         processing_s.push(processing_seconds(&finished.stderr));
         rss = rss.max(finished.peak_rss);
