@@ -11,7 +11,7 @@ use crate::config::{
     ConfigError, OutputSpec, Pipeline, SourceSpec, StepOp, TaskFailurePolicy, Trigger,
 };
 use crate::wasm::{
-    ComponentCache, EngineSettings, OperatorHost, OperatorKind, OperatorSpec, PluginOrigin,
+    ComponentCache, EngineSettings, Limits, OperatorHost, OperatorKind, OperatorSpec, PluginOrigin,
     PreparedOperator, Usage, bytes,
 };
 use spate_guest::ValueType;
@@ -432,27 +432,36 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let limits = &op.spec.limits;
         format!(
             "'{}' [plugin {}, {} KiB, exports {}] {} ({params}{combine})\n    \
-             grants: {}\n    \
-             limits: memory {}, call-time {}, fuel {}, output {} records / {} per call, log {} per batch",
+             grants: {}\n    limits: {}",
             op.spec.name,
             op.spec.plugin,
             op.wasm_bytes.div_ceil(1024),
             op.spec.kind.export_name(),
             op.info.description,
             op.spec.grants,
-            bytes(limits.memory),
-            humantime::format_duration(limits.call_time),
-            limits
-                .fuel
-                .map_or_else(|| "not metered".to_owned(), |f| format!("{f} per call")),
-            limits.output_records,
-            bytes(limits.output_bytes),
-            bytes(limits.log_bytes),
+            describe_limits(&op.spec.limits),
         )
     }
+}
+
+/// An operator's limits as `spate check` prints them.
+fn describe_limits(limits: &Limits) -> String {
+    if *limits == crate::config::UNLIMITED {
+        return "off (job.enforce-limits = false)".to_owned();
+    }
+    format!(
+        "memory {}, call-time {}, fuel {}, output {} records / {} per call, log {} per batch",
+        bytes(limits.memory),
+        humantime::format_duration(limits.call_time),
+        limits
+            .fuel
+            .map_or_else(|| "not metered".to_owned(), |f| format!("{f} per call")),
+        limits.output_records,
+        bytes(limits.output_bytes),
+        bytes(limits.log_bytes),
+    )
 }
 
 fn plugin_name(reference: &str) -> String {

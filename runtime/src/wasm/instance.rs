@@ -95,10 +95,7 @@ impl<B> Instance<B> {
     /// Fails the call with an output cap's error if the output breaks one.
     fn check_output(&self, function: &str, records: usize, bytes: usize) -> Result<()> {
         check_output(&self.limits, records, bytes).map_err(|hit| {
-            self.usage.add(CallUsage {
-                limit_hit: true,
-                ..CallUsage::default()
-            });
+            self.usage.add_limit_hit();
             anyhow!("{} in {}#{function}: {hit}", self.label, self.export)
         })
     }

@@ -47,6 +47,12 @@ impl Usage {
             .fetch_max(call.peak_memory, Ordering::Relaxed);
     }
 
+    /// Counts a limit hit found after a call returned (an output cap), the call itself being
+    /// counted already.
+    pub fn add_limit_hit(&self) {
+        self.limit_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The figures since the last take (peak memory: since the start).
     pub fn take(&self) -> UsageReport {
         UsageReport {
