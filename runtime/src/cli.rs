@@ -120,7 +120,11 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
             }
             Ok(plan) => plans.push(plan),
             Err(e) => {
-                tracing::error!("{e:#}");
+                // With other jobs still to run, say it now rather than only when they end; a
+                // lone pipeline's error is printed once, on exit.
+                if paths.len() > 1 {
+                    tracing::error!("{e:#}");
+                }
                 failures.push(e);
             }
         }
