@@ -113,6 +113,8 @@ num = 1000
 
     /// Runs the well-behaved job and `hostile` in one process.
     fn run_side_by_side(&self, hostile: &Path) -> Output {
+        // A test may run several hostile jobs in one arena: each run counts from scratch.
+        let _ = std::fs::remove_dir_all(self.path().join("good-out"));
         let good = self.path().join("good.toml");
         let output = run(
             &["run", good.to_str().unwrap(), hostile.to_str().unwrap()],
