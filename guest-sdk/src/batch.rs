@@ -1,9 +1,8 @@
 //! A batch partition as records: reading the columns record by record, and building output.
 
 use crate::Column;
+use crate::key_index::{KeyIndex, Slot};
 use crate::value::{Monoid, Value};
-use hashbrown::HashTable;
-use std::hash::Hasher;
 
 /// One partition of a micro-batch, in columnar form (the WIT `batch` record).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,19 +137,18 @@ pub struct BatchBuilder {
     combine: Option<Combining>,
 }
 
-/// The per-key index of a combining builder: record index by key hash.
+thread_local! {
+    /// The index of the last finished combining builder, kept for the next one: an operator
+    /// instance combines one partition per call, and reusing the index's buckets saves growing
+    /// them from nothing every call.
+    static SPARE_INDEX: std::cell::Cell<Option<KeyIndex>> = const { std::cell::Cell::new(None) };
+}
+
+/// The per-key index of a combining builder: its slots are record indices.
 #[derive(Debug)]
 struct Combining {
     monoid: Monoid,
-    slots: HashTable<u32>,
-    hashes: Vec<u64>,
-}
-
-#[inline]
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut hasher = rustc_hash::FxHasher::default();
-    hasher.write(bytes);
-    hasher.finish()
+    index: KeyIndex,
 }
 
 impl BatchBuilder {
@@ -175,8 +173,7 @@ impl BatchBuilder {
         BatchBuilder {
             combine: Some(Combining {
                 monoid,
-                slots: HashTable::new(),
-                hashes: Vec::new(),
+                index: SPARE_INDEX.take().unwrap_or_default(),
             }),
             ..Self::default()
         }
@@ -210,13 +207,12 @@ impl BatchBuilder {
         self.values.push(value);
     }
 
-    /// Records pushed without combining get no slot; slot hashes stay indexed by record.
+    /// Records pushed without combining are never matched by the index, which stays aligned
+    /// with record indices.
     #[inline]
     fn keep_slots_aligned(&mut self) {
         if let Some(combine) = &mut self.combine {
-            // A hash no key of the table can have in its slot: the record is never matched,
-            // because lookups compare keys and this record's slot index is never inserted.
-            combine.hashes.push(0);
+            combine.index.push_unindexed();
         }
     }
 
@@ -239,32 +235,18 @@ impl BatchBuilder {
     /// Combines `value` into the record of `key`, or adds that record.
     #[inline]
     fn emit_combined(&mut self, key: &[u8], value: [u8; 8]) {
-        let hash = hash_bytes(key);
         self.keys_column();
         let keys = self.keys.as_mut().expect("created above");
         let combine = self.combine.as_mut().expect("checked by the caller");
-        let found = combine
-            .slots
-            .find(hash, |&slot| crate::bytes_eq(keys.get(slot as usize), key))
-            .copied();
-        match found {
-            Some(slot) => {
+        match combine.index.find_or_insert(keys, key) {
+            Slot::Found(slot) => {
                 let start = self.values.offsets[slot as usize] as usize;
                 let acc: &mut [u8; 8] = (&mut self.values.data[start..start + 8])
                     .try_into()
                     .expect("combined values are 8 bytes");
                 combine.monoid.combine(acc, value);
             }
-            None => {
-                let slot = keys.len() as u32;
-                keys.push(key);
-                self.values.push(&value);
-                combine.hashes.push(hash);
-                let hashes = &combine.hashes;
-                combine
-                    .slots
-                    .insert_unique(hash, slot, |&s| hashes[s as usize]);
-            }
+            Slot::Added(_) => self.values.push(&value),
         }
     }
 
@@ -300,6 +282,10 @@ impl BatchBuilder {
 
     /// The finished batch.
     pub fn finish(self) -> Batch {
+        if let Some(mut combine) = self.combine {
+            combine.index.clear();
+            SPARE_INDEX.set(Some(combine.index));
+        }
         Batch {
             keys: self.keys,
             values: self.values,

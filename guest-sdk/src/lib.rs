@@ -34,6 +34,7 @@
 
 mod batch;
 mod column;
+mod key_index;
 mod operator;
 mod params;
 pub mod testing;
@@ -41,6 +42,7 @@ mod value;
 
 pub use batch::{Batch, BatchBuilder, Record};
 pub use column::{Column, bytes_eq};
+pub use key_index::{KeyIndex, Slot, key_hash};
 pub use operator::{
     Combiner, Error, Info, Transform, configure_combiner, configure_transform, run_fold,
     run_transform,

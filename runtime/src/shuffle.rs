@@ -6,20 +6,13 @@
 
 use crate::wasm::CombinerInstance;
 use anyhow::{Result, bail};
-use hashbrown::HashTable;
-use spate_guest::{Batch, Column};
-use std::hash::Hasher;
+use spate_guest::{Batch, Column, KeyIndex, Slot};
 
-/// The hash of a key, shared by every shuffle (and, later, keyed state): FxHash.
-#[inline]
-pub fn hash_key(key: &[u8]) -> u64 {
-    let mut hasher = rustc_hash::FxHasher::default();
-    hasher.write(key);
-    hasher.finish()
-}
+/// The hash of a key, shared by every shuffle (and, later, keyed state).
+pub use spate_guest::key_hash as hash_key;
 
-/// The partition (out of `partitions`) a key hash belongs to. Uses the high bits, which FxHash
-/// mixes best, by multiply-shift rather than modulo.
+/// The partition (out of `partitions`) a key hash belongs to: multiply-shift of the high bits
+/// rather than modulo.
 #[inline]
 pub fn partition_of(hash: u64, partitions: usize) -> usize {
     (((hash >> 32) * partitions as u64) >> 32) as usize
@@ -28,8 +21,7 @@ pub fn partition_of(hash: u64, partitions: usize) -> usize {
 /// Buffers reused by combine calls on one worker, so that steady state allocates little.
 #[derive(Default)]
 pub struct CombineScratch {
-    table: HashTable<u32>,
-    hashes: Vec<u64>,
+    index: KeyIndex,
     targets: Vec<u32>,
     values: Column,
 }
@@ -80,8 +72,7 @@ pub fn combine_by_key(
     combiner: &mut CombinerInstance,
 ) -> Result<Combined> {
     let records: usize = inputs.iter().map(Batch::len).sum();
-    scratch.table.clear();
-    scratch.hashes.clear();
+    scratch.index.clear();
     scratch.targets.clear();
     scratch.values = Column::default();
     let mut keys = Column::with_capacity(records / 4, 0);
@@ -96,31 +87,15 @@ pub fn combine_by_key(
         for i in 0..input.len() {
             let key = input_keys.get(i);
             let value = input.values.get(i);
-            let hash = hash_key(key);
-            let found = scratch
-                .table
-                .find(hash, |&slot| {
-                    spate_guest::bytes_eq(keys.get(slot as usize), key)
-                })
-                .copied();
-            match found {
-                Some(slot) => {
+            match scratch.index.find_or_insert(&mut keys, key) {
+                Slot::Found(slot) => {
                     scratch.targets.push(slot);
                     scratch.values.push(value);
                     if scratch.values.data.len() >= FOLD_CHUNK_BYTES {
                         seeds = fold_pending(scratch, seeds, combiner)?;
                     }
                 }
-                None => {
-                    let slot = keys.len() as u32;
-                    keys.push(key);
-                    seeds.push(value);
-                    scratch.hashes.push(hash);
-                    let hashes = &scratch.hashes;
-                    scratch
-                        .table
-                        .insert_unique(hash, slot, |&s| hashes[s as usize]);
-                }
+                Slot::Added(_) => seeds.push(value),
             }
         }
     }
@@ -136,7 +111,7 @@ pub fn combine_by_key(
             values,
             timestamps: Vec::new(),
         },
-        hashes: std::mem::take(&mut scratch.hashes),
+        hashes: scratch.index.take_hashes(),
     })
 }
 

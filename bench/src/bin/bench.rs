@@ -1,5 +1,6 @@
-//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-sandbox]`. Run it through
-//! `bench/run` (or `just bench`), which first builds spate and runs the criterion benchmarks.
+//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-sandbox]
+//! [--only-wordcount]`. Run it through `bench/run` (or `just bench`), which first builds spate and
+//! runs the criterion benchmarks.
 
 use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
@@ -13,11 +14,11 @@ struct Results {
     machine: String,
     corpus_mb: f64,
     wordcount: Vec<wordcount::Wordcount>,
-    startup: startup::Startup,
+    startup: Option<startup::Startup>,
     ingest: Option<ingest::Ingest>,
-    boundary: Boundary,
-    sandbox: sandbox::SandboxCost,
-    tenants: tenants::Tenants,
+    boundary: Option<Boundary>,
+    sandbox: Option<sandbox::SandboxCost>,
+    tenants: Option<tenants::Tenants>,
 }
 
 fn machine() -> String {
@@ -52,7 +53,9 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     // --only-sandbox: just the sandbox workloads (limits cost, tenant isolation).
     let only_sandbox = args.iter().any(|a| a == "--only-sandbox");
-    let skip_ingest = only_sandbox || args.iter().any(|a| a == "--skip-ingest");
+    // --only-wordcount: just workload 1 (word count against native), for quick iterations.
+    let only_wordcount = args.iter().any(|a| a == "--only-wordcount");
+    let skip_ingest = only_sandbox || only_wordcount || args.iter().any(|a| a == "--skip-ingest");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?
@@ -87,9 +90,14 @@ fn main() -> Result<()> {
         eprintln!("word count, {threads} thread(s), {reps} runs each of native and spate ...");
         counts.push(wordcount::run(&corpus, threads, reps, &cache, &work)?);
     }
-    eprintln!("sandbox cost: limits off, default, with fuel ({reps} runs each) ...");
-    let sandbox = sandbox::run(&corpus, reps, &cache, &work)?;
-    let startup = startup::run(if only_sandbox { 1 } else { 5 }, &work)?;
+    let (sandbox, startup) = if only_wordcount {
+        (None, None)
+    } else {
+        eprintln!("sandbox cost: limits off, default, with fuel ({reps} runs each) ...");
+        let sandbox = sandbox::run(&corpus, reps, &cache, &work)?;
+        let startup = startup::run(if only_sandbox { 1 } else { 5 }, &work)?;
+        (Some(sandbox), Some(startup))
+    };
     let (probe_s, steady_s) = if quick { (4, 10) } else { (10, 30) };
     let ingest = if skip_ingest {
         None
@@ -102,9 +110,16 @@ fn main() -> Result<()> {
     let tenant_rate = ingest
         .as_ref()
         .map_or(10e6, |i| i.max_sustained_mb_s * 0.5e6);
-    eprintln!("tenant isolation: word count alone, then beside a CPU burner ...");
-    let tenants = tenants::run(&corpus, tenant_rate, steady_s, &cache, &work)?;
-    let boundary = criterion_results::boundary(&target.join("criterion"));
+    let tenants = if only_wordcount {
+        None
+    } else {
+        eprintln!("tenant isolation: word count alone, then beside a CPU burner ...");
+        Some(tenants::run(&corpus, tenant_rate, steady_s, &cache, &work)?)
+    };
+    // The criterion figures come from bench/run's earlier `cargo bench`, which a word-count-only
+    // run skips.
+    let boundary =
+        (!only_wordcount).then(|| criterion_results::boundary(&target.join("criterion")));
     let results = Results {
         machine: machine(),
         corpus_mb: mb as f64,
@@ -157,14 +172,16 @@ fn print_table(r: &Results) {
             "  peak RSS", w.spate_peak_rss_mb, "target <= 64"
         );
     }
-    println!(
-        "{:<46} {:>12.1} ms",
-        "cold start to first batch, empty cache", r.startup.cold_cache_ms
-    );
-    println!(
-        "{:<46} {:>12.1} ms {:>14}",
-        "cold start to first batch, warm cache", r.startup.warm_cache_ms, "target <= 50"
-    );
+    if let Some(startup) = &r.startup {
+        println!(
+            "{:<46} {:>12.1} ms",
+            "cold start to first batch, empty cache", startup.cold_cache_ms
+        );
+        println!(
+            "{:<46} {:>12.1} ms {:>14}",
+            "cold start to first batch, warm cache", startup.warm_cache_ms, "target <= 50"
+        );
+    }
     if let Some(i) = &r.ingest {
         println!(
             "{:<46} {:>9.1} MB/s",
@@ -203,7 +220,19 @@ fn print_table(r: &Results) {
             );
         }
     }
-    for p in &r.boundary.partitions {
+    if let Some(boundary) = &r.boundary {
+        print_boundary(boundary);
+    }
+    if let Some(sb) = &r.sandbox {
+        print_sandbox(sb);
+    }
+    if let Some(t) = &r.tenants {
+        print_tenants(t);
+    }
+}
+
+fn print_boundary(boundary: &Boundary) {
+    for p in &boundary.partitions {
         println!(
             "{:<46} {:>12.1} us {:>11.1} us {:>9.2}x",
             format!("tokenize one {} partition (columnar vs native)", p.size),
@@ -212,16 +241,18 @@ fn print_table(r: &Results) {
             p.ratio
         );
     }
-    if let Some(us) = r.boundary.empty_call_us {
+    if let Some(us) = boundary.empty_call_us {
         println!("{:<46} {:>12.2} us", "empty process call", us);
     }
-    if let Some(us) = r.boundary.instantiate_us {
+    if let Some(us) = boundary.instantiate_us {
         println!(
             "{:<46} {:>12.1} us {:>14}",
             "instantiate + configure", us, "target <= 20"
         );
     }
-    let sb = &r.sandbox;
+}
+
+fn print_sandbox(sb: &sandbox::SandboxCost) {
     println!(
         "{:<46} {:>12.2} s {:>12.2} s {:>9.2}x",
         "word count (2 workers), default limits vs off", sb.default_s, sb.off_s, sb.default_ratio
@@ -230,7 +261,9 @@ fn print_table(r: &Results) {
         "{:<46} {:>12.2} s {:>12.2} s {:>9.2}x",
         "  with fuel metering vs off", sb.fuel_s, sb.off_s, sb.fuel_ratio
     );
-    let t = &r.tenants;
+}
+
+fn print_tenants(t: &tenants::Tenants) {
     println!(
         "{:<46} {:>12.1} ms {:>11.1} ms {:>9.2}x",
         format!(

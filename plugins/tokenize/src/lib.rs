@@ -21,6 +21,39 @@ fn is_ascii_space(b: u8) -> bool {
     b <= b' ' && (b == b' ' || (b'\t'..=b'\r').contains(&b))
 }
 
+/// The index of the first ASCII whitespace byte of `bytes` at or after `from` (`bytes.len()` when
+/// there is none). `bytes` must be ASCII.
+///
+/// Words are short, so this looks at eight bytes per step (SWAR): one loop iteration finds the
+/// end of most words. That matters twice inside Wasm, where every loop iteration also pays an
+/// epoch-interruption check.
+#[inline(always)]
+fn find_ascii_space(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x21; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let (mut i, n) = (from, bytes.len());
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // The high bit of each byte below 0x21 (space and the control characters). A borrow
+        // can only mark bytes above the lowest true one, so the lowest mark is exact.
+        let below = x.wrapping_sub(ONES) & !x & HIGH;
+        if below == 0 {
+            i += 8;
+            continue;
+        }
+        let j = i + (below.trailing_zeros() / 8) as usize;
+        if is_ascii_space(bytes[j]) {
+            return j;
+        }
+        // A control character that is not whitespace belongs to the word.
+        i = j + 1;
+    }
+    while i < n && !is_ascii_space(bytes[i]) {
+        i += 1;
+    }
+    i
+}
+
 impl Tokenizer {
     /// Calls `emit` with each word of `line`. `scratch` is reused for lowercasing. Fails only on
     /// a line that is not UTF-8 (checked only when it is not plain ASCII).
@@ -34,17 +67,16 @@ impl Tokenizer {
         if bytes.is_ascii() {
             // The common case: byte scanning, no char decoding.
             let (mut i, n) = (0, bytes.len());
-            while i < n {
+            loop {
                 while i < n && is_ascii_space(bytes[i]) {
                     i += 1;
                 }
-                let start = i;
-                while i < n && !is_ascii_space(bytes[i]) {
-                    i += 1;
+                if i == n {
+                    break;
                 }
-                if i > start {
-                    self.emit_ascii_word(&bytes[start..i], scratch, &mut emit);
-                }
+                let end = find_ascii_space(bytes, i + 1);
+                self.emit_ascii_word(&bytes[i..end], scratch, &mut emit);
+                i = end;
             }
         } else {
             for word in std::str::from_utf8(bytes)?.split_whitespace() {
@@ -172,6 +204,19 @@ mod tests {
             words(&[], &["a  b\tc", "", "  d\u{00A0}e\r"]),
             ["a", "b", "c", "d", "e"]
         );
+    }
+
+    #[test]
+    fn long_words_and_control_characters_split_like_char_is_whitespace() {
+        let line = "abcdefghijklmnop q\u{1}rstuvwxyz0123\u{7}45 \x0b end\x0c\x0cx   ";
+        let expected: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words(&[], &[line]), expected);
+        for len in 0..20 {
+            let word = "w".repeat(len);
+            let line = format!("{word} {word}\t{word}");
+            let expected: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            assert_eq!(words(&[], &[&line]), expected, "{line:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,285 @@
+//! Key hashing and the index of distinct keys that combining builds, shared by the guest's
+//! pre-combine and the host's combine-by-key so that both hash and compare keys one way.
+//!
+//! Most keys are short (words, ids). An index bucket keeps the first 8 bytes of its key, its
+//! length and its slot, so finding a key of up to 8 bytes compares them in the bucket and never
+//! reads the key column: one cache line per lookup instead of three (bucket, offsets, data).
+
+use crate::Column;
+use crate::column::bytes_eq;
+use std::hash::Hasher;
+
+/// A key's length and up to 16 of its bytes, read with fixed-size loads. For keys of at most
+/// 16 bytes it determines the key: equal heads mean equal keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyHead {
+    lo: u64,
+    hi: u64,
+    len: u32,
+}
+
+/// The longest key a [`KeyHead`] holds whole.
+const WHOLE: usize = 16;
+
+impl KeyHead {
+    #[inline(always)]
+    fn of(key: &[u8]) -> KeyHead {
+        let len = key.len();
+        let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
+        let half = |at: usize| {
+            u64::from(u32::from_le_bytes(
+                key[at..at + 4].try_into().expect("4 bytes"),
+            ))
+        };
+        // Overlapping loads cover every byte of keys up to 16 bytes; with the length they
+        // determine the key.
+        let (lo, hi) = if len >= WHOLE {
+            (word(0), word(8))
+        } else if len >= 8 {
+            (word(0), word(len - 8))
+        } else if len >= 4 {
+            (half(0) | half(len - 4) << 32, 0)
+        } else if len > 0 {
+            let byte = |at: usize| u64::from(key[at]);
+            (byte(0) | byte(len / 2) << 8 | byte(len - 1) << 16, 0)
+        } else {
+            (0, 0)
+        };
+        KeyHead {
+            lo,
+            hi,
+            len: len as u32,
+        }
+    }
+
+    /// Two multiply-rotate rounds over the head, the tail of longer keys, and a final
+    /// avalanche, so that the high bits (partitioning) and the low bits (table buckets) both
+    /// depend on every byte. Cheap on wasm32, which has no 64x64->128 multiply.
+    #[inline(always)]
+    fn hash(&self, key: &[u8]) -> u64 {
+        const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+        const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+        const K3: u64 = 0xff51_afd7_ed55_8ccd;
+        let mut h = (self.lo ^ K2).wrapping_mul(K1);
+        h = (h.rotate_left(23) ^ self.hi).wrapping_mul(K2) ^ u64::from(self.len);
+        if key.len() > WHOLE {
+            let mut tail = rustc_hash::FxHasher::default();
+            tail.write(&key[WHOLE..]);
+            h = (h.rotate_left(23) ^ tail.finish()).wrapping_mul(K1);
+        }
+        h = (h ^ (h >> 32)).wrapping_mul(K3);
+        h ^ (h >> 29)
+    }
+}
+
+/// The hash of a key, from its length and bytes. Every shuffle, combine and (keyed)
+/// partitioner uses this one function, so equal keys meet in the same partition.
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    KeyHead::of(key).hash(key)
+}
+
+/// One bucket of the index (16 bytes): its key's length and first word, which decide equality
+/// for keys of up to 8 bytes and filter longer ones, and the key's slot (`EMPTY` when free).
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    lo: u64,
+    len: u32,
+    slot: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+const FREE: Bucket = Bucket {
+    lo: 0,
+    len: 0,
+    slot: EMPTY,
+};
+
+/// Keys up to this length are equal when their buckets' `lo` and `len` are.
+const IN_BUCKET: usize = 8;
+
+/// Where [`KeyIndex::find_or_insert`] put a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The key was already in the column, at this index.
+    Found(u32),
+    /// The key is new and was appended to the column at this index.
+    Added(u32),
+}
+
+/// The distinct keys of a [`Column`] (each key once, at its slot) with their hashes.
+///
+/// An open-addressing table with linear probing, at most 5/8 full, written here rather than
+/// taken from hashbrown: hashbrown calls the key comparison through a `dyn FnMut`, which inside
+/// Wasm is an indirect call per probe and was a tenth of the word count's time.
+///
+/// The column may also hold entries the index never matches (see [`KeyIndex::push_unindexed`]),
+/// so that slots can be record indices of a batch in which only some records are combined.
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    buckets: Vec<Bucket>,
+    /// Indexed keys.
+    len: usize,
+    hashes: Vec<u64>,
+}
+
+impl KeyIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets every key, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.buckets.fill(FREE);
+        self.len = 0;
+        self.hashes.clear();
+    }
+
+    /// The slot of `key` in `keys`, appending it there when it is new.
+    #[inline]
+    pub fn find_or_insert(&mut self, keys: &mut Column, key: &[u8]) -> Slot {
+        if (self.len + 1) * 8 > self.buckets.len() * 5 {
+            self.grow();
+        }
+        let head = KeyHead::of(key);
+        let hash = head.hash(key);
+        let mask = self.buckets.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let bucket = self.buckets[i];
+            if bucket.slot == EMPTY {
+                let slot = keys.len() as u32;
+                self.buckets[i] = Bucket {
+                    lo: head.lo,
+                    len: head.len,
+                    slot,
+                };
+                self.len += 1;
+                keys.push(key);
+                self.hashes.push(hash);
+                return Slot::Added(slot);
+            }
+            if bucket.lo == head.lo
+                && bucket.len == head.len
+                && (key.len() <= IN_BUCKET || bytes_eq(keys.get(bucket.slot as usize), key))
+            {
+                return Slot::Found(bucket.slot);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Doubles the buckets (16 at first) and re-places every indexed key.
+    #[cold]
+    fn grow(&mut self) {
+        let size = (self.buckets.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.buckets, vec![FREE; size]);
+        let mask = size - 1;
+        for bucket in old.into_iter().filter(|b| b.slot != EMPTY) {
+            let mut i = self.hashes[bucket.slot as usize] as usize & mask;
+            while self.buckets[i].slot != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.buckets[i] = bucket;
+        }
+    }
+
+    /// Accounts for a slot that the caller fills in its column without indexing it: no lookup
+    /// ever finds it.
+    #[inline]
+    pub fn push_unindexed(&mut self) {
+        self.hashes.push(0);
+    }
+
+    /// The hash of each slot's key, by slot (0 for unindexed slots).
+    pub fn hashes(&self) -> &[u64] {
+        &self.hashes
+    }
+
+    /// Takes the hashes out, leaving the index empty.
+    pub fn take_hashes(&mut self) -> Vec<u64> {
+        let hashes = std::mem::take(&mut self.hashes);
+        self.clear();
+        hashes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = (0..40).map(|n| vec![b'a'; n]).collect();
+        for n in 0..40 {
+            let mut k = vec![b'a'; n];
+            k.push(b'b');
+            keys.push(k.clone());
+            k.insert(0, b'c');
+            keys.push(k);
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[test]
+    fn every_distinct_key_gets_one_slot() {
+        let mut index = KeyIndex::new();
+        let mut column = Column::default();
+        let keys = keys();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(
+                index.find_or_insert(&mut column, key),
+                Slot::Added(i as u32)
+            );
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(
+                index.find_or_insert(&mut column, key),
+                Slot::Found(i as u32)
+            );
+            assert_eq!(column.get(i), &key[..]);
+            assert_eq!(index.hashes()[i], key_hash(key));
+        }
+    }
+
+    #[test]
+    fn a_cleared_index_starts_over() {
+        let mut index = KeyIndex::new();
+        let mut column = Column::default();
+        for n in 0..1000u32 {
+            index.find_or_insert(&mut column, &n.to_le_bytes());
+        }
+        index.clear();
+        let mut column = Column::default();
+        assert_eq!(index.find_or_insert(&mut column, b"x"), Slot::Added(0));
+        assert_eq!(
+            index.find_or_insert(&mut column, &7u32.to_le_bytes()),
+            Slot::Added(1)
+        );
+        assert_eq!(index.find_or_insert(&mut column, b"x"), Slot::Found(0));
+    }
+
+    #[test]
+    fn unindexed_slots_are_never_found() {
+        let mut index = KeyIndex::new();
+        let mut column = Column::default();
+        column.push(b"k");
+        index.push_unindexed();
+        assert_eq!(index.find_or_insert(&mut column, b"k"), Slot::Added(1));
+    }
+
+    #[test]
+    fn heads_of_different_keys_differ_up_to_sixteen_bytes() {
+        let keys = keys();
+        for a in &keys {
+            for b in &keys {
+                if a.len() <= WHOLE && b.len() <= WHOLE {
+                    assert_eq!(KeyHead::of(a) == KeyHead::of(b), a == b, "{a:?} {b:?}");
+                }
+            }
+        }
+    }
+}
