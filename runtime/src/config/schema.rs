@@ -49,7 +49,10 @@ pub struct JobSection {
     pub workers: usize,
     /// `processing-time` (default) or `available-now`.
     pub trigger: Trigger,
-    /// A block is also cut when it reaches this size, bounding partition size.
+    /// A block is also cut when it reaches this size, bounding partition size. 1 MiB by
+    /// default: a pre-combining operator's output shrinks with the partition (a larger
+    /// partition repeats more keys), and at this size a batch still has partitions for every
+    /// worker; the word count benchmark ran 15% faster (1 worker) than with 256 KiB.
     pub max_block_bytes: ByteSize,
     /// Received but unprocessed data above this makes receivers stop reading (backpressure).
     pub max_buffered_bytes: ByteSize,
@@ -149,7 +152,7 @@ impl Default for JobSection {
             block_interval: Interval(Duration::from_millis(200)),
             workers: 0,
             trigger: Trigger::ProcessingTime,
-            max_block_bytes: ByteSize(256 << 10),
+            max_block_bytes: ByteSize(1 << 20),
             max_buffered_bytes: ByteSize(256 << 20),
             max_batch_bytes: ByteSize(8 << 20),
             tenant: None,

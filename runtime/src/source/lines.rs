@@ -58,12 +58,14 @@ impl LineSplitter {
     /// Appends the complete lines of `chunk` to `out`; a trailing partial line is kept for the
     /// next chunk.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Column) -> Result<(), BadLine> {
+        let checked_up_to =
+            Self::utf8_checked_prefix(chunk, self.partial.is_empty() && !self.discarding);
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', chunk) {
             let piece = &chunk[start..end];
             start = end + 1;
             if self.partial.is_empty() && !self.discarding {
-                self.line(piece, out)?;
+                self.line(piece, end <= checked_up_to, out)?;
             } else {
                 self.extend_partial(piece)?;
                 let line = std::mem::take(&mut self.partial);
@@ -72,13 +74,25 @@ impl LineSplitter {
                     self.line += 1;
                     self.skipped += 1;
                 } else {
-                    self.line(&line, out)?;
+                    self.line(&line, false, out)?;
                 }
                 self.partial = line;
                 self.partial.clear();
             }
         }
         self.extend_partial(&chunk[start..])
+    }
+
+    /// The end of the stretch of `chunk`'s complete lines that is valid UTF-8 as a whole (0 when
+    /// it is not, or when the first line continues a partial one): lines inside it need no
+    /// check of their own. One pass over a long stretch is much cheaper than a call per line,
+    /// and a newline never splits a UTF-8 sequence, so the stretch is valid exactly when each
+    /// of its lines is.
+    fn utf8_checked_prefix(chunk: &[u8], starts_a_line: bool) -> usize {
+        match memchr::memrchr(b'\n', chunk) {
+            Some(last) if starts_a_line && std::str::from_utf8(&chunk[..last]).is_ok() => last,
+            _ => 0,
+        }
     }
 
     /// End of input: a last line without a newline is still a line.
@@ -89,7 +103,7 @@ impl LineSplitter {
             self.skipped += 1;
         } else if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            self.line(&line, out)?;
+            self.line(&line, false, out)?;
         }
         Ok(())
     }
@@ -128,8 +142,8 @@ impl LineSplitter {
         }
     }
 
-    /// One complete line (without its '\n').
-    fn line(&mut self, line: &[u8], out: &mut Column) -> Result<(), BadLine> {
+    /// One complete line (without its '\n'); `utf8_checked` when it is known to be UTF-8.
+    fn line(&mut self, line: &[u8], utf8_checked: bool, out: &mut Column) -> Result<(), BadLine> {
         self.line += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let problem = if line.len() > self.max_line {
@@ -137,6 +151,8 @@ impl LineSplitter {
                 "line longer than max-line-length ({} bytes)",
                 self.max_line
             ))
+        } else if utf8_checked {
+            None
         } else {
             std::str::from_utf8(line)
                 .err()
@@ -184,6 +200,22 @@ mod tests {
     fn lines_span_chunks_and_lose_their_line_endings() {
         let (lines, _) = split(&[b"ab", b"c\r\nde\n", b"\nlast"], 100, BadLinePolicy::Fail);
         assert_eq!(lines.unwrap(), ["abc", "de", "", "last"]);
+    }
+
+    #[test]
+    fn utf8_is_checked_across_chunks_and_per_line_after_a_bad_stretch() {
+        let (lines, _) = split(&[b"ab\xc3", b"\xa9cd\nok\n"], 100, BadLinePolicy::Fail);
+        assert_eq!(lines.unwrap(), ["ab\u{e9}cd", "ok"]);
+        let (result, _) = split(&[b"ok\n", b"x\nbad \xff\nz\n"], 100, BadLinePolicy::Fail);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "test line 3: invalid UTF-8 at byte 4 of the line"
+        );
+        let (lines, skipped) = split(&[b"a\n\xff\nb\n\xc3"], 100, BadLinePolicy::Skip);
+        assert_eq!(
+            (lines.unwrap(), skipped),
+            (vec!["a".to_owned(), "b".to_owned()], 2)
+        );
     }
 
     #[test]
