@@ -1,12 +1,30 @@
 //! The native baseline: a hand-written word count with the tokenize operator's rules and the
-//! same hasher as Spate's shuffle (FxHash), on the same number of threads. No Wasm, no engine.
+//! same key hash as Spate's combine and shuffle, on the same number of threads. No Wasm, no
+//! engine.
 
 use hashbrown::HashMap;
-use rustc_hash::FxBuildHasher;
 use spate_plugin_tokenize::Tokenizer;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A `Hasher` for byte-string keys that is Spate's [`spate_guest::key_hash`]: `Hash` for `[u8]`
+/// writes the length, then the bytes in one `write`, and the key hash covers both.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = spate_guest::key_hash(bytes);
+    }
+
+    fn write_usize(&mut self, _length_prefix: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Counts per word.
-pub type WordCounts = HashMap<Box<[u8]>, i64, FxBuildHasher>;
+pub type WordCounts = HashMap<Box<[u8]>, i64, BuildHasherDefault<KeyHasher>>;
 
 /// Splits `data` into `parts` ranges that end at line boundaries.
 fn split_at_lines(data: &[u8], parts: usize) -> Vec<&[u8]> {
