@@ -132,7 +132,11 @@ impl KeyIndex {
 
     /// Forgets every key, keeping the allocations.
     pub fn clear(&mut self) {
-        self.buckets.fill(FREE);
+        // With no key indexed every bucket is already free: an index cleared twice in a row
+        // (take_hashes, then the next user's clear) writes its buckets once.
+        if self.len > 0 {
+            self.buckets.fill(FREE);
+        }
         self.len = 0;
         self.hashes.clear();
     }
