@@ -268,7 +268,7 @@ fn reduce_by_key_over_unkeyed_records_is_a_plan_error() {
     let (_, line) = fails("check", &path);
     assert!(
         line.contains(
-            "reduce-by-key needs (key, value) records, but the source emits unkeyed records"
+            "steps[0].op: reduce-by-key needs (key, value) records, but stream 'files' holds unkeyed records"
         ),
         "{line}"
     );
@@ -293,7 +293,7 @@ fn check_prints_the_plan_and_set_overrides_fields() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(plan.contains("3 workers"), "{plan}");
     assert!(
-        plan.contains("stage 0 (one task per input block)"),
+        plan.contains("map side, one task per partition of 'files'"),
         "{plan}"
     );
     assert!(
@@ -301,17 +301,14 @@ fn check_prints_the_plan_and_set_overrides_fields() {
         "{plan}"
     );
     assert!(
-        plan.contains("shuffle: hash of key -> 5 partitions"),
+        plan.contains("pre-combined by the transform, then hash of key -> 5 partitions"),
         "{plan}"
     );
     assert!(
-        plan.contains("stage 1 (5 tasks, one per reduce partition)"),
+        plan.contains("reduce side, 5 tasks: combine per key with 'sum'"),
         "{plan}"
     );
-    assert!(
-        plan.contains("outputs (records of type (text, i64))"),
-        "{plan}"
-    );
+    assert!(plan.contains("-> 'steps[1]' (text, i64)"), "{plan}");
 
     let output = run(
         &[

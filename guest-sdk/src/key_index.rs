@@ -175,6 +175,40 @@ impl KeyIndex {
         }
     }
 
+    /// The slot of `key` in `keys`, if it is indexed.
+    #[inline]
+    pub fn find(&self, keys: &Column, key: &[u8]) -> Option<u32> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let head = KeyHead::of(key);
+        let mask = self.buckets.len() - 1;
+        let mut i = head.hash(key) as usize & mask;
+        loop {
+            let bucket = self.buckets[i];
+            if bucket.slot == EMPTY {
+                return None;
+            }
+            if bucket.lo == head.lo
+                && bucket.len == head.len
+                && (key.len() <= IN_BUCKET || bytes_eq(keys.get(bucket.slot as usize), key))
+            {
+                return Some(bucket.slot);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The number of keys indexed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no key is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Doubles the buckets (16 at first) and re-places every indexed key.
     #[cold]
     fn grow(&mut self) {
@@ -213,6 +247,22 @@ impl KeyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_sees_inserted_keys_only() {
+        let mut index = KeyIndex::new();
+        let mut keys = Column::default();
+        assert_eq!(index.find(&keys, b"a"), None);
+        for k in [&b"a"[..], b"a-much-longer-key-than-sixteen", b"b"] {
+            index.find_or_insert(&mut keys, k);
+        }
+        assert_eq!(
+            index.find(&keys, b"a-much-longer-key-than-sixteen"),
+            Some(1)
+        );
+        assert_eq!(index.find(&keys, b"c"), None);
+        assert_eq!(index.len(), 3);
+    }
 
     fn keys() -> Vec<Vec<u8>> {
         let mut keys: Vec<Vec<u8>> = (0..40).map(|n| vec![b'a'; n]).collect();

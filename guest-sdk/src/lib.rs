@@ -35,6 +35,7 @@
 mod batch;
 mod column;
 mod key_index;
+pub mod nested;
 mod operator;
 mod params;
 pub mod testing;

@@ -11,13 +11,22 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// A sealed block of one source's lines: one input partition.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// Index of the source (in the plan's sources) it came from.
+    pub source: usize,
+    /// The lines.
+    pub lines: Column,
+}
+
 /// A batch's input as the job runner gets it.
 #[derive(Debug)]
 pub struct BatchInput {
     /// Batch time in ms since the Unix epoch (the end of its interval, as Spark labels batches).
     pub time_ms: u64,
-    /// Sealed blocks: the input partitions.
-    pub blocks: Vec<Column>,
+    /// Sealed blocks: the input partitions of every source.
+    pub blocks: Vec<Block>,
     /// When the batch was formed (for scheduling delay).
     pub submitted: std::time::Instant,
 }
@@ -25,19 +34,20 @@ pub struct BatchInput {
 impl BatchInput {
     /// Bytes of input held.
     pub fn bytes(&self) -> usize {
-        self.blocks.iter().map(|b| b.data.len()).sum()
+        self.blocks.iter().map(|b| b.lines.data.len()).sum()
     }
 
     /// Records of input held.
     pub fn records(&self) -> usize {
-        self.blocks.iter().map(Column::len).sum()
+        self.blocks.iter().map(|b| b.lines.len()).sum()
     }
 }
 
 #[derive(Default)]
 struct State {
-    current: Column,
-    sealed: VecDeque<Column>,
+    /// The block being filled, per source.
+    current: Vec<Column>,
+    sealed: VecDeque<Block>,
     buffered: usize,
     open_sources: usize,
     stopping: bool,
@@ -122,7 +132,7 @@ impl BlockBuffer {
 
     /// Appends lines (waiting while the buffer is full). Returns false when the job is stopping
     /// and the receiver should end; the lines are then still appended, never dropped.
-    pub fn push(&self, lines: &Column) -> bool {
+    pub fn push(&self, source: usize, lines: &Column) -> bool {
         let mut state = self.lock();
         while !state.stopping
             && state.buffered > 0
@@ -137,15 +147,20 @@ impl BlockBuffer {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        if state.current.data.capacity() == 0 {
+        if state.current.len() <= source {
+            state.current.resize_with(source + 1, Column::default);
+        }
+        let current = &mut state.current[source];
+        if current.data.capacity() == 0 {
             // Sized once for a whole block, so that a block does not grow by doubling and hold
             // up to twice its bytes (buffered memory is what backpressure bounds).
             let bytes = self.max_block_bytes + lines.data.len();
-            state.current = Column::with_capacity(bytes / 32, bytes);
+            *current = Column::with_capacity(bytes / 32, bytes);
         }
-        state.current.extend_from(lines);
+        current.extend_from(lines);
+        let full = current.data.len() >= self.max_block_bytes;
         state.buffered += lines.data.len();
-        if state.current.data.len() >= self.max_block_bytes {
+        if full {
             seal(&mut state);
             self.changed.notify_all();
         }
@@ -159,15 +174,15 @@ impl BlockBuffer {
     }
 
     /// Takes sealed blocks, oldest first, up to `max_bytes` (at least one block if any).
-    pub fn take(&self, max_bytes: usize) -> Vec<Column> {
+    pub fn take(&self, max_bytes: usize) -> Vec<Block> {
         let mut state = self.lock();
         let mut blocks = Vec::new();
         let mut bytes = 0;
         while let Some(block) = state.sealed.front() {
-            if !blocks.is_empty() && bytes + block.data.len() > max_bytes {
+            if !blocks.is_empty() && bytes + block.lines.data.len() > max_bytes {
                 break;
             }
-            bytes += block.data.len();
+            bytes += block.lines.data.len();
             blocks.push(state.sealed.pop_front().expect("front exists"));
         }
         blocks
@@ -199,10 +214,13 @@ impl BlockBuffer {
     }
 }
 
+/// Seals every source's current block.
 fn seal(state: &mut State) {
-    if !state.current.is_empty() {
-        let block = std::mem::take(&mut state.current);
-        state.sealed.push_back(block);
+    for (source, current) in state.current.iter_mut().enumerate() {
+        if !current.is_empty() {
+            let lines = std::mem::take(current);
+            state.sealed.push_back(Block { source, lines });
+        }
     }
 }
 
@@ -219,19 +237,19 @@ mod tests {
     #[test]
     fn blocks_are_cut_by_size_and_by_seal() {
         let buffer = BlockBuffer::new(100, 10_000);
-        buffer.push(&lines(3, 40));
+        buffer.push(0, &lines(3, 40));
         assert_eq!(buffer.take(usize::MAX).len(), 1, "120 bytes >= 100 seals");
-        buffer.push(&lines(1, 10));
+        buffer.push(0, &lines(1, 10));
         assert!(buffer.take(usize::MAX).is_empty());
         buffer.seal();
-        assert_eq!(buffer.take(usize::MAX)[0].len(), 1);
+        assert_eq!(buffer.take(usize::MAX)[0].lines.len(), 1);
     }
 
     #[test]
     fn take_respects_the_byte_budget() {
         let buffer = BlockBuffer::new(10, 10_000);
         for _ in 0..5 {
-            buffer.push(&lines(1, 10));
+            buffer.push(0, &lines(1, 10));
         }
         assert_eq!(buffer.take(25).len(), 2);
         assert_eq!(buffer.take(0).len(), 1, "at least one block");
@@ -240,10 +258,10 @@ mod tests {
     #[test]
     fn a_full_buffer_pauses_the_receiver_until_release() {
         let buffer = Arc::new(BlockBuffer::new(10, 40));
-        buffer.push(&lines(1, 40));
+        buffer.push(0, &lines(1, 40));
         let receiver = {
             let buffer = buffer.clone();
-            std::thread::spawn(move || buffer.push(&lines(1, 10)))
+            std::thread::spawn(move || buffer.push(0, &lines(1, 10)))
         };
         std::thread::sleep(Duration::from_millis(150));
         assert!(

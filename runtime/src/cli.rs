@@ -177,7 +177,7 @@ fn run_job(plan: Plan, options: &RunOptions) -> Result<()> {
     let (name, tenant) = (plan.job.name.clone(), plan.job.tenant.clone());
     tracing::info!(
         "starting for tenant '{tenant}': {} stage(s), {} workers, batch interval {}",
-        plan.stages.len(),
+        plan.nodes.len(),
         plan.job.workers,
         humantime::format_duration(plan.job.batch_interval)
     );

@@ -8,6 +8,7 @@ use crate::metrics::{BatchReport, Summary};
 use crate::plan::Plan;
 use crate::sink::{self, Sink};
 use crate::source;
+use crate::state::JobState;
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -48,7 +49,8 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         job.max_buffered_bytes,
     ));
     let pool = WorkerPool::new(job.workers, plan.operators.clone())?;
-    let mut sinks: Vec<Box<dyn Sink>> = plan.outputs.iter().map(sink::build).collect();
+    let state = Arc::new(JobState::new(&plan, now_ms())?);
+    let mut sinks: Vec<Box<dyn Sink>> = plan.outputs.iter().map(|o| sink::build(&o.spec)).collect();
     let halt = Arc::new(AtomicBool::new(false));
     let (batches_out, batches_in) = match job.trigger {
         Trigger::ProcessingTime => crossbeam_channel::unbounded(),
@@ -60,6 +62,7 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     let mut summary = Summary::default();
     let result = run_batches(
         &plan,
+        &state,
         &pool,
         &mut sinks,
         &buffer,
@@ -84,8 +87,10 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_batches(
     plan: &Arc<Plan>,
+    state: &Arc<JobState>,
     pool: &WorkerPool,
     sinks: &mut [Box<dyn Sink>],
     buffer: &BlockBuffer,
@@ -103,7 +108,7 @@ fn run_batches(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
-        let report = run_one(plan, pool, sinks, buffer, input)?;
+        let report = run_one(plan, state, pool, sinks, buffer, input)?;
         tracing::info!("{report}");
         summary.record(report);
         if options
@@ -121,6 +126,7 @@ fn run_batches(
 
 fn run_one(
     plan: &Arc<Plan>,
+    state: &Arc<JobState>,
     pool: &WorkerPool,
     sinks: &mut [Box<dyn Sink>],
     buffer: &BlockBuffer,
@@ -130,18 +136,15 @@ fn run_one(
     let scheduling_delay = start.saturating_duration_since(input.submitted);
     let (input_bytes, input_records, partitions) =
         (input.bytes(), input.records(), input.blocks.len());
-    let blocks = input
-        .blocks
-        .into_iter()
-        .map(|values| spate_guest::Batch {
-            keys: None,
-            values,
-            timestamps: Vec::new(),
-        })
-        .collect();
-    let (output, tasks) = run_batch(pool, plan, blocks, input.time_ms)?;
-    for sink in sinks.iter_mut() {
-        sink.write(input.time_ms, &output, &plan.output_type)
+    let output = run_batch(pool, plan, state, input.blocks, input.time_ms)?;
+    let mut output_records = 0;
+    for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
+        let Some(partitions) = &output.streams[out.stream] else {
+            // The stream has no batch at this time (a window between its slides).
+            continue;
+        };
+        output_records += partitions.iter().map(|b| b.len()).sum::<usize>();
+        sink.write(input.time_ms, partitions, &plan.streams[out.stream].types)
             .with_context(|| format!("batch {} ms", input.time_ms))?;
     }
     buffer.release(input_bytes);
@@ -150,12 +153,13 @@ fn run_one(
         input_records,
         input_bytes,
         partitions,
-        output_records: output.iter().map(|b| b.len()).sum(),
+        output_records,
         skipped_lines: buffer.take_skipped(),
         scheduling_delay,
         processing_time: start.elapsed(),
         usage: plan.usage.take(),
-        tasks,
+        tasks: output.figures,
+        state_records: state.records(),
     })
 }
 

@@ -6,9 +6,10 @@
 //! Module map (dependencies point down the list):
 //! - [`cli`]: the `spate` command.
 //! - [`job`]: runs a plan: receivers, batch clock, stage execution, outputs, metrics.
-//! - [`plan`]: the validated job: stages of fused operators, shuffles, outputs.
+//! - [`plan`]: the validated job: the stream graph, its nodes of fused operators, outputs.
 //! - [`config`]: the pipeline file, `--set` overrides, errors with file, line and field.
 //! - [`exec`]: the worker pool and the per-partition tasks.
+//! - [`state`]: what stateful nodes keep across batches (windows, keyed state, event time).
 //! - [`shuffle`]: key hashing, map-side combine, hash partitioning.
 //! - [`wasm`]: engine, compiled-component cache, operator instances.
 //! - [`batch`]: block buffering, backpressure and the batch grid.
@@ -28,4 +29,5 @@ pub mod render;
 pub mod shuffle;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod wasm;

@@ -26,8 +26,10 @@ pub struct BatchReport {
     pub processing_time: Duration,
     /// What the job's operators consumed in this batch (for billing and throttling a tenant).
     pub usage: UsageReport,
-    /// Retried and skipped tasks.
+    /// Retried and skipped tasks, late records.
     pub tasks: TaskFigures,
+    /// Records held in state (keys, window entries) after the batch.
+    pub state_records: usize,
 }
 
 impl BatchReport {
@@ -69,6 +71,12 @@ impl fmt::Display for BatchReport {
                 "; {} failed tasks skipped ({} input records dead-lettered)",
                 tasks.skipped_tasks, tasks.skipped_records
             )?;
+        }
+        if tasks.late_records > 0 {
+            write!(f, "; {} late records", tasks.late_records)?;
+        }
+        if self.state_records > 0 {
+            write!(f, "; {} records in state", self.state_records)?;
         }
         Ok(())
     }

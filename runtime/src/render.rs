@@ -1,11 +1,69 @@
-//! Records as text, the way Spark prints them: a pair as `(key,value)`, values by their type.
+//! Records as text, the way Spark prints them: a pair as `(key,value)`, values by their shape.
 
-use crate::plan::StreamType;
-use spate_guest::{Record, ValueType};
+use crate::plan::{Shape, StreamType};
+use spate_guest::{Record, ValueType, nested};
 use std::fmt::Write;
 
-/// Appends one value to `out` according to its type.
-pub fn write_value(out: &mut String, bytes: &[u8], value_type: ValueType) {
+/// Appends one value to `out` according to its shape. A composite value that does not parse
+/// is printed as lossy text rather than failing the output.
+pub fn write_value(out: &mut String, bytes: &[u8], shape: &Shape) {
+    match shape {
+        Shape::Scalar(t) => write_scalar(out, bytes, *t),
+        Shape::List(item) => {
+            out.push('[');
+            write_items(out, bytes, |out, i, value| {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_optional(out, value, item);
+            });
+            out.push(']');
+        }
+        Shape::Pair(left, right) => {
+            out.push('(');
+            write_items(out, bytes, |out, i, value| match i {
+                0 => write_optional(out, value, left),
+                _ => {
+                    out.push(',');
+                    write_optional(out, value, right);
+                }
+            });
+            out.push(')');
+        }
+        Shape::Maybe(item) => write_value(out, bytes, item),
+    }
+}
+
+/// An item of a composite: `Some(v)`/`None` where the shape says it may be absent.
+fn write_optional(out: &mut String, value: Option<&[u8]>, shape: &Shape) {
+    match (shape, value) {
+        (Shape::Maybe(inner), Some(v)) => {
+            out.push_str("Some(");
+            write_value(out, v, inner);
+            out.push(')');
+        }
+        (_, None) => out.push_str("None"),
+        (_, Some(v)) => write_value(out, v, shape),
+    }
+}
+
+fn write_items(
+    out: &mut String,
+    bytes: &[u8],
+    mut each: impl FnMut(&mut String, usize, Option<&[u8]>),
+) {
+    for (i, item) in nested::items(bytes).enumerate() {
+        match item {
+            Ok(value) => each(out, i, value),
+            Err(_) => {
+                out.push_str(&String::from_utf8_lossy(bytes));
+                return;
+            }
+        }
+    }
+}
+
+fn write_scalar(out: &mut String, bytes: &[u8], value_type: ValueType) {
     let fixed = <[u8; 8]>::try_from(bytes).ok();
     match (value_type, fixed) {
         (ValueType::I64, Some(b)) => {
@@ -23,12 +81,12 @@ pub fn write_record(out: &mut String, record: &Record<'_>, types: &StreamType) {
     match record.key {
         Some(key) => {
             out.push('(');
-            write_value(out, key, types.key.unwrap_or(ValueType::Text));
+            write_value(out, key, types.key.as_ref().unwrap_or(&Shape::TEXT));
             out.push(',');
-            write_value(out, record.value, types.value);
+            write_value(out, record.value, &types.value);
             out.push(')');
         }
-        None => write_value(out, record.value, types.value),
+        None => write_value(out, record.value, &types.value),
     }
 }
 
@@ -36,35 +94,58 @@ pub fn write_record(out: &mut String, record: &Record<'_>, types: &StreamType) {
 mod tests {
     use super::*;
 
+    fn render(record: &Record<'_>, types: &StreamType) -> String {
+        let mut out = String::new();
+        write_record(&mut out, record, types);
+        out
+    }
+
     #[test]
     fn pairs_print_like_scala_tuples() {
-        let types = StreamType {
-            key: Some(ValueType::Text),
-            value: ValueType::I64,
-        };
+        let types = StreamType::keyed(Shape::TEXT, Shape::I64);
         let record = Record {
             key: Some(b"word"),
             value: &3i64.to_le_bytes(),
             timestamp: None,
         };
-        let mut out = String::new();
-        write_record(&mut out, &record, &types);
-        assert_eq!(out, "(word,3)");
+        assert_eq!(render(&record, &types), "(word,3)");
     }
 
     #[test]
     fn unkeyed_text_prints_as_is() {
-        let types = StreamType {
-            key: None,
-            value: ValueType::Text,
-        };
         let record = Record {
             key: None,
             value: b"a line",
             timestamp: None,
         };
-        let mut out = String::new();
-        write_record(&mut out, &record, &types);
-        assert_eq!(out, "a line");
+        assert_eq!(render(&record, &StreamType::lines()), "a line");
+    }
+
+    #[test]
+    fn groups_and_outer_join_pairs_print_like_spark() {
+        let mut group = Vec::new();
+        nested::push_item(&mut group, Some(&1i64.to_le_bytes()));
+        nested::push_item(&mut group, Some(&2i64.to_le_bytes()));
+        let types = StreamType::keyed(Shape::TEXT, Shape::list(Shape::I64));
+        let record = Record {
+            key: Some(b"k"),
+            value: &group,
+            timestamp: None,
+        };
+        assert_eq!(render(&record, &types), "(k,[1, 2])");
+
+        let mut pair = Vec::new();
+        nested::push_item(&mut pair, Some(b"left"));
+        nested::push_item(&mut pair, None);
+        let types = StreamType::keyed(
+            Shape::TEXT,
+            Shape::pair(Shape::TEXT, Shape::maybe(Shape::TEXT)),
+        );
+        let record = Record {
+            key: Some(b"k"),
+            value: &pair,
+            timestamp: None,
+        };
+        assert_eq!(render(&record, &types), "(k,(left,None))");
     }
 }

@@ -5,7 +5,7 @@
 //! One `fold` call then combines a whole partition; the guest never hashes or sees keys.
 
 use crate::wasm::CombinerInstance;
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use spate_guest::{Batch, Column, KeyIndex, Slot};
 
 /// The hash of a key, shared by every shuffle (and, later, keyed state).
@@ -16,6 +16,56 @@ pub use spate_guest::key_hash as hash_key;
 #[inline]
 pub fn partition_of(hash: u64, partitions: usize) -> usize {
     (((hash >> 32) * partitions as u64) >> 32) as usize
+}
+
+/// A combine function ready to run: a Wasm combiner instance or a host-native function.
+pub enum Folder<'a> {
+    /// A Wasm combiner.
+    Wasm(&'a mut CombinerInstance),
+    /// Wrapping i64 sum.
+    SumI64,
+    /// Wrapping i64 subtraction (the sum's inverse).
+    SubI64,
+}
+
+impl Folder<'_> {
+    /// `acc[targets[i]] = f(acc[targets[i]], values[i])` for each i in order; returns the
+    /// accumulators.
+    pub fn fold(
+        &mut self,
+        accumulators: Column,
+        targets: &[u32],
+        values: Column,
+    ) -> Result<Column> {
+        let sign = match self {
+            Folder::Wasm(combiner) => return combiner.fold(accumulators, targets, values),
+            Folder::SumI64 => 1,
+            Folder::SubI64 => -1,
+        };
+        let read = |bytes: &[u8], what: &str| {
+            <[u8; 8]>::try_from(bytes)
+                .map(i64::from_le_bytes)
+                .map_err(|_| {
+                    anyhow!(
+                        "the host's i64 combine got a {what} of {} bytes, not 8",
+                        bytes.len()
+                    )
+                })
+        };
+        let mut accs = accumulators
+            .iter()
+            .map(|a| read(a, "accumulator"))
+            .collect::<Result<Vec<i64>>>()?;
+        for (&target, value) in targets.iter().zip(values.iter()) {
+            let acc = &mut accs[target as usize];
+            *acc = acc.wrapping_add(read(value, "value")?.wrapping_mul(sign));
+        }
+        let mut out = Column::with_capacity(accs.len(), accs.len() * 8);
+        for acc in accs {
+            out.push(&acc.to_le_bytes());
+        }
+        Ok(out)
+    }
 }
 
 /// Buffers reused by combine calls on one worker, so that steady state allocates little.
@@ -42,7 +92,7 @@ const FOLD_CHUNK_BYTES: usize = 4 << 20;
 fn fold_pending(
     scratch: &mut CombineScratch,
     seeds: Column,
-    combiner: &mut CombinerInstance,
+    combiner: &mut Folder<'_>,
 ) -> Result<Column> {
     let values = std::mem::take(&mut scratch.values);
     let folded = combiner.fold(seeds, &scratch.targets, values)?;
@@ -51,17 +101,14 @@ fn fold_pending(
 }
 
 const UNKEYED: &str =
-    "reduce-by-key got records without keys (the step before it emits unkeyed records)";
+    "a keyed operation got records without keys (the step before it emits unkeyed records)";
 
-impl Combined {
-    /// A keyed batch taken as it is, with its keys hashed (for partitioning without combining).
-    pub fn hashed(batch: Batch) -> Result<Combined> {
-        let hashes = match &batch.keys {
-            Some(keys) => keys.iter().map(hash_key).collect(),
-            None if batch.is_empty() => Vec::new(),
-            None => bail!(UNKEYED),
-        };
-        Ok(Combined { batch, hashes })
+/// The hash of each key of a keyed batch (for partitioning records combined upstream).
+pub fn key_hashes(batch: &Batch) -> Result<Vec<u64>> {
+    match &batch.keys {
+        Some(keys) => Ok(keys.iter().map(hash_key).collect()),
+        None if batch.is_empty() => Ok(Vec::new()),
+        None => bail!(UNKEYED),
     }
 }
 
@@ -69,7 +116,7 @@ impl Combined {
 pub fn combine_by_key(
     scratch: &mut CombineScratch,
     inputs: &[Batch],
-    combiner: &mut CombinerInstance,
+    combiner: &mut Folder<'_>,
 ) -> Result<Combined> {
     let records: usize = inputs.iter().map(Batch::len).sum();
     scratch.index.clear();
@@ -115,8 +162,61 @@ pub fn combine_by_key(
     })
 }
 
+/// An empty batch of the same kind (keyed or not) as `like`.
+fn empty_like(like: &Batch) -> Batch {
+    Batch {
+        keys: like.keys.as_ref().map(|_| Column::default()),
+        values: Column::default(),
+        timestamps: Vec::new(),
+    }
+}
+
+/// Appends record `i` of `from` to `to` (keys and event times included).
+pub fn push_record(to: &mut Batch, from: &Batch, i: usize) {
+    if let (Some(to_keys), Some(keys)) = (to.keys.as_mut(), from.keys.as_ref()) {
+        to_keys.push(keys.get(i));
+    }
+    to.values.push(from.values.get(i));
+    if let Some(&t) = from.timestamps.get(i) {
+        to.timestamps.push(t);
+    }
+}
+
+/// Splits keyed records, as they are, into `partitions` buckets by key hash.
+pub fn partition_records(batch: &Batch, partitions: usize) -> Result<Vec<Batch>> {
+    let mut buckets: Vec<Batch> = (0..partitions).map(|_| empty_like(batch)).collect();
+    let Some(keys) = &batch.keys else {
+        if batch.is_empty() {
+            return Ok(buckets);
+        }
+        bail!("a keyed operation got records without keys");
+    };
+    for (i, key) in keys.iter().enumerate() {
+        push_record(
+            &mut buckets[partition_of(hash_key(key), partitions)],
+            batch,
+            i,
+        );
+    }
+    Ok(buckets)
+}
+
+/// Deals records out to `partitions` buckets in turn, starting at `first` (repartition).
+pub fn deal(batch: &Batch, partitions: usize, first: usize) -> Vec<Batch> {
+    let mut buckets: Vec<Batch> = (0..partitions).map(|_| empty_like(batch)).collect();
+    for i in 0..batch.len() {
+        push_record(&mut buckets[(first + i) % partitions], batch, i);
+    }
+    buckets
+}
+
 /// Splits combined records into `partitions` buckets by key hash.
 pub fn partition(combined: &Combined, partitions: usize) -> Vec<Batch> {
+    partition_hashed(&combined.batch, &combined.hashes, partitions)
+}
+
+/// Splits keyed records whose key hashes are known into `partitions` buckets.
+pub fn partition_hashed(batch: &Batch, hashes: &[u64], partitions: usize) -> Vec<Batch> {
     let mut buckets: Vec<Batch> = (0..partitions)
         .map(|_| Batch {
             keys: Some(Column::default()),
@@ -124,15 +224,13 @@ pub fn partition(combined: &Combined, partitions: usize) -> Vec<Batch> {
             timestamps: Vec::new(),
         })
         .collect();
-    let keys = combined
-        .batch
-        .keys
-        .as_ref()
-        .expect("combined batches are keyed");
-    for (i, &hash) in combined.hashes.iter().enumerate() {
+    let Some(keys) = batch.keys.as_ref() else {
+        return buckets;
+    };
+    for (i, &hash) in hashes.iter().enumerate() {
         let bucket = &mut buckets[partition_of(hash, partitions)];
         bucket.keys.as_mut().expect("built keyed").push(keys.get(i));
-        bucket.values.push(combined.batch.values.get(i));
+        bucket.values.push(batch.values.get(i));
     }
     buckets
 }
@@ -149,6 +247,46 @@ mod tests {
             counts[partition_of(hash_key(format!("key{i}").as_bytes()), n)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 2_000), "{counts:?}");
+    }
+
+    #[test]
+    fn native_folds_add_and_subtract() {
+        let accs = Column::from_values([&5i64.to_le_bytes()[..], &1i64.to_le_bytes()[..]]);
+        let values = Column::from_values([&2i64.to_le_bytes()[..], &3i64.to_le_bytes()[..]]);
+        let sum = Folder::SumI64
+            .fold(accs.clone(), &[0, 0], values.clone())
+            .unwrap();
+        assert_eq!(sum.get(0), 10i64.to_le_bytes());
+        let diff = Folder::SubI64.fold(accs, &[1, 1], values).unwrap();
+        assert_eq!(diff.get(1), (-4i64).to_le_bytes());
+        let bad = Column::from_values([&b"xy"[..]]);
+        assert!(
+            Folder::SumI64
+                .fold(bad.clone(), &[], Column::default())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn records_keep_their_event_times_through_partitioning_and_dealing() {
+        let batch = Batch {
+            keys: Some(Column::from_values([&b"a"[..], b"b", b"a"])),
+            values: Column::from_values([&b"1"[..], b"2", b"3"]),
+            timestamps: vec![10, 20, 30],
+        };
+        let buckets = partition_records(&batch, 3).unwrap();
+        let a = &buckets[partition_of(hash_key(b"a"), 3)];
+        let b_too = partition_of(hash_key(b"b"), 3) == partition_of(hash_key(b"a"), 3);
+        let expected = if b_too {
+            vec![10, 20, 30]
+        } else {
+            vec![10, 30]
+        };
+        assert_eq!(a.timestamps, expected);
+        assert_eq!(buckets.iter().map(Batch::len).sum::<usize>(), 3);
+        let dealt = deal(&batch, 2, 1);
+        assert_eq!(dealt[1].values.get(0), b"1");
+        assert_eq!(dealt[0].timestamps, vec![20]);
     }
 
     #[test]

@@ -207,24 +207,6 @@ impl Pipeline {
                 format!("must be at least max-block-bytes ({})", job.max_block_bytes),
             ));
         }
-        for (i, step) in self.file.steps.iter().enumerate() {
-            if let Some(partitions) = &step.partitions {
-                let field = format!("steps[{i}].partitions");
-                if step.op != StepOp::ReduceByKey {
-                    return Err(self.error_at(
-                        partitions.span(),
-                        &field,
-                        format!(
-                            "only reduce-by-key takes partitions, not {}",
-                            step.op.name()
-                        ),
-                    ));
-                }
-                if *partitions.get_ref() == 0 {
-                    return Err(self.error_at(partitions.span(), &field, "must be at least 1"));
-                }
-            }
-        }
         self.sources()?;
         self.outputs()?;
         if self.file.outputs.is_empty() {
@@ -329,8 +311,5 @@ mod tests {
         );
         let err = load("[sources.a]\ntype = \"bundled\"\n").unwrap_err();
         assert!(err.message.contains("no outputs"), "{err}");
-        let text = format!("{MINIMAL}[[steps]]\nop = \"map\"\nplugin = \"x\"\npartitions = 2\n");
-        let err = load(&text).unwrap_err();
-        assert!(err.message.contains("only reduce-by-key"), "{err}");
     }
 }

@@ -258,20 +258,61 @@ pub struct LineRules {
     pub on_bad_line: BadLinePolicy,
 }
 
-/// The operation of a step.
+/// The operation of a step (Spark Streaming's names, in kebab case).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepOp {
-    /// One output record per input record.
+    /// One output record per input record (Wasm transform).
     Map,
-    /// Any number of output records per input record.
+    /// Any number of output records per input record (Wasm transform).
     FlatMap,
-    /// A subset of the input records.
+    /// A subset of the input records (Wasm transform).
     Filter,
-    /// Anything, over a whole partition.
+    /// Anything, over a whole partition (Wasm transform); `transform` is accepted too.
+    #[serde(alias = "transform")]
     MapPartitions,
-    /// Combine values per key with a combiner operator (map-side, then after a hash shuffle).
+    /// Combine values per key with a Wasm combiner (map-side, then after a hash shuffle).
     ReduceByKey,
+    /// Combine every value of the batch into one with a Wasm combiner.
+    Reduce,
+    /// The records of several streams.
+    Union,
+    /// One record per batch: the number of records.
+    Count,
+    /// (value, count) per distinct value.
+    CountByValue,
+    /// The same records in `partitions` partitions of even size.
+    Repartition,
+    /// (key, [values]) per key, after a hash shuffle.
+    GroupByKey,
+    /// (key, (left, right)) for every pair of records with equal keys in two keyed streams.
+    Join,
+    /// As join, plus (key, (left, None)) for left records without a match.
+    LeftOuterJoin,
+    /// As join, plus (key, (None, right)) for right records without a match.
+    RightOuterJoin,
+    /// Left and right outer join together.
+    FullOuterJoin,
+    /// (key, ([left values], [right values])) per key of either stream.
+    Cogroup,
+    /// The records of the last `length` of batches, every `slide`.
+    Window,
+    /// The number of records in the window.
+    CountByWindow,
+    /// Every value in the window combined into one (Wasm combiner).
+    ReduceByWindow,
+    /// Values per key combined over the window (Wasm combiner; incremental with an inverse).
+    ReduceByKeyAndWindow,
+    /// (value, count) per distinct value in the window, incrementally.
+    CountByValueAndWindow,
+    /// Keyed state updated for every key each batch (Wasm state operator).
+    UpdateStateByKey,
+    /// Keyed state updated for the keys with new data, with timeouts (Wasm state operator).
+    MapWithState,
+    /// Sets each record's event time from a field of its text.
+    AssignTimestamps,
+    /// Values per key combined per event-time window, emitted once the watermark passes it.
+    EventTimeWindow,
 }
 
 impl StepOp {
@@ -283,26 +324,105 @@ impl StepOp {
             StepOp::Filter => "filter",
             StepOp::MapPartitions => "map-partitions",
             StepOp::ReduceByKey => "reduce-by-key",
+            StepOp::Reduce => "reduce",
+            StepOp::Union => "union",
+            StepOp::Count => "count",
+            StepOp::CountByValue => "count-by-value",
+            StepOp::Repartition => "repartition",
+            StepOp::GroupByKey => "group-by-key",
+            StepOp::Join => "join",
+            StepOp::LeftOuterJoin => "left-outer-join",
+            StepOp::RightOuterJoin => "right-outer-join",
+            StepOp::FullOuterJoin => "full-outer-join",
+            StepOp::Cogroup => "cogroup",
+            StepOp::Window => "window",
+            StepOp::CountByWindow => "count-by-window",
+            StepOp::ReduceByWindow => "reduce-by-window",
+            StepOp::ReduceByKeyAndWindow => "reduce-by-key-and-window",
+            StepOp::CountByValueAndWindow => "count-by-value-and-window",
+            StepOp::UpdateStateByKey => "update-state-by-key",
+            StepOp::MapWithState => "map-with-state",
+            StepOp::AssignTimestamps => "assign-timestamps",
+            StepOp::EventTimeWindow => "event-time-window",
         }
     }
 }
 
-/// `[[steps]]`.
+/// One stream name or several (`from = "a"` or `from = ["a", "b"]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StreamNames {
+    /// One stream.
+    One(String),
+    /// Several streams, in order.
+    Many(Vec<String>),
+}
+
+impl StreamNames {
+    /// The names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            StreamNames::One(name) => vec![name.as_str()],
+            StreamNames::Many(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// The unit of an event-time field.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeUnit {
+    /// Milliseconds since the Unix epoch.
+    #[default]
+    Ms,
+    /// Seconds since the Unix epoch (a fraction allowed).
+    S,
+}
+
+/// `[[steps]]`. Which fields apply depends on `op` (checked when the plan is built).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StepSpec {
-    /// Display name (default: the plugin's name).
-    pub name: Option<String>,
+    /// The name of the stream this step produces, which later steps and outputs may read with
+    /// `from`; also the operator's display name (default: the plugin's or op's name).
+    pub name: Option<Spanned<String>>,
     /// The operation.
-    pub op: StepOp,
+    pub op: Spanned<StepOp>,
+    /// The streams read (default: the previous step's, or every source for the first step).
+    pub from: Option<Spanned<StreamNames>>,
     /// A bundled operator's name (`tokenize`) or a path to a `.wasm` component, relative to the
-    /// pipeline file.
-    pub plugin: Spanned<String>,
+    /// pipeline file. Required by the ops that run user code.
+    pub plugin: Option<Spanned<String>>,
     /// Parameters handed to the operator's `configure`.
     #[serde(default = "empty_params")]
     pub params: Spanned<toml::Table>,
-    /// For reduce-by-key: the number of reduce partitions (default: the worker count).
+    /// reduce-by-key-and-window: the inverse combiner that subtracts a batch leaving the window.
+    pub inverse_plugin: Option<Spanned<String>>,
+    /// Parameters of the inverse combiner.
+    #[serde(default = "empty_params")]
+    pub inverse_params: Spanned<toml::Table>,
+    /// Shuffling ops: the number of partitions after the shuffle (default: the worker count).
     pub partitions: Option<Spanned<usize>>,
+    /// Window ops: the window length (a multiple of the batch interval).
+    pub length: Option<Spanned<Interval>>,
+    /// Window ops: how often the window is computed (default: the batch interval).
+    pub slide: Option<Spanned<Interval>>,
+    /// map-with-state: a key without new data for longer than this times out.
+    pub timeout: Option<Spanned<Interval>>,
+    /// map-with-state and update-state-by-key: a file of `key<TAB>state` lines loaded at start.
+    pub initial_state: Option<Spanned<String>>,
+    /// map-with-state: also name the stream of (key, state) snapshots of the updated keys.
+    pub snapshots: Option<Spanned<String>>,
+    /// event-time-window: how far behind the newest event time the watermark trails.
+    pub allowed_lateness: Option<Spanned<Interval>>,
+    /// event-time-window: name a stream receiving the late records (else they are only counted).
+    pub late: Option<Spanned<String>>,
+    /// assign-timestamps: the 0-based field holding the event time.
+    pub time_field: Option<Spanned<usize>>,
+    /// assign-timestamps: the field separator (default ",").
+    pub separator: Option<Spanned<String>>,
+    /// assign-timestamps: `ms` (default) or `s` since the Unix epoch.
+    pub time_unit: Option<Spanned<TimeUnit>>,
     /// This operator's limits, overriding `[job.limits]` field by field.
     #[serde(default)]
     pub limits: LimitsTable,
@@ -315,6 +435,8 @@ pub struct StepSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OutputTable {
+    /// The stream written (default: the last step's).
+    pub from: Option<Spanned<String>>,
     /// `print` or `text-files`.
     #[serde(rename = "type")]
     pub kind: Spanned<OutputKind>,

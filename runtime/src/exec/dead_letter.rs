@@ -36,16 +36,12 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spate_guest::ValueType;
 
     #[test]
     fn a_partition_and_its_error_are_written_side_by_side() {
         let dir = tempfile::tempdir().unwrap();
         let inputs = [Batch::from_lines(["a", "b"]), Batch::from_lines(["c"])];
-        let types = StreamType {
-            key: None,
-            value: ValueType::Text,
-        };
+        let types = StreamType::lines();
         let error = anyhow::anyhow!("it trapped");
         let path = write(dir.path(), 1000, 0, 3, &inputs, &types, &error).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");

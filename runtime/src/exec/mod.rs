@@ -1,8 +1,13 @@
-//! Running a batch: the worker pool and the tasks of each stage.
+//! Execution: the worker pool and the tasks of a batch.
 
 mod dead_letter;
+mod keyed;
+mod narrow;
 mod pool;
+mod run;
 mod tasks;
 
+pub use keyed::group_values;
 pub use pool::{Worker, WorkerPool};
-pub use tasks::{TaskFigures, run_batch};
+pub use run::{BatchOutput, run_batch};
+pub use tasks::TaskFigures;

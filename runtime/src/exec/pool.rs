@@ -1,7 +1,8 @@
 //! A fixed pool of worker threads, each holding one warm instance per operator.
 
-use crate::shuffle::CombineScratch;
-use crate::wasm::{CombinerInstance, OperatorInstance, PreparedOperator, TransformInstance};
+use crate::plan::Combine;
+use crate::shuffle::{CombineScratch, Folder};
+use crate::wasm::{OperatorInstance, PreparedOperator, StateInstance, TransformInstance};
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::panic::AssertUnwindSafe;
@@ -56,19 +57,29 @@ impl Worker {
     pub fn transform(&mut self, index: usize) -> Result<&mut TransformInstance> {
         match instance(&mut self.instances, &self.operators, index)? {
             OperatorInstance::Transform(t) => Ok(t),
-            OperatorInstance::Combiner(_) => Err(anyhow!("operator {index} is not a transform")),
+            _ => Err(anyhow!("operator {index} is not a transform")),
         }
     }
 
-    /// The combiner instance of operator `index`, with the scratch buffers.
-    pub fn combiner(
-        &mut self,
-        index: usize,
-    ) -> Result<(&mut CombinerInstance, &mut CombineScratch)> {
+    /// The state operator instance of operator `index`.
+    pub fn state(&mut self, index: usize) -> Result<&mut StateInstance> {
         match instance(&mut self.instances, &self.operators, index)? {
-            OperatorInstance::Combiner(c) => Ok((c, &mut self.scratch)),
-            OperatorInstance::Transform(_) => Err(anyhow!("operator {index} is not a combiner")),
+            OperatorInstance::State(t) => Ok(t),
+            _ => Err(anyhow!("operator {index} is not a state operator")),
         }
+    }
+
+    /// The combine function `combine`, with the scratch buffers.
+    pub fn folder(&mut self, combine: Combine) -> Result<(Folder<'_>, &mut CombineScratch)> {
+        let folder = match combine {
+            Combine::SumI64 => Folder::SumI64,
+            Combine::SubI64 => Folder::SubI64,
+            Combine::Wasm(index) => match instance(&mut self.instances, &self.operators, index)? {
+                OperatorInstance::Combiner(c) => Folder::Wasm(c),
+                _ => return Err(anyhow!("operator {index} is not a combiner")),
+            },
+        };
+        Ok((folder, &mut self.scratch))
     }
 }
 

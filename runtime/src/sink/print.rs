@@ -61,7 +61,8 @@ impl Sink for Print {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spate_guest::{BatchBuilder, ValueType};
+    use crate::plan::Shape;
+    use spate_guest::BatchBuilder;
 
     #[test]
     fn matches_sparks_layout_with_ellipsis() {
@@ -69,10 +70,7 @@ mod tests {
         for w in ["a", "b", "c"] {
             b.emit(w.as_bytes(), &1i64);
         }
-        let types = StreamType {
-            key: Some(ValueType::Text),
-            value: ValueType::I64,
-        };
+        let types = StreamType::keyed(Shape::TEXT, Shape::I64);
         let text = format_batch(2, 1000, &[b.finish()], &types);
         assert_eq!(
             text,

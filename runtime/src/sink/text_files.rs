@@ -100,17 +100,15 @@ impl Sink for TextFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spate_guest::{BatchBuilder, ValueType};
+    use crate::plan::Shape;
+    use spate_guest::BatchBuilder;
 
     #[test]
     fn writes_one_directory_per_batch_and_replaces_on_replay() {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("out/wc").to_string_lossy().into_owned();
         let mut sink = TextFiles::new(prefix, Some("txt".into()));
-        let types = StreamType {
-            key: Some(ValueType::Text),
-            value: ValueType::I64,
-        };
+        let types = StreamType::keyed(Shape::TEXT, Shape::I64);
         let mut b = BatchBuilder::new();
         b.emit(b"x", &2i64);
         let partitions = [b.finish(), Batch::default()];

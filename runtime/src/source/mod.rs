@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 pub struct ReceiverContext {
     /// The source's name in the pipeline file.
     pub name: String,
+    /// The source's index in the plan.
+    pub index: usize,
     /// Where lines go.
     pub buffer: Arc<BlockBuffer>,
     /// `available-now` receivers read what is there and end.
@@ -35,7 +37,7 @@ impl ReceiverContext {
         if lines.is_empty() {
             return !self.buffer.is_stopping();
         }
-        let more = self.buffer.push(lines);
+        let more = self.buffer.push(self.index, lines);
         lines.data.clear();
         lines.offsets.clear();
         more
@@ -62,9 +64,11 @@ pub fn start_all(
 ) -> Result<Vec<JoinHandle<()>>> {
     sources
         .iter()
-        .map(|source| {
+        .enumerate()
+        .map(|(index, source)| {
             let context = ReceiverContext {
                 name: source.name.clone(),
+                index,
                 buffer: buffer.clone(),
                 trigger,
             };

@@ -19,6 +19,18 @@ pub mod combiner {
     });
 }
 
+/// The `state-operator` world, reusing the types generated for `transform`.
+pub mod state {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "spate:operator/state-operator",
+        with: {
+            "spate:operator/types": super::transform::spate::operator::types,
+        },
+    });
+}
+
+pub use state::exports::spate::operator::state::{StateInfo, StateInput, StateOutput};
 pub use transform::spate::operator::types::{
     Batch, Column, Monoid, OperatorError, OperatorInfo, ValueType,
 };

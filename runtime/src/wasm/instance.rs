@@ -1,8 +1,9 @@
 //! Live operator instances (one per operator and worker) and the calls into them.
 
 use super::bindings::{
-    OperatorError, OperatorInfo, batch_from_wit, batch_to_wit, column_from_wit, column_to_wit,
-    combiner::CombinerOperator, transform::TransformOperator,
+    OperatorError, OperatorInfo, StateInfo, StateInput, StateOutput, batch_from_wit, batch_to_wit,
+    column_from_wit, column_to_wit, combiner::CombinerOperator, state::StateOperator,
+    transform::TransformOperator,
 };
 use super::guest_output::GuestOutput;
 use super::host::{HostState, new_store};
@@ -33,6 +34,8 @@ pub struct Instance<B> {
 pub type TransformInstance = Instance<TransformOperator>;
 /// An instance of a combiner operator.
 pub type CombinerInstance = Instance<CombinerOperator>;
+/// An instance of a state operator.
+pub type StateInstance = Instance<StateOperator>;
 
 /// An instance of either kind.
 pub enum OperatorInstance {
@@ -40,6 +43,8 @@ pub enum OperatorInstance {
     Transform(TransformInstance),
     /// A combiner.
     Combiner(CombinerInstance),
+    /// A state operator.
+    State(StateInstance),
 }
 
 impl<B> Instance<B> {
@@ -268,6 +273,80 @@ impl CombinerInstance {
     }
 }
 
+/// What a state operator's `update` gets, in host types.
+pub struct StateCall {
+    /// The batch time.
+    pub batch_time: u64,
+    /// The keys to update.
+    pub keys: Column,
+    /// Key i's values are `values[value_starts[i]..value_starts[i + 1]]`.
+    pub value_starts: Vec<u32>,
+    /// The new values.
+    pub values: Column,
+    /// Key i's state (empty when it has none).
+    pub states: Column,
+    /// Whether key i has a state.
+    pub has_state: Vec<bool>,
+    /// Whether key i is timing out.
+    pub timing_out: Vec<bool>,
+}
+
+/// What a state operator's `update` returned, checked.
+pub struct StateResult {
+    /// Key i's new state (meaningful when `keep[i]`).
+    pub states: Column,
+    /// Whether key i keeps a state.
+    pub keep: Vec<bool>,
+    /// Records emitted.
+    pub emitted: Batch,
+}
+
+impl StateInstance {
+    /// Runs `update` and checks that one state and one flag come back per key.
+    pub fn update(&mut self, call: StateCall) -> Result<StateResult> {
+        let n = call.keys.len();
+        let input = StateInput {
+            batch_time: call.batch_time as i64,
+            keys: column_to_wit(call.keys),
+            value_starts: call.value_starts,
+            values: column_to_wit(call.values),
+            states: column_to_wit(call.states),
+            has_state: call.has_state,
+            timing_out: call.timing_out,
+        };
+        let output: StateOutput = self.call("update", |store, b| {
+            b.spate_operator_state().call_update(store, &input)
+        })?;
+        let states = column_from_wit(output.states);
+        let emitted = batch_from_wit(output.emitted);
+        let bytes = states.data.len()
+            + emitted.values.data.len()
+            + emitted.keys.as_ref().map_or(0, |k| k.data.len());
+        self.check_output("update", states.len() + emitted.len(), bytes)?;
+        let malformed = |e: String| {
+            anyhow!(
+                "{} returned a malformed result from {}#update: {e}",
+                self.label,
+                self.export
+            )
+        };
+        states.validate().map_err(malformed)?;
+        emitted.validate().map_err(malformed)?;
+        if states.len() != n || output.keep.len() != n {
+            return Err(malformed(format!(
+                "{} states and {} keep flags for {n} keys",
+                states.len(),
+                output.keep.len()
+            )));
+        }
+        Ok(StateResult {
+            states,
+            keep: output.keep,
+            emitted,
+        })
+    }
+}
+
 fn info_from_wit(info: OperatorInfo) -> Info {
     Info {
         name: info.name,
@@ -276,6 +355,16 @@ fn info_from_wit(info: OperatorInfo) -> Info {
         key_type: info.key_type.map(Into::into),
         value_type: info.value_type.map(Into::into),
         monoid: info.monoid.map(Into::into),
+        state_type: None,
+        schema_version: None,
+    }
+}
+
+fn state_info_from_wit(info: StateInfo) -> Info {
+    Info {
+        state_type: Some(info.state_type.into()),
+        schema_version: Some(info.schema_version),
+        ..info_from_wit(info.info)
     }
 }
 
@@ -293,21 +382,32 @@ impl OperatorInstance {
             OperatorInstance::Combiner(i) => i.call("configure", |store, b| {
                 b.spate_operator_combiner().call_configure(store, params)
             })?,
+            OperatorInstance::State(i) => i.call("configure", |store, b| {
+                b.spate_operator_state().call_configure(store, params)
+            })?,
         }
         Ok(instance)
     }
 
     /// Instantiates `op` and asks it to describe itself.
     pub(super) fn describe(op: &PreparedOperator) -> Result<Info> {
-        let info = match Self::instantiate(op)? {
-            OperatorInstance::Transform(mut i) => i.call("describe", |store, b| {
-                b.spate_operator_transform().call_describe(store).map(Ok)
-            })?,
-            OperatorInstance::Combiner(mut i) => i.call("describe", |store, b| {
-                b.spate_operator_combiner().call_describe(store).map(Ok)
-            })?,
-        };
-        Ok(info_from_wit(info))
+        Ok(match Self::instantiate(op)? {
+            OperatorInstance::Transform(mut i) => {
+                info_from_wit(i.call("describe", |store, b| {
+                    b.spate_operator_transform().call_describe(store).map(Ok)
+                })?)
+            }
+            OperatorInstance::Combiner(mut i) => {
+                info_from_wit(i.call("describe", |store, b| {
+                    b.spate_operator_combiner().call_describe(store).map(Ok)
+                })?)
+            }
+            OperatorInstance::State(mut i) => {
+                state_info_from_wit(i.call("describe", |store, b| {
+                    b.spate_operator_state().call_describe(store).map(Ok)
+                })?)
+            }
+        })
     }
 
     fn instantiate(op: &PreparedOperator) -> Result<OperatorInstance> {
@@ -330,6 +430,10 @@ impl OperatorInstance {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;
                 OperatorInstance::Combiner(Instance::new(op, store, bindings, output))
             }
+            Pre::State(pre) => {
+                let bindings = pre.instantiate(&mut store).map_err(failed)?;
+                OperatorInstance::State(Instance::new(op, store, bindings, output))
+            }
         })
     }
 
@@ -338,6 +442,7 @@ impl OperatorInstance {
         match self {
             OperatorInstance::Transform(i) => i.begin_batch(),
             OperatorInstance::Combiner(i) => i.begin_batch(),
+            OperatorInstance::State(i) => i.begin_batch(),
         }
     }
 
@@ -346,6 +451,7 @@ impl OperatorInstance {
         match self {
             OperatorInstance::Transform(i) => i.is_poisoned(),
             OperatorInstance::Combiner(i) => i.is_poisoned(),
+            OperatorInstance::State(i) => i.is_poisoned(),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Loading an operator: read the plugin, compile (or load from cache), check that it exports
 //! the world its step needs, link it, and check its parameters once.
 
-use super::bindings::{PACKAGE, combiner::CombinerOperatorPre, transform::TransformOperatorPre};
+use super::bindings::{
+    PACKAGE, combiner::CombinerOperatorPre, state::StateOperatorPre,
+    transform::TransformOperatorPre,
+};
 use super::cache::ComponentCache;
 use super::engine::{EngineSettings, new_engine};
 use super::host::{Grants, HostState, new_linker};
@@ -57,7 +60,16 @@ pub enum OperatorKind {
     Transform,
     /// `combiner-operator`: reduceByKey's function.
     Combiner,
+    /// `state-operator`: updateStateByKey's and mapWithState's function.
+    State,
 }
+
+/// Every kind, for messages about a plugin of the wrong kind.
+const KINDS: [OperatorKind; 3] = [
+    OperatorKind::Transform,
+    OperatorKind::Combiner,
+    OperatorKind::State,
+];
 
 impl OperatorKind {
     /// The interface name without version (`spate:operator/transform`).
@@ -65,6 +77,16 @@ impl OperatorKind {
         match self {
             OperatorKind::Transform => "spate:operator/transform",
             OperatorKind::Combiner => "spate:operator/combiner",
+            OperatorKind::State => "spate:operator/state",
+        }
+    }
+
+    /// The world's short name, as messages say it (`transform`).
+    pub fn world(self) -> &'static str {
+        match self {
+            OperatorKind::Transform => "transform",
+            OperatorKind::Combiner => "combiner",
+            OperatorKind::State => "state",
         }
     }
 
@@ -143,6 +165,7 @@ pub struct PreparedOperator {
 pub(super) enum Pre {
     Transform(TransformOperatorPre<HostState>),
     Combiner(CombinerOperatorPre<HostState>),
+    State(StateOperatorPre<HostState>),
 }
 
 /// An operator's self-description, in host types.
@@ -160,6 +183,10 @@ pub struct Info {
     pub value_type: Option<ValueType>,
     /// For combiners: the well-known function it declares it computes.
     pub monoid: Option<spate_guest::Monoid>,
+    /// For state operators: the type of the state.
+    pub state_type: Option<ValueType>,
+    /// For state operators: the version of the state's layout.
+    pub schema_version: Option<u32>,
 }
 
 fn read_plugin(origin: &PluginOrigin) -> Result<Vec<u8>> {
@@ -204,22 +231,17 @@ fn missing_export(engine: &Engine, component: &Component, kind: OperatorKind) ->
              expects {expected}: rebuild the operator against {PACKAGE}"
         );
     }
-    let other_kind = match kind {
-        OperatorKind::Transform => OperatorKind::Combiner,
-        OperatorKind::Combiner => OperatorKind::Transform,
-    };
-    if exports
-        .iter()
-        .any(|e| e.starts_with(other_kind.interface()))
-    {
-        return anyhow!(
-            "it is a {} operator (exports {}), but this step needs one exporting {expected}",
-            match other_kind {
-                OperatorKind::Transform => "transform",
-                OperatorKind::Combiner => "combiner",
-            },
-            other_kind.export_name()
-        );
+    for other_kind in KINDS.into_iter().filter(|k| *k != kind) {
+        if exports
+            .iter()
+            .any(|e| e.starts_with(other_kind.interface()))
+        {
+            return anyhow!(
+                "it is a {} operator (exports {}), but this step needs one exporting {expected}",
+                other_kind.world(),
+                other_kind.export_name()
+            );
+        }
     }
     anyhow!(
         "it does not export {expected} (its exports: {})",
@@ -254,6 +276,7 @@ impl PreparedOperator {
         let pre = match spec.kind {
             OperatorKind::Transform => Pre::Transform(TransformOperatorPre::new(instance_pre)?),
             OperatorKind::Combiner => Pre::Combiner(CombinerOperatorPre::new(instance_pre)?),
+            OperatorKind::State => Pre::State(StateOperatorPre::new(instance_pre)?),
         };
         let mut prepared = PreparedOperator {
             spec,
@@ -264,6 +287,8 @@ impl PreparedOperator {
                 key_type: None,
                 value_type: None,
                 monoid: None,
+                state_type: None,
+                schema_version: None,
             },
             wasm_bytes: bytes.len(),
             engine: engine.clone(),

@@ -1,0 +1,190 @@
+//! The validated job: sources, operators linked and checked, the stream graph, outputs.
+//!
+//! Every source, and every step, writes a named stream; steps read streams with `from`. The
+//! graph is planned into nodes (see [`nodes`]) run in order for each batch: narrow steps fuse
+//! into one task per partition, and into the map side of the shuffle that follows them; keyed
+//! ops shuffle by the hash of the key (with a map-side combine where they combine) and run one
+//! task per shuffle partition, which also owns that partition's state.
+
+mod describe;
+mod graph;
+pub mod nodes;
+mod shape;
+
+pub use nodes::*;
+pub use shape::{Shape, StreamType, type_name};
+
+use crate::config::{ConfigError, OutputSpec, Pipeline, SourceSpec, TaskFailurePolicy, Trigger};
+use crate::wasm::{ComponentCache, EngineSettings, OperatorHost, PreparedOperator, Usage};
+use graph::GraphBuilder;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An output and the stream it writes.
+#[derive(Clone, Debug)]
+pub struct OutputPlan {
+    /// What it does.
+    pub spec: OutputSpec,
+    /// The stream written.
+    pub stream: StreamId,
+}
+
+/// A source with its name.
+#[derive(Debug)]
+pub struct SourcePlan {
+    /// The name in `[sources.<name>]`.
+    pub name: String,
+    /// What to read.
+    pub spec: SourceSpec,
+}
+
+/// Job-wide settings.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    /// Job name.
+    pub name: String,
+    /// Batch interval.
+    pub batch_interval: Duration,
+    /// Block interval.
+    pub block_interval: Duration,
+    /// Worker threads.
+    pub workers: usize,
+    /// When batches run.
+    pub trigger: Trigger,
+    /// A block is cut at this size.
+    pub max_block_bytes: usize,
+    /// Receivers pause above this much unprocessed data.
+    pub max_buffered_bytes: usize,
+    /// Most input per batch with `available-now`.
+    pub max_batch_bytes: usize,
+    /// Who the job runs for.
+    pub tenant: String,
+    /// Extra attempts of a failed partition task, each on fresh instances.
+    pub task_retries: u32,
+    /// What a task that still fails does.
+    pub on_task_failure: TaskFailurePolicy,
+    /// Where skipped partitions' input goes.
+    pub dead_letter_dir: PathBuf,
+}
+
+/// A validated, linked job.
+pub struct Plan {
+    /// Job-wide settings.
+    pub job: JobSettings,
+    /// Sources; each is a stream of its own.
+    pub sources: Vec<SourcePlan>,
+    /// Every operator, linked; nodes refer to them by index.
+    pub operators: Vec<Arc<PreparedOperator>>,
+    /// Every stream.
+    pub streams: Vec<StreamInfo>,
+    /// The nodes, each after the nodes it reads.
+    pub nodes: Vec<Node>,
+    /// Output operations.
+    pub outputs: Vec<OutputPlan>,
+    /// What the job's operators consumed (shared by all their instances).
+    pub usage: Arc<Usage>,
+}
+
+/// How much received data may wait unprocessed. With `available-now` the sources are all there
+/// already, so reading further ahead than the next batch only costs memory: the limit is two
+/// batches' worth (the one running and the next), or `max-buffered-bytes` if lower.
+fn read_ahead_limit(job: &crate::config::JobSection) -> usize {
+    match job.trigger {
+        Trigger::ProcessingTime => job.max_buffered_bytes.get(),
+        Trigger::AvailableNow => job
+            .max_buffered_bytes
+            .get()
+            .min(2 * job.max_batch_bytes.get()),
+    }
+}
+
+/// Worker count: the configured one, or one per core.
+pub fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// The engine a job needs: a pool slot per (operator, worker) plus room for checks and trap
+/// replacements, slots as large as the largest memory limit, fuel only if some step meters it.
+fn engine_settings(pipeline: &Pipeline, workers: usize) -> EngineSettings {
+    let steps = &pipeline.file.steps;
+    let limits: Vec<_> = steps.iter().map(|s| pipeline.limits(s)).collect();
+    const PAGE: usize = 64 << 10;
+    EngineSettings {
+        // A step may load two operators (reduce-by-key-and-window's inverse).
+        max_instances: ((workers as u32 + 2) * 2 * steps.len() as u32 + 8).max(16),
+        max_memory: limits
+            .iter()
+            .map(|l| l.memory.next_multiple_of(PAGE))
+            .max()
+            .unwrap_or(PAGE),
+        max_table_elements: limits.iter().map(|l| l.table_elements).max().unwrap_or(0),
+        epoch_deadlines: pipeline.file.job.enforce_limits,
+        fuel: limits.iter().any(|l| l.fuel.is_some()),
+    }
+}
+
+impl Plan {
+    /// Resolves `pipeline` into a plan: loads and links every plugin and checks parameters,
+    /// types, streams and sources, reporting problems at their place in the file.
+    pub fn build(pipeline: &Pipeline, cache: &ComponentCache) -> Result<Plan, ConfigError> {
+        let file = &pipeline.file;
+        let name = pipeline.job_name();
+        let job = JobSettings {
+            tenant: file.job.tenant.clone().unwrap_or_else(|| name.clone()),
+            task_retries: file.job.task_retries,
+            on_task_failure: file.job.on_task_failure,
+            dead_letter_dir: file
+                .job
+                .dead_letter_dir
+                .as_ref()
+                .map_or_else(|| PathBuf::from("dead-letters").join(&name), PathBuf::from),
+            name,
+            batch_interval: file.job.batch_interval.0,
+            block_interval: file.job.block_interval.0,
+            workers: worker_count(file.job.workers),
+            trigger: file.job.trigger,
+            max_block_bytes: file.job.max_block_bytes.get(),
+            max_buffered_bytes: read_ahead_limit(&file.job),
+            max_batch_bytes: file.job.max_batch_bytes.get(),
+        };
+        let host = OperatorHost::new(&engine_settings(pipeline, job.workers))
+            .map_err(|e| pipeline.error(None, format!("{e:#}")))?;
+        let sources: Vec<SourcePlan> = pipeline
+            .sources()?
+            .into_iter()
+            .map(|(name, spec)| SourcePlan { name, spec })
+            .collect();
+        let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+        let mut graph = GraphBuilder::new(pipeline, &host, cache, job.workers, &source_names);
+        for (i, step) in file.steps.iter().enumerate() {
+            graph.add_step(i, step)?;
+        }
+        let specs = pipeline.outputs()?;
+        let mut outputs = Vec::new();
+        for (i, (spec, table)) in specs.into_iter().zip(&file.outputs).enumerate() {
+            let stream = match &table.from {
+                Some(from) => {
+                    graph.stream_named(from.get_ref(), from.span(), format!("outputs[{i}].from"))?
+                }
+                None => graph.default_output(),
+            };
+            outputs.push(OutputPlan { spec, stream });
+        }
+        let output_streams: Vec<StreamId> = outputs.iter().map(|o| o.stream).collect();
+        graph.fuse(&output_streams);
+        Ok(Plan {
+            job,
+            sources,
+            operators: graph.operators.into_iter().map(Arc::new).collect(),
+            streams: graph.streams,
+            nodes: graph.nodes,
+            outputs,
+            usage: host.usage().clone(),
+        })
+    }
+}

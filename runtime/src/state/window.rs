@@ -1,0 +1,144 @@
+//! reduceByKeyAndWindow and countByValueAndWindow: one shuffle partition's window.
+//!
+//! Each batch's records of the partition are combined per key and kept while the batch is in
+//! the window. Without an inverse function the window is recombined from those batches at each
+//! slide (cost grows with the window, as in Spark). With one, the window's value per key is
+//! kept in a table and updated incrementally: the batch entering is folded in with the
+//! function, the batch leaving is folded in with the inverse, and a key is dropped once no
+//! batch of the window holds it (so both ways give the same keys and values). A batch then
+//! costs what the batches entering and leaving hold, whatever the window holds.
+
+use super::fold::{Pending, apply, fold_records};
+use super::table::StateTable;
+use crate::exec::Worker;
+use crate::plan::{Combine, WindowSpec};
+use crate::shuffle::combine_by_key;
+use anyhow::Result;
+use spate_guest::Batch;
+use std::collections::VecDeque;
+
+/// The window state of one shuffle partition.
+#[derive(Default)]
+pub struct WindowPartition {
+    /// Each batch's records combined per key, oldest first, while in the window.
+    batches: VecDeque<(u64, Batch)>,
+    /// With an inverse: the window's value per key; meta counts the window's batches holding
+    /// the key.
+    table: StateTable,
+}
+
+/// What a windowed reduce is made of.
+#[derive(Clone, Copy)]
+pub struct WindowReduce {
+    /// The function.
+    pub combine: Combine,
+    /// Its inverse, if given.
+    pub inverse: Option<Combine>,
+    /// The window.
+    pub window: WindowSpec,
+}
+
+impl WindowPartition {
+    /// Keys held (with an inverse) plus the records of the batches kept.
+    pub fn records(&self) -> usize {
+        self.table.len() + self.batches.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// Takes in this batch's buckets for the partition; at a slide time returns the window's
+    /// records. Changes nothing if it fails.
+    pub fn step(
+        &mut self,
+        worker: &mut Worker,
+        spec: WindowReduce,
+        time: u64,
+        buckets: &[Batch],
+    ) -> Result<Option<Batch>> {
+        let reduced = {
+            let (mut folder, scratch) = worker.folder(spec.combine)?;
+            combine_by_key(scratch, buckets, &mut folder)?.batch
+        };
+        let cutoff = time.saturating_sub(spec.window.length_ms);
+        let leaving = self
+            .batches
+            .iter()
+            .take_while(|(t, _)| *t <= cutoff)
+            .count();
+        let emit = time.is_multiple_of(spec.window.slide_ms);
+        let output = match spec.inverse {
+            None => {
+                let output = if emit {
+                    let mut window: Vec<Batch> = self
+                        .batches
+                        .iter()
+                        .skip(leaving)
+                        .map(|(_, b)| b.clone())
+                        .collect();
+                    window.push(reduced.clone());
+                    let (mut folder, scratch) = worker.folder(spec.combine)?;
+                    Some(combine_by_key(scratch, &window, &mut folder)?.batch)
+                } else {
+                    None
+                };
+                self.batches.drain(..leaving);
+                output
+            }
+            Some(inverse) => {
+                self.slide_incrementally(worker, spec.combine, inverse, &reduced, leaving)?;
+                emit.then(|| self.table.contents())
+            }
+        };
+        self.batches.push_back((time, reduced));
+        Ok(output)
+    }
+
+    /// Folds the entering batch in and the `leaving` oldest batches out of the table.
+    fn slide_incrementally(
+        &mut self,
+        worker: &mut Worker,
+        combine: Combine,
+        inverse: Combine,
+        entering: &Batch,
+        leaving: usize,
+    ) -> Result<()> {
+        let table = &self.table;
+        let in_table = |key: &[u8]| table.find(key).map(|slot| table.value(slot));
+        let keys_of = |b: &Batch| b.keys.clone().unwrap_or_default();
+        let added = {
+            let (mut folder, _) = worker.folder(combine)?;
+            fold_records(in_table, &keys_of(entering), &entering.values, &mut folder)?
+        };
+        // Each leaving batch is subtracted from the newest value of its keys.
+        let mut layers: Vec<Pending> = vec![added];
+        for (_, old) in self.batches.iter().take(leaving) {
+            let newest = |key: &[u8]| {
+                layers
+                    .iter()
+                    .rev()
+                    .find_map(|layer| layer.get(key))
+                    .or_else(|| in_table(key))
+            };
+            let (mut folder, _) = worker.folder(inverse)?;
+            let removed = fold_records(newest, &keys_of(old), &old.values, &mut folder)?;
+            layers.push(removed);
+        }
+        // Nothing can fail from here on.
+        let mut layers = layers.into_iter();
+        let added = layers.next().expect("the entering batch's layer");
+        for slot in apply(&mut self.table, &added, 0) {
+            let holders = self.table.meta(slot);
+            self.table.set_meta(slot, holders + 1);
+        }
+        for removed in layers {
+            for slot in apply(&mut self.table, &removed, 0) {
+                let holders = self.table.meta(slot).saturating_sub(1);
+                self.table.set_meta(slot, holders);
+                if holders == 0 {
+                    self.table.remove(slot);
+                }
+            }
+        }
+        self.batches.drain(..leaving);
+        self.table.rebuild_if_sparse();
+        Ok(())
+    }
+}
