@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The bundled operators: crate `spate-plugin-<name>`, component `<name>.wasm`.
-const PLUGINS: &[&str] = &["tokenize", "sum", "filter"];
+const PLUGINS: &[&str] = &["tokenize", "sum", "filter", "subtract", "running-sum"];
 /// Operators for tests and benchmarks only, as (crate, component name): not bundled, but built
 /// here too so that a fresh clone's `cargo test` and `cargo bench` have them. They are found
 /// through `spate::bundled::DEV_PLUGINS_DIR` (the SPATE_DEV_PLUGINS variable set below).
@@ -80,7 +80,7 @@ fn main() {
     let built = target_dir.join(TARGET).join(PROFILE);
     for plugin in PLUGINS {
         copy(
-            &built.join(format!("spate_plugin_{plugin}.wasm")),
+            &built.join(format!("spate_plugin_{}.wasm", plugin.replace('-', "_"))),
             &out.join(format!("{plugin}.wasm")),
         );
     }

@@ -261,6 +261,16 @@ impl BatchBuilder {
         }
     }
 
+    /// Gives event time `ts` to every record pushed since the last one that has an event time
+    /// (so a flatMap's outputs carry the time of the record they came from).
+    #[inline]
+    pub fn stamp(&mut self, ts: i64) {
+        let records = self.len();
+        if self.timestamps.len() < records {
+            self.timestamps.resize(records, ts);
+        }
+    }
+
     #[inline(always)]
     fn keys_column(&mut self) -> &mut Column {
         if self.keys.is_none() {
@@ -297,6 +307,18 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamped_records_carry_the_event_time_of_their_input() {
+        let mut out = BatchBuilder::new();
+        out.emit(b"a", &1i64);
+        out.emit(b"b", &1i64);
+        out.stamp(5);
+        out.stamp(6);
+        out.emit(b"c", &1i64);
+        out.stamp(7);
+        assert_eq!(out.finish().timestamps, vec![5, 5, 7]);
+    }
 
     #[test]
     fn records_round_trip_through_the_builder() {

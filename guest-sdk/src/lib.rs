@@ -1,8 +1,9 @@
 //! # spate-guest: write Spate operators in Rust
 //!
 //! An operator is a plain Rust type implementing [`Transform`] (map, flatMap, filter,
-//! mapPartitions) or [`Combiner`] (reduceByKey's function). One macro,
-//! [`export_transform!`] or [`export_combiner!`], turns the crate into a Wasm component for
+//! mapPartitions), [`Combiner`] (reduceByKey's function) or [`StateUpdate`] (updateStateByKey's
+//! and mapWithState's function). One macro, [`export_transform!`], [`export_combiner!`] or
+//! [`export_state!`], turns the crate into a Wasm component for
 //! `wasm32-wasip2`; built natively, the same code is an ordinary library to unit-test.
 //!
 //! The host hands the operator a whole partition at once as a columnar [`Batch`]; the SDK reads
@@ -38,6 +39,7 @@ mod key_index;
 pub mod nested;
 mod operator;
 mod params;
+mod state;
 pub mod testing;
 mod value;
 
@@ -49,6 +51,9 @@ pub use operator::{
     run_transform,
 };
 pub use params::Params;
+pub use state::{
+    KeyContext, StateInfo, StateInput, StateOutput, StateUpdate, configure_state, run_update,
+};
 pub use value::{Monoid, Value, ValueType};
 
 /// Items the export macros expand to; not part of the public API.

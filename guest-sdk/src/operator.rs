@@ -86,10 +86,15 @@ pub trait Transform: Sized {
         ))
     }
 
-    /// Handles a whole partition; by default calls [`Transform::record`] for each record.
+    /// Handles a whole partition; by default calls [`Transform::record`] for each record. The
+    /// records a record emits get its event time, if it has one.
     fn process(&mut self, input: &Batch, out: &mut BatchBuilder) -> Result<(), Error> {
         for (i, record) in input.records().enumerate() {
+            let timestamp = record.timestamp;
             self.record(record, out).map_err(|e| e.at_record(i))?;
+            if let Some(ts) = timestamp {
+                out.stamp(ts);
+            }
         }
         Ok(())
     }

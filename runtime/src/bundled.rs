@@ -12,6 +12,14 @@ pub const PLUGINS: &[(&str, &[u8])] = &[
         "filter",
         include_bytes!(concat!(env!("OUT_DIR"), "/filter.wasm")),
     ),
+    (
+        "subtract",
+        include_bytes!(concat!(env!("OUT_DIR"), "/subtract.wasm")),
+    ),
+    (
+        "running-sum",
+        include_bytes!(concat!(env!("OUT_DIR"), "/running-sum.wasm")),
+    ),
 ];
 
 /// The component bytes of bundled operator `name`.
