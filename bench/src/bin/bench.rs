@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
 use spate_bench::criterion_results::{self, Boundary};
-use spate_bench::workloads::{ingest, sandbox, startup, tenants, wordcount};
+use spate_bench::workloads::{ingest, sandbox, startup, state, tenants, wordcount};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,7 @@ struct Results {
     boundary: Option<Boundary>,
     sandbox: Option<sandbox::SandboxCost>,
     tenants: Option<tenants::Tenants>,
+    state: Option<state::StateCost>,
 }
 
 fn machine() -> String {
@@ -55,7 +56,10 @@ fn main() -> Result<()> {
     let only_sandbox = args.iter().any(|a| a == "--only-sandbox");
     // --only-wordcount: just workload 1 (word count against native), for quick iterations.
     let only_wordcount = args.iter().any(|a| a == "--only-wordcount");
-    let skip_ingest = only_sandbox || only_wordcount || args.iter().any(|a| a == "--skip-ingest");
+    // --only-state: just workload 6 (keyed state and windows).
+    let only_state = args.iter().any(|a| a == "--only-state");
+    let only_one = only_sandbox || only_wordcount;
+    let skip_ingest = only_one || only_state || args.iter().any(|a| a == "--skip-ingest");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?
@@ -84,13 +88,13 @@ fn main() -> Result<()> {
 
     let mut counts = Vec::new();
     for threads in [1, 2] {
-        if only_sandbox {
+        if only_sandbox || only_state {
             break;
         }
         eprintln!("word count, {threads} thread(s), {reps} runs each of native and spate ...");
         counts.push(wordcount::run(&corpus, threads, reps, &cache, &work)?);
     }
-    let (sandbox, startup) = if only_wordcount {
+    let (sandbox, startup) = if only_wordcount || only_state {
         (None, None)
     } else {
         eprintln!("sandbox cost: limits off, default, with fuel ({reps} runs each) ...");
@@ -110,7 +114,7 @@ fn main() -> Result<()> {
     let tenant_rate = ingest
         .as_ref()
         .map_or(10e6, |i| i.max_sustained_mb_s * 0.5e6);
-    let tenants = if only_wordcount {
+    let tenants = if only_wordcount || only_state {
         None
     } else {
         eprintln!("tenant isolation: word count alone, then beside a CPU burner ...");
@@ -118,8 +122,19 @@ fn main() -> Result<()> {
     };
     // The criterion figures come from bench/run's earlier `cargo bench`, which a word-count-only
     // run skips.
-    let boundary =
-        (!only_wordcount).then(|| criterion_results::boundary(&target.join("criterion")));
+    let boundary = (!only_wordcount && !only_state)
+        .then(|| criterion_results::boundary(&target.join("criterion")));
+    let state = if only_one {
+        None
+    } else {
+        let (keys, batches) = if quick {
+            (200_000, 10)
+        } else {
+            (1_000_000, 20)
+        };
+        eprintln!("keyed state and windows: {keys} keys in state, 10000 touched per batch ...");
+        Some(state::run(keys, batches, &cache, &work)?)
+    };
     let results = Results {
         machine: machine(),
         corpus_mb: mb as f64,
@@ -129,6 +144,7 @@ fn main() -> Result<()> {
         boundary,
         sandbox,
         tenants,
+        state,
     };
     print_table(&results);
     let mut file = std::fs::File::create(&json_path)?;
@@ -229,6 +245,9 @@ fn print_table(r: &Results) {
     if let Some(t) = &r.tenants {
         print_tenants(t);
     }
+    if let Some(s) = &r.state {
+        print_state(s);
+    }
 }
 
 fn print_boundary(boundary: &Boundary) {
@@ -250,6 +269,37 @@ fn print_boundary(boundary: &Boundary) {
             "instantiate + configure", us, "target <= 20"
         );
     }
+}
+
+fn print_state(s: &state::StateCost) {
+    println!(
+        "\nKeyed state and windows ({} keys in state, {} touched per batch; median ms per batch after the first)",
+        s.keys, s.touched
+    );
+    println!(
+        "  reduce-by-key (no state)              {:>8.1} ms",
+        s.stateless_ms
+    );
+    println!(
+        "  map-with-state                         {:>8.1} ms   {:.2}x reduce-by-key",
+        s.map_with_state_ms, s.map_with_state_ratio
+    );
+    println!(
+        "  update-state-by-key                    {:>8.1} ms   {:.2}x map-with-state",
+        s.update_state_ms, s.update_over_map_ratio
+    );
+    println!(
+        "  window 10s/5s with inverse, no slide   {:>8.1} ms   {:.2}x reduce-by-key",
+        s.window_inverse_ms, s.window_inverse_ratio
+    );
+    println!(
+        "  window with inverse, slide batch       {:>8.1} ms",
+        s.window_inverse_slide_ms
+    );
+    println!(
+        "  window without inverse, slide batch    {:>8.1} ms",
+        s.window_plain_slide_ms
+    );
 }
 
 fn print_sandbox(sb: &sandbox::SandboxCost) {

@@ -3,6 +3,7 @@
 pub mod ingest;
 pub mod sandbox;
 pub mod startup;
+pub mod state;
 pub mod tenants;
 pub mod wordcount;
 
