@@ -199,6 +199,11 @@ impl KeyIndex {
         }
     }
 
+    /// How many keys fit before the index grows.
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * 5 / 8
+    }
+
     /// The number of keys indexed.
     pub fn len(&self) -> usize {
         self.len

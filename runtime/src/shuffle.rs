@@ -119,6 +119,10 @@ pub fn combine_by_key(
     combiner: &mut Folder<'_>,
 ) -> Result<Combined> {
     let records: usize = inputs.iter().map(Batch::len).sum();
+    if scratch.index.capacity() > 8 * records.max(1 << 12) {
+        // Clearing costs the index's size: one huge partition must not tax every later call.
+        scratch.index = KeyIndex::new();
+    }
     scratch.index.clear();
     scratch.targets.clear();
     scratch.values = Column::default();

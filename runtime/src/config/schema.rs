@@ -411,7 +411,8 @@ pub struct StepSpec {
     pub timeout: Option<Spanned<Interval>>,
     /// map-with-state and update-state-by-key: a file of `key<TAB>state` lines loaded at start.
     pub initial_state: Option<Spanned<String>>,
-    /// map-with-state: also name the stream of (key, state) snapshots of the updated keys.
+    /// map-with-state: also name a stream of (key, state) snapshots of every key in state, each
+    /// batch (Spark's `stateSnapshots()`).
     pub snapshots: Option<Spanned<String>>,
     /// event-time-window: how far behind the newest event time the watermark trails.
     pub allowed_lateness: Option<Spanned<Interval>>,

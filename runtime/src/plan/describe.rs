@@ -145,7 +145,15 @@ impl Plan {
                     KeyedOp::Reduce(c) => format!("combine per key with {}", self.combine_name(*c)),
                     KeyedOp::Group => "group values per key".into(),
                     KeyedOp::Pass => "records as they are".into(),
-                    KeyedOp::Join(kind) => format!("{kind:?} join by key"),
+                    KeyedOp::Join(kind) => format!(
+                        "{} by key",
+                        match kind {
+                            JoinKind::Inner => "join",
+                            JoinKind::LeftOuter => "left outer join",
+                            JoinKind::RightOuter => "right outer join",
+                            JoinKind::FullOuter => "full outer join",
+                        }
+                    ),
                     KeyedOp::Cogroup => "cogroup by key".into(),
                     KeyedOp::WindowReduce {
                         combine,
@@ -212,8 +220,13 @@ impl Plan {
                 }
                 NarrowStep::AssignTimestamps(f) => writeln!(
                     out,
-                    "      assign-timestamps: field {} (separator {:?}) in {:?}",
-                    f.field, f.separator, f.unit
+                    "      assign-timestamps: field {} (separator {:?}) in {}",
+                    f.field,
+                    f.separator,
+                    match f.unit {
+                        crate::config::TimeUnit::Ms => "ms",
+                        crate::config::TimeUnit::S => "s",
+                    }
                 ),
             };
         }

@@ -355,7 +355,7 @@ impl<'a> GraphBuilder<'a> {
                 }
                 if let Some(k) = (1..types.len()).find(|&k| types[k] != types[0]) {
                     return Err(self.error(
-                        step.op.span(),
+                        step.from.as_ref().map_or(step.op.span(), Spanned::span),
                         at("from"),
                         format!(
                             "union needs streams of one type: '{}' holds {}, '{}' holds {}",
@@ -441,7 +441,7 @@ impl<'a> GraphBuilder<'a> {
                 let (left_key, right_key) = (keyed(0)?, keyed(1)?);
                 if left_key != right_key {
                     return Err(self.error(
-                        step.op.span(),
+                        step.from.as_ref().map_or(step.op.span(), Spanned::span),
                         at("from"),
                         format!(
                             "{} needs keys of one type: '{}' has {left_key} keys, '{}' has \
@@ -514,14 +514,18 @@ impl<'a> GraphBuilder<'a> {
                 let combine = self.combiner(i, step, &types[0])?;
                 let inverse = match &step.inverse_plugin {
                     None => None,
-                    Some(plugin) => Some(Combine::Wasm(self.load_operator(
-                        i,
-                        step,
-                        plugin,
-                        &step.inverse_params,
-                        "inverse-plugin",
-                        OperatorKind::Combiner,
-                    )?)),
+                    Some(plugin) => {
+                        let operator = self.load_operator(
+                            i,
+                            step,
+                            plugin,
+                            &step.inverse_params,
+                            "inverse-plugin",
+                            OperatorKind::Combiner,
+                        )?;
+                        self.check_combined_type(i, operator, plugin, "inverse-plugin", &types[0])?;
+                        Some(Combine::Wasm(operator))
+                    }
                 };
                 let kind = NodeKind::Keyed {
                     inputs: vec![hash_input(inputs[0], MapSide::Combine(combine), &types[0])],
@@ -687,7 +691,7 @@ impl<'a> GraphBuilder<'a> {
         let slide = self.streams[inputs[0]].slide_ms;
         if let Some(other) = inputs.iter().find(|&&s| self.streams[s].slide_ms != slide) {
             return Err(self.error(
-                step.op.span(),
+                step.from.as_ref().map_or(step.op.span(), Spanned::span),
                 format!("steps[{i}].from"),
                 format!(
                     "the streams read must have batches at the same times: '{}' every {} ms, \
@@ -784,23 +788,34 @@ impl<'a> GraphBuilder<'a> {
         input: &StreamType,
     ) -> Result<Combine, ConfigError> {
         let operator = self.plugin_operator(i, step, OperatorKind::Combiner)?;
+        let plugin = step.plugin.as_ref().expect("plugin_operator checked it");
+        self.check_combined_type(i, operator, plugin, "plugin", input)?;
+        Ok(Combine::Wasm(operator))
+    }
+
+    /// Refuses a combiner declaring a value type other than the one it will combine.
+    fn check_combined_type(
+        &self,
+        i: usize,
+        operator: usize,
+        plugin: &Spanned<String>,
+        field: &str,
+        input: &StreamType,
+    ) -> Result<(), ConfigError> {
         let info = &self.operators[operator].info;
-        if let Some(wanted) = info.value_type
-            && Shape::from(wanted) != input.value
-        {
-            let plugin = step.plugin.as_ref().expect("plugin_operator checked it");
-            return Err(self.error(
+        match info.value_type {
+            Some(wanted) if Shape::from(wanted) != input.value => Err(self.error(
                 plugin.span(),
-                format!("steps[{i}].plugin"),
+                format!("steps[{i}].{field}"),
                 format!(
                     "combiner '{}' combines {} values, but its input holds {} values",
                     info.name,
                     type_name(wanted),
                     input.value
                 ),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(Combine::Wasm(operator))
     }
 
     /// Loads the step's `plugin` as an operator of `kind`.

@@ -65,6 +65,15 @@ impl StatePartition {
         time: u64,
         buckets: &[Batch],
     ) -> Result<StateStep> {
+        if !matches!(
+            mode,
+            StateMode::MapWithState {
+                timeout_ms: Some(_)
+            }
+        ) {
+            // Only timeouts read the queue (initial states are queued before the mode is known).
+            self.timeouts.clear();
+        }
         let (mut keys, mut value_starts, values) = group_values(buckets)?;
         let with_data = keys.len();
         let mut states = Column::with_capacity(with_data, 0);
