@@ -136,6 +136,33 @@ name = "state"
 op = "update-state-by-key"
 from = "words"
 plugin = "running-sum"
+initial-state = "initial.tsv"
+
+[[steps]]
+name = "line-counts"
+op = "count-by-value"
+from = "lines"
+
+[[steps]]
+name = "word-total"
+op = "reduce"
+from = "counts"
+plugin = "sum"
+
+[[steps]]
+name = "lines-window"
+op = "window"
+from = "lines"
+length = "300ms"
+slide = "200ms"
+
+[[steps]]
+name = "window-total"
+op = "reduce-by-window"
+from = "counts"
+plugin = "sum"
+length = "300ms"
+slide = "200ms"
 
 [[steps]]
 name = "lines-count"
@@ -184,6 +211,16 @@ op = "cogroup"
 from = ["a-counts", "counts"]
 
 [[steps]]
+name = "right-joined"
+op = "right-outer-join"
+from = ["a-counts", "counts"]
+
+[[steps]]
+name = "full-joined"
+op = "full-outer-join"
+from = ["a-counts", "counts"]
+
+[[steps]]
 name = "more-words"
 op = "flat-map"
 from = "more"
@@ -220,6 +257,12 @@ const STREAMS: &[&str] = &[
     "totals",
     "snapshots",
     "state",
+    "line-counts",
+    "word-total",
+    "lines-window",
+    "window-total",
+    "right-joined",
+    "full-joined",
     "lines-count",
     "lines-window-count",
     "line-values",
@@ -292,6 +335,8 @@ fn dstream_operators_match_a_reference_over_many_batches() {
             "path = \"more\"",
             &format!("path = \"{}/more\"", root.display()),
         );
+    // update-state-by-key starts from these (a0 also arrives; zz never does).
+    std::fs::write(root.join("initial.tsv"), "a0\t100\nzz\t5\n").unwrap();
     let path = pipeline(root, &text);
     // The log goes to a file: a pipe nobody reads while the job runs could fill and block it.
     let log_path = root.join("log");
@@ -361,6 +406,8 @@ fn dstream_operators_match_a_reference_over_many_batches() {
     let slides: Vec<u64> = times.iter().copied().filter(|t| t % SLIDE == 0).collect();
     let (windowed, plain) = (at("windowed"), at("windowed-plain"));
     let (window_counts, line_values) = (at("lines-window-count"), at("line-values"));
+    let (lines_window, window_total) = (at("lines-window"), at("window-total"));
+    assert_eq!(lines_window.keys().copied().collect::<Vec<_>>(), slides);
     assert_eq!(windowed.keys().copied().collect::<Vec<_>>(), slides);
     assert_eq!(plain.keys().copied().collect::<Vec<_>>(), slides);
     for &t in &slides {
@@ -391,12 +438,21 @@ fn dstream_operators_match_a_reference_over_many_batches() {
             pairs(&values),
             "count-by-value-and-window at {t}"
         );
+        let window_lines = sorted(window_of(&times, t).flat_map(|b| lines[b].clone()));
+        assert_eq!(lines_window[&t], window_lines, "window at {t}");
+        let words: i64 = expected.values().sum();
+        let expected_total = if words == 0 {
+            vec![]
+        } else {
+            vec![words.to_string()]
+        };
+        assert_eq!(window_total[&t], expected_total, "reduce-by-window at {t}");
     }
 
     // map-with-state with timeouts, its snapshots, and update-state-by-key.
     let (totals, snapshots, state) = (at("totals"), at("snapshots"), at("state"));
     let mut live: HashMap<String, (i64, u64)> = HashMap::new();
-    let mut all_time = Counts::new();
+    let mut all_time: Counts = [("a0".to_owned(), 100), ("zz".to_owned(), 5)].into();
     let mut timeouts = 0;
     for &t in &times {
         let before = live.len();
@@ -428,6 +484,7 @@ fn dstream_operators_match_a_reference_over_many_batches() {
         at("left-joined"),
         at("cogrouped"),
     );
+    let (right, full) = (at("right-joined"), at("full-joined"));
     for &t in &times {
         let c = &counts[&t];
         let ones = |n: i64| vec!["1"; n as usize].join(", ");
@@ -450,6 +507,23 @@ fn dstream_operators_match_a_reference_over_many_batches() {
             }
         });
         assert_eq!(left[&t], sorted(expected_left), "left outer join at {t}");
+        // a-counts is the left side now, a subset of counts: right and full outer agree.
+        let expected_right = sorted(c.iter().map(|(k, n)| {
+            if k.starts_with('a') {
+                format!("({k},(Some({n}),{n}))")
+            } else {
+                format!("({k},(None,{n}))")
+            }
+        }));
+        assert_eq!(right[&t], expected_right, "right outer join at {t}");
+        let expected_full = sorted(c.iter().map(|(k, n)| {
+            if k.starts_with('a') {
+                format!("({k},(Some({n}),Some({n})))")
+            } else {
+                format!("({k},(None,Some({n})))")
+            }
+        }));
+        assert_eq!(full[&t], expected_full, "full outer join at {t}");
         let expected_cogroup = c.iter().map(|(k, n)| {
             let a_side = if k.starts_with('a') {
                 n.to_string()
