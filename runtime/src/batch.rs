@@ -29,6 +29,9 @@ pub struct BatchInput {
     pub blocks: Vec<Block>,
     /// When the batch was formed (for scheduling delay).
     pub submitted: std::time::Instant,
+    /// True for the last batch of bounded input (every source ended, nothing left): event-time
+    /// windows still open are closed, as a final watermark closes them in Flink.
+    pub end_of_input: bool,
 }
 
 impl BatchInput {
@@ -186,6 +189,11 @@ impl BlockBuffer {
             blocks.push(state.sealed.pop_front().expect("front exists"));
         }
         blocks
+    }
+
+    /// True when sealed blocks wait to be taken.
+    pub fn has_sealed(&self) -> bool {
+        !self.lock().sealed.is_empty()
     }
 
     /// Waits until a block is sealed, every source is done, or the timeout passes; returns true

@@ -136,7 +136,14 @@ fn run_one(
     let scheduling_delay = start.saturating_duration_since(input.submitted);
     let (input_bytes, input_records, partitions) =
         (input.bytes(), input.records(), input.blocks.len());
-    let output = run_batch(pool, plan, state, input.blocks, input.time_ms)?;
+    let output = run_batch(
+        pool,
+        plan,
+        state,
+        input.blocks,
+        input.time_ms,
+        input.end_of_input,
+    )?;
     let mut output_records = 0;
     for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
         let Some(partitions) = &output.streams[out.stream] else {
@@ -214,6 +221,7 @@ fn processing_time_clock(
                 time_ms: tick,
                 blocks: buffer.take(usize::MAX),
                 submitted: Instant::now(),
+                end_of_input: last,
             };
             if batches.send(input).is_err() || last {
                 return;
@@ -244,19 +252,21 @@ fn available_now_clock(
             continue;
         }
         let blocks = buffer.take(job.max_batch_bytes);
-        if blocks.is_empty() {
-            if last {
-                return;
-            }
+        if blocks.is_empty() && !last {
             continue;
         }
+        // The last data batch may have gone out before the sources were seen ending: then one
+        // empty batch carries the end of input.
+        let ended = last && !buffer.has_sealed();
         if batches
             .send(BatchInput {
                 time_ms: time,
                 blocks,
                 submitted: Instant::now(),
+                end_of_input: ended,
             })
             .is_err()
+            || ended
         {
             return;
         }

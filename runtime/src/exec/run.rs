@@ -25,19 +25,22 @@ pub struct BatchOutput {
     pub figures: TaskFigures,
 }
 
-/// Runs every node of `plan` over a batch's input blocks.
+/// Runs every node of `plan` over a batch's input blocks; `end_of_input` for the last batch of
+/// bounded input.
 pub fn run_batch(
     pool: &WorkerPool,
     plan: &Arc<Plan>,
     state: &Arc<JobState>,
     blocks: Vec<Block>,
     time: u64,
+    end_of_input: bool,
 ) -> Result<BatchOutput> {
     let mut run = BatchRun {
         pool,
         plan,
         state,
         time,
+        end_of_input,
         streams: vec![None; plan.streams.len()],
         readers: readers(plan),
         figures: TaskFigures::default(),
@@ -94,6 +97,7 @@ struct BatchRun<'a> {
     plan: &'a Arc<Plan>,
     state: &'a Arc<JobState>,
     time: u64,
+    end_of_input: bool,
     streams: Vec<StreamBatch>,
     readers: Vec<usize>,
     figures: TaskFigures,
@@ -273,7 +277,12 @@ impl BatchRun<'_> {
             .flat_map(|b| b.timestamps.iter().copied())
             .max();
         *newest = newest.max(batch_newest);
-        let after = newest.map_or(i64::MIN, |t| t.saturating_sub(lateness_ms as i64));
+        let after = if self.end_of_input {
+            // No event can come any more: every window is complete.
+            i64::MAX
+        } else {
+            newest.map_or(i64::MIN, |t| t.saturating_sub(lateness_ms as i64))
+        };
         Watermarks { before, after }
     }
 
