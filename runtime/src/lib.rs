@@ -10,6 +10,7 @@
 //! - [`config`]: the pipeline file, `--set` overrides, errors with file, line and field.
 //! - [`exec`]: the worker pool and the per-partition tasks.
 //! - [`state`]: what stateful nodes keep across batches (windows, keyed state, event time).
+//! - [`checkpoint`]: checkpoint files (atomic, checksummed, zstd) and the state encoding.
 //! - [`shuffle`]: key hashing, map-side combine, hash partitioning.
 //! - [`wasm`]: engine, compiled-component cache, operator instances.
 //! - [`batch`]: block buffering, backpressure and the batch grid.
@@ -19,6 +20,7 @@
 
 pub mod batch;
 pub mod bundled;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod exec;
