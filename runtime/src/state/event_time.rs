@@ -9,6 +9,7 @@
 
 use super::fold::{apply, fold_records};
 use super::table::StateTable;
+use crate::checkpoint::{Reader, Writer};
 use crate::exec::Worker;
 use crate::plan::{Combine, WindowSpec};
 use crate::shuffle::push_record;
@@ -40,6 +41,25 @@ pub struct Watermarks {
 }
 
 impl EventPartition {
+    /// Appends the open windows to a checkpoint.
+    pub fn encode(&self, out: &mut Writer) {
+        out.u64(self.windows.len() as u64);
+        for (start, table) in &self.windows {
+            out.u64(*start as u64);
+            table.encode(out);
+        }
+    }
+
+    /// Reads windows written by [`EventPartition::encode`].
+    pub fn decode(input: &mut Reader<'_>) -> Result<EventPartition> {
+        let mut windows = BTreeMap::new();
+        for _ in 0..input.u64()? {
+            let start = input.u64()? as i64;
+            windows.insert(start, StateTable::decode(input)?);
+        }
+        Ok(EventPartition { windows })
+    }
+
     /// Open (window, key) accumulators.
     pub fn records(&self) -> usize {
         self.windows.values().map(StateTable::len).sum()

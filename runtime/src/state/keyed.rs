@@ -7,6 +7,7 @@
 //! time out are found through a queue ordered by update time, not by scanning the state.
 
 use super::table::StateTable;
+use crate::checkpoint::{Reader, Writer};
 use crate::exec::{Worker, group_values};
 use crate::plan::StateMode;
 use crate::wasm::StateCall;
@@ -32,6 +33,38 @@ pub struct StateStep {
 }
 
 impl StatePartition {
+    /// Appends the state and the pending timeouts (by key: slots are renumbered on reading) to
+    /// a checkpoint.
+    pub fn encode(&self, out: &mut Writer) {
+        self.table.encode(out);
+        let current: Vec<(u64, u32)> = self
+            .timeouts
+            .iter()
+            .copied()
+            .filter(|&(t, slot)| self.table.is_alive(slot) && self.table.meta(slot) == t)
+            .collect();
+        out.u64(current.len() as u64);
+        for (time, slot) in current {
+            out.u64(time);
+            out.bytes(self.table.key(slot));
+        }
+    }
+
+    /// Reads a partition written by [`StatePartition::encode`].
+    pub fn decode(input: &mut Reader<'_>) -> Result<StatePartition> {
+        let table = StateTable::decode(input)?;
+        let mut timeouts = VecDeque::new();
+        for _ in 0..input.u64()? {
+            let time = input.u64()?;
+            let key = input.bytes()?;
+            let Some(slot) = table.find(key) else {
+                anyhow::bail!("a timeout names a key not in state");
+            };
+            timeouts.push_back((time, slot));
+        }
+        Ok(StatePartition { table, timeouts })
+    }
+
     /// Keys in state.
     pub fn len(&self) -> usize {
         self.table.len()

@@ -10,6 +10,8 @@
 
 use super::fold::{Pending, apply, fold_records};
 use super::table::StateTable;
+use super::{decode_batch, encode_batch};
+use crate::checkpoint::{Reader, Writer};
 use crate::exec::Worker;
 use crate::plan::{Combine, WindowSpec};
 use crate::shuffle::combine_by_key;
@@ -39,6 +41,29 @@ pub struct WindowReduce {
 }
 
 impl WindowPartition {
+    /// Appends the partition to a checkpoint.
+    pub fn encode(&self, out: &mut Writer) {
+        out.u64(self.batches.len() as u64);
+        for (time, batch) in &self.batches {
+            out.u64(*time);
+            encode_batch(batch, out);
+        }
+        self.table.encode(out);
+    }
+
+    /// Reads a partition written by [`WindowPartition::encode`].
+    pub fn decode(input: &mut Reader<'_>) -> Result<WindowPartition> {
+        let mut batches = VecDeque::new();
+        for _ in 0..input.u64()? {
+            let time = input.u64()?;
+            batches.push_back((time, decode_batch(input)?));
+        }
+        Ok(WindowPartition {
+            batches,
+            table: StateTable::decode(input)?,
+        })
+    }
+
     /// Keys held (with an inverse) plus the records of the batches kept.
     pub fn records(&self) -> usize {
         self.table.len() + self.batches.iter().map(|(_, b)| b.len()).sum::<usize>()
