@@ -75,6 +75,16 @@ fn pairs(counts: &Counts) -> Vec<String> {
     sorted(counts.iter().map(|(k, v)| format!("({k},{v})")))
 }
 
+/// A repeatable stream of numbers below `n` (a linear congruential generator from `seed`).
+fn numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    }
+}
+
 /// The batch times in (t - LENGTH, t].
 fn window_of(times: &[u64], t: u64) -> impl Iterator<Item = &u64> {
     times.iter().filter(move |&&b| b + LENGTH > t && b <= t)
@@ -278,13 +288,7 @@ const STREAMS: &[&str] = &[
 /// and leave), some batches get nothing, one gets a file large enough to make its batch slower
 /// than the interval.
 fn feed(dir: &Path) {
-    let mut seed = 7u64;
-    let mut next = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut next = numbers(7);
     for step in 0..30u64 {
         let mut text = String::new();
         for _ in 0..1 + next(4) {
@@ -544,13 +548,7 @@ fn event_time_windows_close_with_the_watermark_and_count_late_records() {
         std::fs::create_dir(root.join(d)).unwrap();
     }
     // "k<n> <event time ms>": mostly in order with jitter, every 17th one far behind.
-    let mut seed = 3u64;
-    let mut next = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut next = numbers(3);
     // One file per 15 events: a file is read in one piece, so each makes its own block, and
     // with max-batch-bytes below two blocks, its own batch.
     for file in 0..20u64 {

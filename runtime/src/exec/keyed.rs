@@ -157,12 +157,12 @@ pub fn group_by_key(buckets: &[Batch]) -> Result<Batch> {
 /// order, are `values[starts[k]..starts[k + 1]]`.
 pub fn group_values(buckets: &[Batch]) -> Result<(Column, Vec<u32>, Column)> {
     let (keys, groupings) = group_sides(&[buckets])?;
-    let grouping = &groupings[0];
+    let grouping = groupings.into_iter().next().expect("one side");
     let mut values = Column::with_capacity(grouping.members.len(), 0);
     for &m in &grouping.members {
         values.push(value_at(buckets, m));
     }
-    Ok((keys, grouping.starts.clone(), values))
+    Ok((keys, grouping.starts, values))
 }
 
 /// cogroup's reduce side: (key, ([left values], [right values])) per key of either side.

@@ -86,8 +86,12 @@ fn readers(plan: &Plan) -> Vec<usize> {
             readers[s] += 1;
         }
     }
-    for output in &plan.outputs {
-        readers[output.stream] = readers[output.stream].max(1) + 1;
+    // Outputs read after every node, all from one copy: one more reader that never takes it.
+    let mut output_streams: Vec<StreamId> = plan.outputs.iter().map(|o| o.stream).collect();
+    output_streams.sort_unstable();
+    output_streams.dedup();
+    for s in output_streams {
+        readers[s] += 1;
     }
     readers
 }
@@ -428,9 +432,6 @@ fn reduce_side(
         (KeyedOp::Pass, _) => {
             let mut all = Batch::default();
             for bucket in buckets.iter() {
-                if all.is_empty() && all.keys.is_none() {
-                    all.keys = bucket.keys.as_ref().map(|_| Column::default());
-                }
                 all.extend_from(bucket);
             }
             main(all)

@@ -10,7 +10,6 @@ use super::table::StateTable;
 use crate::checkpoint::{Reader, Writer};
 use crate::exec::{Worker, group_values};
 use crate::plan::StateMode;
-use crate::wasm::StateCall;
 use anyhow::Result;
 use spate_guest::{Batch, Column};
 use std::collections::{HashSet, VecDeque};
@@ -159,8 +158,8 @@ impl StatePartition {
                 snapshot: snapshots.then(|| self.table.contents()),
             });
         }
-        let result = worker.state(operator)?.update(StateCall {
-            batch_time: time,
+        let result = worker.state(operator)?.update(spate_guest::StateInput {
+            batch_time: time as i64,
             keys: keys.clone(),
             value_starts,
             values,

@@ -273,40 +273,12 @@ impl CombinerInstance {
     }
 }
 
-/// What a state operator's `update` gets, in host types.
-pub struct StateCall {
-    /// The batch time.
-    pub batch_time: u64,
-    /// The keys to update.
-    pub keys: Column,
-    /// Key i's values are `values[value_starts[i]..value_starts[i + 1]]`.
-    pub value_starts: Vec<u32>,
-    /// The new values.
-    pub values: Column,
-    /// Key i's state (empty when it has none).
-    pub states: Column,
-    /// Whether key i has a state.
-    pub has_state: Vec<bool>,
-    /// Whether key i is timing out.
-    pub timing_out: Vec<bool>,
-}
-
-/// What a state operator's `update` returned, checked.
-pub struct StateResult {
-    /// Key i's new state (meaningful when `keep[i]`).
-    pub states: Column,
-    /// Whether key i keeps a state.
-    pub keep: Vec<bool>,
-    /// Records emitted.
-    pub emitted: Batch,
-}
-
 impl StateInstance {
     /// Runs `update` and checks that one state and one flag come back per key.
-    pub fn update(&mut self, call: StateCall) -> Result<StateResult> {
+    pub fn update(&mut self, call: spate_guest::StateInput) -> Result<spate_guest::StateOutput> {
         let n = call.keys.len();
         let input = StateInput {
-            batch_time: call.batch_time as i64,
+            batch_time: call.batch_time,
             keys: column_to_wit(call.keys),
             value_starts: call.value_starts,
             values: column_to_wit(call.values),
@@ -339,7 +311,7 @@ impl StateInstance {
                 output.keep.len()
             )));
         }
-        Ok(StateResult {
+        Ok(spate_guest::StateOutput {
             states,
             keep: output.keep,
             emitted,

@@ -20,9 +20,7 @@ pub use cache::ComponentCache;
 pub use engine::{EngineSettings, new_engine};
 pub use guest_output::GuestOutput;
 pub use host::{DirGrant, Grants, HostState, new_linker, new_store};
-pub use instance::{
-    CombinerInstance, OperatorInstance, StateCall, StateInstance, StateResult, TransformInstance,
-};
+pub use instance::{CombinerInstance, OperatorInstance, StateInstance, TransformInstance};
 pub use limits::{LimitExceeded, LimitKind, Limits, bytes};
 pub use operator::{OperatorHost, OperatorKind, OperatorSpec, PluginOrigin, PreparedOperator};
 pub use usage::{Usage, UsageReport};
