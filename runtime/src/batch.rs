@@ -6,6 +6,7 @@
 //! their batch is processed; above `max-buffered-bytes` receivers wait, so a fast producer is
 //! slowed down by TCP flow control instead of filling memory.
 
+use crate::source::position::{self, Progress};
 use spate_guest::Column;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -18,6 +19,8 @@ pub struct Block {
     pub source: usize,
     /// The lines.
     pub lines: Column,
+    /// Where the source stood after these lines (for the batch log and recovery).
+    pub progress: Vec<Progress>,
 }
 
 /// A batch's input as the job runner gets it.
@@ -32,9 +35,31 @@ pub struct BatchInput {
     /// True for the last batch of bounded input (every source ended, nothing left): event-time
     /// windows still open are closed, as a final watermark closes them in Flink.
     pub end_of_input: bool,
+    /// Where the sources stood after this batch's lines: (source index, progress).
+    pub progress: Vec<(usize, Progress)>,
 }
 
 impl BatchInput {
+    /// A batch of `blocks` at `time_ms`: their progress is gathered and blocks that only
+    /// carried progress (no lines) are dropped.
+    pub fn new(time_ms: u64, blocks: Vec<Block>, end_of_input: bool) -> Self {
+        let mut progress = Vec::new();
+        let mut kept = Vec::with_capacity(blocks.len());
+        for mut block in blocks {
+            progress.extend(block.progress.drain(..).map(|p| (block.source, p)));
+            if !block.lines.is_empty() {
+                kept.push(block);
+            }
+        }
+        BatchInput {
+            time_ms,
+            blocks: kept,
+            submitted: std::time::Instant::now(),
+            end_of_input,
+            progress,
+        }
+    }
+
     /// Bytes of input held.
     pub fn bytes(&self) -> usize {
         self.blocks.iter().map(|b| b.lines.data.len()).sum()
@@ -50,6 +75,8 @@ impl BatchInput {
 struct State {
     /// The block being filled, per source.
     current: Vec<Column>,
+    /// The progress of the blocks being filled, per source.
+    progress: Vec<Vec<Progress>>,
     sealed: VecDeque<Block>,
     buffered: usize,
     open_sources: usize,
@@ -133,9 +160,10 @@ impl BlockBuffer {
         self.lock().open_sources == 0
     }
 
-    /// Appends lines (waiting while the buffer is full). Returns false when the job is stopping
-    /// and the receiver should end; the lines are then still appended, never dropped.
-    pub fn push(&self, source: usize, lines: &Column) -> bool {
+    /// Appends lines (waiting while the buffer is full), with the source's position after them.
+    /// Returns false when the job is stopping and the receiver should end; the lines are then
+    /// still appended, never dropped.
+    pub fn push(&self, source: usize, lines: &Column, progress: Option<Progress>) -> bool {
         let mut state = self.lock();
         while !state.stopping
             && state.buffered > 0
@@ -152,6 +180,13 @@ impl BlockBuffer {
         }
         if state.current.len() <= source {
             state.current.resize_with(source + 1, Column::default);
+            state.progress.resize_with(source + 1, Vec::new);
+        }
+        if let Some(progress) = progress {
+            position::record(&mut state.progress[source], progress);
+        }
+        if lines.is_empty() {
+            return !state.stopping;
         }
         let current = &mut state.current[source];
         if current.data.capacity() == 0 {
@@ -222,12 +257,21 @@ impl BlockBuffer {
     }
 }
 
-/// Seals every source's current block.
+/// Seals every source's current block (one holding only progress too).
 fn seal(state: &mut State) {
-    for (source, current) in state.current.iter_mut().enumerate() {
-        if !current.is_empty() {
-            let lines = std::mem::take(current);
-            state.sealed.push_back(Block { source, lines });
+    let State {
+        current,
+        progress,
+        sealed,
+        ..
+    } = state;
+    for (source, (lines, progress)) in current.iter_mut().zip(progress).enumerate() {
+        if !lines.is_empty() || !progress.is_empty() {
+            sealed.push_back(Block {
+                source,
+                lines: std::mem::take(lines),
+                progress: std::mem::take(progress),
+            });
         }
     }
 }
@@ -245,9 +289,9 @@ mod tests {
     #[test]
     fn blocks_are_cut_by_size_and_by_seal() {
         let buffer = BlockBuffer::new(100, 10_000);
-        buffer.push(0, &lines(3, 40));
+        buffer.push(0, &lines(3, 40), None);
         assert_eq!(buffer.take(usize::MAX).len(), 1, "120 bytes >= 100 seals");
-        buffer.push(0, &lines(1, 10));
+        buffer.push(0, &lines(1, 10), None);
         assert!(buffer.take(usize::MAX).is_empty());
         buffer.seal();
         assert_eq!(buffer.take(usize::MAX)[0].lines.len(), 1);
@@ -257,7 +301,7 @@ mod tests {
     fn take_respects_the_byte_budget() {
         let buffer = BlockBuffer::new(10, 10_000);
         for _ in 0..5 {
-            buffer.push(0, &lines(1, 10));
+            buffer.push(0, &lines(1, 10), None);
         }
         assert_eq!(buffer.take(25).len(), 2);
         assert_eq!(buffer.take(0).len(), 1, "at least one block");
@@ -266,10 +310,10 @@ mod tests {
     #[test]
     fn a_full_buffer_pauses_the_receiver_until_release() {
         let buffer = Arc::new(BlockBuffer::new(10, 40));
-        buffer.push(0, &lines(1, 40));
+        buffer.push(0, &lines(1, 40), None);
         let receiver = {
             let buffer = buffer.clone();
-            std::thread::spawn(move || buffer.push(0, &lines(1, 10)))
+            std::thread::spawn(move || buffer.push(0, &lines(1, 10), None))
         };
         std::thread::sleep(Duration::from_millis(150));
         assert!(

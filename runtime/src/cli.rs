@@ -59,6 +59,10 @@ struct JobArgs {
     /// Compile plugins without the on-disk cache of compiled components.
     #[arg(long)]
     no_cache: bool,
+    /// Start without the state of earlier runs: each job's checkpoint directory is moved
+    /// aside (renamed `<dir>.before-<time>`), not deleted.
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// Entry point of the `spate` binary.
@@ -131,7 +135,8 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
     }
     let options = RunOptions {
         max_batches: args.max_batches,
-        stop: ctrl_c_flag(),
+        stop: stop_flag(),
+        fresh: args.fresh,
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = plans
@@ -181,6 +186,9 @@ fn run_job(plan: Plan, options: &RunOptions) -> Result<()> {
         plan.job.workers,
         humantime::format_duration(plan.job.batch_interval)
     );
+    if let Some(checkpoint) = plan.job.checkpoint.as_ref().filter(|_| options.fresh) {
+        job::set_aside(&checkpoint.dir, crate::job::now_ms())?;
+    }
     let outcome = job::run(plan, options)?;
     eprint!(
         "job '{name}' (tenant '{tenant}'):\n{}",
@@ -207,7 +215,8 @@ fn demo(args: &JobArgs) -> Result<()> {
 }
 
 /// A flag set by the first Ctrl-C (graceful stop); a second Ctrl-C exits at once.
-fn ctrl_c_flag() -> Arc<AtomicBool> {
+/// A flag set by Ctrl-C or SIGTERM (a graceful stop); a second one aborts.
+fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let setter = flag.clone();
     let spawned = std::thread::Builder::new()
@@ -220,14 +229,23 @@ fn ctrl_c_flag() -> Arc<AtomicBool> {
                 return;
             };
             runtime.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nstopping gracefully (Ctrl-C again to abort)");
-                    setter.store(true, Ordering::SeqCst);
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("aborted");
-                    std::process::exit(130);
+                eprintln!("\nstopping gracefully (Ctrl-C again to abort)");
+                setter.store(true, Ordering::SeqCst);
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
+                eprintln!("aborted");
+                std::process::exit(130);
             });
         });
     if let Err(e) = spawned {

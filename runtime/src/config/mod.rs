@@ -186,6 +186,23 @@ impl Pipeline {
                 ),
             ));
         }
+        if let Some(every) = &job.checkpoint_interval
+            && (every.as_millis() == 0 || every.as_millis() % batch != 0)
+        {
+            return Err(self.error(
+                Some("job.checkpoint-interval"),
+                format!(
+                    "must be a multiple of the batch interval ({}), got {every}",
+                    job.batch_interval
+                ),
+            ));
+        }
+        if job.checkpoints_kept == 0 {
+            return Err(self.error(
+                Some("job.checkpoints-kept"),
+                "must be at least 1 (the checkpoint recovery starts from)",
+            ));
+        }
         if job.max_block_bytes.0 == 0 || job.max_block_bytes.0 > u32::MAX as u64 / 2 {
             return Err(self.error(
                 Some("job.max-block-bytes"),

@@ -94,6 +94,7 @@ impl Pipeline {
                         "host",
                         "port",
                         "reconnect-max",
+                        "resume-protocol",
                         "max-line-length",
                         "on-bad-line",
                     ],
@@ -105,6 +106,7 @@ impl Pipeline {
                     port: *self.required(&table, kind, span, "port", &t.port)?,
                     lines,
                     reconnect_max: value(&t.reconnect_max, Interval(Duration::from_secs(5))),
+                    resume_protocol: value(&t.resume_protocol, false),
                 }
             }
             SourceKind::Directory => {

@@ -71,6 +71,15 @@ pub struct JobSection {
     pub on_task_failure: TaskFailurePolicy,
     /// With `on-task-failure = "skip"`: where skipped partitions' input is written.
     pub dead_letter_dir: Option<String>,
+    /// Turns on fault tolerance: checkpoints of the job's state and the write-ahead log of
+    /// every batch's input go here, and a restart resumes from them.
+    pub checkpoint_dir: Option<String>,
+    /// How often a checkpoint is taken: a multiple of the batch interval (default: ten
+    /// batch intervals).
+    pub checkpoint_interval: Option<Interval>,
+    /// How many checkpoints are kept (the newest; default 3). Older ones let recovery fall
+    /// back when the newest is damaged.
+    pub checkpoints_kept: usize,
 }
 
 /// What happens to a partition task that fails (trap, limit, error) after its retries.
@@ -161,6 +170,9 @@ impl Default for JobSection {
             task_retries: 1,
             on_task_failure: TaskFailurePolicy::Fail,
             dead_letter_dir: None,
+            checkpoint_dir: None,
+            checkpoint_interval: None,
+            checkpoints_kept: 3,
         }
     }
 }
@@ -191,6 +203,9 @@ pub struct SourceTable {
     pub port: Option<Spanned<u16>>,
     /// Socket: longest wait between reconnection attempts (default 5s).
     pub reconnect_max: Option<Spanned<Interval>>,
+    /// Socket: the producer speaks Spate's resume protocol (`RESUME <offset>` on connect,
+    /// `ACK <offset>` as data is logged), so nothing is lost or doubled across crashes.
+    pub resume_protocol: Option<Spanned<bool>>,
     /// Directory: the directory watched.
     pub path: Option<Spanned<String>>,
     /// Directory: also read the files present at start (default false).
@@ -230,6 +245,8 @@ pub enum SourceSpec {
         lines: LineRules,
         /// Longest wait between reconnection attempts (backoff doubles up to it).
         reconnect_max: Interval,
+        /// The producer speaks the resume protocol.
+        resume_protocol: bool,
     },
     /// New text files in a directory, like Spark's `textFileStream`.
     Directory {

@@ -66,6 +66,19 @@ pub struct JobSettings {
     pub on_task_failure: TaskFailurePolicy,
     /// Where skipped partitions' input goes.
     pub dead_letter_dir: PathBuf,
+    /// Fault tolerance, when a checkpoint directory is set.
+    pub checkpoint: Option<CheckpointSettings>,
+}
+
+/// Where and how often checkpoints are taken.
+#[derive(Clone, Debug)]
+pub struct CheckpointSettings {
+    /// Checkpoints and the batch log go here.
+    pub dir: PathBuf,
+    /// A checkpoint follows every batch whose time is a multiple of this.
+    pub interval: Duration,
+    /// Checkpoints kept.
+    pub kept: usize,
 }
 
 /// A validated, linked job.
@@ -145,6 +158,18 @@ impl Plan {
                 .dead_letter_dir
                 .as_ref()
                 .map_or_else(|| PathBuf::from("dead-letters").join(&name), PathBuf::from),
+            checkpoint: file
+                .job
+                .checkpoint_dir
+                .as_ref()
+                .map(|dir| CheckpointSettings {
+                    dir: PathBuf::from(dir),
+                    interval: file
+                        .job
+                        .checkpoint_interval
+                        .map_or(file.job.batch_interval.0 * 10, |i| i.0),
+                    kept: file.job.checkpoints_kept,
+                }),
             name,
             batch_interval: file.job.batch_interval.0,
             block_interval: file.job.block_interval.0,

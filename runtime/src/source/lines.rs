@@ -34,6 +34,10 @@ pub struct LineSplitter {
     discarding: bool,
     line: u64,
     skipped: u64,
+    /// Bytes fed so far.
+    fed: u64,
+    /// Bytes up to the end of the last complete line.
+    line_end: u64,
 }
 
 impl LineSplitter {
@@ -47,6 +51,8 @@ impl LineSplitter {
             discarding: false,
             line: 0,
             skipped: 0,
+            fed: 0,
+            line_end: 0,
         }
     }
 
@@ -55,9 +61,17 @@ impl LineSplitter {
         std::mem::take(&mut self.skipped)
     }
 
+    /// Bytes of input up to the end of the last complete line: where a reader resumes without
+    /// losing or repeating a line.
+    pub fn consumed(&self) -> u64 {
+        self.line_end
+    }
+
     /// Appends the complete lines of `chunk` to `out`; a trailing partial line is kept for the
     /// next chunk.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Column) -> Result<(), BadLine> {
+        let base = self.fed;
+        self.fed += chunk.len() as u64;
         let checked_up_to =
             Self::utf8_checked_prefix(chunk, self.partial.is_empty() && !self.discarding);
         let mut start = 0;
@@ -80,6 +94,9 @@ impl LineSplitter {
                 self.partial.clear();
             }
         }
+        if start > 0 {
+            self.line_end = base + start as u64;
+        }
         self.extend_partial(&chunk[start..])
     }
 
@@ -97,6 +114,7 @@ impl LineSplitter {
 
     /// End of input: a last line without a newline is still a line.
     pub fn finish(&mut self, out: &mut Column) -> Result<(), BadLine> {
+        self.line_end = self.fed;
         if self.discarding {
             self.discarding = false;
             self.line += 1;
@@ -240,6 +258,21 @@ mod tests {
         );
         assert_eq!(lines.unwrap(), ["a", "b"]);
         assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn consumed_stops_at_the_last_line_end() {
+        let mut splitter = LineSplitter::new("t".into(), 100, BadLinePolicy::Fail);
+        let mut out = Column::default();
+        splitter.feed(b"ab\ncd", &mut out).unwrap();
+        assert_eq!(splitter.consumed(), 3);
+        splitter.feed(b"e", &mut out).unwrap();
+        assert_eq!(splitter.consumed(), 3);
+        splitter.feed(b"f\ng\n", &mut out).unwrap();
+        assert_eq!(splitter.consumed(), 10);
+        splitter.feed(b"tail", &mut out).unwrap();
+        splitter.finish(&mut out).unwrap();
+        assert_eq!(splitter.consumed(), 14);
     }
 
     #[test]

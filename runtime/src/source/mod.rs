@@ -4,14 +4,17 @@
 mod bundled;
 mod directory;
 pub mod lines;
+pub mod position;
 mod socket;
 
 use crate::batch::BlockBuffer;
 use crate::config::{SourceSpec, Trigger};
 use crate::plan::SourcePlan;
 use anyhow::{Result, anyhow};
+use position::{Positions, Progress, SourcePosition};
 use spate_guest::Column;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,19 +28,57 @@ pub struct ReceiverContext {
     pub buffer: Arc<BlockBuffer>,
     /// `available-now` receivers read what is there and end.
     pub trigger: Trigger,
+    /// Where to resume (a recovered job's position; see [`initial_positions`] otherwise).
+    pub resume: SourcePosition,
+    /// Stream offsets that are durable, for the resume protocol's acknowledgements.
+    pub acks: Arc<Acks>,
+}
+
+/// Per source, the stream offset up to which input is safe (logged, or processed when the job
+/// keeps no log): what a producer speaking the resume protocol may forget.
+pub struct Acks(Vec<AtomicU64>);
+
+impl Acks {
+    /// Offsets of `sources` sources, starting at `positions`.
+    pub fn new(sources: &[SourcePlan], positions: &Positions) -> Self {
+        Acks(
+            sources
+                .iter()
+                .map(|s| AtomicU64::new(positions.of(&s.name).stream))
+                .collect(),
+        )
+    }
+
+    /// Source `source` is safe up to `progress`.
+    pub fn advance(&self, source: usize, progress: &Progress) {
+        if let (Progress::Stream(offset), Some(at)) = (progress, self.0.get(source)) {
+            at.fetch_max(*offset, Ordering::SeqCst);
+        }
+    }
+
+    /// The safe offset of source `source`.
+    pub fn get(&self, source: usize) -> u64 {
+        self.0.get(source).map_or(0, |a| a.load(Ordering::SeqCst))
+    }
 }
 
 impl ReceiverContext {
-    /// Hands lines to the buffer; false when the job is stopping.
-    pub fn deliver(&self, lines: &mut Column, splitter: &mut lines::LineSplitter) -> bool {
+    /// Hands lines to the buffer with the source's position after them; false when the job is
+    /// stopping.
+    pub fn deliver(
+        &self,
+        lines: &mut Column,
+        splitter: &mut lines::LineSplitter,
+        progress: Option<Progress>,
+    ) -> bool {
         let skipped = splitter.take_skipped();
         if skipped > 0 {
             self.buffer.count_skipped(skipped);
         }
-        if lines.is_empty() {
+        if lines.is_empty() && progress.is_none() {
             return !self.buffer.is_stopping();
         }
-        let more = self.buffer.push(self.index, lines);
+        let more = self.buffer.push(self.index, lines, progress);
         lines.data.clear();
         lines.offsets.clear();
         more
@@ -56,11 +97,25 @@ impl ReceiverContext {
     }
 }
 
-/// Starts a receiver thread for each source.
+/// Where a new job's sources start: at the beginning, except that a directory source taking
+/// only new files counts the files already there as read.
+pub fn initial_positions(sources: &[SourcePlan], trigger: Trigger) -> Result<Positions> {
+    let mut positions = Positions::default();
+    for source in sources {
+        for progress in directory::existing(&source.spec, trigger)? {
+            positions.apply(&source.name, &progress);
+        }
+    }
+    Ok(positions)
+}
+
+/// Starts a receiver thread for each source, each resuming at its position in `positions`.
 pub fn start_all(
     sources: &[SourcePlan],
     buffer: &Arc<BlockBuffer>,
     trigger: Trigger,
+    positions: &Positions,
+    acks: &Arc<Acks>,
 ) -> Result<Vec<JoinHandle<()>>> {
     sources
         .iter()
@@ -71,6 +126,8 @@ pub fn start_all(
                 index,
                 buffer: buffer.clone(),
                 trigger,
+                resume: positions.of(&source.name),
+                acks: acks.clone(),
             };
             let spec = source.spec.clone();
             buffer.open_source();

@@ -1,12 +1,20 @@
 //! A TCP text client, like Spark's `socketTextStream`: connects to host:port, reads lines, and
 //! reconnects with exponential backoff when the server goes away, saying so in the log.
+//!
+//! With `resume-protocol`, the producer can resend what a crash lost: offsets count the bytes of
+//! the source's stream over all connections. On connecting, Spate sends `RESUME <offset>\n`,
+//! the offset of the first byte it has not received (always at a line start), and the producer
+//! sends its stream from there. As batches are logged (or processed, without a checkpoint
+//! directory), Spate sends `ACK <offset>\n`: the bytes before it are safe and the producer may
+//! forget them.
 
 use super::ReceiverContext;
 use super::lines::LineSplitter;
+use super::position::Progress;
 use crate::config::{SourceSpec, Trigger};
 use anyhow::{Result, bail};
 use spate_guest::Column;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -20,6 +28,7 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
         port,
         lines: rules,
         reconnect_max,
+        resume_protocol,
     } = spec
     else {
         bail!("not a socket source");
@@ -28,8 +37,9 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
     let mut backoff = FIRST_BACKOFF;
     let mut connection = 0u64;
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut offset = context.resume.stream;
     while !context.buffer.is_stopping() {
-        let stream = match connect(&address) {
+        let stream = match connect(&address, resume_protocol.then_some(offset)) {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(
@@ -50,7 +60,15 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
         let origin = format!("socket {address} (connection {connection})");
         let mut splitter =
             LineSplitter::new(origin, rules.max_line_length.get(), rules.on_bad_line);
-        let ended = read_connection(context, stream, &mut splitter, &mut buf)?;
+        let mut reader = Connection {
+            stream,
+            start: offset,
+            splitter: &mut splitter,
+            resume_protocol: *resume_protocol,
+            acked: offset,
+        };
+        let ended = reader.read(context, &mut buf)?;
+        offset = reader.offset();
         if context.trigger == Trigger::AvailableNow {
             break;
         }
@@ -64,12 +82,16 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
     Ok(())
 }
 
-fn connect(address: &str) -> std::io::Result<TcpStream> {
+/// Connects, and with the resume protocol asks for the stream from `resume`.
+fn connect(address: &str, resume: Option<u64>) -> std::io::Result<TcpStream> {
     let mut last = std::io::Error::new(ErrorKind::NotFound, "the address resolves to nothing");
     for addr in address.to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(stream) => {
+            Ok(mut stream) => {
                 stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+                if let Some(offset) = resume {
+                    stream.write_all(format!("RESUME {offset}\n").as_bytes())?;
+                }
                 return Ok(stream);
             }
             Err(e) => last = e,
@@ -78,43 +100,80 @@ fn connect(address: &str) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
-/// Reads one connection to its end. Returns why it ended (none: the job is stopping).
-fn read_connection(
-    context: &ReceiverContext,
-    mut stream: TcpStream,
-    splitter: &mut LineSplitter,
-    buf: &mut [u8],
-) -> Result<Option<String>> {
-    let mut lines = Column::default();
-    loop {
-        match stream.read(buf) {
-            Ok(0) => {
-                splitter.finish(&mut lines)?;
-                context.deliver(&mut lines, splitter);
-                return Ok(Some("the server closed the connection".into()));
-            }
-            Ok(n) => {
-                splitter.feed(&buf[..n], &mut lines)?;
-                if !context.deliver(&mut lines, splitter) {
-                    return Ok(None);
+/// One connection being read.
+struct Connection<'a> {
+    stream: TcpStream,
+    /// The stream offset of the connection's first byte.
+    start: u64,
+    splitter: &'a mut LineSplitter,
+    resume_protocol: bool,
+    /// The last offset acknowledged.
+    acked: u64,
+}
+
+impl Connection<'_> {
+    /// The stream offset after the last complete line received.
+    fn offset(&self) -> u64 {
+        self.start + self.splitter.consumed()
+    }
+
+    fn deliver(&mut self, context: &ReceiverContext, lines: &mut Column) -> bool {
+        let progress = Progress::Stream(self.offset());
+        context.deliver(lines, self.splitter, Some(progress))
+    }
+
+    /// The end of the connection. A partial last line is delivered, rather than lost, unless
+    /// the producer will resend it from its line start.
+    fn finish(&mut self, context: &ReceiverContext, lines: &mut Column) -> Result<()> {
+        if !self.resume_protocol {
+            self.splitter.finish(lines)?;
+        }
+        self.deliver(context, lines);
+        Ok(())
+    }
+
+    /// Tells a resume-protocol producer how far its stream is safe.
+    fn acknowledge(&mut self, context: &ReceiverContext) -> std::io::Result<()> {
+        let safe = context.acks.get(context.index);
+        if self.resume_protocol && safe > self.acked {
+            self.stream.write_all(format!("ACK {safe}\n").as_bytes())?;
+            self.acked = safe;
+        }
+        Ok(())
+    }
+
+    /// Reads the connection to its end. Returns why it ended (none: the job is stopping).
+    fn read(&mut self, context: &ReceiverContext, buf: &mut [u8]) -> Result<Option<String>> {
+        let mut lines = Column::default();
+        loop {
+            let read = self
+                .acknowledge(context)
+                .and_then(|_| self.stream.read(buf));
+            match read {
+                Ok(0) => {
+                    self.finish(context, &mut lines)?;
+                    return Ok(Some("the server closed the connection".into()));
                 }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                if context.buffer.is_stopping() {
-                    return Ok(None);
+                Ok(n) => {
+                    self.splitter.feed(&buf[..n], &mut lines)?;
+                    if !self.deliver(context, &mut lines) {
+                        return Ok(None);
+                    }
                 }
-            }
-            Err(e) => {
-                // What was received before the error is complete lines already delivered; a
-                // partial last line is delivered too rather than lost.
-                splitter.finish(&mut lines)?;
-                context.deliver(&mut lines, splitter);
-                return Ok(Some(format!("connection lost ({e})")));
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    if context.buffer.is_stopping() {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => {
+                    self.finish(context, &mut lines)?;
+                    return Ok(Some(format!("connection lost ({e})")));
+                }
             }
         }
     }

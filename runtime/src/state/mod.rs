@@ -236,11 +236,20 @@ impl JobState {
         Ok(JobState { nodes })
     }
 
-    /// The whole state, encoded for a checkpoint: per node a kind tag, then its partitions.
+    /// The stateful nodes, in plan order.
+    fn stateful(&self) -> impl Iterator<Item = &NodeState> {
+        self.nodes
+            .iter()
+            .filter(|n| !matches!(n, NodeState::Stateless))
+    }
+
+    /// The whole state, encoded for a checkpoint: per stateful node a kind tag, then its
+    /// partitions. Stateless nodes are left out, so adding or removing one keeps the state
+    /// usable.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Writer::default();
-        out.u64(self.nodes.len() as u64);
-        for node in &self.nodes {
+        out.u64(self.stateful().count() as u64);
+        for node in self.stateful() {
             out.u64(node.tag());
             match node {
                 NodeState::Stateless => {}
@@ -275,18 +284,20 @@ impl JobState {
         out.bytes
     }
 
-    /// Replaces this (fresh) state with a checkpoint's, refusing one whose nodes or partition
-    /// counts differ from the plan's.
+    /// Replaces this (fresh) state with a checkpoint's, refusing one whose stateful nodes or
+    /// partition counts differ from the plan's.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let mut input = Reader::new(bytes);
         let nodes = input.u64()? as usize;
-        if nodes != self.nodes.len() {
-            bail!(
-                "the checkpoint has {nodes} nodes, the plan {}",
-                self.nodes.len()
-            );
+        let stateful = self.stateful().count();
+        if nodes != stateful {
+            bail!("the checkpoint has {nodes} stateful nodes, the plan {stateful}");
         }
-        for (n, node) in self.nodes.iter_mut().enumerate() {
+        let stateful = self
+            .nodes
+            .iter_mut()
+            .filter(|n| !matches!(n, NodeState::Stateless));
+        for (n, node) in stateful.enumerate() {
             let tag = input.u64()?;
             if tag != node.tag() {
                 bail!("node {n} kept another kind of state when the checkpoint was taken");
@@ -435,11 +446,11 @@ mod tests {
             nodes: vec![NodeState::Stateless, NodeState::Keyed(locked_partitions(3))],
         };
         let err = format!("{:#}", other.restore(&bytes).unwrap_err());
-        assert!(err.contains("6 nodes, the plan 2"), "{err}");
+        assert!(err.contains("5 stateful nodes, the plan 1"), "{err}");
         fresh.nodes[1] = NodeState::Keyed(locked_partitions(3));
         let err = format!("{:#}", fresh.restore(&bytes).unwrap_err());
         assert!(
-            err.contains("node 1: it has 2 partitions and the plan 3"),
+            err.contains("node 0: it has 2 partitions and the plan 3"),
             "{err}"
         );
         let mut truncated = JobState {

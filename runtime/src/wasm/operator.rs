@@ -155,6 +155,8 @@ pub struct PreparedOperator {
     pub info: Info,
     /// The plugin's size in bytes.
     pub wasm_bytes: usize,
+    /// blake3 of the plugin's bytes (16 hex digits): checkpoints record it to notice upgrades.
+    pub hash: String,
     pub(super) engine: Engine,
     pub(super) pre: Pre,
     pub(super) fuel_metered: bool,
@@ -291,6 +293,7 @@ impl PreparedOperator {
                 schema_version: None,
             },
             wasm_bytes: bytes.len(),
+            hash: blake3::hash(&bytes).to_hex()[..16].to_owned(),
             engine: engine.clone(),
             pre,
             fuel_metered: host.fuel_metered,

@@ -1,0 +1,112 @@
+//! The batch clock: cuts blocks and batches on the time grid (processing time) or as fast as
+//! the runner takes them (available now).
+
+use crate::batch::{BatchInput, BlockBuffer};
+use crate::config::Trigger;
+use crate::plan::{JobSettings, Plan};
+use anyhow::{Result, anyhow};
+use crossbeam_channel::Sender;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::now_ms;
+
+/// Starts the clock thread; `first` is the first batch time (a grid time).
+pub fn start_clock(
+    plan: &Plan,
+    buffer: &Arc<BlockBuffer>,
+    halt: &Arc<AtomicBool>,
+    batches: Sender<BatchInput>,
+    first: u64,
+) -> Result<JoinHandle<()>> {
+    let (buffer, halt) = (buffer.clone(), halt.clone());
+    let job = plan.job.clone();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("spate-batch-clock".into())
+        .spawn(move || {
+            let _entered = span.enter();
+            match job.trigger {
+                Trigger::ProcessingTime => {
+                    processing_time_clock(&buffer, &halt, &batches, &job, first)
+                }
+                Trigger::AvailableNow => available_now_clock(&buffer, &halt, &batches, &job, first),
+            }
+        })
+        .map_err(|e| anyhow!("cannot start the batch clock: {e}"))
+}
+
+/// Seals a block at every block-interval tick and forms a batch at every batch-interval tick,
+/// on a grid aligned to the Unix epoch, from batch time `first` on. Grid times already past
+/// (a recovered job's down time) get their batches at once, empty, as Spark does, so windows
+/// and timeouts see every batch time. Ends after the batch that follows the last source's end.
+fn processing_time_clock(
+    buffer: &BlockBuffer,
+    halt: &AtomicBool,
+    batches: &Sender<BatchInput>,
+    job: &JobSettings,
+    first: u64,
+) {
+    let batch_ms = job.batch_interval.as_millis() as u64;
+    let block_ms = job.block_interval.as_millis() as u64;
+    let mut tick = first - batch_ms + block_ms;
+    loop {
+        loop {
+            if halt.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = now_ms();
+            if now >= tick {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis((tick - now).min(20)));
+        }
+        if tick.is_multiple_of(batch_ms) {
+            // Checked before sealing: if every source had ended by now, this batch holds the rest.
+            let last = buffer.sources_done();
+            buffer.seal();
+            let input = BatchInput::new(tick, buffer.take(usize::MAX), last);
+            if batches.send(input).is_err() || last {
+                return;
+            }
+        } else {
+            buffer.seal();
+        }
+        tick += block_ms;
+    }
+}
+
+/// Forms batches of up to `max-batch-bytes` as fast as the runner takes them, until the sources
+/// have nothing more. Batch times still step along the grid, one interval per batch.
+fn available_now_clock(
+    buffer: &BlockBuffer,
+    halt: &AtomicBool,
+    batches: &Sender<BatchInput>,
+    job: &JobSettings,
+    first: u64,
+) {
+    let batch_ms = job.batch_interval.as_millis() as u64;
+    let mut time = first;
+    while !halt.load(Ordering::SeqCst) {
+        let ready = buffer.wait_for_blocks(Duration::from_millis(50));
+        let last = buffer.sources_done();
+        if last {
+            buffer.seal();
+        } else if !ready {
+            continue;
+        }
+        let blocks = buffer.take(job.max_batch_bytes);
+        if blocks.is_empty() && !last {
+            continue;
+        }
+        // The last data batch may have gone out before the sources were seen ending: then one
+        // empty batch carries the end of input.
+        let ended = last && !buffer.has_sealed();
+        if batches.send(BatchInput::new(time, blocks, ended)).is_err() || ended {
+            return;
+        }
+        time += batch_ms;
+    }
+}

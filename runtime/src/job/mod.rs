@@ -1,0 +1,277 @@
+//! Running a job: receivers fill the block buffer, the batch clock cuts batches on the time
+//! grid, and the runner executes them one at a time, in batch order, on the worker pool.
+
+use crate::batch::{BatchInput, BlockBuffer};
+use crate::checkpoint::batch_log;
+use crate::config::Trigger;
+use crate::exec::{WorkerPool, run_batch};
+use crate::metrics::{BatchReport, Summary};
+use crate::plan::Plan;
+use crate::sink::{self, Sink};
+use crate::source::{self, Acks};
+use crate::state::JobState;
+use anyhow::{Context, Result, anyhow};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use durability::Durability;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod clock;
+mod durability;
+
+pub use durability::set_aside;
+
+/// How a run is bounded and stopped.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this many batches.
+    pub max_batches: Option<u64>,
+    /// Set (by Ctrl-C or SIGTERM) to stop gracefully: stop receiving, process what was
+    /// received, flush, checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Start without earlier runs' state (`--fresh`).
+    pub fresh: bool,
+}
+
+/// A finished run.
+pub struct RunOutcome {
+    /// Per-batch figures.
+    pub summary: Summary,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the runner works with.
+struct Runner<'a> {
+    plan: &'a Arc<Plan>,
+    state: &'a Arc<JobState>,
+    pool: &'a WorkerPool,
+    sinks: Vec<Box<dyn Sink>>,
+    buffer: &'a BlockBuffer,
+    acks: &'a Acks,
+    durability: Option<Durability>,
+    summary: Summary,
+    last_time: Option<u64>,
+}
+
+/// Runs `plan` until its sources end, `max_batches` batches are done, or a stop is asked for.
+/// With a checkpoint directory, it first recovers what a previous run left there.
+pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
+    let plan = Arc::new(plan);
+    let job = &plan.job;
+    let name = job.name.clone();
+    let buffer = Arc::new(BlockBuffer::new(
+        job.max_block_bytes,
+        job.max_buffered_bytes,
+    ));
+    let pool = WorkerPool::new(job.workers, plan.operators.clone())?;
+    let mut state = JobState::new(&plan, now_ms())?;
+    let (durability, recovered) = match job.checkpoint {
+        Some(_) => {
+            let (durability, recovered) = Durability::open(&plan, &mut state)
+                .with_context(|| format!("job '{name}' cannot start"))?;
+            (Some(durability), recovered)
+        }
+        None => (None, None),
+    };
+    let batch_ms = job.batch_interval.as_millis() as u64;
+    let (first, positions) = match &recovered {
+        Some(r) => (r.next_time, r.positions.clone()),
+        None => (
+            (now_ms() / batch_ms + 1) * batch_ms,
+            source::initial_positions(&plan.sources, job.trigger)?,
+        ),
+    };
+    let mut durability = durability;
+    if let (Some(durability), None) = (&mut durability, &recovered) {
+        // A first checkpoint before any batch fixes where the sources start, so that a
+        // restart before the first regular checkpoint starts from the same place.
+        durability.initial(&plan, &state, first - batch_ms, &positions)?;
+    }
+    let state = Arc::new(state);
+    let acks = Arc::new(Acks::new(&plan.sources, &positions));
+    let halt = Arc::new(AtomicBool::new(false));
+    let channel = || match job.trigger {
+        Trigger::ProcessingTime => crossbeam_channel::unbounded(),
+        Trigger::AvailableNow => crossbeam_channel::bounded(1),
+    };
+    let (batches_out, batches_in) = channel();
+    let started = Instant::now();
+    let receivers = source::start_all(&plan.sources, &buffer, job.trigger, &positions, &acks)?;
+    // With a checkpoint directory, batches go through the logger before the runner.
+    let (clock_out, logger) = match &durability {
+        Some(d) => {
+            let (to_logger, from_clock) = channel();
+            let logger = durability::start_logger(
+                d.log_dir(),
+                from_clock,
+                batches_out,
+                acks.clone(),
+                buffer.clone(),
+            )?;
+            (to_logger, Some(logger))
+        }
+        None => (batches_out, None),
+    };
+    let clock = clock::start_clock(&plan, &buffer, &halt, clock_out, first)?;
+    let mut runner = Runner {
+        plan: &plan,
+        state: &state,
+        pool: &pool,
+        sinks: plan.outputs.iter().map(|o| sink::build(&o.spec)).collect(),
+        buffer: &buffer,
+        acks: &acks,
+        durability,
+        summary: Summary::default(),
+        last_time: None,
+    };
+    let replay = recovered.map(|r| r.replay).unwrap_or_default();
+    let mut result = runner.run_batches(&replay, &batches_in, options);
+    buffer.stop();
+    halt.store(true, Ordering::SeqCst);
+    drop(batches_in);
+    let _ = clock.join();
+    if let Some(logger) = logger {
+        let _ = logger.join();
+    }
+    for receiver in receivers {
+        let _ = receiver.join();
+    }
+    if let Some(durability) = &mut runner.durability {
+        // A graceful end leaves a checkpoint of everything processed.
+        let last = if result.is_ok() && buffer.failure().is_none() {
+            runner.last_time
+        } else {
+            None
+        };
+        let finished = durability.finish(&plan, &state, last);
+        result = result.and(finished);
+    }
+    result.with_context(|| format!("job '{name}' failed"))?;
+    if let Some(failure) = buffer.failure() {
+        return Err(anyhow!("job '{name}' failed: {failure}"));
+    }
+    Ok(RunOutcome {
+        summary: runner.summary,
+        elapsed: started.elapsed(),
+    })
+}
+
+impl Runner<'_> {
+    /// Runs the recovered batches, then the new ones as they come.
+    fn run_batches(
+        &mut self,
+        replay: &[PathBuf],
+        batches: &Receiver<BatchInput>,
+        options: &RunOptions,
+    ) -> Result<()> {
+        for path in replay {
+            let input = batch_log::read(path)?;
+            tracing::info!("replaying batch {} from the batch log", input.time_ms);
+            if self.run_and_report(input, options)? {
+                return Ok(());
+            }
+        }
+        loop {
+            if options.stop.load(Ordering::SeqCst) && !self.buffer.is_stopping() {
+                tracing::info!("stopping: no more input; finishing the batches already received");
+                self.buffer.stop();
+            }
+            let input = match batches.recv_timeout(Duration::from_millis(100)) {
+                Ok(input) => input,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            if self.run_and_report(input, options)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one batch; true when the run should end (`--max-batches`).
+    fn run_and_report(&mut self, input: BatchInput, options: &RunOptions) -> Result<bool> {
+        let (time, progress) = (input.time_ms, input.progress.clone());
+        let report = run_one(
+            self.plan,
+            self.state,
+            self.pool,
+            &mut self.sinks,
+            self.buffer,
+            input,
+        )?;
+        tracing::info!("{report}");
+        self.summary.record(report);
+        self.last_time = Some(time);
+        match &mut self.durability {
+            Some(durability) => durability.after_batch(self.plan, self.state, time, &progress)?,
+            None => progress
+                .iter()
+                .for_each(|(source, p)| self.acks.advance(*source, p)),
+        }
+        let done = options
+            .max_batches
+            .is_some_and(|max| self.summary.batches() as u64 >= max);
+        if done {
+            tracing::info!(
+                "stopping after {} batches (--max-batches)",
+                self.summary.batches()
+            );
+        }
+        Ok(done)
+    }
+}
+
+fn run_one(
+    plan: &Arc<Plan>,
+    state: &Arc<JobState>,
+    pool: &WorkerPool,
+    sinks: &mut [Box<dyn Sink>],
+    buffer: &BlockBuffer,
+    input: BatchInput,
+) -> Result<BatchReport> {
+    let start = Instant::now();
+    let scheduling_delay = start.saturating_duration_since(input.submitted);
+    let (input_bytes, input_records, partitions) =
+        (input.bytes(), input.records(), input.blocks.len());
+    let output = run_batch(
+        pool,
+        plan,
+        state,
+        input.blocks,
+        input.time_ms,
+        input.end_of_input,
+    )?;
+    let mut output_records = 0;
+    for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
+        let Some(partitions) = &output.streams[out.stream] else {
+            // The stream has no batch at this time (a window between its slides).
+            continue;
+        };
+        output_records += partitions.iter().map(|b| b.len()).sum::<usize>();
+        sink.write(input.time_ms, partitions, &plan.streams[out.stream].types)
+            .with_context(|| format!("batch {} ms", input.time_ms))?;
+    }
+    buffer.release(input_bytes);
+    Ok(BatchReport {
+        time_ms: input.time_ms,
+        input_records,
+        input_bytes,
+        partitions,
+        output_records,
+        skipped_lines: buffer.take_skipped(),
+        scheduling_delay,
+        processing_time: start.elapsed(),
+        usage: plan.usage.take(),
+        tasks: output.figures,
+        state_records: state.records(),
+    })
+}
