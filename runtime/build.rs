@@ -14,6 +14,11 @@ const DEV_PLUGINS: &[(&str, &str)] = &[
     ("spate-test-plugin-hostile", "hostile"),
     ("spate-test-plugin-malformed", "malformed"),
     ("spate-test-plugin-wit-mismatch", "wit-mismatch"),
+    ("spate-test-plugin-running-sum-v2", "running-sum-v2"),
+    (
+        "spate-test-plugin-running-sum-patched",
+        "running-sum-patched",
+    ),
     ("spate-bench-plugin-boundary", "boundary"),
 ];
 const TARGET: &str = "wasm32-wasip2";

@@ -60,6 +60,11 @@ fn kills() -> usize {
 }
 
 fn pipeline_text(out: &Path, checkpoints: &Path, source: &str) -> String {
+    pipeline_with(out, checkpoints, source, "running-sum")
+}
+
+/// The test pipeline with `state_plugin` keeping the running totals.
+fn pipeline_with(out: &Path, checkpoints: &Path, source: &str, state_plugin: &str) -> String {
     let output = |from: &str| {
         format!(
             "[[outputs]]\nfrom = \"{from}\"\ntype = \"text-files\"\nprefix = \"{}/{from}\"\nsuffix = \"txt\"\n",
@@ -90,7 +95,7 @@ from = "words"
 [[steps]]
 name = "totals"
 op = "map-with-state"
-plugin = "running-sum"
+plugin = "{state_plugin}"
 from = "words"
 
 [[steps]]
@@ -321,4 +326,248 @@ fn a_socket_job_killed_again_and_again_loses_nothing_and_counts_nothing_twice() 
     });
     stop.store(true, Ordering::SeqCst);
     verify(&out, &expected, &logs);
+}
+
+/// A job over `in/`, reading the files already there, with its checkpoints in `ck/`.
+struct FileJob {
+    dir: tempfile::TempDir,
+    sent: String,
+    files: usize,
+}
+
+impl FileJob {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("in")).unwrap();
+        FileJob {
+            dir,
+            sent: String::new(),
+            files: 0,
+        }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn add_file(&mut self, rng: &mut Rng, lines_count: usize) {
+        let text = lines(rng, lines_count);
+        std::fs::write(self.path(&format!("in/f{}.txt", self.files)), &text).unwrap();
+        self.sent.push_str(&text);
+        self.files += 1;
+    }
+
+    fn pipeline(&self, state_plugin: &str) -> std::path::PathBuf {
+        let source = format!(
+            "[sources.files]\ntype = \"directory\"\npath = \"{}\"\ninclude-existing = true\npoll-interval = \"50ms\"",
+            self.path("in").display()
+        );
+        pipeline(
+            self.dir.path(),
+            &pipeline_with(&self.path("out"), &self.path("ck"), &source, state_plugin),
+        )
+    }
+
+    /// Runs `batches` batches; returns the output.
+    fn run(&self, state_plugin: &str, extra: &[&str], batches: u32) -> std::process::Output {
+        let pipeline = self.pipeline(state_plugin);
+        let batches = batches.to_string();
+        let mut args = vec!["run", pipeline.to_str().unwrap(), "--max-batches", &batches];
+        args.extend_from_slice(extra);
+        run(&args, Duration::from_secs(60))
+    }
+
+    fn checkpoints(&self) -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(self.path("ck"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "spc"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Every word's last running total, against the reference of everything sent.
+    fn assert_totals(&self) {
+        let mut last = Counts::new();
+        for batch in text_outputs(&self.path("out"), "totals").values() {
+            last.extend(batch.iter().map(|(w, n)| (w.clone(), *n)));
+        }
+        let expected = reference_counts(&self.sent, false, false);
+        assert!(last == expected, "{}", difference(&last, &expected));
+        let added_up = total(&text_outputs(&self.path("out"), "counts"));
+        assert!(added_up == expected, "{}", difference(&added_up, &expected));
+    }
+}
+
+fn succeeded(output: &std::process::Output) -> String {
+    let log = stderr(output);
+    assert!(output.status.success(), "spate failed:\n{log}");
+    log
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_is_skipped_for_the_previous_one() {
+    let mut job = FileJob::new();
+    let mut rng = Rng(0xc0ff_ee11);
+    job.add_file(&mut rng, 500);
+    let log = succeeded(&job.run("running-sum", &[], 12));
+    assert!(log.contains("no checkpoint in"), "{log}");
+    for damage in ["flip", "truncate"] {
+        let newest = job.checkpoints().pop().unwrap();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        if damage == "flip" {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x5a;
+        } else {
+            bytes.truncate(bytes.len() / 2);
+        }
+        std::fs::write(&newest, &bytes).unwrap();
+        job.add_file(&mut rng, 500);
+        let log = succeeded(&job.run("running-sum", &[], 12));
+        let name = newest.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            log.contains("skipping a damaged checkpoint")
+                && log.contains(&name)
+                && log.contains("checksum mismatch"),
+            "{damage}: {log}"
+        );
+        assert!(
+            log.contains("recovered job 'pipeline' from checkpoint"),
+            "{log}"
+        );
+        job.assert_totals();
+    }
+}
+
+#[test]
+fn a_state_operator_upgrade_keeps_the_state_only_under_the_same_schema_version() {
+    let mut job = FileJob::new();
+    let mut rng = Rng(0xab5e_1100);
+    job.add_file(&mut rng, 400);
+    succeeded(&job.run("running-sum", &[], 8));
+    job.assert_totals();
+    // New code, same state schema: the totals go on from the checkpoint.
+    let patched = test_plugin("running-sum-patched");
+    job.add_file(&mut rng, 400);
+    let log = succeeded(&job.run(patched.to_str().unwrap(), &[], 8));
+    assert!(
+        log.contains("upgrade: the state operator of step 2 'totals'")
+            && log.contains("same state schema version 1: it resumes with its state"),
+        "{log}"
+    );
+    job.assert_totals();
+    // Another state schema version: refused, saying what changed and what can be done.
+    let v2 = test_plugin("running-sum-v2");
+    let output = job.run(v2.to_str().unwrap(), &[], 8);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("changed its state schema version from 1 to 2") && log.contains("--fresh"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    // --fresh starts over with the old checkpoints kept aside.
+    let log = succeeded(&job.run(v2.to_str().unwrap(), &["--fresh"], 4));
+    assert!(log.contains("moved to"), "{log}");
+    let aside = std::fs::read_dir(job.dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ck.before-")
+        })
+        .count();
+    assert_eq!(aside, 1);
+}
+
+#[test]
+fn a_changed_state_layout_is_refused_naming_the_change() {
+    let mut job = FileJob::new();
+    let mut rng = Rng(0x1a40_07);
+    job.add_file(&mut rng, 100);
+    succeeded(&job.run("running-sum", &[], 4));
+    let pipeline = job.pipeline("running-sum");
+    let output = run(
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--max-batches",
+            "2",
+            "--set",
+            "steps.3.length=2s",
+        ],
+        Duration::from_secs(60),
+    );
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("state layout changed")
+            && log.contains("was 'windowed': reduce-by-key-and-window, window 1000 ms")
+            && log.contains("is now 'windowed': reduce-by-key-and-window, window 2000 ms"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_full_disk_fails_the_job_clearly_and_leaves_nothing_recovery_would_trust() {
+    let mut job = FileJob::new();
+    let mut rng = Rng(0xd15c_f011);
+    job.add_file(&mut rng, 20_000);
+    let ck = job.path("ck");
+    std::fs::create_dir(&ck).unwrap();
+    let pipeline = job.pipeline("running-sum");
+    // A 256 KiB tmpfs holds the first checkpoint but not the first batch's input. It is
+    // mounted in a private user and mount namespace, so the test needs no privileges; the
+    // second run sees the same mount, made larger, as an operator freeing space would.
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs {ck} || exit 90
+         \"$SPATE\" run {pipeline} --max-batches 20; echo \"first exit $?\" >&2
+         ls -a {ck} {ck}/batches | sed 's/^/listed: /' >&2
+         mount -o remount,size=64m {ck} || exit 91
+         \"$SPATE\" run {pipeline} --max-batches 20; echo \"second exit $?\" >&2",
+        ck = ck.display(),
+        pipeline = pipeline.display()
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .env("SPATE", env!("CARGO_BIN_EXE_spate"))
+        .env(
+            "SPATE_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("spate-cache"),
+        )
+        .env("SPATE_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare (util-linux) runs the test in its own mount namespace");
+    let log = stderr(&output);
+    assert!(
+        output.status.success(),
+        "the namespace script failed:\n{log}"
+    );
+    assert!(
+        log.contains("No space left on device") && log.contains("batch log"),
+        "{log}"
+    );
+    assert!(log.contains("first exit 1"), "{log}");
+    let listed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("listed: "))
+        .collect();
+    assert!(
+        !listed
+            .iter()
+            .any(|f| f.ends_with(".tmp") || f.ends_with(".log")),
+        "a staged file or a batch log was left behind: {listed:?}"
+    );
+    assert_eq!(
+        listed.iter().filter(|f| f.ends_with(".spc")).count(),
+        1,
+        "only the first checkpoint: {listed:?}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("second exit 0"), "{log}");
+    job.assert_totals();
 }
