@@ -486,7 +486,7 @@ fn a_state_operator_upgrade_keeps_the_state_only_under_the_same_schema_version()
 #[test]
 fn a_changed_state_layout_is_refused_naming_the_change() {
     let mut job = FileJob::new();
-    let mut rng = Rng(0x1a40_07);
+    let mut rng = Rng(0x001a_4007);
     job.add_file(&mut rng, 100);
     succeeded(&job.run("running-sum", &[], 4));
     let pipeline = job.pipeline("running-sum");
