@@ -571,3 +571,30 @@ fn a_full_disk_fails_the_job_clearly_and_leaves_nothing_recovery_would_trust() {
     assert!(log.contains("second exit 0"), "{log}");
     job.assert_totals();
 }
+
+#[test]
+fn a_second_run_of_a_job_is_refused_while_the_first_holds_its_checkpoints() {
+    let mut job = FileJob::new();
+    job.add_file(&mut Rng(0x0fff_1234), 10);
+    let pipeline = job.pipeline("running-sum");
+    let first = spate()
+        .args(["run", pipeline.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(20), || job
+        .path("ck/LOCK")
+        .exists()));
+    let second = job.run("running-sum", &[], 5);
+    let log = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("is in use by another spate process")
+            && log.contains(&format!("pid {}", first.id())),
+        "{log}"
+    );
+    interrupt(&first);
+    let output = wait(first, Duration::from_secs(20));
+    assert!(output.status.success(), "{}", stderr(&output));
+}

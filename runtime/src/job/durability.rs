@@ -18,8 +18,8 @@
 use crate::batch::BatchInput;
 use crate::checkpoint::{self, Metadata, batch_log, compat};
 use crate::plan::{CheckpointSettings, Plan};
-use crate::source::Acks;
 use crate::source::position::Positions;
+use crate::source::{self, Acks};
 use crate::state::JobState;
 use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -53,11 +53,47 @@ pub struct Durability {
     positions: Positions,
     writer: Option<Writer>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Held while the job runs: one process per checkpoint directory.
+    _lock: std::fs::File,
+}
+
+/// Locks the checkpoint directory for this process (released when it exits, however it
+/// exits): two runs of a job writing the same checkpoints and logs would corrupt each other.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        bail!(
+            "checkpoint directory {} is in use by another spate process ({}); one run per \
+             checkpoint directory",
+            dir.display(),
+            holder.trim()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "pid {}", std::process::id())?;
+    Ok(file)
 }
 
 /// Moves a checkpoint directory aside (`--fresh`), keeping it for inspection.
 pub fn set_aside(dir: &Path, now_ms: u64) -> Result<()> {
     if dir.exists() {
+        // Not from under a running job.
+        let _lock = lock_dir(dir)?;
         let aside = PathBuf::from(format!("{}.before-{now_ms}", dir.display()));
         std::fs::rename(dir, &aside)
             .with_context(|| format!("cannot move {} aside", dir.display()))?;
@@ -74,6 +110,7 @@ impl Durability {
     /// checkpoint writer. Returns None as the recovery when there was nothing to recover.
     pub fn open(plan: &Plan, state: &mut JobState) -> Result<(Durability, Option<Recovered>)> {
         let settings = plan.job.checkpoint.clone().expect("checkpointing is on");
+        let lock = lock_dir(&settings.dir)?;
         let log_dir = batch_log::dir(&settings.dir);
         let (found, skipped) = checkpoint::newest_valid(&settings.dir);
         for reason in &skipped {
@@ -122,6 +159,7 @@ impl Durability {
                 positions,
                 writer: Some(writer),
                 failure,
+                _lock: lock,
             },
             recovered,
         ))
@@ -194,13 +232,15 @@ impl Durability {
         let started = Instant::now();
         let bytes = state.encode();
         let layout = compat::layout(plan);
+        let mut positions = self.positions.clone();
+        source::forget_deleted_files(&plan.sources, &mut positions);
         let metadata = Metadata {
             job: self.job.clone(),
             batch_time: time,
             plan_fingerprint: compat::fingerprint(&layout),
             layout,
             operators: compat::stamps(plan),
-            positions: self.positions.clone(),
+            positions,
             pending_batches: batch_log::newer(&self.log_dir, Some(time))
                 .into_iter()
                 .map(|(t, _)| t)
@@ -349,7 +389,14 @@ pub fn start_logger(
         .spawn(move || {
             let _entered = span.enter();
             for input in from_clock {
-                if let Err(e) = batch_log::write(&log_dir, &input) {
+                // A batch without input or progress needs no log: recovery makes the same
+                // empty batch again for its time. This keeps a recovered job's catch-up over
+                // its down time free of disk writes.
+                let empty = input.blocks.is_empty() && input.progress.is_empty();
+                if let Err(e) = (!empty)
+                    .then(|| batch_log::write(&log_dir, &input))
+                    .transpose()
+                {
                     buffer.fail(format!("batch {}: {e:#}", input.time_ms));
                     return;
                 }

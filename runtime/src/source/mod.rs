@@ -109,6 +109,19 @@ pub fn initial_positions(sources: &[SourcePlan], trigger: Trigger) -> Result<Pos
     Ok(positions)
 }
 
+/// Forgets the files of directory sources that are gone from their directory: a position
+/// only needs the files a listing can still return.
+pub fn forget_deleted_files(sources: &[SourcePlan], positions: &mut Positions) {
+    for source in sources {
+        if let (SourceSpec::Directory { path, .. }, Some(position)) =
+            (&source.spec, positions.0.get_mut(&source.name))
+        {
+            let dir = std::path::Path::new(path);
+            position.files.retain(|name, _| dir.join(name).exists());
+        }
+    }
+}
+
 /// Starts a receiver thread for each source, each resuming at its position in `positions`.
 pub fn start_all(
     sources: &[SourcePlan],
