@@ -110,11 +110,18 @@ from = "words"
 {}
 {}
 {}
+# Exactly-once through a command: each partition's records replace the file named by the
+# batch time and partition.
+[[outputs]]
+from = "counts"
+type = "command"
+command = ["sh", "-c", "mkdir -p {out}/by-command && cat > {out}/by-command/.$$ && mv {out}/by-command/.$$ {out}/by-command/$SPATE_BATCH_TIME-$SPATE_PARTITION"]
 "#,
         checkpoints.display(),
         output("counts"),
         output("totals"),
         output("windowed"),
+        out = out.display(),
     )
 }
 
@@ -191,6 +198,18 @@ fn verify(out: &Path, expected: &Counts, logs: &str) {
         &added_up == expected,
         "per-batch counts, added up, differ from the input: {}",
         difference(&added_up, expected)
+    );
+    let mut by_command = Counts::new();
+    for file in std::fs::read_dir(out.join("by-command")).unwrap() {
+        let path = file.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            parse_pairs(&std::fs::read_to_string(path).unwrap(), &mut by_command);
+        }
+    }
+    assert!(
+        &by_command == expected,
+        "the command output's files differ from the input: {}",
+        difference(&by_command, expected)
     );
     let mut last_totals = Counts::new();
     for batch in text_outputs(out, "totals").values() {

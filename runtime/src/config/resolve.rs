@@ -164,6 +164,7 @@ impl Pipeline {
         present(&mut fields, "num", &t.num);
         present(&mut fields, "prefix", &t.prefix);
         present(&mut fields, "suffix", &t.suffix);
+        present(&mut fields, "command", &t.command);
         Ok(match t.kind.get_ref() {
             OutputKind::Print => {
                 self.only(&table, "print output", &fields, &["num"])?;
@@ -180,6 +181,20 @@ impl Pipeline {
                         .clone(),
                     suffix: t.suffix.as_ref().map(|s| s.get_ref().clone()),
                 }
+            }
+            OutputKind::Command => {
+                let kind = "command output";
+                self.only(&table, kind, &fields, &["command"])?;
+                let argv = self.required(&table, kind, t.kind.span(), "command", &t.command)?;
+                if argv.is_empty() {
+                    let span = t.command.as_ref().map_or(t.kind.span(), |c| c.span());
+                    return Err(self.error_at(
+                        span,
+                        &format!("{table}.command"),
+                        "needs the program to run, e.g. [\"sh\", \"-c\", \"...\"]",
+                    ));
+                }
+                OutputSpec::Command { argv: argv.clone() }
             }
         })
     }

@@ -464,6 +464,8 @@ pub struct OutputTable {
     pub prefix: Option<Spanned<String>>,
     /// Text files: optional suffix of each batch's directory name.
     pub suffix: Option<Spanned<String>>,
+    /// Command: the program and its arguments, run once per partition of each batch.
+    pub command: Option<Spanned<Vec<String>>>,
 }
 
 /// The kinds of output.
@@ -474,6 +476,8 @@ pub enum OutputKind {
     Print,
     /// Spark's `saveAsTextFiles(prefix, suffix)`.
     TextFiles,
+    /// Spark's `foreachRDD` + `foreachPartition`, as a program run per partition.
+    Command,
 }
 
 /// An output, resolved from its [`OutputTable`].
@@ -490,6 +494,12 @@ pub enum OutputSpec {
         prefix: String,
         /// Optional suffix of the directory name.
         suffix: Option<String>,
+    },
+    /// A program run for each partition of each batch with the records on its stdin and the
+    /// batch time and partition in its environment, to write anywhere idempotently.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
     },
 }
 

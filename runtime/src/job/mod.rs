@@ -127,7 +127,11 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         plan: &plan,
         state: &state,
         pool: &pool,
-        sinks: plan.outputs.iter().map(|o| sink::build(&o.spec)).collect(),
+        sinks: plan
+            .outputs
+            .iter()
+            .map(|o| sink::build(&o.spec, &plan.job.name))
+            .collect(),
         buffer: &buffer,
         acks: &acks,
         durability,

@@ -62,6 +62,10 @@ impl Plan {
                     "  text-files '{stream}': {prefix}-<batch time ms>{} per batch (written atomically)",
                     suffix.as_ref().map(|s| format!(".{s}")).unwrap_or_default()
                 ),
+                OutputSpec::Command { argv } => writeln!(
+                    out,
+                    "  command '{stream}': {argv:?} per partition of each batch"
+                ),
             };
         }
         out

@@ -1,9 +1,10 @@
 //! Output operations, run once per batch in batch order.
 
+mod command;
 mod print;
 mod text_files;
 
-pub use text_files::write_part;
+pub use text_files::{partition_text, write_part};
 
 use crate::config::OutputSpec;
 use crate::plan::StreamType;
@@ -20,12 +21,13 @@ pub trait Sink: Send {
     -> Result<()>;
 }
 
-/// Builds the sink an output spec describes.
-pub fn build(spec: &OutputSpec) -> Box<dyn Sink> {
+/// Builds the sink an output spec describes, for job `job`.
+pub fn build(spec: &OutputSpec, job: &str) -> Box<dyn Sink> {
     match spec {
         OutputSpec::Print { num } => Box::new(Print::new(*num, Box::new(std::io::stdout()))),
         OutputSpec::TextFiles { prefix, suffix } => {
             Box::new(TextFiles::new(prefix.clone(), suffix.clone()))
         }
+        OutputSpec::Command { argv } => Box::new(command::Command::new(argv.clone(), job)),
     }
 }

@@ -36,13 +36,19 @@ impl TextFiles {
     }
 }
 
-/// Writes `partition` to `path`, a record per line, and fsyncs it.
-pub fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
+/// A partition as text, a record per line.
+pub fn partition_text(partition: &Batch, types: &StreamType) -> String {
     let mut text = String::with_capacity(partition.values.data.len() * 2);
     for record in partition.records() {
         write_record(&mut text, &record, types);
         text.push('\n');
     }
+    text
+}
+
+/// Writes `partition` to `path`, a record per line, and fsyncs it.
+pub fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
+    let text = partition_text(partition, types);
     let mut file =
         File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(text.as_bytes())
