@@ -33,3 +33,7 @@ bench:
 # The same with a 20 MB corpus and shorter runs.
 bench-quick:
     bench/run --quick
+
+# The chaos tests of docs/FAULT-TOLERANCE.md with many more kills than CI's 20 (`just chaos 500`).
+chaos kills="200":
+    SPATE_CHAOS_KILLS={{kills}} cargo test --release --test recovery killed

@@ -1,5 +1,5 @@
-//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-sandbox]
-//! [--only-wordcount]`. Run it through `bench/run` (or `just bench`), which first builds spate and
+//! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
+//! [--only-sandbox] [--only-ingest] [--only-state]`. Run it through `bench/run` (or `just bench`), which first builds spate and
 //! runs the criterion benchmarks.
 
 use anyhow::{Context, Result};
@@ -49,17 +49,46 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Which workloads run.
+struct Selection {
+    wordcount: bool,
+    sandbox: bool,
+    ingest: bool,
+    tenants: bool,
+    boundary: bool,
+    state: bool,
+}
+
+impl Selection {
+    /// Everything, or only what `--only-<workload>` flags name (several may be given):
+    /// `--only-wordcount` (workload 1, for quick iterations), `--only-sandbox` (limits cost,
+    /// tenant isolation), `--only-ingest` (socket ingest, with and without the batch log),
+    /// `--only-state` (keyed state, windows, checkpoints). `--skip-ingest` drops the longest.
+    fn from_args(args: &[String]) -> Self {
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        let only = [
+            "--only-wordcount",
+            "--only-sandbox",
+            "--only-ingest",
+            "--only-state",
+        ];
+        let all = !only.iter().any(|f| has(f));
+        let sandbox = all || has("--only-sandbox");
+        Selection {
+            wordcount: all || has("--only-wordcount"),
+            sandbox,
+            ingest: (all || has("--only-ingest")) && !has("--skip-ingest"),
+            tenants: sandbox,
+            boundary: all || has("--only-sandbox"),
+            state: all || has("--only-state"),
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // --only-sandbox: just the sandbox workloads (limits cost, tenant isolation).
-    let only_sandbox = args.iter().any(|a| a == "--only-sandbox");
-    // --only-wordcount: just workload 1 (word count against native), for quick iterations.
-    let only_wordcount = args.iter().any(|a| a == "--only-wordcount");
-    // --only-state: just workload 6 (keyed state and windows).
-    let only_state = args.iter().any(|a| a == "--only-state");
-    let only_one = only_sandbox || only_wordcount;
-    let skip_ingest = only_one || only_state || args.iter().any(|a| a == "--skip-ingest");
+    let run = Selection::from_args(&args);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?
@@ -88,22 +117,22 @@ fn main() -> Result<()> {
 
     let mut counts = Vec::new();
     for threads in [1, 2] {
-        if only_sandbox || only_state {
+        if !run.wordcount {
             break;
         }
         eprintln!("word count, {threads} thread(s), {reps} runs each of native and spate ...");
         counts.push(wordcount::run(&corpus, threads, reps, &cache, &work)?);
     }
-    let (sandbox, startup) = if only_wordcount || only_state {
+    let (sandbox, startup) = if !run.sandbox {
         (None, None)
     } else {
         eprintln!("sandbox cost: limits off, default, with fuel ({reps} runs each) ...");
         let sandbox = sandbox::run(&corpus, reps, &cache, &work)?;
-        let startup = startup::run(if only_sandbox { 1 } else { 5 }, &work)?;
+        let startup = startup::run(if run.wordcount { 5 } else { 1 }, &work)?;
         (Some(sandbox), Some(startup))
     };
     let (probe_s, steady_s) = if quick { (4, 10) } else { (10, 30) };
-    let ingest = if skip_ingest {
+    let ingest = if !run.ingest {
         None
     } else {
         eprintln!("socket ingest (rate search, then steady runs) ...");
@@ -114,7 +143,7 @@ fn main() -> Result<()> {
     let tenant_rate = ingest
         .as_ref()
         .map_or(10e6, |i| i.max_sustained_mb_s * 0.5e6);
-    let tenants = if only_wordcount || only_state {
+    let tenants = if !run.tenants {
         None
     } else {
         eprintln!("tenant isolation: word count alone, then beside a CPU burner ...");
@@ -122,9 +151,10 @@ fn main() -> Result<()> {
     };
     // The criterion figures come from bench/run's earlier `cargo bench`, which a word-count-only
     // run skips.
-    let boundary = (!only_wordcount && !only_state)
+    let boundary = run
+        .boundary
         .then(|| criterion_results::boundary(&target.join("criterion")));
-    let state = if only_one {
+    let state = if !run.state {
         None
     } else {
         let (keys, batches) = if quick {
@@ -223,6 +253,22 @@ fn print_table(r: &Results) {
             "interval 1000",
             p.total_delay_p99_ms / 1000.0
         );
+        let w = &i.at_80_percent_wal;
+        println!(
+            "{:<46} {:>12.1} ms {:>11.1} ms {:>9.2}x",
+            "  at 80% with the batch log: total delay p99",
+            w.total_delay_p99_ms,
+            p.total_delay_p99_ms,
+            i.wal_delay_ratio
+        );
+        println!(
+            "{:<46} {:>9.1} MB/s {:>9.1} MB/s {:>9.2}x   kept up: {}",
+            "  at 80% with the batch log: rate achieved",
+            w.achieved_mb_s,
+            p.achieved_mb_s,
+            w.achieved_mb_s / p.achieved_mb_s,
+            w.kept_up
+        );
         for (label, o) in [
             ("unthrottled producer", &i.overload),
             ("unthrottled, max-buffered 64 MiB", &i.overload_64mib),
@@ -299,6 +345,20 @@ fn print_state(s: &state::StateCost) {
     println!(
         "  window without inverse, slide batch    {:>8.1} ms",
         s.window_plain_slide_ms
+    );
+    let c = &s.checkpoints;
+    println!(
+        "  map-with-state, checkpoint every batch {:>8.1} ms   {:.2}x without ({} checkpoints)",
+        c.processing_ms, c.processing_ratio, c.written
+    );
+    println!(
+        "    checkpoint of {:.1} MB of state: copy {:.1} ms (batches wait), write {:.1} ms (they do not); interval 1000 ms",
+        c.state_mb, c.copy_ms, c.write_ms
+    );
+    println!(
+        "    batches wait {:.1}% of a 1 s interval per checkpoint; the whole available-now run took {:.2}x as long",
+        c.copy_ms / 10.0,
+        c.wall_ratio
     );
 }
 

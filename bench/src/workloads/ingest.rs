@@ -47,6 +47,11 @@ pub struct Ingest {
     pub max_sustained_mb_s: f64,
     /// The run at 80% of it.
     pub at_80_percent: Probe,
+    /// The same rate with a checkpoint directory: every batch's input goes to the batch log
+    /// (written and fsynced before the batch runs) and checkpoints are taken.
+    pub at_80_percent_wal: Probe,
+    /// Total delay p99 with the batch log over without.
+    pub wal_delay_ratio: f64,
     /// Every probe of the search.
     pub search: Vec<Probe>,
     /// An unthrottled producer, default buffer limit.
@@ -218,6 +223,17 @@ pub fn run(
         max *= 0.9;
     }
     let at_80_percent = probe(&data, Some(0.8 * max), steady_s, &[], cache, work)?;
+    let checkpoints = work.join("ingest-checkpoints");
+    let _ = std::fs::remove_dir_all(&checkpoints);
+    let with_log = format!("job.checkpoint-dir={}", checkpoints.display());
+    let at_80_percent_wal = probe(
+        &data,
+        Some(0.8 * max),
+        steady_s,
+        &["--set", &with_log],
+        cache,
+        work,
+    )?;
     let overload = probe(&data, None, steady_s, &[], cache, work)?;
     let overload_64mib = probe(
         &data,
@@ -229,7 +245,9 @@ pub fn run(
     )?;
     Ok(Ingest {
         max_sustained_mb_s: max / 1e6,
+        wal_delay_ratio: at_80_percent_wal.total_delay_p99_ms / at_80_percent.total_delay_p99_ms,
         at_80_percent,
+        at_80_percent_wal,
         search,
         overload,
         overload_64mib,

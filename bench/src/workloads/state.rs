@@ -2,7 +2,9 @@
 //! state (mapWithState against updateStateByKey, 1 M keys in state, 10 k touched per batch), and
 //! what a windowed word count costs per batch with the inverse function (against the same
 //! count without a window, and the window recombined without the inverse). Each figure is the
-//! median processing time of the batches after the first, from spate's batch log lines.
+//! median processing time of the batches after the first, from spate's batch log lines. Also
+//! what checkpoints cost: map-with-state with a checkpoint after every batch (1 M keys) against
+//! the same run without, and the checkpoints' own copy and write times.
 
 use crate::process;
 use crate::stats::median;
@@ -35,18 +37,40 @@ pub struct StateCost {
     pub window_plain_slide_ms: f64,
     /// Inverse window between slides over stateless.
     pub window_inverse_ratio: f64,
+    /// Checkpoints of the map-with-state run (one after every batch).
+    pub checkpoints: CheckpointCost,
+}
+
+/// What checkpointing the 1 M-key map-with-state job after every batch costs.
+#[derive(Debug, serde::Serialize)]
+pub struct CheckpointCost {
+    /// Checkpoints written.
+    pub written: usize,
+    /// Median state size, MB (before compression).
+    pub state_mb: f64,
+    /// Median time the runner spends copying the state (batches wait for it), ms.
+    pub copy_ms: f64,
+    /// Median time the writer thread spends compressing and writing (batches go on), ms.
+    pub write_ms: f64,
+    /// Median processing time per batch with checkpoints (and the batch log), ms.
+    pub processing_ms: f64,
+    /// That over the median without checkpoints.
+    pub processing_ratio: f64,
+    /// Wall time of the whole run with checkpoints over without.
+    pub wall_ratio: f64,
 }
 
 const TOUCHED: usize = 10_000;
 const WINDOW: &str = "length = \"10s\"\nslide = \"5s\"\n";
 
-fn pipeline(dir: &Path, step: &str) -> String {
+fn pipeline(dir: &Path, step: &str, job: &str) -> String {
     format!(
         r#"[job]
 name = "bench-state"
 trigger = "available-now"
 max-block-bytes = "64KiB"
 max-batch-bytes = "64KiB"
+{job}
 
 [sources.words]
 type = "directory"
@@ -94,10 +118,20 @@ fn write_input(dir: &Path, keys: usize, batches: usize, all_first: bool) -> Resu
     Ok(())
 }
 
-/// Processing times (ms) of each batch, with its batch time, in order.
-fn batch_times(pipeline: &Path, cache: &Path) -> Result<Vec<(u64, f64)>> {
+/// A run's batches, wall time and log.
+struct Run {
+    /// Processing times (ms) of each batch, with its batch time, in order.
+    batches: Vec<(u64, f64)>,
+    wall_s: f64,
+    log: Vec<String>,
+}
+
+/// Runs `pipeline` to its end.
+fn batch_times(pipeline: &Path, cache: &Path) -> Result<Run> {
+    let started = std::time::Instant::now();
     let finished =
         process::start(&["run", pipeline.to_str().context("UTF-8 path")?], cache)?.finish()?;
+    let wall_s = started.elapsed().as_secs_f64();
     let batches: Vec<(u64, f64)> = finished
         .stderr
         .iter()
@@ -116,7 +150,36 @@ fn batch_times(pipeline: &Path, cache: &Path) -> Result<Vec<(u64, f64)>> {
     if batches.len() < 3 {
         bail!("too few batches in the state benchmark: {}", batches.len());
     }
-    Ok(batches)
+    Ok(Run {
+        batches,
+        wall_s,
+        log: finished.stderr,
+    })
+}
+
+/// The checkpoint figures of a run's log: (state bytes, copy ms, write ms) per checkpoint.
+fn checkpoint_lines(log: &[String]) -> Vec<(f64, f64, f64)> {
+    log.iter()
+        .filter_map(|line| {
+            let rest = line.split(" written: ").nth(1)?;
+            let bytes: f64 = rest.split(' ').next()?.parse().ok()?;
+            let copy = rest
+                .split("copied in ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let write = rest
+                .split("written in ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((bytes, copy, write))
+        })
+        .collect()
 }
 
 fn median_after_first(batches: &[(u64, f64)], keep: impl Fn(u64) -> bool) -> f64 {
@@ -136,10 +199,13 @@ pub fn run(keys: usize, batches: usize, cache: &Path, work: &Path) -> Result<Sta
     let _ = std::fs::remove_dir_all(&windowed);
     write_input(&with_state, keys, batches, true)?;
     write_input(&windowed, keys, batches, false)?;
-    let run_step = |name: &str, dir: &Path, step: &str| -> Result<Vec<(u64, f64)>> {
+    let run_with = |name: &str, dir: &Path, step: &str, job: &str| -> Result<Run> {
         let path = work.join(format!("state-{name}.toml"));
-        std::fs::write(&path, pipeline(dir, step))?;
+        std::fs::write(&path, pipeline(dir, step, job))?;
         batch_times(&path, cache)
+    };
+    let run_step = |name: &str, dir: &Path, step: &str| -> Result<Vec<(u64, f64)>> {
+        Ok(run_with(name, dir, step, "")?.batches)
     };
     let any = |_: u64| true;
     let stateless = median_after_first(
@@ -150,14 +216,37 @@ pub fn run(keys: usize, batches: usize, cache: &Path, work: &Path) -> Result<Sta
         )?,
         any,
     );
-    let map_with_state = median_after_first(
-        &run_step(
-            "map",
-            &with_state,
-            "op = \"map-with-state\"\nplugin = \"running-sum\"\n",
-        )?,
-        any,
-    );
+    let map_step = "op = \"map-with-state\"\nplugin = \"running-sum\"\n";
+    let map_run = run_with("map", &with_state, map_step, "")?;
+    let map_with_state = median_after_first(&map_run.batches, any);
+    let checkpoint_dir = work.join("state-checkpoints");
+    let _ = std::fs::remove_dir_all(&checkpoint_dir);
+    let checkpointed = run_with(
+        "map-checkpointed",
+        &with_state,
+        map_step,
+        &format!(
+            "checkpoint-dir = \"{}\"\ncheckpoint-interval = \"1s\"\n",
+            checkpoint_dir.display()
+        ),
+    )?;
+    let lines = checkpoint_lines(&checkpointed.log);
+    let column = |i: usize| -> Vec<f64> {
+        lines
+            .iter()
+            .map(|l| [l.0, l.1, l.2][i])
+            .collect::<Vec<f64>>()
+    };
+    let checkpointed_ms = median_after_first(&checkpointed.batches, any);
+    let checkpoints = CheckpointCost {
+        written: lines.len(),
+        state_mb: median(&column(0)) / 1e6,
+        copy_ms: median(&column(1)),
+        write_ms: median(&column(2)),
+        processing_ms: checkpointed_ms,
+        processing_ratio: checkpointed_ms / map_with_state,
+        wall_ratio: checkpointed.wall_s / map_run.wall_s,
+    };
     let update_state = median_after_first(
         &run_step(
             "update",
@@ -200,5 +289,6 @@ pub fn run(keys: usize, batches: usize, cache: &Path, work: &Path) -> Result<Sta
         window_inverse_slide_ms: median_after_first(&inverse, at_slide),
         window_plain_slide_ms: median_after_first(&plain, at_slide),
         window_inverse_ratio: window_inverse / window_stateless,
+        checkpoints,
     })
 }

@@ -6,17 +6,24 @@
 use super::{Metadata, OperatorStamp};
 use crate::plan::{GlobalOp, KeyedOp, NodeKind, Plan, StateMode, WindowSpec};
 
-/// The stateful nodes, in state order, each described by its stream and what its state holds.
+/// The stateful nodes, in state order, each described by its stream and what its state holds,
+/// after the batch interval they were computed with (windows and timeouts count batches).
 /// Steps are told apart by their stream names: naming steps (`name = ...`) keeps their state
 /// when other steps are added before them, as Flink's operator uids do.
 pub fn layout(plan: &Plan) -> Vec<String> {
-    plan.nodes
+    let nodes: Vec<String> = plan
+        .nodes
         .iter()
         .filter_map(|node| {
             let what = state_kind(&node.kind)?;
             Some(format!("'{}': {what}", plan.streams[node.outputs[0]].name))
         })
-        .collect()
+        .collect();
+    if nodes.is_empty() {
+        return nodes;
+    }
+    let interval = format!("batch interval {} ms", plan.job.batch_interval.as_millis());
+    std::iter::once(interval).chain(nodes).collect()
 }
 
 fn window(w: &WindowSpec) -> String {
@@ -91,11 +98,7 @@ pub fn check(old: &Metadata, plan: &Plan) -> Result<Vec<String>, String> {
             let (was, now) = (old.layout.get(i), layout.get(i));
             if was != now {
                 let show = |s: Option<&String>| s.map_or("nothing".to_owned(), |s| s.to_owned());
-                changes.push(format!(
-                    "state {i}: was {}, is now {}",
-                    show(was),
-                    show(now)
-                ));
+                changes.push(format!("was {}, is now {}", show(was), show(now)));
             }
         }
         return Err(format!(

@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What recovery found.
 pub struct Recovered {
@@ -38,8 +38,8 @@ pub struct Recovered {
     pub next_time: u64,
 }
 
-/// A checkpoint to write: its metadata and state.
-type CheckpointJob = (Metadata, Vec<u8>);
+/// A checkpoint to write: its metadata, its state and how long copying the state took.
+type CheckpointJob = (Metadata, Vec<u8>, Duration);
 
 /// The writer thread and the way to it.
 type Writer = (Sender<CheckpointJob>, JoinHandle<()>);
@@ -175,7 +175,7 @@ impl Durability {
         positions: &Positions,
     ) -> Result<()> {
         self.positions = positions.clone();
-        let (metadata, bytes) = self.snapshot(plan, state, time);
+        let (metadata, bytes, _) = self.snapshot(plan, state, time);
         // Written here rather than by the writer thread: it must be on disk before any input
         // is taken.
         checkpoint::write(&self.settings.dir, &metadata, &bytes)
@@ -227,10 +227,12 @@ impl Durability {
         }
     }
 
-    /// The state after batch `time` and the metadata describing it.
-    fn snapshot(&self, plan: &Plan, state: &JobState, time: u64) -> (Metadata, Vec<u8>) {
+    /// The state after batch `time`, the metadata describing it, and the time the copy took
+    /// (the only part of a checkpoint that holds the batches up).
+    fn snapshot(&self, plan: &Plan, state: &JobState, time: u64) -> CheckpointJob {
         let started = Instant::now();
         let bytes = state.encode();
+        let copied = started.elapsed();
         let layout = compat::layout(plan);
         let mut positions = self.positions.clone();
         source::forget_deleted_files(&plan.sources, &mut positions);
@@ -246,12 +248,7 @@ impl Durability {
                 .map(|(t, _)| t)
                 .collect(),
         };
-        tracing::debug!(
-            "checkpoint at {time}: state copied ({} bytes) in {:?}",
-            bytes.len(),
-            started.elapsed()
-        );
-        (metadata, bytes)
+        (metadata, bytes, copied)
     }
 
     fn checkpoint(&self, plan: &Plan, state: &JobState, time: u64, wait: bool) -> Result<()> {
@@ -323,7 +320,9 @@ fn recover(
     Ok(Recovered {
         positions,
         replay: logs.into_iter().map(|(_, p)| p).collect(),
-        next_time: last + batch_ms,
+        // On the grid of the current batch interval, which may differ from the logged one's
+        // (allowed when no state depends on it).
+        next_time: (last / batch_ms + 1) * batch_ms,
     })
 }
 
@@ -340,7 +339,7 @@ fn start_writer(
         .name("spate-checkpoint".into())
         .spawn(move || {
             let _entered = span.enter();
-            for (metadata, state) in receiver {
+            for (metadata, state, copied) in receiver {
                 let started = Instant::now();
                 let written =
                     checkpoint::write(&settings.dir, &metadata, &state).and_then(|path| {
@@ -352,10 +351,12 @@ fn start_writer(
                     });
                 match written {
                     Ok(path) => tracing::info!(
-                        "checkpoint {} written: {} bytes of state in {:?}",
+                        "checkpoint {} written: {} bytes of state, copied in {:.1} ms, \
+                         compressed and written in {:.1} ms",
                         path.display(),
                         state.len(),
-                        started.elapsed()
+                        copied.as_secs_f64() * 1e3,
+                        started.elapsed().as_secs_f64() * 1e3
                     ),
                     Err(e) => {
                         let why =
