@@ -156,6 +156,12 @@ fn chaos(dir: &Path, pipeline: &Path, rng: &mut Rng, done: impl Fn() -> bool) ->
     }
     let log = dir.join("run-last.log");
     let child = start(pipeline, &log);
+    // Its signal handler is installed by then, so SIGINT is a graceful stop.
+    let recovering = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("recovered job"));
+    assert!(
+        eventually(Duration::from_secs(30), recovering),
+        "the last run did not recover"
+    );
     // When this times out, `verify` says what differs.
     eventually(Duration::from_secs(30), &done);
     interrupt(&child);

@@ -217,8 +217,12 @@ fn demo(args: &JobArgs) -> Result<()> {
 /// A flag set by the first Ctrl-C (graceful stop); a second Ctrl-C exits at once.
 /// A flag set by Ctrl-C or SIGTERM (a graceful stop); a second one aborts.
 fn stop_flag() -> Arc<AtomicBool> {
+    use tokio::signal::unix::{SignalKind, signal};
     let flag = Arc::new(AtomicBool::new(false));
     let setter = flag.clone();
+    // Returns once the handlers are in place, so that a signal arriving right after start is a
+    // graceful stop and not the default (immediate) termination.
+    let (ready, registered) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("spate-signals".into())
         .spawn(move || {
@@ -226,30 +230,35 @@ fn stop_flag() -> Arc<AtomicBool> {
                 .enable_io()
                 .build()
             else {
+                let _ = ready.send(());
                 return;
             };
             runtime.block_on(async {
-                let Ok(mut term) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                else {
+                let signals = signal(SignalKind::interrupt())
+                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)));
+                let _ = ready.send(());
+                let Ok((mut int, mut term)) = signals else {
                     return;
                 };
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
                 eprintln!("\nstopping gracefully (Ctrl-C again to abort)");
                 setter.store(true, Ordering::SeqCst);
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
                 eprintln!("aborted");
                 std::process::exit(130);
             });
         });
-    if let Err(e) = spawned {
-        tracing::warn!("Ctrl-C handling unavailable: {e}");
+    match spawned {
+        Ok(_) => {
+            let _ = registered.recv();
+        }
+        Err(e) => tracing::warn!("Ctrl-C handling unavailable: {e}"),
     }
     flag
 }

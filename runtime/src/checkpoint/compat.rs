@@ -91,6 +91,13 @@ const OPTIONS: &str = "to start over without the old state, run with --fresh (th
 /// Checks a checkpoint against `plan`. Ok holds notices of accepted changes (to be logged);
 /// Err the refusal, saying what changed and the options.
 pub fn check(old: &Metadata, plan: &Plan) -> Result<Vec<String>, String> {
+    if old.job != plan.job.name {
+        return Err(format!(
+            "it belongs to job '{}', not '{}': give each job its own checkpoint directory \
+             (or, if the job was renamed, set `job.name` back)",
+            old.job, plan.job.name
+        ));
+    }
     let layout = layout(plan);
     if old.layout != layout {
         let mut changes = Vec::new();
