@@ -19,6 +19,10 @@ const DEV_PLUGINS: &[(&str, &str)] = &[
         "spate-test-plugin-running-sum-patched",
         "running-sum-patched",
     ),
+    (
+        "spate-test-plugin-running-sum-migrate-v2",
+        "running-sum-migrate-v2",
+    ),
     ("spate-bench-plugin-boundary", "boundary"),
 ];
 const TARGET: &str = "wasm32-wasip2";

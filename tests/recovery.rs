@@ -466,7 +466,7 @@ fn a_damaged_newest_checkpoint_is_skipped_for_the_previous_one() {
 }
 
 #[test]
-fn a_state_operator_upgrade_keeps_the_state_only_under_the_same_schema_version() {
+fn a_state_operator_upgrade_keeps_the_state_under_the_same_schema_version_or_after_a_migration() {
     let mut job = FileJob::new();
     let mut rng = Rng(0xab5e_1100);
     job.add_file(&mut rng, 400);
@@ -488,10 +488,36 @@ fn a_state_operator_upgrade_keeps_the_state_only_under_the_same_schema_version()
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(
-        log.contains("changed its state schema version from 1 to 2") && log.contains("--fresh"),
+        log.contains("changed its state schema version from 1 to 2")
+            && log.contains("spate migrate")
+            && log.contains("--fresh"),
         "{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+    // A one-shot migration operator converts the state; version 2 then goes on from it.
+    let v2_pipeline = job.pipeline(v2.to_str().unwrap());
+    let migration = test_plugin("running-sum-migrate-v2");
+    let output = run(
+        &[
+            "migrate",
+            v2_pipeline.to_str().unwrap(),
+            "--step",
+            "totals",
+            "--with",
+            migration.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        report.contains("from schema version 1 to 2")
+            && report.contains("keys converted, 0 dropped"),
+        "{report}"
+    );
+    job.add_file(&mut rng, 400);
+    succeeded(&job.run(v2.to_str().unwrap(), &[], 8));
+    job.assert_totals();
     // --fresh starts over with the old checkpoints kept aside.
     let log = succeeded(&job.run(v2.to_str().unwrap(), &["--fresh"], 4));
     assert!(log.contains("moved to"), "{log}");

@@ -41,6 +41,22 @@ enum Command {
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         overrides: Vec<String>,
     },
+    /// Convert the state one step keeps in the newest checkpoint to a new state schema with a
+    /// one-shot migration operator, so that the new pipeline resumes with it
+    /// (docs/FAULT-TOLERANCE.md, "Upgrades").
+    Migrate {
+        /// The new pipeline file (with the new version of the step's operator).
+        pipeline: PathBuf,
+        /// The step whose state is converted: its `name`.
+        #[arg(long)]
+        step: String,
+        /// The migration operator: a state operator (.wasm) declaring the new schema version.
+        #[arg(long = "with", value_name = "PLUGIN")]
+        migration: PathBuf,
+        /// Override a pipeline field (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Word count over the bundled demo text, printed every second. No setup needed.
     Demo {
         #[command(flatten)]
@@ -75,6 +91,21 @@ pub fn main() -> ExitCode {
             pipeline,
             overrides,
         } => check(&pipeline, &overrides),
+        Command::Migrate {
+            pipeline,
+            step,
+            migration,
+            overrides,
+        } => load_plan(&pipeline, &overrides, false).and_then(|plan| {
+            let report = crate::migrate::migrate(
+                &plan,
+                &step,
+                &migration,
+                &ComponentCache::default_location(),
+            )?;
+            println!("{report}");
+            Ok(())
+        }),
         Command::Demo { options } => demo(&options),
     };
     match result {

@@ -26,6 +26,7 @@ pub mod config;
 pub mod exec;
 pub mod job;
 pub mod metrics;
+pub mod migrate;
 pub mod plan;
 pub mod render;
 pub mod shuffle;

@@ -85,8 +85,9 @@ pub fn stamps(plan: &Plan) -> Vec<OperatorStamp> {
         .collect()
 }
 
-const OPTIONS: &str = "to start over without the old state, run with --fresh (the checkpoint \
-     directory is moved aside, not deleted); to keep the state, run the previous version";
+const OPTIONS: &str = "to convert the old state, run `spate migrate <pipeline> --step <name> \
+     --with <migration operator>` first; to start over without it, run with --fresh (the \
+     checkpoint directory is moved aside, not deleted); or run the previous version";
 
 /// Checks a checkpoint against `plan`. Ok holds notices of accepted changes (to be logged);
 /// Err the refusal, saying what changed and the options.

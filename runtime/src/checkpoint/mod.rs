@@ -14,7 +14,7 @@ mod sealed;
 pub use codec::{Reader, Writer};
 
 use crate::source::position::Positions;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,38 @@ pub struct Checkpoint {
     pub metadata: Metadata,
     /// The state bytes, decompressed.
     pub state: Vec<u8>,
+}
+
+/// Locks the checkpoint directory for this process (released when it exits, however it
+/// exits): two runs of a job writing the same checkpoints and logs would corrupt each other.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        bail!(
+            "checkpoint directory {} is in use by another spate process ({}); one run per \
+             checkpoint directory",
+            dir.display(),
+            holder.trim()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "pid {}", std::process::id())?;
+    Ok(file)
 }
 
 /// Writes a checkpoint into `dir` atomically; returns its path.

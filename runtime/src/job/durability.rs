@@ -57,43 +57,11 @@ pub struct Durability {
     _lock: std::fs::File,
 }
 
-/// Locks the checkpoint directory for this process (released when it exits, however it
-/// exits): two runs of a job writing the same checkpoints and logs would corrupt each other.
-fn lock_dir(dir: &Path) -> Result<std::fs::File> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
-    let path = dir.join("LOCK");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on a descriptor this function owns; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        bail!(
-            "checkpoint directory {} is in use by another spate process ({}); one run per \
-             checkpoint directory",
-            dir.display(),
-            holder.trim()
-        );
-    }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "pid {}", std::process::id())?;
-    Ok(file)
-}
-
 /// Moves a checkpoint directory aside (`--fresh`), keeping it for inspection.
 pub fn set_aside(dir: &Path, now_ms: u64) -> Result<()> {
     if dir.exists() {
         // Not from under a running job.
-        let _lock = lock_dir(dir)?;
+        let _lock = checkpoint::lock_dir(dir)?;
         let aside = PathBuf::from(format!("{}.before-{now_ms}", dir.display()));
         std::fs::rename(dir, &aside)
             .with_context(|| format!("cannot move {} aside", dir.display()))?;
@@ -110,7 +78,7 @@ impl Durability {
     /// checkpoint writer. Returns None as the recovery when there was nothing to recover.
     pub fn open(plan: &Plan, state: &mut JobState) -> Result<(Durability, Option<Recovered>)> {
         let settings = plan.job.checkpoint.clone().expect("checkpointing is on");
-        let lock = lock_dir(&settings.dir)?;
+        let lock = checkpoint::lock_dir(&settings.dir)?;
         let log_dir = batch_log::dir(&settings.dir);
         let (found, skipped) = checkpoint::newest_valid(&settings.dir);
         for reason in &skipped {

@@ -11,7 +11,7 @@ use crate::checkpoint::{Reader, Writer};
 use crate::exec::{Worker, group_values};
 use crate::plan::StateMode;
 use anyhow::Result;
-use spate_guest::{Batch, Column};
+use spate_guest::{Batch, Column, StateInput, StateOutput};
 use std::collections::{HashSet, VecDeque};
 
 /// The keyed state of one shuffle partition. A key's meta is the time of its last update.
@@ -85,6 +85,42 @@ impl StatePartition {
             None => self.table.insert(key, state, time),
         };
         self.timeouts.push_back((time, slot));
+    }
+
+    /// Rewrites every key's state with `convert` (a migration operator's `update`), called with
+    /// up to `chunk` keys at a time, no values and their old states: a key kept gets the state
+    /// returned, a key dropped is removed. Returns (kept, dropped).
+    pub fn migrate(
+        &mut self,
+        batch_time: u64,
+        chunk: usize,
+        mut convert: impl FnMut(StateInput) -> Result<StateOutput>,
+    ) -> Result<(usize, usize)> {
+        let slots: Vec<u32> = self.table.slots().collect();
+        let (mut kept, mut dropped) = (0, 0);
+        for part in slots.chunks(chunk.max(1)) {
+            let n = part.len();
+            let input = StateInput {
+                batch_time: batch_time as i64,
+                keys: Column::from_values(part.iter().map(|&s| self.table.key(s))),
+                value_starts: vec![0; n + 1],
+                values: Column::default(),
+                states: Column::from_values(part.iter().map(|&s| self.table.value(s))),
+                has_state: vec![true; n],
+                timing_out: vec![false; n],
+            };
+            let output = convert(input)?;
+            for (i, &slot) in part.iter().enumerate() {
+                if output.keep[i] {
+                    self.table.set(slot, output.states.get(i));
+                    kept += 1;
+                } else {
+                    self.table.remove(slot);
+                    dropped += 1;
+                }
+            }
+        }
+        Ok((kept, dropped))
     }
 
     /// Runs one batch. Changes nothing if it fails.

@@ -1,7 +1,6 @@
-//! Test operator: a running sum declaring state schema version 2, as an upgrade of the bundled
-//! `running-sum` (version 1) that changed its state layout would. A real version 2 would also
-//! read and write another layout; what the upgrade test needs is the declaration, which Spate
-//! checks against a checkpoint before any state reaches the operator.
+//! Test operator: version 2 of the bundled `running-sum`, with another state layout: the total
+//! is kept as decimal text instead of 8 bytes of i64 (state schema version 2). A checkpoint of
+//! version 1 is refused for it unless migrated first (`running-sum-migrate-v2`).
 
 use spate_guest::{
     BatchBuilder, Error, Info, KeyContext, Params, StateInfo, StateUpdate, ValueType,
@@ -12,19 +11,19 @@ pub struct RunningSumV2;
 
 impl StateUpdate for RunningSumV2 {
     type Value = i64;
-    type State = i64;
+    type State = String;
 
     fn info() -> StateInfo {
         StateInfo {
             info: Info {
                 name: "running-sum",
-                description: "running-sum with state schema version 2 (a test stand-in)",
+                description: "running i64 total per key, kept as decimal text (schema version 2)",
                 params: &[],
                 key_type: None,
                 value_type: Some(ValueType::I64),
                 monoid: None,
             },
-            state_type: ValueType::I64,
+            state_type: ValueType::Text,
             schema_version: 2,
         }
     }
@@ -37,15 +36,22 @@ impl StateUpdate for RunningSumV2 {
         &mut self,
         key: &[u8],
         values: &[i64],
-        state: &mut Option<i64>,
+        state: &mut Option<String>,
         context: KeyContext,
         out: &mut BatchBuilder,
     ) -> Result<(), Error> {
-        if !context.timing_out && !values.is_empty() {
-            let total = state.unwrap_or(0) + values.iter().sum::<i64>();
-            *state = Some(total);
-            out.emit(key, &total);
+        if context.timing_out || values.is_empty() {
+            return Ok(());
         }
+        let before = match state.as_deref() {
+            None => 0,
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| Error::new(format!("state {text:?} is not a decimal total")))?,
+        };
+        let total = before + values.iter().sum::<i64>();
+        *state = Some(total.to_string());
+        out.emit(key, &total);
         Ok(())
     }
 }
