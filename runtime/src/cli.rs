@@ -57,6 +57,18 @@ enum Command {
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         overrides: Vec<String>,
     },
+    /// Write a ready operator project: source, build, unit test, a pipeline running it over a
+    /// sample input, README.
+    New {
+        /// The language.
+        #[arg(value_enum)]
+        language: crate::scaffold::Language,
+        /// The operator's name (lowercase letters, digits, '-'); also the project directory.
+        name: String,
+        /// Where to create the project directory (default: here).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Word count over the bundled demo text, printed every second. No setup needed.
     Demo {
         #[command(flatten)]
@@ -105,6 +117,16 @@ pub fn main() -> ExitCode {
             )?;
             println!("{report}");
             Ok(())
+        }),
+        Command::New {
+            language,
+            name,
+            dir,
+        } => crate::scaffold::create(language, &name, &dir).map(|project| {
+            println!(
+                "created {}: see its README.md to build, test and run it",
+                project.display()
+            );
         }),
         Command::Demo { options } => demo(&options),
     };

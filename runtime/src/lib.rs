@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod plan;
 pub mod render;
+pub mod scaffold;
 pub mod shuffle;
 pub mod sink;
 pub mod source;
