@@ -60,11 +60,17 @@ fn kills() -> usize {
 }
 
 fn pipeline_text(out: &Path, checkpoints: &Path, source: &str) -> String {
-    pipeline_with(out, checkpoints, source, "running-sum")
+    pipeline_with(out, checkpoints, source, "tokenize", "running-sum")
 }
 
-/// The test pipeline with `state_plugin` keeping the running totals.
-fn pipeline_with(out: &Path, checkpoints: &Path, source: &str, state_plugin: &str) -> String {
+/// The test pipeline with `tokenize` splitting lines and `state_plugin` keeping the totals.
+fn pipeline_with(
+    out: &Path,
+    checkpoints: &Path,
+    source: &str,
+    tokenize: &str,
+    state_plugin: &str,
+) -> String {
     let output = |from: &str| {
         format!(
             "[[outputs]]\nfrom = \"{from}\"\ntype = \"text-files\"\nprefix = \"{}/{from}\"\nsuffix = \"txt\"\n",
@@ -84,7 +90,7 @@ checkpoint-interval = "500ms"
 [[steps]]
 name = "words"
 op = "flat-map"
-plugin = "tokenize"
+plugin = "{tokenize}"
 
 [[steps]]
 name = "counts"
@@ -383,19 +389,40 @@ impl FileJob {
     }
 
     fn pipeline(&self, state_plugin: &str) -> std::path::PathBuf {
+        self.pipeline_with("tokenize", state_plugin)
+    }
+
+    fn pipeline_with(&self, tokenize: &str, state_plugin: &str) -> std::path::PathBuf {
         let source = format!(
             "[sources.files]\ntype = \"directory\"\npath = \"{}\"\ninclude-existing = true\npoll-interval = \"50ms\"",
             self.path("in").display()
         );
         pipeline(
             self.dir.path(),
-            &pipeline_with(&self.path("out"), &self.path("ck"), &source, state_plugin),
+            &pipeline_with(
+                &self.path("out"),
+                &self.path("ck"),
+                &source,
+                tokenize,
+                state_plugin,
+            ),
         )
     }
 
     /// Runs `batches` batches; returns the output.
     fn run(&self, state_plugin: &str, extra: &[&str], batches: u32) -> std::process::Output {
-        let pipeline = self.pipeline(state_plugin);
+        self.run_with("tokenize", state_plugin, extra, batches)
+    }
+
+    /// Runs `batches` batches with these plugins; returns the output.
+    fn run_with(
+        &self,
+        tokenize: &str,
+        state_plugin: &str,
+        extra: &[&str],
+        batches: u32,
+    ) -> std::process::Output {
+        let pipeline = self.pipeline_with(tokenize, state_plugin);
         let batches = batches.to_string();
         let mut args = vec!["run", pipeline.to_str().unwrap(), "--max-batches", &batches];
         args.extend_from_slice(extra);
@@ -471,6 +498,21 @@ fn a_state_operator_upgrade_keeps_the_state_under_the_same_schema_version_or_aft
     let mut rng = Rng(0xab5e_1100);
     job.add_file(&mut rng, 400);
     succeeded(&job.run("running-sum", &[], 8));
+    job.assert_totals();
+    // Another build of tokenize (its bytes differ: a custom section is appended): it keeps no
+    // state, so the change is only reported and the totals go on.
+    let mut rebuilt = spate::bundled::plugin("tokenize").unwrap().to_vec();
+    rebuilt.extend_from_slice(&[0, 9, 8]);
+    rebuilt.extend_from_slice(b"rebuilt!");
+    let rebuilt_path = job.path("tokenize-rebuilt.wasm");
+    std::fs::write(&rebuilt_path, rebuilt).unwrap();
+    job.add_file(&mut rng, 400);
+    let log = succeeded(&job.run_with(rebuilt_path.to_str().unwrap(), "running-sum", &[], 8));
+    assert!(
+        log.contains("upgrade: step 0 'words'")
+            && log.contains("it keeps no state, so its new code simply runs"),
+        "{log}"
+    );
     job.assert_totals();
     // New code, same state schema: the totals go on from the checkpoint.
     let patched = test_plugin("running-sum-patched");

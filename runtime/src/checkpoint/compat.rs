@@ -79,6 +79,7 @@ pub fn stamps(plan: &Plan) -> Vec<OperatorStamp> {
         .iter()
         .map(|op| OperatorStamp {
             name: op.spec.to_string(),
+            step: format!("step {} '{}'", op.spec.step, op.spec.name),
             hash: op.hash.clone(),
             schema_version: op.info.schema_version,
         })
@@ -145,8 +146,13 @@ pub fn check(old: &Metadata, plan: &Plan) -> Result<Vec<String>, String> {
             now.schema_version.unwrap_or(0)
         ));
     }
-    for now in new.iter().filter(|o| o.schema_version.is_none()) {
-        if let Some(was) = old.operators.iter().find(|o| o.name == now.name)
+    for (i, now) in new.iter().enumerate() {
+        // The same step's operators pair up in order (a window step has a combiner and its
+        // inverse).
+        let nth = new[..i].iter().filter(|o| o.step == now.step).count();
+        let was = old.operators.iter().filter(|o| o.step == now.step).nth(nth);
+        if let Some(was) = was
+            && now.schema_version.is_none()
             && was.hash != now.hash
         {
             notices.push(format!(

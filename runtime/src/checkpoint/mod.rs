@@ -46,6 +46,8 @@ pub struct Metadata {
 pub struct OperatorStamp {
     /// The step and plugin (`step 2 'totals' (plugin running-sum)`).
     pub name: String,
+    /// The step alone (`step 2 'totals'`): what matches an operator across versions.
+    pub step: String,
     /// blake3 of the plugin's bytes.
     pub hash: String,
     /// The state layout version a state operator declares.
@@ -160,6 +162,7 @@ mod tests {
             pending_batches: vec![],
             operators: vec![OperatorStamp {
                 name: "running-sum".into(),
+                step: "step 1 'totals'".into(),
                 hash: "h".into(),
                 schema_version: Some(1),
             }],
