@@ -349,3 +349,21 @@ fn demo_runs_with_no_setup() {
         "the demo's batches hold more than 10 words\n{printed}"
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `true` exits without reading: spate's output meets a closed pipe.
+    let script = format!(
+        "\"{}\" check \"{}\" | true",
+        env!("CARGO_BIN_EXE_spate"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/windowed-wordcount.toml")
+            .display()
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert!(!log.contains("panicked"), "{log}");
+}

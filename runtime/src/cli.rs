@@ -115,18 +115,17 @@ pub fn main() -> ExitCode {
                 &migration,
                 &ComponentCache::default_location(),
             )?;
-            println!("{report}");
-            Ok(())
+            print_out(&format!("{report}\n"))
         }),
         Command::New {
             language,
             name,
             dir,
-        } => crate::scaffold::create(language, &name, &dir).map(|project| {
-            println!(
-                "created {}: see its README.md to build, test and run it",
+        } => crate::scaffold::create(language, &name, &dir).and_then(|project| {
+            print_out(&format!(
+                "created {}: see its README.md to build, test and run it\n",
                 project.display()
-            );
+            ))
         }),
         Command::Demo { options } => demo(&options),
     };
@@ -250,11 +249,26 @@ fn run_job(plan: Plan, options: &RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// Writes to stdout. A reader that went away (`spate check x.toml | head`) is not an error
+/// (`print!` would panic on it); any other failure is.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check(path: &Path, overrides: &[String]) -> Result<()> {
     let plan = load_plan(path, overrides, false)?;
-    print!("{}", plan.describe());
-    println!("ok: {} is valid", path.display());
-    Ok(())
+    print_out(&format!(
+        "{}ok: {} is valid\n",
+        plan.describe(),
+        path.display()
+    ))
 }
 
 fn demo(args: &JobArgs) -> Result<()> {
