@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <wctype.h>
+
+#include "spate_unicode_tables.h"
 
 /* --- buffers ------------------------------------------------------------------------------- */
 
@@ -537,21 +538,35 @@ bool spate_is_whitespace(uint32_t c) {
            c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Approximations of the Unicode properties Cased and Case_Ignorable, for Final_Sigma. */
+/* The case tables of the Rust std the Rust plugins are built with (see spate_unicode_tables.h). */
+static bool in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c < r[mid][0]) hi = mid;
+        else if (c > r[mid][1]) lo = mid + 1;
+        else return true;
+    }
+    return false;
+}
+
 static bool is_cased(uint32_t c) {
-    return towlower((wint_t)c) != (wint_t)c || towupper((wint_t)c) != (wint_t)c || iswupper((wint_t)c) || iswlower((wint_t)c);
+    return in_ranges(SPATE_CASED, sizeof SPATE_CASED / sizeof SPATE_CASED[0], c);
 }
 
 static bool is_case_ignorable(uint32_t c) {
-    switch (c) {
-    case 0x27: case 0x2E: case 0x3A: case 0x5E: case 0x60: case 0xA8: case 0xAD: case 0xAF: case 0xB4: case 0xB7: case 0xB8:
-    case 0x374: case 0x375: case 0x37A: case 0x384: case 0x385: case 0x387: case 0x2018: case 0x2019: case 0x2024:
-    case 0x2027: case 0xFEFF: case 0xFF07: case 0xFF0E: case 0xFF1A:
-        return true;
+    return in_ranges(SPATE_CASE_IGNORABLE, sizeof SPATE_CASE_IGNORABLE / sizeof SPATE_CASE_IGNORABLE[0], c);
+}
+
+static uint32_t lower_char(uint32_t c) {
+    size_t lo = 0, hi = sizeof SPATE_LOWER / sizeof SPATE_LOWER[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c < SPATE_LOWER[mid][0]) hi = mid;
+        else if (c > SPATE_LOWER[mid][0]) lo = mid + 1;
+        else return SPATE_LOWER[mid][1];
     }
-    return (c >= 0x2B0 && c <= 0x36F) || (c >= 0x483 && c <= 0x489) || (c >= 0x591 && c <= 0x5BD) || (c >= 0x1AB0 && c <= 0x1AFF) ||
-           (c >= 0x1DC0 && c <= 0x1DFF) || (c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
-           (c >= 0x2060 && c <= 0x2064) || (c >= 0x20D0 && c <= 0x20FF) || (c >= 0xFE00 && c <= 0xFE0F) || (c >= 0xFE20 && c <= 0xFE2F);
+    return c;
 }
 
 /* Final_Sigma: a capital sigma preceded by a cased letter (skipping case-ignorable ones) and not
@@ -591,7 +606,7 @@ void spate_lowercase_utf8(const uint8_t *s, size_t len, spate_buf_t *out) {
         } else if (c == 0x3A3) {
             spate_utf8_push(out, final_sigma(s, len, at, i) ? 0x3C2 : 0x3C3);
         } else {
-            spate_utf8_push(out, (uint32_t)towlower((wint_t)c));
+            spate_utf8_push(out, lower_char(c));
         }
     }
 }

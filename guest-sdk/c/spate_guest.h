@@ -220,9 +220,9 @@ uint32_t spate_utf8_next(const uint8_t *s, size_t len, size_t *i);
 void spate_utf8_push(spate_buf_t *buf, uint32_t c);
 /* Unicode White_Space (Rust's char::is_whitespace). */
 bool spate_is_whitespace(uint32_t c);
-/* Appends the lowercase of the UTF-8 word s[0..len] as Rust's str::to_lowercase computes it:
- * wasi-libc's towlower (simple case mapping), U+0130 as "i\u0307", and the Final_Sigma rule
- * with approximations of Cased and Case_Ignorable. */
+/* Appends the lowercase of the UTF-8 word s[0..len] exactly as Rust's str::to_lowercase computes
+ * it (the Unicode tables of the Rust std the plugins are built with, U+0130 as "i\u0307", the
+ * Final_Sigma rule); wasi-libc's towlower is older and misses mappings. */
 void spate_lowercase_utf8(const uint8_t *s, size_t len, spate_buf_t *out);
 
 void spate_buf_reserve(spate_buf_t *b, size_t extra);

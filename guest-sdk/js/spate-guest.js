@@ -18,6 +18,8 @@
 // Number that is an integer), f64 is 8 bytes IEEE-754 little-endian. i64 values wrap to 64 bits
 // when encoded, so `+` on BigInts in a combiner is the Rust SDK's wrapping sum.
 
+import { CASED, CASE_IGNORABLE, LOWER } from './unicode-tables.js';
+
 export const ValueType = Object.freeze({ BYTES: 'bytes', TEXT: 'text', I64: 'i64', F64: 'f64' });
 export const Monoid = Object.freeze({
   SUM_I64: 'sum-i64',
@@ -130,32 +132,47 @@ function decodeText(bytes) {
 
 // --- text -----------------------------------------------------------------------------------
 
-// Approximations of the Unicode properties Cased and Case_Ignorable, for the Final_Sigma rule
-// below (StarlingMonkey's SpiderMonkey is built without ICU: no \p{...} in regular expressions).
-const CASE_IGNORABLE = /^[\u0027\u002e\u003a\u005e\u0060\u00a8\u00ad\u00af\u00b4\u00b7\u00b8\u02b0-\u036f\u0374\u0375\u037a\u0384\u0385\u0387\u0483-\u0489\u0591-\u05bd\u2018\u2019\u2024\u2027\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufe00-\ufe0f\ufeff]$/;
+// Lowercasing exactly as Rust's `str::to_lowercase` does, with the Unicode tables of the Rust
+// toolchain the Rust plugins are built with (unicode-tables.js, generated): the engine's own
+// toLowerCase differs on thousands of code points (StarlingMonkey's SpiderMonkey is built without
+// ICU, its tables are older, and it does not apply the Final_Sigma rule).
+let lowerMap;
 
-function isCased(ch) {
-  return ch.toLowerCase() !== ch || ch.toUpperCase() !== ch;
-}
-
-function sigmaContext(chars, i, step) {
-  for (let j = i + step; j >= 0 && j < chars.length; j += step) {
-    if (!CASE_IGNORABLE.test(chars[j])) return isCased(chars[j]);
+function inRanges(ranges, cp) {
+  let lo = 0;
+  let hi = ranges.length / 2;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cp < ranges[2 * mid]) hi = mid;
+    else if (cp > ranges[2 * mid + 1]) lo = mid + 1;
+    else return true;
   }
   return false;
 }
 
-/** The lowercase of `s` as Rust's `str::to_lowercase` computes it: the engine's full case
- * mapping plus the Final_Sigma rule (a capital sigma ending a word lowercases to 'ς'), which
- * StarlingMonkey's engine, built without ICU, does not apply. */
-export function toLowerCaseFull(s) {
-  if (s.indexOf('\u03a3') < 0) return s.toLowerCase();
-  const chars = Array.from(s);
+function sigmaContext(cps, i, step) {
+  for (let j = i + step; j >= 0 && j < cps.length; j += step) {
+    if (!inRanges(CASE_IGNORABLE, cps[j])) return inRanges(CASED, cps[j]);
+  }
+  return false;
+}
+
+/** Rust's `str::to_lowercase(s)`: full Unicode lowercase with Final_Sigma. */
+export function toLowercase(s) {
+  if (!NON_ASCII.test(s)) return s.toLowerCase();
+  if (lowerMap === undefined) {
+    lowerMap = new Map();
+    for (let i = 0; i < LOWER.length; i += 2) lowerMap.set(LOWER[i], String.fromCodePoint(LOWER[i + 1]));
+    lowerMap.set(0x130, 'i\u0307'); // the one lowercase of two characters
+  }
+  const cps = [];
+  for (const ch of s) cps.push(ch.codePointAt(0));
   let out = '';
-  for (let i = 0; i < chars.length; i++) {
-    const ch = chars[i];
-    if (ch !== '\u03a3') out += ch.toLowerCase();
-    else out += sigmaContext(chars, i, -1) && !sigmaContext(chars, i, 1) ? '\u03c2' : '\u03c3';
+  for (let i = 0; i < cps.length; i++) {
+    const cp = cps[i];
+    if (cp < 0x80) out += String.fromCharCode(cp >= 65 && cp <= 90 ? cp + 32 : cp);
+    else if (cp === 0x3a3) out += sigmaContext(cps, i, -1) && !sigmaContext(cps, i, 1) ? '\u03c2' : '\u03c3';
+    else out += lowerMap.get(cp) ?? String.fromCodePoint(cp);
   }
   return out;
 }

@@ -6,7 +6,7 @@
 // Unicode lowercase of the word, as Rust's `str::to_lowercase`); `strip-punctuation` trims ASCII
 // punctuation (and, on non-ASCII lines, common Unicode punctuation) from both ends of each word
 // and drops words left empty.
-import { Transform, ValueType, exportTransform, toLowerCaseFull } from '../../spate-guest.js';
+import { Transform, ValueType, exportTransform, toLowercase } from '../../spate-guest.js';
 
 const ASCII_SPACE = /[\t-\r ]+/;
 const UNICODE_SPACE = /[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
@@ -64,7 +64,7 @@ class Tokenize extends Transform {
       let w = parts[i];
       if (this.strip) w = w.replace(UNICODE_TRIM, '');
       if (!w.length) continue;
-      out.push(this.lowercase ? toLowerCaseFull(w) : w);
+      out.push(this.lowercase ? toLowercase(w) : w);
     }
     return out;
   }

@@ -2,7 +2,7 @@
 
 Same rules and output as the Rust plugin (plugins/tokenize): words are separated by Unicode
 White_Space (Rust's `char::is_whitespace`); `lowercase` lowercases words (ASCII lines: ASCII
-lowercase; others: full Unicode lowercase of the word, as Rust's `str::to_lowercase`);
+lowercase; others: full Unicode lowercase of the word, as Rust's `str::to_lowercase`: see spate_guest.text);
 `strip-punctuation` trims ASCII punctuation (and, on non-ASCII lines, common Unicode
 punctuation) from both ends of each word and drops words left empty.
 """
@@ -11,6 +11,7 @@ import re
 
 from spate_guest import Info, OperatorError, Transform, ValueType
 from spate_guest.export import export_transform
+from spate_guest.text import lowercase
 
 ASCII_PUNCT = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 # Rust's char::is_whitespace (the Unicode White_Space property). Not str.split(): Python also
@@ -64,7 +65,7 @@ class Tokenize(Transform):
         if self.strip:
             words = [w for w in [w.strip(UNICODE_PUNCT) for w in words] if w]
         if self.lowercase:
-            words = [w.lower() for w in words]
+            words = [lowercase(w) for w in words]
         return [w.encode("utf-8") for w in words]
 
     def record(self, record, out):
