@@ -196,14 +196,31 @@ export class Column {
     return this.data.subarray(this.offsets[i], this.offsets[i + 1]);
   }
 
-  /** Value i as text. An all-ASCII column is decoded once, and its values are substrings. */
-  str(i) {
+  /** The whole data as one string when it is all ASCII (decoded once, then cached), else
+   * null. Value i is then `asciiText().substring(offsets[i], offsets[i + 1])`. */
+  asciiText() {
     if (this._text === undefined) {
       const text = utf8Decoder.decode(this.data);
       this._text = NON_ASCII.test(text) ? null : text;
     }
-    if (this._text !== null) return this._text.substring(this.offsets[i], this.offsets[i + 1]);
+    return this._text;
+  }
+
+  /** Value i as text. An all-ASCII column is decoded once, and its values are substrings. */
+  str(i) {
+    const text = this.asciiText();
+    if (text !== null) return text.substring(this.offsets[i], this.offsets[i + 1]);
     return decodeText(this.get(i));
+  }
+
+  /** Every value as text, joined with `separator` (one native join when the column is ASCII). */
+  joinStr(separator) {
+    const n = this.length;
+    const parts = new Array(n);
+    const text = this.asciiText();
+    const o = this.offsets;
+    for (let i = 0; i < n; i++) parts[i] = text !== null ? text.substring(o[i], o[i + 1]) : this.str(i);
+    return parts.join(separator);
   }
 
   /** Builds a column from strings (UTF-8) and/or Uint8Arrays. */
@@ -450,23 +467,28 @@ export class BatchBuilder {
     else this.pushTyped(key, n, I64_TAG);
   }
 
-  /** `emitI64(key, n)` for every key of `keys`: one call for a flatMap's many records. */
-  emitI64Each(keys, n) {
-    if (this.combineTag === I64_TAG) {
-      if (this.monoid === Monoid.SUM_I64 && typeof n === 'number') {
-        const acc = this.acc;
-        for (let i = 0; i < keys.length; i++) {
-          let k = keys[i];
-          if (typeof k !== 'string') k = decodeText(k);
-          const old = acc.get(k);
-          acc.set(k, old === undefined ? n : old + n);
-        }
-      } else {
-        for (let i = 0; i < keys.length; i++) this.combineOne(keys[i], n);
+  /** `emitI64(key, n)` for every key of `keys`: one call for a flatMap's many records. With
+   * `skipEmpty`, empty keys are skipped (handy after `String.split`). */
+  emitI64Each(keys, n, skipEmpty = false) {
+    const count = keys.length;
+    if (this.combineTag === I64_TAG && this.monoid === Monoid.SUM_I64 && typeof n === 'number') {
+      // The hot loop of a word count: kept minimal, the engine interprets it.
+      const acc = this.acc;
+      for (let i = 0; i < count; i++) {
+        let k = keys[i];
+        if (typeof k !== 'string') k = decodeText(k);
+        else if (skipEmpty && k.length === 0) continue;
+        const old = acc.get(k);
+        acc.set(k, old === undefined ? n : old + n);
       }
       return;
     }
-    for (let i = 0; i < keys.length; i++) this.pushTyped(keys[i], n, I64_TAG);
+    for (let i = 0; i < count; i++) {
+      const k = keys[i];
+      if (skipEmpty && k.length === 0) continue;
+      if (this.combineTag === I64_TAG) this.combineOne(k, n);
+      else this.pushTyped(k, n, I64_TAG);
+    }
   }
 
   /** Pushes (key, f64 value). */
