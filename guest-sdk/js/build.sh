@@ -2,7 +2,9 @@
 # Builds a JavaScript operator into a Wasm component:
 #   guest-sdk/js/build.sh transform|combiner APP.js OUT.wasm
 # APP.js exports `transform` or `combiner` (see examples/). Every WASI feature of the engine is
-# disabled (Spate grants none): the component imports nothing but Spate's types.
+# disabled (Spate grants none): the component imports nothing but Spate's types, and console
+# output goes nowhere. SPATE_JS_STDIO=1 keeps stdio: console.log/console.error then reach
+# Spate's log (the component imports wasi:cli's streams, which Spate provides).
 # Needs componentize-js: scripts/install-guest-toolchains.sh js
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,4 +13,4 @@ source "$here/../../scripts/guest-toolchains.env"
 spate_need js "$SPATE_JS_BIN/componentize-js"
 mkdir -p "$(dirname "$3")"
 "$SPATE_JS_BIN/componentize-js" "$2" --wit "$SPATE_REPO/wit" -n "$1-operator" \
-    -d stdio random clocks http fetch-event -o "$3"
+    -d $([[ ${SPATE_JS_STDIO:-} == 1 ]] || echo stdio) random clocks http fetch-event -o "$3"
