@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the tokenize and sum examples of every guest SDK (or of the languages named) into
 # target/guest-examples/<lang>-<op>.wasm:
-#   scripts/build-guest-examples.sh [python] [js] [c]
+#   scripts/build-guest-examples.sh [python] [js] [c] [js-quickjs]
+# (default: python js c; js-quickjs is the JavaScript SDK built with componentize-qjs)
 set -euo pipefail
 source "$(dirname "$0")/guest-toolchains.env"
 langs=("$@")
@@ -15,8 +16,9 @@ for lang in "${langs[@]}"; do
         case "$lang" in
         python) "$sdk/python/build.sh" "$kind" "$sdk/python/examples/$op" "$out/python-$op.wasm" ;;
         js) "$sdk/js/build.sh" "$kind" "$sdk/js/examples/$op/app.js" "$out/js-$op.wasm" ;;
+        js-quickjs) SPATE_JS_ENGINE=quickjs "$sdk/js/build.sh" "$kind" "$sdk/js/examples/$op/app.js" "$out/js-quickjs-$op.wasm" >/dev/null ;;
         c) "$sdk/c/build.sh" "$kind" "$sdk/c/examples/$op/$op.c" "$out/c-$op.wasm" ;;
-        *) echo "unknown language '$lang' (python, js or c)" >&2; exit 2 ;;
+        *) echo "unknown language '$lang' (python, js, c or js-quickjs)" >&2; exit 2 ;;
         esac
         echo "built $out/$lang-$op.wasm ($(stat -c %s "$out/$lang-$op.wasm") bytes)"
     done

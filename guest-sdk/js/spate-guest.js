@@ -28,9 +28,86 @@ export const Monoid = Object.freeze({
   SUM_F64: 'sum-f64',
 });
 
-const utf8Decoder = new TextDecoder('utf-8');
-const strictUtf8Decoder = new TextDecoder('utf-8', { fatal: true });
-const utf8Encoder = new TextEncoder();
+// The engine's UTF-8 codec; engines without one (QuickJS: componentize-qjs) get the JS one
+// below, which is much slower.
+const utf8Decoder = typeof TextDecoder !== 'undefined' ? new TextDecoder('utf-8') : { decode: (b) => jsDecodeUtf8(b, false) };
+const strictUtf8Decoder =
+  typeof TextDecoder !== 'undefined' ? new TextDecoder('utf-8', { fatal: true }) : { decode: (b) => jsDecodeUtf8(b, true) };
+const utf8Encoder = typeof TextEncoder !== 'undefined' ? new TextEncoder() : { encode: jsEncodeUtf8 };
+
+/** UTF-8 to a string, as TextDecoder does (U+FFFD for each maximal invalid subpart, or an error
+ * when `fatal`). */
+function jsDecodeUtf8(bytes, fatal) {
+  let out = '';
+  let chunk = [];
+  const n = bytes.length;
+  const bad = () => {
+    if (fatal) throw new TypeError('The encoded data was not valid for encoding utf-8');
+    chunk.push(0xfffd);
+  };
+  for (let i = 0; i < n; ) {
+    const c = bytes[i];
+    if (c < 0x80) {
+      chunk.push(c);
+      i++;
+    } else {
+      const width = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+      const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+      const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+      let k = 1;
+      while (width && k < width && i + k < n && bytes[i + k] >= (k === 1 ? lo : 0x80) && bytes[i + k] <= (k === 1 ? hi : 0xbf)) k++;
+      if (!width || k < width) {
+        bad();
+        i += Math.max(1, width ? k : 1);
+      } else {
+        let cp = c & (width === 2 ? 0x1f : width === 3 ? 0x0f : 0x07);
+        for (let j = 1; j < width; j++) cp = (cp << 6) | (bytes[i + j] & 0x3f);
+        if (cp >= 0x10000) chunk.push(0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
+        else chunk.push(cp);
+        i += width;
+      }
+    }
+    if (chunk.length >= 8192) {
+      out += String.fromCharCode.apply(null, chunk);
+      chunk = [];
+    }
+  }
+  return out + String.fromCharCode.apply(null, chunk);
+}
+
+function jsEncodeUtf8(s) {
+  const out = new Uint8Array(utf8Length(s));
+  let pos = 0;
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d < 0xe000) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      }
+    }
+    if (c >= 0xd800 && c < 0xe000) c = 0xfffd; // a lone surrogate
+    if (c < 0x80) out[pos++] = c;
+    else if (c < 0x800) {
+      out[pos++] = 0xc0 | (c >> 6);
+      out[pos++] = 0x80 | (c & 0x3f);
+    } else if (c < 0x10000) {
+      out[pos++] = 0xe0 | (c >> 12);
+      out[pos++] = 0x80 | ((c >> 6) & 0x3f);
+      out[pos++] = 0x80 | (c & 0x3f);
+    } else {
+      out[pos++] = 0xf0 | (c >> 18);
+      out[pos++] = 0x80 | ((c >> 12) & 0x3f);
+      out[pos++] = 0x80 | ((c >> 6) & 0x3f);
+      out[pos++] = 0x80 | (c & 0x3f);
+    }
+  }
+  return out;
+}
+
+/** The JS UTF-8 codec, for tests. */
+export const jsUtf8 = { decode: jsDecodeUtf8, encode: jsEncodeUtf8 };
 const NON_ASCII = /[^\x00-\x7f]/;
 
 // --- errors and params ----------------------------------------------------------------------

@@ -114,3 +114,21 @@ test('OperatorError points at a record once', () => {
   assert.equal(e.recordIndex, 3);
   assert.equal(Batch.fromLines(['a']).length, 1);
 });
+
+test('the JS UTF-8 codec (for engines without TextDecoder) agrees with the native one', async () => {
+  const { jsUtf8 } = await import('../spate-guest.js');
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  const lax = new TextDecoder('utf-8');
+  const samples = ['', 'ascii', 'Ça «va» — 日本語 😀 İ', '\u{10ffff}\u0000\u007f\u0080\u07ff\u0800\uffff'];
+  for (const s of samples) {
+    assert.deepEqual(jsUtf8.encode(s), enc.encode(s));
+    assert.equal(jsUtf8.decode(enc.encode(s), true), s);
+  }
+  const invalid = [[0xff], [0xc0, 0x80], [0xe0, 0x80, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0x61, 0xf0, 0x9f, 0x98], [0xc3]];
+  for (const b of invalid) {
+    const bytes = new Uint8Array(b);
+    assert.throws(() => strict.decode(bytes));
+    assert.throws(() => jsUtf8.decode(bytes, true));
+    assert.equal(jsUtf8.decode(bytes, false), lax.decode(bytes), JSON.stringify(b));
+  }
+});
