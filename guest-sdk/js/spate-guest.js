@@ -497,6 +497,7 @@ const F64_TAG = 2;
  * after the host's reduce, which is all the contract asks). */
 export class BatchBuilder {
   constructor(combine = undefined) {
+    if (combine === null) combine = undefined;
     this.keyed = false;
     this.keys = new ColumnBuilder();
     // Values: a tag per record says how `vals` holds it (a string or Uint8Array as is, an i64
@@ -505,7 +506,7 @@ export class BatchBuilder {
     this.tags = [];
     this.stamps = [];
     this.monoid = combine;
-    this.combineTag = combine === undefined ? 0 : combine === Monoid.SUM_F64 ? F64_TAG : I64_TAG;
+    this.combineTag = combine == null ? 0 : combine === Monoid.SUM_F64 ? F64_TAG : I64_TAG;
     this.acc = new Map();
     this.accStamps = [];
   }
@@ -874,7 +875,7 @@ export function exportTransform(Cls) {
       } catch (e) {
         throw errorToWit(e);
       }
-      combine = outputCombine;
+      combine = outputCombine ?? undefined; // engines give none as undefined (StarlingMonkey) or null (QuickJS)
     },
     process(input) {
       if (op === undefined) throw NOT_CONFIGURED;

@@ -132,3 +132,9 @@ test('the JS UTF-8 codec (for engines without TextDecoder) agrees with the nativ
     assert.equal(jsUtf8.decode(bytes, false), lax.decode(bytes), JSON.stringify(b));
   }
 });
+
+test('no pre-combining when the host passes none as null (QuickJS) or undefined', () => {
+  for (const none of [null, undefined]) {
+    assert.deepEqual(words([], ['a b a'], none), [['a', 1], ['b', 1], ['a', 1]]);
+  }
+});
