@@ -500,6 +500,13 @@ class Transform:
                     handle(rec, out)
         except OperatorError as e:
             raise e.at_record(i)
+        except Exception as e:  # a bug in the operator: still say which record triggered it
+            if getattr(e, "record_index", None) is None:
+                try:
+                    e.record_index = i
+                except AttributeError:
+                    pass
+            raise
 
 
 class Combiner:

@@ -107,6 +107,26 @@ class SdkTest(unittest.TestCase):
             p.check_known([("lowercase", ""), ("n", "")])
 
 
+class FailingTransformTest(unittest.TestCase):
+    def test_a_bug_in_an_operator_names_the_record(self):
+        from spate_guest import Transform
+
+        class Picky(Transform):
+            @staticmethod
+            def info():
+                from spate_guest import Info
+                return Info(name="picky", description="fails on b")
+
+            def record(self, record, out):
+                if record.value == b"b":
+                    raise ValueError("no b")
+                out.push_record(record)
+
+        with self.assertRaises(ValueError) as e:
+            run_transform(Picky(), Batch.from_lines(["a", "b"]))
+        self.assertEqual(e.exception.record_index, 1)
+
+
 class SumTest(unittest.TestCase):
     def test_sums_per_key_in_first_seen_order(self):
         self.assertEqual(reduce_by_key(summing.Sum, [], [("a", 1), ("b", 5), ("a", 2), ("a", -1)]),
