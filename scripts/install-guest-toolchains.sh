@@ -5,9 +5,9 @@
 # scripts/guest-toolchains.env (and guest-sdk/js/package-lock.json for JavaScript).
 #   python: a venv with componentize-py (needs python3 with venv)
 #   js:     npm ci in guest-sdk/js (componentize-js; needs node >= 20 and npm)
-#   c:      apt-get install clang-19, lld-19, the wasm32 compiler-rt and wasi-libc (as root);
-#           cargo install wit-bindgen-cli and wasm-tools (one at a time, -j 1: slow, ~15 min
-#           on 2 cores); the WASI preview 1 adapter from crates.io
+#   c:      apt-get install clang-19, lld-19, the wasm32 compiler-rt and wasi-libc (as root, or
+#           with sudo); the rest comes with the repository (the wit-bindgen bindings) and the
+#           pinned Rust toolchain (wasm-component-ld)
 set -euo pipefail
 source "$(dirname "$0")/guest-toolchains.env"
 langs=("$@")
@@ -36,14 +36,6 @@ install_js() {
     echo "js: installed componentize-js $("$SPATE_JS_BIN/componentize-js" --version)"
 }
 
-cargo_tool() { # cargo_tool CRATE VERSION BINARY
-    if [[ -x "$SPATE_CARGO_BIN/$3" ]] && "$SPATE_CARGO_BIN/$3" --version | grep -qF "$2"; then
-        echo "c: $1 $2 already installed"
-        return
-    fi
-    cargo install --locked -j 1 --root "$SPATE_GUEST_TOOLS/cargo" "$1@$2"
-}
-
 install_c() {
     local pkgs=("clang-19=$CLANG_DEB_VERSION" "lld-19=$CLANG_DEB_VERSION"
         "libclang-rt-19-dev-wasm32=$CLANG_DEB_VERSION" "wasi-libc=$WASI_LIBC_DEB_VERSION")
@@ -58,26 +50,6 @@ install_c() {
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
     else
         echo "c: clang-19, lld-19, wasm32 compiler-rt and wasi-libc already installed"
-    fi
-    cargo_tool wit-bindgen-cli "$WIT_BINDGEN_CLI_VERSION" wit-bindgen
-    cargo_tool wasm-tools "$WASM_TOOLS_VERSION" wasm-tools
-    if [[ ! -f "$SPATE_WASI_ADAPTER" ]]; then
-        # The adapter ships inside a crates.io crate: fetch it with cargo, copy the file out.
-        local tmp
-        tmp=$(mktemp -d)
-        mkdir -p "$tmp/src"
-        printf '[package]\nname = "fetch-adapter"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nwasi-preview1-component-adapter-provider = "=%s"\n' \
-            "$WASI_ADAPTER_VERSION" >"$tmp/Cargo.toml"
-        touch "$tmp/src/lib.rs"
-        (cd "$tmp" && cargo fetch --quiet)
-        local crate
-        crate=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/cache" -name "wasi-preview1-component-adapter-provider-$WASI_ADAPTER_VERSION.crate" | head -1)
-        tar -xzf "$crate" -C "$tmp" --wildcards '*/artefacts/wasi_snapshot_preview1.reactor.wasm'
-        cp "$tmp"/wasi-preview1-component-adapter-provider-*/artefacts/wasi_snapshot_preview1.reactor.wasm "$SPATE_WASI_ADAPTER"
-        rm -rf "$tmp"
-        echo "c: fetched the WASI preview 1 adapter $WASI_ADAPTER_VERSION"
-    else
-        echo "c: WASI preview 1 adapter already fetched"
     fi
 }
 
