@@ -15,6 +15,10 @@ langs=("$@")
 mkdir -p "$SPATE_GUEST_TOOLS"
 
 install_python() {
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        echo "error: python needs python3 (>= 3.10) with venv and ensurepip (Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
     if [[ -x "$SPATE_PY/componentize-py" ]] &&
         [[ "$("$SPATE_PY/componentize-py" --version)" == "componentize-py $COMPONENTIZE_PY_VERSION" ]]; then
         echo "python: componentize-py $COMPONENTIZE_PY_VERSION already installed"
@@ -26,7 +30,12 @@ install_python() {
 }
 
 install_js() {
-    local js="$SPATE_REPO/guest-sdk/js"
+    local js="$SPATE_REPO/guest-sdk/js" node_major
+    node_major=$(node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+    if [[ -z "$node_major" || "$node_major" -lt 20 ]] || ! command -v npm >/dev/null; then
+        echo "error: js needs Node.js >= 20 with npm (found: $(node --version 2>/dev/null || echo none)); install them, then rerun $0 js" >&2
+        exit 1
+    fi
     if [[ -x "$SPATE_JS_BIN/componentize-js" ]] && cmp -s "$js/package-lock.json" "$js/node_modules/.package-lock.json.spate" 2>/dev/null; then
         echo "js: componentize-js $("$SPATE_JS_BIN/componentize-js" --version) already installed"
         return
