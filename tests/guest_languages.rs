@@ -16,44 +16,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use support::*;
 
-/// The Spate source tree.
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-/// Runs a command of the repository's scripts, failing with its output.
-fn script(program: &Path, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed:\n{}\n{}",
-        program.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Installs `language`'s toolchain once per test process (the script leaves what is already
-/// installed at the pinned version alone).
-fn install(language: &str) {
-    static DONE: OnceLock<Mutex<HashMap<String, ()>>> = OnceLock::new();
-    let done = DONE.get_or_init(Default::default);
-    // One install at a time: apt and npm do not share well, and the machine has 2 cores.
-    let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-    if !done.contains_key(language) {
-        script(
-            &repo().join("scripts/install-guest-toolchains.sh"),
-            &[language],
-        );
-        done.insert(language.to_owned(), ());
-    }
-}
-
 /// A language's tokenize and sum components.
 struct Built {
     tokenize: PathBuf,
@@ -72,7 +34,7 @@ fn built(language: &'static str) -> Arc<Built> {
         .or_default()
         .clone();
     cell.get_or_init(|| {
-        install(language);
+        install_guest_toolchain(language);
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-languages");
         let sdk = repo().join("guest-sdk").join(language);
         let build = |kind: &str, example: &str| {
@@ -108,7 +70,10 @@ fn corpora() -> &'static Path {
         script(
             Path::new("python3"),
             &[
-                repo().join("scripts/make-docs-corpora.py").to_str().unwrap(),
+                repo()
+                    .join("scripts/make-docs-corpora.py")
+                    .to_str()
+                    .unwrap(),
                 dir.to_str().unwrap(),
             ],
         );
@@ -212,7 +177,12 @@ fn sum_matches_rust(language: &'static str) {
     let params = VARIANTS[0];
     let rust = word_count("tokenize", params, Count::Reduce("sum"), "docs");
     let behind_rust = word_count("tokenize", params, Count::Reduce(sum), "docs");
-    assert_same(language, "sum behind the Rust tokenize", &behind_rust, &rust);
+    assert_same(
+        language,
+        "sum behind the Rust tokenize",
+        &behind_rust,
+        &rust,
+    );
     let own = word_count(
         built.tokenize.to_str().unwrap(),
         params,
@@ -235,7 +205,13 @@ fn assert_same(language: &str, what: &str, ours: &Counts, rust: &Counts) {
         .chain(ours.keys())
         .filter(|w| ours.get(*w) != rust.get(*w))
         .take(10)
-        .map(|w| format!("{w:?}: {language} {:?}, rust {:?}", ours.get(w), rust.get(w)))
+        .map(|w| {
+            format!(
+                "{w:?}: {language} {:?}, rust {:?}",
+                ours.get(w),
+                rust.get(w)
+            )
+        })
         .collect();
     panic!(
         "{language} ({what}): {} words, rust {}; first differences:\n{}",
@@ -247,7 +223,7 @@ fn assert_same(language: &str, what: &str, ours: &Counts, rust: &Counts) {
 
 /// Runs `language`'s SDK unit tests natively.
 fn sdk_unit_tests(language: &str) {
-    install(language);
+    install_guest_toolchain(language);
     let sdk = repo().join("guest-sdk").join(language);
     match language {
         "python" => {
@@ -333,7 +309,8 @@ fn a_missing_toolchain_is_named_with_its_install_command() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        message.contains("componentize-py is missing: run scripts/install-guest-toolchains.sh python"),
+        message
+            .contains("componentize-py is missing: run scripts/install-guest-toolchains.sh python"),
         "{message}"
     );
 }

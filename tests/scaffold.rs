@@ -1,4 +1,5 @@
-//! `spate new`: a project written for each language builds to a component with its own build
+//! `spate new`: a project written for each language (its toolchain installed by
+//! scripts/install-guest-toolchains.sh) builds to a component with its own build
 //! command, passes its own unit test, passes `spate check`, and runs its pipeline unedited.
 
 mod support;
@@ -10,7 +11,13 @@ use support::*;
 
 /// Runs a build or test command of a generated project, failing with its output.
 fn in_project(project: &Path, program: &str, args: &[&str]) {
-    let output = Command::new(program)
+    // A project script runs by its full path (a relative program path and current_dir mix
+    // differently across platforms).
+    let path = match program.strip_prefix("./") {
+        Some(script) => project.join(script),
+        None => program.into(),
+    };
+    let output = Command::new(path)
         .args(args)
         .current_dir(project)
         // The project's own target directory, whatever the outer build uses.
@@ -109,4 +116,32 @@ fn a_new_rust_operator_builds_tests_checks_and_runs_unedited() {
         "{}",
         stderr(&bad)
     );
+}
+
+/// Installs `language`'s toolchain with the project's script, then checks a new project.
+fn new_guest_project(language: &str, build: &[&[&str]]) {
+    install_guest_toolchain(language);
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        new_project(dir.path(), language, "word-split", build),
+        expected()
+    );
+}
+
+#[test]
+fn a_new_python_operator_builds_tests_checks_and_runs_unedited() {
+    new_guest_project(
+        "python",
+        &[&["python3", "-m", "unittest", "--quiet"], &["./build.sh"]],
+    );
+}
+
+#[test]
+fn a_new_js_operator_builds_tests_checks_and_runs_unedited() {
+    new_guest_project("js", &[&["node", "--test"], &["./build.sh"]]);
+}
+
+#[test]
+fn a_new_c_operator_builds_tests_checks_and_runs_unedited() {
+    new_guest_project("c", &[&["./test.sh"], &["./build.sh"]]);
 }

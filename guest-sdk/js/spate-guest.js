@@ -761,6 +761,20 @@ export function runTransform(op, input, outputCombine = undefined) {
   return out.finish();
 }
 
+/** Configures transform `Cls` with `params` ([name, value] pairs), runs it over text `lines`
+ * (one partition, as a source hands them over) and returns its output as [key text, i64 value
+ * as a Number] pairs. For native tests of word-count-like operators. */
+export function transformPairs(Cls, params, lines, outputCombine = undefined) {
+  const op = configureTransform(Cls, new Params(params));
+  const out = runTransform(op, Batch.fromLines(lines), outputCombine);
+  const result = [];
+  for (let i = 0; i < out.length; i++) {
+    const r = out.record(i);
+    result.push([decodeText(r.key), Number(decodeI64(r.value))]);
+  }
+  return result;
+}
+
 function decodeColumn(column, valueType, what) {
   const n = column.length;
   const out = new Array(n);

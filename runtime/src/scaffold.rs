@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 pub enum Language {
     /// Rust, with the `spate-guest` crate.
     Rust,
+    /// Python, with componentize-py and `guest-sdk/python`.
+    Python,
+    /// JavaScript, with componentize-js and `guest-sdk/js`.
+    Js,
+    /// C, with clang for wasm32-wasi and `guest-sdk/c`.
+    C,
 }
 
 /// One file of a template: its path in the project and its text.
@@ -30,11 +36,42 @@ const RUST: &[TemplateFile] = &[
     (".gitignore", include_str!("../templates/rust/gitignore")),
 ];
 
+const PYTHON: &[TemplateFile] = &[
+    ("app.py", include_str!("../templates/python/app.py")),
+    (
+        "test_app.py",
+        include_str!("../templates/python/test_app.py"),
+    ),
+    ("build.sh", include_str!("../templates/python/build.sh")),
+    ("README.md", include_str!("../templates/python/README.md")),
+    (".gitignore", include_str!("../templates/python/gitignore")),
+];
+
+const JS: &[TemplateFile] = &[
+    ("app.js", include_str!("../templates/js/app.js")),
+    ("app.test.js", include_str!("../templates/js/app.test.js")),
+    ("build.sh", include_str!("../templates/js/build.sh")),
+    ("package.json", include_str!("../templates/js/package.json")),
+    ("README.md", include_str!("../templates/js/README.md")),
+    (".gitignore", include_str!("../templates/js/gitignore")),
+];
+
+const C: &[TemplateFile] = &[
+    ("operator.c", include_str!("../templates/c/operator.c")),
+    ("test.c", include_str!("../templates/c/test.c")),
+    ("test.sh", include_str!("../templates/c/test.sh")),
+    ("build.sh", include_str!("../templates/c/build.sh")),
+    ("README.md", include_str!("../templates/c/README.md")),
+    (".gitignore", include_str!("../templates/c/gitignore")),
+];
+
 /// What a language's project needs besides its files.
 struct Kind {
     files: &'static [TemplateFile],
     /// The guest SDK, relative to the source tree.
     sdk: &'static str,
+    /// SDK files copied into the project: (path in the source tree, path in the project).
+    vendored: &'static [(&'static str, &'static str)],
     /// The component the build makes, relative to the project.
     wasm: &'static str,
     /// The build command.
@@ -48,6 +85,36 @@ fn kind(language: Language) -> Kind {
             sdk: "guest-sdk",
             wasm: "target/wasm32-wasip2/release/{{crate}}.wasm",
             build: "cargo build --release --target wasm32-wasip2",
+            vendored: &[],
+        },
+        Language::Python => Kind {
+            files: PYTHON,
+            sdk: "guest-sdk/python",
+            wasm: "build/{{name}}.wasm",
+            build: "./build.sh",
+            vendored: &[],
+        },
+        // componentize-js only follows relative imports inside the operator's directory, so
+        // the SDK is copied in (as `npm install` would once it is published).
+        Language::Js => Kind {
+            files: JS,
+            sdk: "guest-sdk/js",
+            wasm: "build/{{name}}.wasm",
+            build: "./build.sh",
+            vendored: &[
+                ("guest-sdk/js/spate-guest.js", "spate-guest/spate-guest.js"),
+                (
+                    "guest-sdk/js/unicode-tables.js",
+                    "spate-guest/unicode-tables.js",
+                ),
+            ],
+        },
+        Language::C => Kind {
+            files: C,
+            sdk: "guest-sdk/c",
+            wasm: "build/{{name}}.wasm",
+            build: "./build.sh",
+            vendored: &[],
         },
     }
 }
@@ -95,12 +162,16 @@ pub fn create(language: Language, name: &str, parent: &Path) -> Result<PathBuf> 
     let tree = source_tree()?;
     let kind = kind(language);
     let crate_name = name.replace('-', "_");
-    let wasm = kind.wasm.replace("{{crate}}", &crate_name);
+    let wasm = kind
+        .wasm
+        .replace("{{crate}}", &crate_name)
+        .replace("{{name}}", name);
     let sdk = tree.join(kind.sdk);
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{tree}}", &tree.display().to_string())
             .replace("{{wasm}}", &wasm)
             .replace("{{build}}", kind.build)
     };
@@ -111,14 +182,30 @@ pub fn create(language: Language, name: &str, parent: &Path) -> Result<PathBuf> 
         .chain([("pipeline.toml", PIPELINE), ("input/sample.txt", SAMPLE)]);
     for (path, text) in files {
         let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(&target, fill(text))
-            .with_context(|| format!("cannot write {}", target.display()))?;
+        write(&target, &fill(text))?;
+    }
+    for (from, to) in kind.vendored {
+        let source = tree.join(from);
+        let text = std::fs::read_to_string(&source)
+            .with_context(|| format!("cannot read {}", source.display()))?;
+        write(&dir.join(to), &text)?;
     }
     Ok(dir)
+}
+
+/// Writes one project file (scripts executable), creating its directory.
+fn write(target: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(target, text).with_context(|| format!("cannot write {}", target.display()))?;
+    if target.extension().is_some_and(|e| e == "sh") {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", target.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -141,6 +228,34 @@ mod tests {
         assert!(
             create(Language::Rust, "word-split", dir.path()).is_err(),
             "exists"
+        );
+    }
+
+    #[test]
+    fn other_languages_get_their_scripts_and_sdk_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        for (language, name) in [
+            (Language::Python, "py-op"),
+            (Language::Js, "js-op"),
+            (Language::C, "c-op"),
+        ] {
+            let project = create(language, name, dir.path()).unwrap();
+            let pipeline = std::fs::read_to_string(project.join("pipeline.toml")).unwrap();
+            assert!(
+                pipeline.contains(&format!("plugin = \"build/{name}.wasm\"")),
+                "{pipeline}"
+            );
+            use std::os::unix::fs::PermissionsExt;
+            let build = std::fs::metadata(project.join("build.sh")).unwrap();
+            assert_eq!(build.permissions().mode() & 0o111, 0o111, "{name}");
+            let script = std::fs::read_to_string(project.join("build.sh")).unwrap();
+            assert!(!script.contains("{{"), "{script}");
+        }
+        assert!(dir.path().join("js-op/spate-guest/spate-guest.js").exists());
+        assert!(
+            dir.path()
+                .join("js-op/spate-guest/unicode-tables.js")
+                .exists()
         );
     }
 }

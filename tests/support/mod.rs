@@ -3,10 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Word counts.
@@ -175,4 +176,42 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(50));
     }
     condition()
+}
+
+/// The Spate source tree.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Runs a command of the repository's scripts, failing with its output.
+pub fn script(program: &Path, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed:\n{}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Installs `language`'s toolchain once per test process (the script leaves what is already
+/// installed at the pinned version alone).
+pub fn install_guest_toolchain(language: &str) {
+    static DONE: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let done = DONE.get_or_init(Default::default);
+    // One install at a time: apt and npm do not share well, and the machine has 2 cores.
+    let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.contains(language) {
+        script(
+            &repo().join("scripts/install-guest-toolchains.sh"),
+            &[language],
+        );
+        done.insert(language.to_owned());
+    }
 }

@@ -8,7 +8,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 build() {
     "$cc" -g -O1 "$@" -Wall -Wextra -I "$here" \
-        "$here/tests/test_spate_guest.c" "$here/spate_guest.c" \
+        "$here/tests/test_spate_guest.c" "$here/spate_guest.c" "$here/spate_testing.c" \
         "$here/examples/tokenize/tokenize.c" "$here/examples/sum/sum.c" -o "$out/test"
 }
 build -fsanitize=address,undefined -fno-omit-frame-pointer 2>/dev/null || build

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spate_guest.h"
+#include "spate_testing.h"
 
 static int passed, failed;
 
@@ -17,58 +17,10 @@ static int passed, failed;
         }                                                                  \
     } while (0)
 
-/* A batch of unkeyed lines (data and offsets malloc'd). */
-static spate_batch_t lines(const char **ls, size_t n) {
-    spate_batch_t b = {0};
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += strlen(ls[i]);
-    b.values.data = malloc(total + 1);
-    b.values.offsets = malloc((n + 1) * 4);
-    b.values.offsets_len = n + 1;
-    b.values.offsets[0] = 0;
-    size_t pos = 0;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(b.values.data + pos, ls[i], strlen(ls[i]));
-        pos += strlen(ls[i]);
-        b.values.offsets[i + 1] = (uint32_t)pos;
-    }
-    b.values.data_len = pos;
-    return b;
-}
-
-static void free_batch(spate_batch_t *b) {
-    free(b->keys.data);
-    free(b->keys.offsets);
-    free(b->values.data);
-    free(b->values.offsets);
-    free((void *)b->timestamps);
-}
-
-/* Runs tokenize with params over lines; writes "word=count word=count ..." into out. */
+/* Runs the tokenize example over lines (see spate_test_transform). */
 static bool tokenize(const char *const *params, size_t nparams, const char **ls, size_t n, spate_monoid_t combine, char *out,
                      size_t out_len, spate_error_t *err) {
-    spate_bytes_t names[4], values[4];
-    for (size_t i = 0; i < nparams; i++) {
-        names[i] = (spate_bytes_t){(const uint8_t *)params[2 * i], strlen(params[2 * i])};
-        values[i] = (spate_bytes_t){(const uint8_t *)params[2 * i + 1], strlen(params[2 * i + 1])};
-    }
-    spate_params_t p = {names, values, nparams};
-    void *state;
-    if (!spate_configure_transform(spate_exported_transform, &p, &state, err)) return false;
-    spate_batch_t in = lines(ls, n), result;
-    bool ok = spate_run_transform(spate_exported_transform, state, &in, combine, &result, err);
-    free_batch(&in);
-    if (!ok) return false;
-    out[0] = 0;
-    for (size_t i = 0; i < spate_batch_len(&result); i++) {
-        spate_record_t r = spate_batch_record(&result, i);
-        int64_t v;
-        memcpy(&v, r.value.ptr, 8);
-        size_t used = strlen(out);
-        snprintf(out + used, out_len - used, "%s%.*s=%lld", i ? " " : "", (int)r.key.len, (const char *)r.key.ptr, (long long)v);
-    }
-    free_batch(&result);
-    return true;
+    return spate_test_transform(spate_exported_transform, params, nparams, ls, n, combine, out, out_len, err);
 }
 
 static void test_tokenize(void) {
@@ -115,7 +67,7 @@ static void test_builder(void) {
     spate_record_t r0 = spate_batch_record(&out, 0), r2 = spate_batch_record(&out, 2);
     CHECK(r0.key.len == 0 && r2.key.len == 1 && r2.key.ptr[0] == 'k');
     CHECK(out.timestamps_len == 4 && out.timestamps[0] == 5 && out.timestamps[2] == 5 && out.timestamps[3] == 7);
-    free_batch(&out);
+    spate_test_free_batch(&out);
 }
 
 static spate_column_t i64s(const int64_t *v, size_t n) {

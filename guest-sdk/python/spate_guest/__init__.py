@@ -549,6 +549,16 @@ def run_transform(op: Transform, input: Batch, output_combine: Optional[str] = N
     return out.finish()
 
 
+def transform_pairs(cls, params: Sequence[Tuple[str, str]], lines: Sequence[str],
+                    output_combine: Optional[str] = None) -> List[Tuple[str, int]]:
+    """Configures transform `cls` with `params`, runs it over text `lines` (one partition, as a
+    source hands them over) and returns its output as (key text, i64 value) pairs. For native
+    tests of word-count-like operators."""
+    op = configure_transform(cls, Params(params))
+    out = run_transform(op, Batch.from_lines(lines), output_combine)
+    return [(r.key.decode(), decode_i64(r.value)) for r in out.records()]
+
+
 def _decoder(value_type: str):
     if value_type == ValueType.I64:
         return decode_i64

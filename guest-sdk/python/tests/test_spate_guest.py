@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from spate_guest import (  # noqa: E402
     Batch, BatchBuilder, Column, Monoid, OperatorError, Params, configure_transform,
-    reduce_by_key, run_fold, run_transform, wrap_i64, encode_i64, decode_i64,
+    reduce_by_key, run_fold, run_transform, transform_pairs, wrap_i64, encode_i64, decode_i64,
 )
 
 
@@ -28,9 +28,7 @@ summing = load_example("sum")
 
 
 def words(params, lines, combine=None):
-    op = configure_transform(tokenize.Tokenize, Params(params))
-    out = run_transform(op, Batch.from_lines(lines), combine)
-    return [(r.key.decode(), decode_i64(r.value)) for r in out.records()]
+    return transform_pairs(tokenize.Tokenize, params, lines, combine)
 
 
 class TokenizeTest(unittest.TestCase):
