@@ -34,6 +34,10 @@ bench:
 bench-quick:
     bench/run --quick
 
+# Each guest language's tokenize against Rust's (docs/OPERATORS.md, "Operators in other languages").
+bench-guest *args:
+    bench/guest-languages {{args}}
+
 # The chaos tests of docs/FAULT-TOLERANCE.md with many more kills than CI's 20 (`just chaos 500`).
 chaos kills="200":
     SPATE_CHAOS_KILLS={{kills}} cargo test --release --test recovery killed
