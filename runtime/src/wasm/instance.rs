@@ -127,9 +127,15 @@ impl<B> Instance<B> {
         let fuel_given = self.arm();
         let started = Instant::now();
         let result = f(&mut self.store, &self.bindings);
+        // Without fuel metering `get_fuel` fails, and building that error captures a backtrace
+        // under RUST_BACKTRACE=1 (ten times the cost of an empty call): ask only when metered.
+        let fuel_left = match self.fuel_metered {
+            true => self.store.get_fuel().unwrap_or(fuel_given),
+            false => fuel_given,
+        };
         let mut usage = CallUsage {
             time: started.elapsed(),
-            fuel: fuel_given.saturating_sub(self.store.get_fuel().unwrap_or(fuel_given)),
+            fuel: fuel_given.saturating_sub(fuel_left),
             peak_memory: self.store.data().limiter.peak_memory(),
             ..CallUsage::default()
         };
