@@ -310,7 +310,10 @@ fn a_missing_toolchain_is_named_with_its_install_command() {
     assert!(!output.status.success());
     assert!(
         message
-            .contains("componentize-py is missing: run scripts/install-guest-toolchains.sh python"),
+            .contains(&format!(
+                "componentize-py is missing: run {}/scripts/install-guest-toolchains.sh python",
+                repo().canonicalize().unwrap().display()
+            )),
         "{message}"
     );
 }
