@@ -309,11 +309,10 @@ fn a_missing_toolchain_is_named_with_its_install_command() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        message
-            .contains(&format!(
-                "componentize-py is missing: run {}/scripts/install-guest-toolchains.sh python",
-                repo().canonicalize().unwrap().display()
-            )),
+        message.contains(&format!(
+            "componentize-py is missing: run {}/scripts/install-guest-toolchains.sh python",
+            repo().canonicalize().unwrap().display()
+        )),
         "{message}"
     );
 }
