@@ -1,4 +1,5 @@
-//! Operators in Python, JavaScript and C (guest-sdk/<lang>): each language's toolchain installs
+//! Operators in Python, JavaScript (on StarlingMonkey, and on QuickJS with
+//! `SPATE_JS_ENGINE=quickjs`) and C (guest-sdk/<lang>): each language's toolchain installs
 //! through `scripts/install-guest-toolchains.sh`, its SDK passes its own native unit tests, and
 //! its tokenize and sum examples, built into components by the SDK's build script, give in
 //! real word count pipelines exactly the output of the bundled Rust plugins.
@@ -34,11 +35,17 @@ fn built(language: &'static str) -> Arc<Built> {
         .or_default()
         .clone();
     cell.get_or_init(|| {
-        install_guest_toolchain(language);
+        // QuickJS is the JavaScript SDK built with another engine (componentize-qjs).
+        let (sdk_language, engine) = match language {
+            "js-quickjs" => ("js", Some("SPATE_JS_ENGINE=quickjs")),
+            other => (other, None),
+        };
+        install_guest_toolchain(sdk_language);
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-languages");
-        let sdk = repo().join("guest-sdk").join(language);
+        let sdk = repo().join("guest-sdk").join(sdk_language);
+        let build_script = sdk.join("build.sh");
         let build = |kind: &str, example: &str| {
-            let source = match language {
+            let source = match sdk_language {
                 "python" => sdk.join("examples").join(example),
                 "js" => sdk.join("examples").join(example).join("app.js"),
                 _ => sdk
@@ -47,10 +54,15 @@ fn built(language: &'static str) -> Arc<Built> {
                     .join(format!("{example}.c")),
             };
             let wasm = out.join(format!("{language}-{example}.wasm"));
-            script(
-                &sdk.join("build.sh"),
-                &[kind, source.to_str().unwrap(), wasm.to_str().unwrap()],
-            );
+            let args = [kind, source.to_str().unwrap(), wasm.to_str().unwrap()];
+            match engine {
+                Some(setting) => {
+                    let mut with_engine = vec![setting, build_script.to_str().unwrap()];
+                    with_engine.extend(args);
+                    script(Path::new("env"), &with_engine)
+                }
+                None => script(&build_script, &args),
+            };
             wasm
         };
         Arc::new(Built {
@@ -279,6 +291,16 @@ fn js_sum_combiner_matches_rust() {
 #[test]
 fn js_sdk_unit_tests_pass() {
     sdk_unit_tests("js");
+}
+
+#[test]
+fn js_quickjs_tokenize_matches_rust() {
+    tokenize_matches_rust("js-quickjs");
+}
+
+#[test]
+fn js_quickjs_sum_combiner_matches_rust() {
+    sum_matches_rust("js-quickjs");
 }
 
 #[test]
