@@ -220,16 +220,7 @@ fn invalid_utf8_fails_naming_file_and_line_or_is_skipped_and_counted() {
         log.contains("skipping file") && log.contains("1 bad lines skipped"),
         "{log}"
     );
-    let mut counts = Counts::new();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    parse_pairs(
-        &printed
-            .lines()
-            .filter(|l| l.starts_with('('))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        &mut counts,
-    );
+    let counts = printed_counts(&output.stdout);
     assert_eq!(counts, reference_counts("good line\nlast\n", false, false));
 }
 

@@ -23,7 +23,8 @@ struct Built {
     sum: PathBuf,
 }
 
-/// Builds `language`'s tokenize and sum examples once per test process.
+/// Builds `language`'s tokenize and sum examples once per test process, with
+/// `scripts/build-guest-examples.sh` (into `target/guest-examples`).
 fn built(language: &'static str) -> Arc<Built> {
     type Cache = Mutex<HashMap<&'static str, Arc<OnceLock<Arc<Built>>>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -35,39 +36,13 @@ fn built(language: &'static str) -> Arc<Built> {
         .or_default()
         .clone();
     cell.get_or_init(|| {
-        // QuickJS is the JavaScript SDK built with another engine (componentize-qjs).
-        let (sdk_language, engine) = match language {
-            "js-quickjs" => ("js", Some("SPATE_JS_ENGINE=quickjs")),
-            other => (other, None),
-        };
-        install_guest_toolchain(sdk_language);
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-languages");
-        let sdk = repo().join("guest-sdk").join(sdk_language);
-        let build_script = sdk.join("build.sh");
-        let build = |kind: &str, example: &str| {
-            let source = match sdk_language {
-                "python" => sdk.join("examples").join(example),
-                "js" => sdk.join("examples").join(example).join("app.js"),
-                _ => sdk
-                    .join("examples")
-                    .join(example)
-                    .join(format!("{example}.c")),
-            };
-            let wasm = out.join(format!("{language}-{example}.wasm"));
-            let args = [kind, source.to_str().unwrap(), wasm.to_str().unwrap()];
-            match engine {
-                Some(setting) => {
-                    let mut with_engine = vec![setting, build_script.to_str().unwrap()];
-                    with_engine.extend(args);
-                    script(Path::new("env"), &with_engine)
-                }
-                None => script(&build_script, &args),
-            };
-            wasm
-        };
+        // js-quickjs is the JavaScript SDK built with another engine (componentize-qjs).
+        install_guest_toolchain(language.strip_suffix("-quickjs").unwrap_or(language));
+        script(&repo().join("scripts/build-guest-examples.sh"), &[language]);
+        let built = repo().join("target/guest-examples");
         Arc::new(Built {
-            tokenize: build("transform", "tokenize"),
-            sum: build("combiner", "sum"),
+            tokenize: built.join(format!("{language}-tokenize.wasm")),
+            sum: built.join(format!("{language}-sum.wasm")),
         })
     })
     .clone()

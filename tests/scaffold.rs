@@ -57,17 +57,7 @@ fn new_project(dir: &Path, language: &str, name: &str, build: &[&[&str]]) -> Cou
         .output()
         .unwrap();
     assert!(ran.status.success(), "{}", stderr(&ran));
-    let mut counts = Counts::new();
-    let printed = String::from_utf8_lossy(&ran.stdout);
-    parse_pairs(
-        &printed
-            .lines()
-            .filter(|l| l.starts_with('('))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        &mut counts,
-    );
-    counts
+    printed_counts(&ran.stdout)
 }
 
 /// What the template's operator gives over the template's sample input: words split on

@@ -112,6 +112,15 @@ pub fn parse_pairs(text: &str, into: &mut Counts) {
     }
 }
 
+/// The counts of the `(word,count)` lines among what the print output wrote to stdout.
+pub fn printed_counts(stdout: &[u8]) -> Counts {
+    let printed = String::from_utf8_lossy(stdout);
+    let pairs: Vec<&str> = printed.lines().filter(|l| l.starts_with('(')).collect();
+    let mut counts = Counts::new();
+    parse_pairs(&pairs.join("\n"), &mut counts);
+    counts
+}
+
 /// The text-files outputs under `dir` named `<stem>-<time>.txt`: batch time -> counts.
 pub fn text_outputs(dir: &Path, stem: &str) -> BTreeMap<u64, Counts> {
     let mut batches = BTreeMap::new();
