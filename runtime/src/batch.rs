@@ -213,17 +213,26 @@ impl BlockBuffer {
 
     /// Takes sealed blocks, oldest first, up to `max_bytes` (at least one block if any).
     pub fn take(&self, max_bytes: usize) -> Vec<Block> {
+        self.take_in_multiples(max_bytes, 1)
+    }
+
+    /// Takes sealed blocks like [`BlockBuffer::take`], but a multiple of `multiple` of them
+    /// when at least that many fit, so that a batch's partitions spread evenly over that many
+    /// workers (with 2 workers, a batch of 3 partitions keeps one worker idle a third of it).
+    pub fn take_in_multiples(&self, max_bytes: usize, multiple: usize) -> Vec<Block> {
         let mut state = self.lock();
-        let mut blocks = Vec::new();
-        let mut bytes = 0;
-        while let Some(block) = state.sealed.front() {
-            if !blocks.is_empty() && bytes + block.lines.data.len() > max_bytes {
+        let (mut count, mut bytes) = (0, 0);
+        for block in &state.sealed {
+            if count > 0 && bytes + block.lines.data.len() > max_bytes {
                 break;
             }
             bytes += block.lines.data.len();
-            blocks.push(state.sealed.pop_front().expect("front exists"));
+            count += 1;
         }
-        blocks
+        if count >= multiple.max(1) {
+            count -= count % multiple.max(1);
+        }
+        state.sealed.drain(..count).collect()
     }
 
     /// True when sealed blocks wait to be taken.
@@ -234,14 +243,25 @@ impl BlockBuffer {
     /// Waits until a block is sealed, every source is done, or the timeout passes; returns true
     /// when a sealed block is waiting.
     pub fn wait_for_blocks(&self, timeout: Duration) -> bool {
+        self.wait_for_sealed(1, timeout)
+    }
+
+    /// Waits until `count` blocks are sealed, or fewer but no more can come soon (every source
+    /// is done, or the buffer is too full for receivers to add another block), or the timeout
+    /// passes; returns true when sealed blocks are waiting and no more are worth waiting for.
+    pub fn wait_for_sealed(&self, count: usize, timeout: Duration) -> bool {
+        let enough = |s: &State| {
+            !s.sealed.is_empty()
+                && (s.sealed.len() >= count
+                    || s.open_sources == 0
+                    || s.buffered + self.max_block_bytes > self.max_buffered_bytes)
+        };
         let state = self.lock();
         let (state, _) = self
             .changed
-            .wait_timeout_while(state, timeout, |s| {
-                s.sealed.is_empty() && s.open_sources > 0
-            })
+            .wait_timeout_while(state, timeout, |s| !enough(s) && s.open_sources > 0)
             .unwrap_or_else(|e| e.into_inner());
-        !state.sealed.is_empty()
+        enough(&state)
     }
 
     /// Returns processed bytes to the budget, waking paused receivers.
@@ -305,6 +325,36 @@ mod tests {
         }
         assert_eq!(buffer.take(25).len(), 2);
         assert_eq!(buffer.take(0).len(), 1, "at least one block");
+    }
+
+    #[test]
+    fn blocks_are_taken_in_multiples_when_enough_fit() {
+        let buffer = BlockBuffer::new(10, 10_000);
+        let full = BlockBuffer::new(10, 15);
+        full.open_source();
+        full.push(0, &lines(1, 10), None);
+        assert!(
+            full.wait_for_sealed(2, Duration::ZERO),
+            "one block and no room for a second: take it"
+        );
+        for _ in 0..5 {
+            buffer.push(0, &lines(1, 10), None);
+        }
+        buffer.open_source();
+        assert!(buffer.wait_for_sealed(4, Duration::ZERO));
+        assert!(!buffer.wait_for_sealed(6, Duration::ZERO));
+        buffer.close_source();
+        assert!(
+            buffer.wait_for_sealed(6, Duration::ZERO),
+            "no more will come"
+        );
+        assert_eq!(buffer.take_in_multiples(35, 2).len(), 2, "3 fit, 2 taken");
+        assert_eq!(buffer.take_in_multiples(usize::MAX, 2).len(), 2, "3 left");
+        assert_eq!(
+            buffer.take_in_multiples(usize::MAX, 2).len(),
+            1,
+            "fewer than the multiple: all of them"
+        );
     }
 
     #[test]

@@ -79,7 +79,10 @@ fn processing_time_clock(
 }
 
 /// Forms batches of up to `max-batch-bytes` as fast as the runner takes them, until the sources
-/// have nothing more. Batch times still step along the grid, one interval per batch.
+/// have nothing more. Batch times still step along the grid, one interval per batch. A batch
+/// holds a multiple of the worker count of blocks (partitions) while the sources still send:
+/// taking whatever was sealed gave 2 workers batches of 1, 3 and 5 partitions, which leave a
+/// worker idle.
 fn available_now_clock(
     buffer: &BlockBuffer,
     halt: &AtomicBool,
@@ -90,14 +93,14 @@ fn available_now_clock(
     let batch_ms = job.batch_interval.as_millis() as u64;
     let mut time = first;
     while !halt.load(Ordering::SeqCst) {
-        let ready = buffer.wait_for_blocks(Duration::from_millis(50));
+        let ready = buffer.wait_for_sealed(job.workers, Duration::from_millis(50));
         let last = buffer.sources_done();
         if last {
             buffer.seal();
         } else if !ready {
             continue;
         }
-        let blocks = buffer.take(job.max_batch_bytes);
+        let blocks = buffer.take_in_multiples(job.max_batch_bytes, job.workers);
         if blocks.is_empty() && !last {
             continue;
         }
