@@ -284,7 +284,7 @@ fn check_prints_the_plan_and_set_overrides_fields() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(plan.contains("3 workers"), "{plan}");
     assert!(
-        plan.contains("map side, one task per partition of 'files'"),
+        plan.contains("map side, one task per worker over its partitions of 'files'"),
         "{plan}"
     );
     assert!(
@@ -292,7 +292,10 @@ fn check_prints_the_plan_and_set_overrides_fields() {
         "{plan}"
     );
     assert!(
-        plan.contains("pre-combined by the transform, then hash of key -> 5 partitions"),
+        plan.contains(
+            "pre-combined by the transform over all of the task's partitions, then hash of key \
+             -> 5 partitions"
+        ),
         "{plan}"
     );
     assert!(

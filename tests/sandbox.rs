@@ -484,6 +484,89 @@ fn skip_policy_dead_letters_the_failed_partition_and_goes_on() {
     );
 }
 
+/// The tokenize plugin holds its pre-combined output over all of a worker's partitions of a
+/// batch (WIT `deferred-combine`). When one of those partitions fails, the share runs again
+/// partition by partition: only the bad one is retried and skipped, and the words held from the
+/// others are neither lost nor counted twice.
+#[test]
+fn a_failure_while_output_is_held_reruns_the_partitions_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, dead) = (dir.path().join("in"), dir.path().join("dead"));
+    std::fs::create_dir_all(&input).unwrap();
+    let good: Vec<String> = (0..40)
+        .map(|i| format!("held word{} held", i % 7))
+        .collect();
+    let mut lines = good.clone();
+    lines.insert(23, "boom".into());
+    // A file per line: with tiny blocks, each becomes a partition of its own.
+    for (i, line) in lines.iter().enumerate() {
+        std::fs::write(input.join(format!("{i:02}.txt")), format!("{line}\n")).unwrap();
+    }
+    let path = pipeline(
+        dir.path(),
+        &format!(
+            r#"[job]
+trigger = "available-now"
+workers = 1
+# Tiny blocks: every line is a partition, and all of them one worker's share of one batch.
+max-block-bytes = 4
+max-buffered-bytes = 4096
+task-retries = 1
+on-task-failure = "skip"
+dead-letter-dir = "{dead}"
+
+[sources.files]
+type = "directory"
+path = "{input}"
+include-existing = true
+
+[[steps]]
+op = "map"
+plugin = "{panicky}"
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "print"
+num = 1000
+"#,
+            dead = dead.display(),
+            input = input.display(),
+            panicky = test_plugin("panicky").display(),
+        ),
+    );
+    let plan = run(&["check", path.to_str().unwrap()], Duration::from_secs(60));
+    let described = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        described.contains("one task per worker over its partitions"),
+        "{described}"
+    );
+    let output = run(&["run", path.to_str().unwrap()], Duration::from_secs(60));
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("running them one at a time"), "{log}");
+    assert!(log.contains("1 task retries"), "{log}");
+    assert_eq!(
+        printed_counts(&output.stdout),
+        reference_counts(&good.join("\n"), false, false)
+    );
+    let letters: Vec<String> = std::fs::read_dir(&dead)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(letters.iter().any(|t| t == "boom\n"), "{letters:?}");
+    assert!(
+        !letters.iter().any(|t| t.contains("held")),
+        "only the bad partition is dead-lettered: {letters:?}"
+    );
+}
+
 #[test]
 fn check_prints_grants_and_limits_and_refuses_a_missing_granted_directory() {
     let arena = Arena::new();

@@ -189,6 +189,14 @@ impl BatchBuilder {
         self.len() == 0
     }
 
+    /// True when every record so far was combined per key (none pushed otherwise) and there
+    /// are at most `max_keys` of them: output that can wait for more of the same keys.
+    pub fn holds_only_combined(&self, max_keys: usize) -> bool {
+        self.combine
+            .as_ref()
+            .is_some_and(|c| c.index.len() == self.values.len() && c.index.len() <= max_keys)
+    }
+
     /// Pushes an unkeyed record.
     #[inline]
     pub fn push_value(&mut self, value: &[u8]) {

@@ -45,10 +45,10 @@ mod value;
 
 pub use batch::{Batch, BatchBuilder, Record};
 pub use column::{Column, bytes_eq};
-pub use key_index::{KeyIndex, Slot, key_hash};
+pub use key_index::{HashedKey, KeyIndex, Slot, key_hash};
 pub use operator::{
-    Combiner, Error, Info, Transform, configure_combiner, configure_transform, run_fold,
-    run_transform,
+    Combiner, Error, HeldOutput, Info, Transform, configure_combiner, configure_transform,
+    run_fold, run_transform,
 };
 pub use params::Params;
 pub use state::{

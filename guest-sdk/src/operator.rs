@@ -141,11 +141,62 @@ pub fn run_transform<T: Transform>(
         None => BatchBuilder::with_capacity(input.len(), input.values.data.len()),
     };
     op.process(input, &mut out)?;
+    finished(out)
+}
+
+/// The batch `out` built, checked.
+fn finished(out: BatchBuilder) -> Result<Batch, Error> {
     let batch = out.finish();
     batch
         .validate()
         .map_err(|e| Error::new(format!("operator built a malformed batch: {e}")))?;
     Ok(batch)
+}
+
+/// Output a transform holds back between calls: what the exported `deferred-combine`
+/// interface's `absorb` and `flush` do.
+///
+/// Only output combined per key is held, and only up to [`HeldOutput::MAX_KEYS`] distinct keys:
+/// past that, or when the output holds records that are not combined, everything goes back at
+/// once, so holding never takes more guest memory than one large partition's output would.
+#[derive(Debug, Default)]
+pub struct HeldOutput {
+    builder: Option<BatchBuilder>,
+}
+
+impl HeldOutput {
+    /// The most distinct keys held before `absorb` returns them.
+    pub const MAX_KEYS: usize = 256 * 1024;
+
+    /// Runs `op` over `input` like [`run_transform`], but keeps the combined output for a
+    /// later call when it can (returning an empty batch). On an error, whatever was held is
+    /// dropped with the partial output: the host then discards the instance and retries
+    /// every partition held.
+    pub fn absorb<T: Transform>(
+        &mut self,
+        op: &mut T,
+        input: &Batch,
+        output_combine: Option<Monoid>,
+    ) -> Result<Batch, Error> {
+        let Some(monoid) = output_combine else {
+            return run_transform(op, input, None);
+        };
+        let mut out = self
+            .builder
+            .take()
+            .unwrap_or_else(|| BatchBuilder::combining(monoid));
+        op.process(input, &mut out)?;
+        if out.holds_only_combined(Self::MAX_KEYS) {
+            self.builder = Some(out);
+            return Ok(Batch::default());
+        }
+        finished(out)
+    }
+
+    /// Everything held, leaving nothing held.
+    pub fn flush(&mut self) -> Result<Batch, Error> {
+        self.builder.take().map_or(Ok(Batch::default()), finished)
+    }
 }
 
 /// The combiner's bulk fold: exactly what the exported `fold` does.
@@ -187,4 +238,89 @@ pub fn run_fold<C: Combiner>(
         out.end_value();
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Emits `(value, 1)` per record, and a raw pair that cannot be combined for `raw`.
+    struct Count;
+
+    impl Transform for Count {
+        fn info() -> Info {
+            Info {
+                name: "count",
+                description: "",
+                params: &[],
+                key_type: Some(ValueType::Text),
+                value_type: Some(ValueType::I64),
+                monoid: None,
+            }
+        }
+        fn configure(_: &Params) -> Result<Self, Error> {
+            Ok(Count)
+        }
+        fn record(&mut self, r: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+            match r.value {
+                b"raw" => out.push_pair(b"raw", b"not an i64"),
+                word => out.emit(word, &1i64),
+            }
+            Ok(())
+        }
+    }
+
+    fn counts(batch: &Batch) -> Vec<(String, i64)> {
+        let mut pairs: Vec<(String, i64)> = batch
+            .records()
+            .map(|r| (r.key_str().unwrap().to_owned(), r.value_as().unwrap()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn held_output_combines_across_partitions_until_flushed() {
+        let (mut op, mut held) = (Count, HeldOutput::default());
+        let sum = Some(Monoid::SumI64);
+        for part in [["a", "b"], ["b", "c"]] {
+            let now = held.absorb(&mut op, &Batch::from_lines(part), sum).unwrap();
+            assert!(now.is_empty(), "combined output waits");
+        }
+        let all = held.flush().unwrap();
+        assert_eq!(
+            counts(&all),
+            [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]
+        );
+        assert!(held.flush().unwrap().is_empty(), "nothing is held twice");
+    }
+
+    #[test]
+    fn output_that_cannot_wait_comes_back_at_once() {
+        let (mut op, mut held) = (Count, HeldOutput::default());
+        let sum = Some(Monoid::SumI64);
+        held.absorb(&mut op, &Batch::from_lines(["a"]), sum)
+            .unwrap();
+        // A record that is not combined: everything held so far comes back with it.
+        let now = held
+            .absorb(&mut op, &Batch::from_lines(["a", "raw"]), sum)
+            .unwrap();
+        assert_eq!(now.len(), 2);
+        assert_eq!(now.record(0).value_as::<i64>().unwrap(), 2);
+        assert!(held.flush().unwrap().is_empty());
+        // Without a monoid to combine with, nothing is held either.
+        let now = held
+            .absorb(&mut op, &Batch::from_lines(["a"]), None)
+            .unwrap();
+        assert_eq!(now.len(), 1);
+    }
+
+    #[test]
+    fn held_output_is_bounded_by_its_key_count() {
+        let (mut op, mut held) = (Count, HeldOutput::default());
+        let words: Vec<String> = (0..=HeldOutput::MAX_KEYS).map(|i| i.to_string()).collect();
+        let input = Batch::from_lines(words.iter().map(String::as_str));
+        let now = held.absorb(&mut op, &input, Some(Monoid::SumI64)).unwrap();
+        assert_eq!(now.len(), HeldOutput::MAX_KEYS + 1, "too many keys to hold");
+    }
 }

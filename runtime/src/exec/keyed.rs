@@ -1,8 +1,9 @@
 //! Both sides of a shuffle for the ops that keep no state: the map side (combine, hash, deal
 //! or count per partition), and groupByKey, the joins and cogroup on the reduce side.
 
+use super::narrow;
 use super::pool::Worker;
-use crate::plan::{JoinKind, KeyedInput, MapSide};
+use crate::plan::{JoinKind, KeyedInput, MapSide, Plan};
 use crate::shuffle::{
     Folder, combine_by_key, deal, key_hashes, partition, partition_hashed, partition_records,
 };
@@ -36,6 +37,63 @@ pub fn map_side(
             Ok(partition(&combined, partitions))
         }
     }
+}
+
+/// The map side over several partitions with `operator` (see [`Plan::deferring_operator`]) holding
+/// its combined output until the last one: a key repeated across them leaves the operator,
+/// is hashed and is shuffled once instead of once per partition.
+pub fn map_side_deferred(
+    worker: &mut Worker,
+    plan: &Plan,
+    input: &KeyedInput,
+    operator: usize,
+    partitions: usize,
+    batches: &mut [Batch],
+) -> Result<Vec<Batch>> {
+    let mut buckets = vec![Batch::default(); partitions];
+    for batch in batches.iter_mut() {
+        // Usually empty: held back until the flush.
+        if let Some(out) = narrow::apply_deferring(worker, plan, &input.narrow, batch)? {
+            append_buckets(&mut buckets, map_side(worker, input, partitions, 0, &out)?);
+        }
+    }
+    let held = worker.transform(operator)?.flush()?;
+    append_buckets(&mut buckets, map_side(worker, input, partitions, 0, &held)?);
+    Ok(buckets)
+}
+
+/// Appends each bucket of `more` to the same bucket of `buckets`.
+pub fn append_buckets(buckets: &mut [Batch], more: Vec<Batch>) {
+    for (bucket, more) in buckets.iter_mut().zip(more) {
+        if bucket.is_empty() {
+            *bucket = more;
+        } else {
+            bucket.extend_from(&more);
+        }
+    }
+}
+
+/// Splits `parts` into at most `groups` groups of about equal bytes (largest first, each to the
+/// lightest group), so that one task per worker finishes at about the same time.
+pub fn group_partitions<T>(parts: Vec<(T, Batch)>, groups: usize) -> Vec<Vec<(T, Batch)>> {
+    let bytes = |b: &Batch| b.values.data.len() + b.keys.as_ref().map_or(0, |k| k.data.len());
+    let mut parts = parts;
+    parts.sort_by_key(|(_, b)| std::cmp::Reverse(bytes(b)));
+    let groups = groups.clamp(1, parts.len().max(1));
+    let mut grouped: Vec<(usize, Vec<(T, Batch)>)> = (0..groups).map(|_| (0, Vec::new())).collect();
+    for part in parts {
+        let lightest = grouped
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("at least one group");
+        lightest.0 += bytes(&part.1);
+        lightest.1.push(part);
+    }
+    grouped
+        .into_iter()
+        .map(|(_, parts)| parts)
+        .filter(|parts| !parts.is_empty())
+        .collect()
 }
 
 /// (value, 1) for each record of an unkeyed batch; ((key, value), 1) for a keyed one.
@@ -231,6 +289,27 @@ pub fn join(left: &[Batch], right: &[Batch], kind: JoinKind) -> Result<Batch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_are_shared_out_by_bytes() {
+        let part = |bytes: usize| Batch::from_lines([&*"x".repeat(bytes)]);
+        let parts: Vec<(usize, Batch)> = [5, 1, 4, 2, 3, 3]
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| (i, part(bytes)))
+            .collect();
+        let shares = group_partitions(parts, 2);
+        let load = |share: &Vec<(usize, Batch)>| -> usize {
+            share.iter().map(|(_, b)| b.values.data.len()).sum()
+        };
+        assert_eq!(shares.len(), 2);
+        assert_eq!((load(&shares[0]), load(&shares[1])), (9, 9));
+        let mut ids: Vec<usize> = shares.iter().flatten().map(|(i, _)| *i).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(group_partitions(vec![(0, part(1))], 4).len(), 1);
+        assert!(group_partitions(Vec::<(usize, Batch)>::new(), 2).is_empty());
+    }
 
     fn keyed(pairs: &[(&str, &str)]) -> Batch {
         Batch {

@@ -14,13 +14,39 @@ pub fn apply(
     steps: &[NarrowStep],
     input: &mut Batch,
 ) -> Result<Option<Batch>> {
+    apply_with(worker, plan, steps, input, false)
+}
+
+/// [`apply`], but the last step's operator may hold its combined output back until its
+/// `flush` (see [`crate::wasm::TransformInstance::absorb`]): the caller flushes it after the
+/// task's last partition.
+pub fn apply_deferring(
+    worker: &mut Worker,
+    plan: &Plan,
+    steps: &[NarrowStep],
+    input: &mut Batch,
+) -> Result<Option<Batch>> {
+    apply_with(worker, plan, steps, input, true)
+}
+
+fn apply_with(
+    worker: &mut Worker,
+    plan: &Plan,
+    steps: &[NarrowStep],
+    input: &mut Batch,
+    defer_last: bool,
+) -> Result<Option<Batch>> {
     let mut current: Option<Batch> = None;
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
         let batch = match current.as_mut() {
             Some(batch) => batch,
             None => &mut *input,
         };
         let output = match step {
+            NarrowStep::Wasm { operator, .. } if defer_last && i + 1 == steps.len() => {
+                // Held output is combined: no count of records out per record in holds.
+                worker.transform(*operator)?.absorb(batch)?
+            }
             NarrowStep::Wasm { operator, op } => {
                 let records_in = batch.len();
                 let output = worker.transform(*operator)?.process(batch)?;

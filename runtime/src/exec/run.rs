@@ -1,17 +1,107 @@
 //! One batch through the plan: the nodes in order, each as tasks on the worker pool; a stream
 //! is handed to its last reader (copied for the others) and dropped once read.
 
-use super::keyed::{cogroup, group_by_key, join, map_side};
+use super::keyed::{
+    append_buckets, cogroup, group_by_key, group_partitions, join, map_side, map_side_deferred,
+};
 use super::narrow;
 use super::pool::{Worker, WorkerPool};
 use super::tasks::{TaskFigures, TaskId, attempt};
 use crate::batch::Block;
-use crate::plan::{Combine, GlobalOp, KeyedOp, NodeKind, Plan, StreamId, StreamType};
+use crate::plan::{Combine, GlobalOp, KeyedInput, KeyedOp, NodeKind, Plan, StreamId, StreamType};
 use crate::shuffle::{Folder, combine_by_key};
 use crate::state::{JobState, NodeState, Watermarks, WindowReduce, lock};
 use anyhow::{Result, anyhow};
 use spate_guest::{Batch, Column};
 use std::sync::Arc;
+
+/// A map-side task of a keyed node: its buckets, one per shuffle partition.
+type MapTask =
+    Box<dyn FnOnce(&mut Worker) -> Result<(Option<Vec<Batch>>, TaskFigures)> + Send + 'static>;
+
+/// A map task's buckets; a skipped task sends empty ones.
+fn skipped_as_empty(out: Option<Vec<Batch>>, partitions: usize) -> Vec<Batch> {
+    out.unwrap_or_else(|| vec![Batch::default(); partitions])
+}
+
+/// Input `side` of keyed node `n`, and the node's shuffle partition count.
+fn keyed_side(plan: &Plan, n: usize, side: usize) -> (&KeyedInput, usize) {
+    let NodeKind::Keyed {
+        inputs, partitions, ..
+    } = &plan.nodes[n].kind
+    else {
+        unreachable!("map tasks belong to keyed nodes")
+    };
+    (&inputs[side], *partitions)
+}
+
+/// The map side of keyed node `n` over one partition of input `side`, with the job's retries
+/// and failure policy.
+fn map_task(
+    worker: &mut Worker,
+    plan: &Plan,
+    n: usize,
+    side: usize,
+    id: TaskId,
+    batch: Batch,
+) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
+    let (input, partitions) = keyed_side(plan, n, side);
+    attempt(
+        worker,
+        plan,
+        id,
+        &mut [batch],
+        &input.types,
+        |w, batches| {
+            let out = narrow::apply(w, plan, &input.narrow, &mut batches[0])?;
+            let batch = out.as_ref().unwrap_or(&batches[0]);
+            map_side(w, input, partitions, id.partition, batch)
+        },
+    )
+    .map(|(out, figures)| (Some(skipped_as_empty(out, partitions)), figures))
+}
+
+/// The map side of keyed node `n` over a worker's share of input `side`'s partitions, with
+/// `operator` holding its combined output until the last one. If that fails, the instances are
+/// dropped (with whatever they held) and the partitions run one by one through [`map_task`],
+/// so that retries and the failure policy work on the partition that failed, as without the
+/// grouping.
+fn map_share_task(
+    worker: &mut Worker,
+    plan: &Plan,
+    n: usize,
+    side: usize,
+    operator: usize,
+    mut share: Vec<(TaskId, Batch)>,
+) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
+    let (input, partitions) = keyed_side(plan, n, side);
+    let Some(&(first, _)) = share.first() else {
+        return Ok((
+            Some(skipped_as_empty(None, partitions)),
+            TaskFigures::default(),
+        ));
+    };
+    worker.begin_batch(first.batch_time);
+    let mut batches: Vec<Batch> = share.iter_mut().map(|(_, b)| std::mem::take(b)).collect();
+    let held = map_side_deferred(worker, plan, input, operator, partitions, &mut batches);
+    let error = match held {
+        Ok(buckets) => return Ok((Some(buckets), TaskFigures::default())),
+        Err(e) => e,
+    };
+    tracing::warn!(
+        "{first}: failed over its worker's {} partitions, running them one at a time: {error:#}",
+        batches.len()
+    );
+    worker.discard_instances();
+    let mut buckets = skipped_as_empty(None, partitions);
+    let mut figures = TaskFigures::default();
+    for ((id, _), batch) in share.into_iter().zip(batches) {
+        let (out, more) = map_task(worker, plan, n, side, id, batch)?;
+        append_buckets(&mut buckets, skipped_as_empty(out, partitions));
+        figures.add(more);
+    }
+    Ok((Some(buckets), figures))
+}
 
 /// A stream's batch at this batch time: its partitions, or none at times its slide skips.
 type StreamBatch = Option<Vec<Batch>>;
@@ -196,26 +286,30 @@ impl BatchRun<'_> {
         let mut tasks = Vec::new();
         let mut side_tasks = Vec::new();
         for (side, parts) in inputs.into_iter().enumerate() {
+            let first_id = tasks.len();
+            let parts: Vec<(TaskId, Batch)> = parts
+                .into_iter()
+                .enumerate()
+                .map(|(p, batch)| (self.id(n, first_id + p), batch))
+                .collect();
+            if let Some(operator) = plan.deferring_operator(&sides[side]) {
+                // One task per worker, each holding its combined output over its partitions.
+                let shares = group_partitions(parts, plan.job.workers);
+                side_tasks.push(shares.len());
+                for share in shares {
+                    let plan = plan.clone();
+                    tasks.push(Box::new(move |worker: &mut Worker| {
+                        map_share_task(worker, &plan, n, side, operator, share)
+                    }) as MapTask);
+                }
+                continue;
+            }
             side_tasks.push(parts.len());
-            for (p, batch) in parts.into_iter().enumerate() {
-                let (plan, types) = (plan.clone(), sides[side].types.clone());
-                let id = self.id(n, tasks.len());
-                tasks.push(move |worker: &mut Worker| {
-                    let NodeKind::Keyed { inputs, .. } = &plan.nodes[n].kind else {
-                        unreachable!()
-                    };
-                    let input = &inputs[side];
-                    attempt(worker, &plan, id, &mut [batch], &types, |w, batches| {
-                        let out = narrow::apply(w, &plan, &input.narrow, &mut batches[0])?;
-                        let batch = out.as_ref().unwrap_or(&batches[0]);
-                        map_side(w, input, partitions, p, batch)
-                    })
-                    .map(|(out, figures)| {
-                        // A skipped map task sends empty buckets.
-                        let out = out.unwrap_or_else(|| vec![Batch::default(); partitions]);
-                        (Some(out), figures)
-                    })
-                });
+            for (id, batch) in parts {
+                let plan = plan.clone();
+                tasks.push(Box::new(move |worker: &mut Worker| {
+                    map_task(worker, &plan, n, side, id, batch)
+                }) as MapTask);
             }
         }
         let map_outputs: Vec<Vec<Batch>> = self.run_tasks(tasks)?;

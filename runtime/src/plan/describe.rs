@@ -131,6 +131,11 @@ impl Plan {
                             "map-side combine with {}, then hash of key",
                             self.combine_name(c)
                         ),
+                        MapSide::PreCombined if self.deferring_operator(input).is_some() => {
+                            "pre-combined by the transform over all of the task's partitions, \
+                             then hash of key"
+                                .into()
+                        }
                         MapSide::PreCombined => {
                             "pre-combined by the transform, then hash of key".into()
                         }
@@ -138,9 +143,13 @@ impl Plan {
                         MapSide::Deal => "dealt out evenly".into(),
                         MapSide::CountValues => "count per value, then hash of value".into(),
                     };
+                    let tasks = match self.deferring_operator(input) {
+                        Some(_) => "one task per worker over its partitions of",
+                        None => "one task per partition of",
+                    };
                     let _ = writeln!(
                         out,
-                        "    map side, one task per partition of '{}': {map_side} -> {partitions} partitions",
+                        "    map side, {tasks} '{}': {map_side} -> {partitions} partitions",
                         name(input.stream)
                     );
                     self.describe_narrow(out, &input.narrow);

@@ -99,6 +99,22 @@ pub struct Plan {
     pub usage: Arc<Usage>,
 }
 
+impl Plan {
+    /// The operator of `input`'s last narrow step when it can hold its pre-combined output over
+    /// several partitions (it exports `deferred-combine`): the map side then runs each worker's
+    /// share of a batch's partitions as one task, flushing the operator once at its end.
+    pub fn deferring_operator(&self, input: &KeyedInput) -> Option<usize> {
+        match (&input.map_side, input.narrow.last()?) {
+            (MapSide::PreCombined, NarrowStep::Wasm { operator, .. })
+                if self.operators[*operator].defers_combined_output() =>
+            {
+                Some(*operator)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// How much received data may wait unprocessed. With `available-now` the sources are all there
 /// already, so reading further ahead than the next batch only costs memory: the limit is the
 /// batch running plus half the next one (its blocks are released as it is processed, so the

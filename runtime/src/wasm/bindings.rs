@@ -8,6 +8,23 @@ pub mod transform {
     });
 }
 
+/// The `deferring-transform-operator` world: only its `deferred-combine` export is used (the
+/// `transform` one through [`transform`]), and only when a component has it.
+pub mod deferring {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "spate:operator/deferring-transform-operator",
+        with: {
+            "spate:operator/types": super::transform::spate::operator::types,
+        },
+    });
+}
+
+/// The optional `deferred-combine` export of a transform.
+pub use deferring::exports::spate::operator::deferred_combine::{
+    Guest as DeferredCombine, GuestIndices as DeferredCombineIndices,
+};
+
 /// The `combiner-operator` world, reusing the types generated for `transform`.
 pub mod combiner {
     wasmtime::component::bindgen!({

@@ -1,9 +1,9 @@
 //! Live operator instances (one per operator and worker) and the calls into them.
 
 use super::bindings::{
-    OperatorError, OperatorInfo, StateInfo, StateInput, StateOutput, batch_from_wit, batch_to_wit,
-    column_from_wit, column_to_wit, combiner::CombinerOperator, state::StateOperator,
-    transform::TransformOperator,
+    Batch as WitBatch, DeferredCombine, OperatorError, OperatorInfo, StateInfo, StateInput,
+    StateOutput, batch_from_wit, batch_to_wit, column_from_wit, column_to_wit,
+    combiner::CombinerOperator, state::StateOperator, transform::TransformOperator,
 };
 use super::guest_output::GuestOutput;
 use super::host::{HostState, new_store};
@@ -30,8 +30,14 @@ pub struct Instance<B> {
     usage: Arc<Usage>,
 }
 
+/// A transform's exports: `transform`, and `deferred-combine` when it has it.
+pub struct TransformExports {
+    transform: TransformOperator,
+    deferred: Option<DeferredCombine>,
+}
+
 /// An instance of a transform operator.
-pub type TransformInstance = Instance<TransformOperator>;
+pub type TransformInstance = Instance<TransformExports>;
 /// An instance of a combiner operator.
 pub type CombinerInstance = Instance<CombinerOperator>;
 /// An instance of a state operator.
@@ -230,17 +236,73 @@ impl TransformInstance {
     /// Runs `process` over one partition and checks the batch it returns. `input` is lent to
     /// the call, not consumed, so that a failed task can be retried or dead-lettered.
     pub fn process(&mut self, input: &mut Batch) -> Result<Batch> {
+        self.call_with_input("process", input, |store, b, lent| {
+            b.transform
+                .spate_operator_transform()
+                .call_process(store, lent)
+        })
+    }
+
+    /// True when the instance exports `deferred-combine` (see [`TransformInstance::absorb`]).
+    pub fn defers(&self) -> bool {
+        self.bindings.deferred.is_some()
+    }
+
+    /// Runs `deferred-combine.absorb` over one partition: like `process`, but the operator may
+    /// hold part of the output until [`TransformInstance::flush`]. Falls back to `process` on
+    /// an operator without the export.
+    pub fn absorb(&mut self, input: &mut Batch) -> Result<Batch> {
+        if !self.defers() {
+            return self.process(input);
+        }
+        self.call_with_input("absorb", input, |store, b, lent| {
+            b.deferred
+                .as_ref()
+                .expect("checked by defers")
+                .call_absorb(store, lent)
+        })
+    }
+
+    /// Runs `deferred-combine.flush`: the output held since the last flush (none without the
+    /// export).
+    pub fn flush(&mut self) -> Result<Batch> {
+        if !self.defers() {
+            return Ok(Batch::default());
+        }
+        let output = self.call("flush", |store, b| {
+            b.deferred
+                .as_ref()
+                .expect("checked by defers")
+                .call_flush(store)
+        })?;
+        self.checked_output("flush", batch_from_wit(output))
+    }
+
+    /// Calls `function` with `input` lent to it (not consumed, so that a failed task can be
+    /// retried or dead-lettered) and checks the batch it returns.
+    fn call_with_input(
+        &mut self,
+        function: &str,
+        input: &mut Batch,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &TransformExports,
+            &WitBatch,
+        ) -> wasmtime::Result<Result<WitBatch, OperatorError>>,
+    ) -> Result<Batch> {
         let lent = batch_to_wit(std::mem::take(input));
-        let result = self.call("process", |store, b| {
-            b.spate_operator_transform().call_process(store, &lent)
-        });
+        let result = self.call(function, |store, b| f(store, b, &lent));
         *input = batch_from_wit(lent);
-        let output = batch_from_wit(result?);
+        self.checked_output(function, batch_from_wit(result?))
+    }
+
+    /// `output` if it is within the output caps and well formed.
+    fn checked_output(&self, function: &str, output: Batch) -> Result<Batch> {
         let bytes = output.values.data.len() + output.keys.as_ref().map_or(0, |k| k.data.len());
-        self.check_output("process", output.len(), bytes)?;
+        self.check_output(function, output.len(), bytes)?;
         output.validate().map_err(|e| {
             anyhow!(
-                "{} returned a malformed batch from {}#process: {e}",
+                "{} returned a malformed batch from {}#{function}: {e}",
                 self.label,
                 self.export
             )
@@ -354,7 +416,8 @@ impl OperatorInstance {
         let combine = op.spec.output_combine.map(Into::into);
         match &mut instance {
             OperatorInstance::Transform(i) => i.call("configure", |store, b| {
-                b.spate_operator_transform()
+                b.transform
+                    .spate_operator_transform()
                     .call_configure(store, params, combine)
             })?,
             OperatorInstance::Combiner(i) => i.call("configure", |store, b| {
@@ -372,7 +435,10 @@ impl OperatorInstance {
         Ok(match Self::instantiate(op)? {
             OperatorInstance::Transform(mut i) => {
                 info_from_wit(i.call("describe", |store, b| {
-                    b.spate_operator_transform().call_describe(store).map(Ok)
+                    b.transform
+                        .spate_operator_transform()
+                        .call_describe(store)
+                        .map(Ok)
                 })?)
             }
             OperatorInstance::Combiner(mut i) => {
@@ -400,9 +466,23 @@ impl OperatorInstance {
             None => anyhow!("{label}: instantiation failed: {e:#}"),
         };
         Ok(match &op.pre {
-            Pre::Transform(pre) => {
-                let bindings = pre.instantiate(&mut store).map_err(failed)?;
-                OperatorInstance::Transform(Instance::new(op, store, bindings, output))
+            Pre::Transform {
+                instance_pre,
+                indices,
+                deferred,
+            } => {
+                let instance = instance_pre.instantiate(&mut store).map_err(failed)?;
+                let transform = indices.load(&mut store, &instance).map_err(failed)?;
+                let deferred = deferred
+                    .as_ref()
+                    .map(|d| d.load(&mut store, &instance))
+                    .transpose()
+                    .map_err(failed)?;
+                let exports = TransformExports {
+                    transform,
+                    deferred,
+                };
+                OperatorInstance::Transform(Instance::new(op, store, exports, output))
             }
             Pre::Combiner(pre) => {
                 let bindings = pre.instantiate(&mut store).map_err(failed)?;

@@ -2,8 +2,8 @@
 //! the world its step needs, link it, and check its parameters once.
 
 use super::bindings::{
-    PACKAGE, combiner::CombinerOperatorPre, state::StateOperatorPre,
-    transform::TransformOperatorPre,
+    DeferredCombineIndices, PACKAGE, combiner::CombinerOperatorPre, state::StateOperatorPre,
+    transform::TransformOperatorIndices,
 };
 use super::cache::ComponentCache;
 use super::engine::{EngineSettings, new_engine};
@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 
 /// What every operator of one job shares: the engine (its own, so that one tenant's settings
 /// and compiled code never mix with another's), the linker, and the job's usage counters.
@@ -165,7 +165,12 @@ pub struct PreparedOperator {
 
 /// The linked, type-checked world.
 pub(super) enum Pre {
-    Transform(TransformOperatorPre<HostState>),
+    Transform {
+        instance_pre: InstancePre<HostState>,
+        indices: TransformOperatorIndices,
+        /// The optional `deferred-combine` export, when the component has it.
+        deferred: Option<DeferredCombineIndices>,
+    },
     Combiner(CombinerOperatorPre<HostState>),
     State(StateOperatorPre<HostState>),
 }
@@ -276,7 +281,11 @@ impl PreparedOperator {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{spec}: the plugin needs imports Spate does not provide"))?;
         let pre = match spec.kind {
-            OperatorKind::Transform => Pre::Transform(TransformOperatorPre::new(instance_pre)?),
+            OperatorKind::Transform => Pre::Transform {
+                indices: TransformOperatorIndices::new(&instance_pre)?,
+                deferred: DeferredCombineIndices::new(&instance_pre).ok(),
+                instance_pre,
+            },
             OperatorKind::Combiner => Pre::Combiner(CombinerOperatorPre::new(instance_pre)?),
             OperatorKind::State => Pre::State(StateOperatorPre::new(instance_pre)?),
         };
@@ -303,6 +312,21 @@ impl PreparedOperator {
         // Instantiating and configuring once checks the parameters now rather than mid-batch.
         OperatorInstance::new(&prepared)?;
         Ok(prepared)
+    }
+}
+
+impl PreparedOperator {
+    /// True for a transform exporting `deferred-combine` and asked to pre-combine its output:
+    /// its instances can then hold combined output over several partitions.
+    pub fn defers_combined_output(&self) -> bool {
+        self.spec.output_combine.is_some()
+            && matches!(
+                self.pre,
+                Pre::Transform {
+                    deferred: Some(_),
+                    ..
+                }
+            )
     }
 }
 
