@@ -217,6 +217,19 @@ fn print_table(r: &Results) {
             "{:<46} {:>12.1} MB {:>14}",
             "  peak RSS", w.spate_peak_rss_mb, "target <= 64"
         );
+        println!(
+            "{:<46} {:>12.2} s",
+            "  time in Wasm (all workers)", w.spate_wasm_s
+        );
+        if let Some(operator_s) = w.native_operator_s {
+            println!(
+                "{:<46} {:>12.2} s {:>14} {:>9.2}x",
+                "  the same operator natively (no Wasm)",
+                w.spate_wasm_s,
+                format!("{operator_s:.2} s"),
+                operator_s / w.spate_wasm_s
+            );
+        }
     }
     if let Some(startup) = &r.startup {
         println!(

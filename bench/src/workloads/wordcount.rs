@@ -27,6 +27,12 @@ pub struct Wordcount {
     pub spate_processing_s: f64,
     /// Spate throughput over native throughput (wall time).
     pub ratio: f64,
+    /// Median seconds inside Wasm calls, summed over workers (the run summary's figure).
+    pub spate_wasm_s: f64,
+    /// Median seconds in the calls of the tokenize operator compiled natively, one thread,
+    /// partitions and batches as Spate's (see [`native::operator_word_count`]); measured in the
+    /// 1-thread runs only.
+    pub native_operator_s: Option<f64>,
     /// Peak RSS of the Spate process, MB.
     pub spate_peak_rss_mb: f64,
 }
@@ -39,6 +45,13 @@ fn processing_seconds(stderr: &[String]) -> f64 {
         .map(|b| b.processing_ms)
         .sum::<f64>()
         / 1000.0
+}
+
+/// The summary's time in Wasm, in seconds (`  wasm: N calls, X ms in Wasm, ...`).
+fn wasm_seconds(stderr: &[String]) -> Option<f64> {
+    let line = stderr.iter().find(|l| l.starts_with("  wasm: "))?;
+    let ms = line.split(" calls, ").nth(1)?.split(" ms in Wasm").next()?;
+    Some(ms.parse::<f64>().ok()? / 1000.0)
 }
 
 fn records_in_summary(stderr: &[String]) -> Option<u64> {
@@ -91,6 +104,7 @@ pub fn run(
     let workers = format!("job.workers={threads}");
     let (mut native_s, mut spate_s, mut processing_s, mut rss) =
         (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    let (mut wasm_s, mut operator_s) = (Vec::new(), Vec::new());
     let mut words = 0;
     for _ in 0..reps {
         let start = Instant::now();
@@ -98,11 +112,18 @@ pub fn run(
         let (counts, n) = native::word_count(&data, threads, &tokenizer);
         native_s.push(start.elapsed().as_secs_f64());
         words = n;
-        drop((counts, data));
+        drop(counts);
+        if threads == 1 {
+            // Spate's defaults: 1 MiB blocks, 8 MiB batches.
+            let (_, in_calls) = native::operator_word_count(&data, 1 << 20, 8);
+            operator_s.push(in_calls.as_secs_f64());
+        }
+        drop(data);
 
         let finished = spate_run(&pipeline, &["--set", &workers], cache, lines)?;
         spate_s.push(finished.wall.as_secs_f64());
         processing_s.push(processing_seconds(&finished.stderr));
+        wasm_s.extend(wasm_seconds(&finished.stderr));
         rss = rss.max(finished.peak_rss);
     }
     let (native_s, spate_s) = (median(&native_s), median(&spate_s));
@@ -114,6 +135,8 @@ pub fn run(
         spate_s,
         spate_processing_s: median(&processing_s),
         ratio: native_s / spate_s,
+        spate_wasm_s: median(&wasm_s),
+        native_operator_s: (!operator_s.is_empty()).then(|| median(&operator_s)),
         spate_peak_rss_mb: rss as f64 / 1e6,
     })
 }
