@@ -72,14 +72,14 @@ impl LineSplitter {
     pub fn feed(&mut self, chunk: &[u8], out: &mut Column) -> Result<(), BadLine> {
         let base = self.fed;
         self.fed += chunk.len() as u64;
-        let checked_up_to =
-            Self::utf8_checked_prefix(chunk, self.partial.is_empty() && !self.discarding);
+        let checked = Self::utf8_checked_lines(chunk, self.partial.is_empty() && !self.discarding);
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', chunk) {
             let piece = &chunk[start..end];
+            let utf8_checked = checked.start <= start && end <= checked.end;
             start = end + 1;
             if self.partial.is_empty() && !self.discarding {
-                self.line(piece, end <= checked_up_to, out)?;
+                self.line(piece, utf8_checked, out)?;
             } else {
                 self.extend_partial(piece)?;
                 let line = std::mem::take(&mut self.partial);
@@ -100,15 +100,27 @@ impl LineSplitter {
         self.extend_partial(&chunk[start..])
     }
 
-    /// The end of the stretch of `chunk`'s complete lines that is valid UTF-8 as a whole (0 when
-    /// it is not, or when the first line continues a partial one): lines inside it need no
-    /// check of their own. One pass over a long stretch is much cheaper than a call per line,
-    /// and a newline never splits a UTF-8 sequence, so the stretch is valid exactly when each
-    /// of its lines is.
-    fn utf8_checked_prefix(chunk: &[u8], starts_a_line: bool) -> usize {
-        match memchr::memrchr(b'\n', chunk) {
-            Some(last) if starts_a_line && std::str::from_utf8(&chunk[..last]).is_ok() => last,
-            _ => 0,
+    /// The stretch of `chunk` from the start of its first line that begins in it (the chunk's
+    /// start, or just after its first newline when the chunk continues a partial line) to its
+    /// last newline, when that stretch is valid UTF-8 as a whole (an empty range otherwise):
+    /// lines inside it need no check of their own. One pass over a long stretch is much cheaper
+    /// than a call per line, and a newline never splits a UTF-8 sequence, so the stretch is
+    /// valid exactly when each of its lines is. Reads rarely end at a newline, so most chunks
+    /// continue a line: checking only chunks that start one left nearly every line to a check
+    /// of its own.
+    fn utf8_checked_lines(chunk: &[u8], starts_a_line: bool) -> std::ops::Range<usize> {
+        let first = if starts_a_line {
+            Some(0)
+        } else {
+            memchr::memchr(b'\n', chunk).map(|at| at + 1)
+        };
+        match (first, memchr::memrchr(b'\n', chunk)) {
+            (Some(first), Some(last))
+                if first <= last && std::str::from_utf8(&chunk[first..last]).is_ok() =>
+            {
+                first..last
+            }
+            _ => 0..0,
         }
     }
 
@@ -234,6 +246,35 @@ mod tests {
             (lines.unwrap(), skipped),
             (vec!["a".to_owned(), "b".to_owned()], 2)
         );
+    }
+
+    #[test]
+    fn a_chunk_continuing_a_line_is_checked_in_one_pass_after_its_first_newline() {
+        let chunk = b"tail\nab\ncd\nrest";
+        assert_eq!(LineSplitter::utf8_checked_lines(chunk, false), 5..10);
+        assert_eq!(LineSplitter::utf8_checked_lines(chunk, true), 0..10);
+        assert_eq!(LineSplitter::utf8_checked_lines(b"no newline", false), 0..0);
+        assert_eq!(LineSplitter::utf8_checked_lines(b"one\nx", false), 0..0);
+        assert_eq!(
+            LineSplitter::utf8_checked_lines(b"t\na\xff\nb\n", false),
+            0..0
+        );
+        // A bad line after a continued one is still found and named.
+        let (result, _) = split(
+            &[b"ok\npart", b"ial\nfine\nbad \xff\n"],
+            100,
+            BadLinePolicy::Fail,
+        );
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "test line 4: invalid UTF-8 at byte 4 of the line"
+        );
+        let (lines, _) = split(
+            &[b"ok\npart", b"ial\nfine\n\xc3\xa9\n"],
+            100,
+            BadLinePolicy::Fail,
+        );
+        assert_eq!(lines.unwrap(), ["ok", "partial", "fine", "\u{e9}"]);
     }
 
     #[test]
