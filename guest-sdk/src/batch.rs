@@ -1,7 +1,7 @@
 //! A batch partition as records: reading the columns record by record, and building output.
 
 use crate::Column;
-use crate::key_index::{KeyIndex, Slot};
+use crate::key_index::{HashedKey, KeyIndex};
 use crate::value::{Monoid, Value};
 
 /// One partition of a micro-batch, in columnar form (the WIT `batch` record).
@@ -141,14 +141,16 @@ thread_local! {
     /// The index of the last finished combining builder, kept for the next one: an operator
     /// instance combines one partition per call, and reusing the index's buckets saves growing
     /// them from nothing every call.
-    static SPARE_INDEX: std::cell::Cell<Option<KeyIndex>> = const { std::cell::Cell::new(None) };
+    static SPARE_INDEX: std::cell::Cell<Option<KeyIndex<[u8; 8]>>> = const { std::cell::Cell::new(None) };
 }
 
-/// The per-key index of a combining builder: its slots are record indices.
+/// The per-key index of a combining builder: its slots are record indices, and its buckets hold
+/// the combined values (written to the value column when the batch is finished), so that a
+/// repeated key costs one cache line, not three (bucket, value offset, value).
 #[derive(Debug)]
 struct Combining {
     monoid: Monoid,
-    index: KeyIndex,
+    index: KeyIndex<[u8; 8]>,
 }
 
 impl BatchBuilder {
@@ -246,15 +248,16 @@ impl BatchBuilder {
         self.keys_column();
         let keys = self.keys.as_mut().expect("created above");
         let combine = self.combine.as_mut().expect("checked by the caller");
-        match combine.index.find_or_insert(keys, key) {
-            Slot::Found(slot) => {
-                let start = self.values.offsets[slot as usize] as usize;
-                let acc: &mut [u8; 8] = (&mut self.values.data[start..start + 8])
-                    .try_into()
-                    .expect("combined values are 8 bytes");
-                combine.monoid.combine(acc, value);
-            }
-            Slot::Added(_) => self.values.push(&value),
+        let monoid = combine.monoid;
+        let added =
+            combine
+                .index
+                .combine_hashed(keys, key, HashedKey::of(key), value, |acc, value| {
+                    monoid.combine(acc, value)
+                });
+        if added.is_some() {
+            // The record's place; its value is the bucket's until the batch is finished.
+            self.values.push(&value);
         }
     }
 
@@ -300,13 +303,18 @@ impl BatchBuilder {
 
     /// The finished batch.
     pub fn finish(self) -> Batch {
+        let mut values = self.values;
         if let Some(mut combine) = self.combine {
+            for (slot, acc) in combine.index.accumulators() {
+                let start = values.offsets[slot as usize] as usize;
+                values.data[start..start + 8].copy_from_slice(&acc);
+            }
             combine.index.clear();
             SPARE_INDEX.set(Some(combine.index));
         }
         Batch {
             keys: self.keys,
-            values: self.values,
+            values,
             timestamps: self.timestamps,
         }
     }

@@ -4,6 +4,8 @@
 //! Most keys are short (words, ids). An index bucket keeps the first 8 bytes of its key, its
 //! length and its slot, so finding a key of up to 8 bytes compares them in the bucket and never
 //! reads the key column: one cache line per lookup instead of three (bucket, offsets, data).
+//! An index can also keep an accumulator per key in its buckets (the guest's pre-combine does),
+//! so that combining a repeated key touches that one cache line too.
 
 use crate::Column;
 use crate::column::bytes_eq;
@@ -104,22 +106,29 @@ pub fn key_hash(key: &[u8]) -> u64 {
     KeyHead::of(key).hash(key)
 }
 
-/// One bucket of the index (16 bytes): its key's length and first word, which decide equality
-/// for keys of up to 8 bytes and filter longer ones, and the key's slot (`EMPTY` when free).
+/// One bucket of the index (16 bytes and the accumulator): its key's length and first word,
+/// which decide equality for keys of up to 8 bytes and filter longer ones, the key's slot
+/// (`EMPTY` when free), and the key's accumulator (`()` for an index without).
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+struct Bucket<A> {
     lo: u64,
     len: u32,
     slot: u32,
+    acc: A,
 }
 
 const EMPTY: u32 = u32::MAX;
 
-const FREE: Bucket = Bucket {
-    lo: 0,
-    len: 0,
-    slot: EMPTY,
-};
+impl<A: Default> Bucket<A> {
+    fn free() -> Self {
+        Bucket {
+            lo: 0,
+            len: 0,
+            slot: EMPTY,
+            acc: A::default(),
+        }
+    }
+}
 
 /// Keys up to this length are equal when their buckets' `lo` and `len` are.
 const IN_BUCKET: usize = 8;
@@ -141,12 +150,25 @@ pub enum Slot {
 ///
 /// The column may also hold entries the index never matches (see [`KeyIndex::push_unindexed`]),
 /// so that slots can be record indices of a batch in which only some records are combined.
-#[derive(Debug, Default)]
-pub struct KeyIndex {
-    buckets: Vec<Bucket>,
+///
+/// `A` is an accumulator kept per key in its bucket ([`KeyIndex::combine_hashed`]); the
+/// default `()` takes no room.
+#[derive(Debug)]
+pub struct KeyIndex<A = ()> {
+    buckets: Vec<Bucket<A>>,
     /// Indexed keys.
     len: usize,
     hashes: Vec<u64>,
+}
+
+impl<A> Default for KeyIndex<A> {
+    fn default() -> Self {
+        KeyIndex {
+            buckets: Vec::new(),
+            len: 0,
+            hashes: Vec::new(),
+        }
+    }
 }
 
 impl KeyIndex {
@@ -154,13 +176,15 @@ impl KeyIndex {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<A: Copy + Default> KeyIndex<A> {
     /// Forgets every key, keeping the allocations.
     pub fn clear(&mut self) {
         // With no key indexed every bucket is already free: an index cleared twice in a row
         // (take_hashes, then the next user's clear) writes its buckets once.
         if self.len > 0 {
-            self.buckets.fill(FREE);
+            self.buckets.fill(Bucket::free());
         }
         self.len = 0;
         self.hashes.clear();
@@ -187,7 +211,7 @@ impl KeyIndex {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             // SAFETY: SSE, which the intrinsic needs, is part of x86_64's baseline; a prefetch
             // never faults, and the address is that of a live bucket anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>((bucket as *const Bucket).cast()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((bucket as *const Bucket<A>).cast()) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = key;
@@ -202,31 +226,88 @@ impl KeyIndex {
         key: &[u8],
         hashed: HashedKey,
     ) -> Slot {
+        let (bucket, found) = self.entry(keys, key, hashed);
+        let slot = self.buckets[bucket].slot;
+        if found {
+            Slot::Found(slot)
+        } else {
+            Slot::Added(slot)
+        }
+    }
+
+    /// Combines `value` into the accumulator of `key` with `combine` (`hashed` must be
+    /// `HashedKey::of(key)`). A key not indexed yet is appended to `keys` and indexed with
+    /// `value` as its accumulator: then its slot is returned.
+    #[inline(always)]
+    pub fn combine_hashed(
+        &mut self,
+        keys: &mut Column,
+        key: &[u8],
+        hashed: HashedKey,
+        value: A,
+        combine: impl FnOnce(&mut A, A),
+    ) -> Option<u32> {
+        let (bucket, found) = self.entry(keys, key, hashed);
+        let bucket = &mut self.buckets[bucket];
+        if found {
+            combine(&mut bucket.acc, value);
+            None
+        } else {
+            bucket.acc = value;
+            Some(bucket.slot)
+        }
+    }
+
+    /// Each indexed key's slot and accumulator, in no particular order.
+    pub fn accumulators(&self) -> impl Iterator<Item = (u32, A)> + '_ {
+        self.buckets
+            .iter()
+            .filter(|bucket| bucket.slot != EMPTY)
+            .map(|bucket| (bucket.slot, bucket.acc))
+    }
+
+    /// The bucket of `key`, and whether the key was indexed before: when it was not, it is
+    /// now, appended to `keys` with a default accumulator.
+    #[inline(always)]
+    fn entry(&mut self, keys: &mut Column, key: &[u8], hashed: HashedKey) -> (usize, bool) {
         if (self.len + 1) * 8 > self.buckets.len() * 5 {
             self.grow();
         }
-        let HashedKey { head, hash } = hashed;
-        let mask = self.buckets.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let bucket = self.buckets[i];
-            if bucket.slot == EMPTY {
+        match self.probe(keys, key, &hashed) {
+            Ok(bucket) => (bucket, true),
+            Err(free) => {
                 let slot = keys.len() as u32;
-                self.buckets[i] = Bucket {
-                    lo: head.lo,
-                    len: head.len,
+                self.buckets[free] = Bucket {
+                    lo: hashed.head.lo,
+                    len: hashed.head.len,
                     slot,
+                    acc: A::default(),
                 };
                 self.len += 1;
                 keys.push(key);
-                self.hashes.push(hash);
-                return Slot::Added(slot);
+                self.hashes.push(hashed.hash);
+                (free, false)
+            }
+        }
+    }
+
+    /// The bucket holding `key`, or (as the error) the free bucket where its probe ended. The
+    /// index must have buckets.
+    #[inline(always)]
+    fn probe(&self, keys: &Column, key: &[u8], hashed: &HashedKey) -> Result<usize, usize> {
+        let HashedKey { head, hash } = *hashed;
+        let mask = self.buckets.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let bucket = &self.buckets[i];
+            if bucket.slot == EMPTY {
+                return Err(i);
             }
             if bucket.lo == head.lo
                 && bucket.len == head.len
                 && (key.len() <= IN_BUCKET || bytes_eq(keys.get(bucket.slot as usize), key))
             {
-                return Slot::Found(bucket.slot);
+                return Ok(i);
             }
             i = (i + 1) & mask;
         }
@@ -238,22 +319,9 @@ impl KeyIndex {
         if self.buckets.is_empty() {
             return None;
         }
-        let head = KeyHead::of(key);
-        let mask = self.buckets.len() - 1;
-        let mut i = head.hash(key) as usize & mask;
-        loop {
-            let bucket = self.buckets[i];
-            if bucket.slot == EMPTY {
-                return None;
-            }
-            if bucket.lo == head.lo
-                && bucket.len == head.len
-                && (key.len() <= IN_BUCKET || bytes_eq(keys.get(bucket.slot as usize), key))
-            {
-                return Some(bucket.slot);
-            }
-            i = (i + 1) & mask;
-        }
+        self.probe(keys, key, &HashedKey::of(key))
+            .ok()
+            .map(|bucket| self.buckets[bucket].slot)
     }
 
     /// How many keys fit before the index grows.
@@ -275,7 +343,7 @@ impl KeyIndex {
     #[cold]
     fn grow(&mut self) {
         let size = (self.buckets.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.buckets, vec![FREE; size]);
+        let old = std::mem::replace(&mut self.buckets, vec![Bucket::free(); size]);
         let mask = size - 1;
         for bucket in old.into_iter().filter(|b| b.slot != EMPTY) {
             let mut i = self.hashes[bucket.slot as usize] as usize & mask;
@@ -376,6 +444,34 @@ mod tests {
             Slot::Added(1)
         );
         assert_eq!(index.find_or_insert(&mut column, b"x"), Slot::Found(0));
+    }
+
+    #[test]
+    fn accumulators_combine_per_key_and_survive_growth() {
+        let mut index = KeyIndex::<u64>::default();
+        let mut column = Column::default();
+        // Three rounds over 1000 keys: the first adds each key (growing the index several
+        // times with accumulators in it), the others combine into them.
+        for round in 0..3 {
+            for n in 0..1000u32 {
+                let key = n.to_le_bytes();
+                let added = index.combine_hashed(
+                    &mut column,
+                    &key,
+                    HashedKey::of(&key),
+                    u64::from(n) + 1,
+                    |acc, value| *acc += value,
+                );
+                assert_eq!(added, (round == 0).then_some(n), "key {n}, round {round}");
+            }
+        }
+        let mut accumulators: Vec<(u32, u64)> = index.accumulators().collect();
+        accumulators.sort_unstable();
+        let expected: Vec<(u32, u64)> = (0..1000).map(|n| (n, 3 * (u64::from(n) + 1))).collect();
+        assert_eq!(accumulators, expected);
+        assert_eq!(index.find(&column, &7u32.to_le_bytes()), Some(7));
+        index.clear();
+        assert_eq!(index.accumulators().count(), 0);
     }
 
     #[test]
