@@ -76,7 +76,9 @@ impl Tokenizer {
                 }
                 let end = find_ascii_space(bytes, i + 1);
                 self.emit_ascii_word(&bytes[i..end], scratch, &mut emit);
-                i = end;
+                // bytes[end] is whitespace (or the end): step over it, so that the skipping
+                // loop above runs only for a second space in a row.
+                i = (end + 1).min(n);
             }
         } else {
             for word in std::str::from_utf8(bytes)?.split_whitespace() {
