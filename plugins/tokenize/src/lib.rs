@@ -48,6 +48,21 @@ fn find_ascii_space(bytes: &[u8], from: usize) -> usize {
         // A control character that is not whitespace belongs to the word.
         i = j + 1;
     }
+    // Fewer than eight bytes left (the last word of most lines): the line's last eight bytes,
+    // shifted so that bytes[i] comes first, the vacated high bytes zero.
+    if n >= 8 && i < n {
+        let last = u64::from_le_bytes(bytes[n - 8..].try_into().expect("eight bytes"));
+        let x = last >> (8 * (i + 8 - n));
+        let below = x.wrapping_sub(ONES) & !x & HIGH;
+        let j = i + (below.trailing_zeros() / 8) as usize;
+        if j >= n {
+            return n;
+        }
+        if is_ascii_space(bytes[j]) {
+            return j;
+        }
+        i = j + 1;
+    }
     while i < n && !is_ascii_space(bytes[i]) {
         i += 1;
     }
@@ -218,6 +233,25 @@ mod tests {
             let line = format!("{word} {word}\t{word}");
             let expected: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
             assert_eq!(words(&[], &[&line]), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_word_end_search_agrees_with_a_byte_by_byte_one_everywhere() {
+        let lines: [&[u8]; 5] = [
+            b"ab cd",
+            b"abcdefghij klm",
+            b"x\x01yz\x0bw abc\x02de",
+            b"one two three\tfour  \x1f\x1fend",
+            b"sixteen-byte-wrd trailing ",
+        ];
+        for line in lines {
+            for from in 0..=line.len() {
+                let naive = (from..line.len())
+                    .find(|&i| is_ascii_space(line[i]))
+                    .unwrap_or(line.len());
+                assert_eq!(find_ascii_space(line, from), naive, "{line:?} from {from}");
+            }
         }
     }
 
