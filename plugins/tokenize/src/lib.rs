@@ -4,6 +4,7 @@
 //! trims punctuation from both ends of each word and drops words left empty.
 
 use spate_guest::{BatchBuilder, Error, Info, Params, Record, Transform, ValueType};
+use std::ops::ControlFlow;
 
 /// The word splitting rules, shared with the native baseline of the benchmarks.
 #[derive(Clone, Debug, Default)]
@@ -24,44 +25,56 @@ fn is_ascii_space(b: u8) -> bool {
 /// The index of the first ASCII whitespace byte of `bytes` at or after `from` (`bytes.len()` when
 /// there is none). `bytes` must be ASCII.
 ///
-/// Words are short, so this looks at eight bytes per step (SWAR): one loop iteration finds the
-/// end of most words. That matters twice inside Wasm, where every loop iteration also pays an
-/// epoch-interruption check.
+/// Words are short, so this looks at eight bytes per step (SWAR): one step finds the end of
+/// most words. That matters twice inside Wasm, where every loop iteration, and every entry into
+/// a loop, also pays an epoch-interruption check: the first step is taken before the loop, and
+/// the last word of a line, with fewer than eight bytes left, takes one step over the line's
+/// last eight bytes instead of a loop per byte.
 #[inline(always)]
 fn find_ascii_space(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_le_bytes([0x21; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let (mut i, n) = (from, bytes.len());
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    // One step over the eight bytes `x` from bytes[i] on (zero past the end): the end of the
+    // word, or where to look next.
+    let step = |i: usize, x: u64| -> ControlFlow<usize, usize> {
+        const ONES: u64 = u64::from_le_bytes([0x21; 8]);
+        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
         // The high bit of each byte below 0x21 (space and the control characters). A borrow
         // can only mark bytes above the lowest true one, so the lowest mark is exact.
         let below = x.wrapping_sub(ONES) & !x & HIGH;
         if below == 0 {
-            i += 8;
-            continue;
+            return ControlFlow::Continue(i + 8);
         }
-        let j = i + (below.trailing_zeros() / 8) as usize;
-        if is_ascii_space(bytes[j]) {
-            return j;
-        }
-        // A control character that is not whitespace belongs to the word.
-        i = j + 1;
-    }
-    // Fewer than eight bytes left (the last word of most lines): the line's last eight bytes,
-    // shifted so that bytes[i] comes first, the vacated high bytes zero.
-    if n >= 8 && i < n {
-        let last = u64::from_le_bytes(bytes[n - 8..].try_into().expect("eight bytes"));
-        let x = last >> (8 * (i + 8 - n));
-        let below = x.wrapping_sub(ONES) & !x & HIGH;
         let j = i + (below.trailing_zeros() / 8) as usize;
         if j >= n {
-            return n;
+            ControlFlow::Break(n)
+        } else if is_ascii_space(bytes[j]) {
+            ControlFlow::Break(j)
+        } else {
+            // A control character that is not whitespace belongs to the word.
+            ControlFlow::Continue(j + 1)
         }
-        if is_ascii_space(bytes[j]) {
-            return j;
+    };
+    let mut i = from;
+    if i + 8 <= n {
+        match step(i, word(i)) {
+            ControlFlow::Break(end) => return end,
+            ControlFlow::Continue(next) => i = next,
         }
-        i = j + 1;
+        while i + 8 <= n {
+            match step(i, word(i)) {
+                ControlFlow::Break(end) => return end,
+                ControlFlow::Continue(next) => i = next,
+            }
+        }
+    }
+    // Fewer than eight bytes left: the line's last eight bytes, shifted so that bytes[i] comes
+    // first, the vacated high bytes zero.
+    if n >= 8 && i < n {
+        match step(i, word(n - 8) >> (8 * (i + 8 - n))) {
+            ControlFlow::Break(end) => return end,
+            ControlFlow::Continue(next) => i = next,
+        }
     }
     while i < n && !is_ascii_space(bytes[i]) {
         i += 1;
