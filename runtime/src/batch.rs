@@ -83,6 +83,8 @@ struct State {
     stopping: bool,
     failure: Option<String>,
     skipped_lines: u64,
+    /// The runner waits for its next batch (available-now forms batches on demand).
+    batch_wanted: bool,
 }
 
 /// The shared buffer between receivers and the batch clock.
@@ -232,7 +234,18 @@ impl BlockBuffer {
         if count >= multiple.max(1) {
             count -= count % multiple.max(1);
         }
+        if count > 0 {
+            // A batch is being formed: the runner's demand, if any, is served.
+            state.batch_wanted = false;
+        }
         state.sealed.drain(..count).collect()
+    }
+
+    /// The runner is ready for its next batch: an available-now clock forms it now, from
+    /// everything received by then.
+    pub fn want_batch(&self) {
+        self.lock().batch_wanted = true;
+        self.changed.notify_all();
     }
 
     /// True when sealed blocks wait to be taken.
@@ -250,8 +263,20 @@ impl BlockBuffer {
     /// is done, or the buffer is too full for receivers to add another block), or the timeout
     /// passes; returns true when sealed blocks are waiting and no more are worth waiting for.
     pub fn wait_for_sealed(&self, count: usize, timeout: Duration) -> bool {
+        self.wait_until(count, false, timeout)
+    }
+
+    /// [`BlockBuffer::wait_for_sealed`], and the runner wants a batch
+    /// ([`BlockBuffer::want_batch`]): a batch formed only then holds everything received while
+    /// the runner was busy, instead of the few blocks sealed just after the previous one.
+    pub fn wait_for_demand(&self, count: usize, timeout: Duration) -> bool {
+        self.wait_until(count, true, timeout)
+    }
+
+    fn wait_until(&self, count: usize, on_demand: bool, timeout: Duration) -> bool {
         let enough = |s: &State| {
             !s.sealed.is_empty()
+                && (s.batch_wanted || !on_demand)
                 && (s.sealed.len() >= count
                     || s.open_sources == 0
                     || s.buffered + self.max_block_bytes > self.max_buffered_bytes)
@@ -354,6 +379,42 @@ mod tests {
             buffer.take_in_multiples(usize::MAX, 2).len(),
             1,
             "fewer than the multiple: all of them"
+        );
+    }
+
+    #[test]
+    fn batches_on_demand_wait_for_the_runner() {
+        let buffer = Arc::new(BlockBuffer::new(10, 10_000));
+        buffer.open_source();
+        for _ in 0..3 {
+            buffer.push(0, &lines(1, 10), None);
+        }
+        assert!(buffer.wait_for_sealed(2, Duration::ZERO));
+        assert!(
+            !buffer.wait_for_demand(2, Duration::ZERO),
+            "blocks are there, but the runner is busy"
+        );
+        let waiting = {
+            let buffer = buffer.clone();
+            std::thread::spawn(move || buffer.wait_for_demand(2, Duration::from_secs(10)))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        buffer.want_batch();
+        assert!(waiting.join().unwrap(), "the demand wakes the clock");
+        assert_eq!(buffer.take_in_multiples(usize::MAX, 2).len(), 2);
+        assert!(
+            !buffer.wait_for_demand(1, Duration::ZERO),
+            "the batch taken served the demand"
+        );
+        buffer.want_batch();
+        assert!(
+            !buffer.wait_for_demand(2, Duration::ZERO),
+            "wanted, but a second block is coming"
+        );
+        buffer.close_source();
+        assert!(
+            buffer.wait_for_demand(2, Duration::ZERO),
+            "wanted, and no more will come"
         );
     }
 

@@ -78,11 +78,14 @@ fn processing_time_clock(
     }
 }
 
-/// Forms batches of up to `max-batch-bytes` as fast as the runner takes them, until the sources
-/// have nothing more. Batch times still step along the grid, one interval per batch. A batch
-/// holds a multiple of the worker count of blocks (partitions) while the sources still send:
-/// taking whatever was sealed gave 2 workers batches of 1, 3 and 5 partitions, which leave a
-/// worker idle.
+/// Forms batches of up to `max-batch-bytes` when the runner asks for one, until the sources
+/// have nothing more, like Spark's available-now trigger, which plans each micro-batch when the
+/// one before has finished. Batch times still step along the grid, one interval per batch.
+/// Formed as soon as the runner took the previous one instead, a batch held only the few blocks
+/// sealed since, and the cost each batch has whatever its size (flushing the held output,
+/// the reduce side) was paid two to three times as often. A batch holds a multiple of the
+/// worker count of blocks (partitions) while the sources still send: taking whatever was sealed
+/// gave 2 workers batches of 1, 3 and 5 partitions, which leave a worker idle.
 fn available_now_clock(
     buffer: &BlockBuffer,
     halt: &AtomicBool,
@@ -93,7 +96,7 @@ fn available_now_clock(
     let batch_ms = job.batch_interval.as_millis() as u64;
     let mut time = first;
     while !halt.load(Ordering::SeqCst) {
-        let ready = buffer.wait_for_sealed(job.workers, Duration::from_millis(50));
+        let ready = buffer.wait_for_demand(job.workers, Duration::from_millis(50));
         let last = buffer.sources_done();
         if last {
             buffer.seal();

@@ -190,6 +190,7 @@ impl Runner<'_> {
                 tracing::info!("stopping: no more input; finishing the batches already received");
                 self.buffer.stop();
             }
+            self.buffer.want_batch();
             let input = match batches.recv_timeout(Duration::from_millis(100)) {
                 Ok(input) => input,
                 Err(RecvTimeoutError::Timeout) => continue,
