@@ -1,5 +1,5 @@
-//! The batch clock: cuts blocks and batches on the time grid (processing time) or as fast as
-//! the runner takes them (available now).
+//! The batch clock: cuts blocks and batches on the time grid (processing time) or when the
+//! runner asks for the next batch (available now).
 
 use crate::batch::{BatchInput, BlockBuffer};
 use crate::config::Trigger;
