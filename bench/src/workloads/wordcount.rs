@@ -117,8 +117,8 @@ pub fn run(
         words = n;
         drop(counts);
         if threads == 1 {
-            // Spate's defaults: 1 MiB blocks, 8 MiB batches.
-            let (_, in_calls) = native::operator_word_count(&data, 1 << 20, 8);
+            // Spate's defaults: 1 MiB blocks, 12 MiB batches.
+            let (_, in_calls) = native::operator_word_count(&data, 1 << 20, 12);
             operator_s.push(in_calls.as_secs_f64());
         }
         drop(data);

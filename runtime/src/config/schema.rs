@@ -163,7 +163,7 @@ impl Default for JobSection {
             trigger: Trigger::ProcessingTime,
             max_block_bytes: ByteSize(1 << 20),
             max_buffered_bytes: ByteSize(256 << 20),
-            max_batch_bytes: ByteSize(8 << 20),
+            max_batch_bytes: ByteSize(12 << 20),
             tenant: None,
             limits: LimitsTable::default(),
             enforce_limits: true,
