@@ -2,7 +2,7 @@
 //! is handed to its last reader (copied for the others) and dropped once read.
 
 use super::keyed::{
-    append_buckets, cogroup, group_by_key, group_partitions, join, map_side, map_side_deferred,
+    PartitionQueue, append_buckets, cogroup, group_by_key, join, map_side, map_side_deferred,
 };
 use super::narrow;
 use super::pool::{Worker, WorkerPool};
@@ -61,41 +61,38 @@ fn map_task(
     .map(|(out, figures)| (Some(skipped_as_empty(out, partitions)), figures))
 }
 
-/// The map side of keyed node `n` over a worker's share of input `side`'s partitions, with
-/// `operator` holding its combined output until the last one. If that fails, the instances are
-/// dropped (with whatever they held) and the partitions run one by one through [`map_task`],
-/// so that retries and the failure policy work on the partition that failed, as without the
-/// grouping.
+/// The map side of keyed node `n` over the partitions of input `side` this worker takes from
+/// `queue`, with `operator` holding its combined output until the queue is empty. If that
+/// fails, the instances are dropped (with whatever they held) and the partitions it took, and
+/// those still queued, run one by one through [`map_task`], so that retries and the failure
+/// policy work on the partition that failed, as without the grouping.
 fn map_share_task(
     worker: &mut Worker,
     plan: &Plan,
-    n: usize,
-    side: usize,
-    operator: usize,
-    mut share: Vec<(TaskId, Batch)>,
+    (n, side, operator): (usize, usize, usize),
+    batch_time: u64,
+    queue: &PartitionQueue<TaskId>,
 ) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
     let (input, partitions) = keyed_side(plan, n, side);
-    let Some(&(first, _)) = share.first() else {
-        return Ok((
-            Some(skipped_as_empty(None, partitions)),
-            TaskFigures::default(),
-        ));
-    };
-    worker.begin_batch(first.batch_time);
-    let mut batches: Vec<Batch> = share.iter_mut().map(|(_, b)| std::mem::take(b)).collect();
-    let held = map_side_deferred(worker, plan, input, operator, partitions, &mut batches);
+    worker.begin_batch(batch_time);
+    let mut taken = Vec::new();
+    let next = || queue.take();
+    let held = map_side_deferred(worker, plan, input, operator, partitions, next, &mut taken);
     let error = match held {
         Ok(buckets) => return Ok((Some(buckets), TaskFigures::default())),
         Err(e) => e,
     };
+    taken.extend(queue.take_all());
+    let first = taken.first().map(|(id, _)| *id);
     tracing::warn!(
-        "{first}: failed over its worker's {} partitions, running them one at a time: {error:#}",
-        batches.len()
+        "{}: failed over the {} partitions of its worker, running them one at a time: {error:#}",
+        first.map_or_else(String::new, |id| id.to_string()),
+        taken.len()
     );
     worker.discard_instances();
     let mut buckets = skipped_as_empty(None, partitions);
     let mut figures = TaskFigures::default();
-    for ((id, _), batch) in share.into_iter().zip(batches) {
+    for (id, batch) in taken {
         let (out, more) = map_task(worker, plan, n, side, id, batch)?;
         append_buckets(&mut buckets, skipped_as_empty(out, partitions));
         figures.add(more);
@@ -293,13 +290,15 @@ impl BatchRun<'_> {
                 .map(|(p, batch)| (self.id(n, first_id + p), batch))
                 .collect();
             if let Some(operator) = plan.deferring_operator(&sides[side]) {
-                // One task per worker, each holding its combined output over its partitions.
-                let shares = group_partitions(parts, plan.job.workers);
-                side_tasks.push(shares.len());
-                for share in shares {
-                    let plan = plan.clone();
+                // One task per worker, each holding its combined output over the partitions
+                // it takes.
+                let workers = plan.job.workers.clamp(1, parts.len().max(1));
+                let queue = Arc::new(PartitionQueue::new(parts));
+                side_tasks.push(workers);
+                for _ in 0..workers {
+                    let (plan, queue, time) = (plan.clone(), queue.clone(), self.time);
                     tasks.push(Box::new(move |worker: &mut Worker| {
-                        map_share_task(worker, &plan, n, side, operator, share)
+                        map_share_task(worker, &plan, (n, side, operator), time, &queue)
                     }) as MapTask);
                 }
                 continue;
