@@ -49,10 +49,12 @@ pub struct JobSection {
     pub workers: usize,
     /// `processing-time` (default) or `available-now`.
     pub trigger: Trigger,
-    /// A block is also cut when it reaches this size, bounding partition size. 1 MiB by
-    /// default: a pre-combining operator's output shrinks with the partition (a larger
-    /// partition repeats more keys), and at this size a batch still has partitions for every
-    /// worker; the word count benchmark ran 15% faster (1 worker) than with 256 KiB.
+    /// A block is also cut when it reaches this size, bounding partition size. 512 KiB by
+    /// default: workers take a batch's partitions one at a time, so smaller ones let them
+    /// finish a stage together (an available-now word count batch of 12 MiB is 16 to 24 of
+    /// them instead of 8); a pre-combining operator holds its output across a worker's
+    /// partitions, so it no longer gains from larger ones. Against 1 MiB the word count ran
+    /// 5% faster on 2 workers and as fast on 1, and count-by-value about 10% faster on both.
     pub max_block_bytes: ByteSize,
     /// Received but unprocessed data above this makes receivers stop reading (backpressure).
     pub max_buffered_bytes: ByteSize,
@@ -161,7 +163,7 @@ impl Default for JobSection {
             block_interval: Interval(Duration::from_millis(200)),
             workers: 0,
             trigger: Trigger::ProcessingTime,
-            max_block_bytes: ByteSize(1 << 20),
+            max_block_bytes: ByteSize(512 << 10),
             max_buffered_bytes: ByteSize(256 << 20),
             max_batch_bytes: ByteSize(12 << 20),
             tenant: None,

@@ -101,8 +101,9 @@ pub struct Plan {
 
 impl Plan {
     /// The operator of `input`'s last narrow step when it can hold its pre-combined output over
-    /// several partitions (it exports `deferred-combine`): the map side then runs each worker's
-    /// share of a batch's partitions as one task, flushing the operator once at its end.
+    /// several partitions (it exports `deferred-combine`): the map side then runs one task per
+    /// worker, taking a batch's partitions one at a time and flushing the operator once at the
+    /// end.
     pub fn deferring_operator(&self, input: &KeyedInput) -> Option<usize> {
         match (&input.map_side, input.narrow.last()?) {
             (MapSide::PreCombined, NarrowStep::Wasm { operator, .. })
