@@ -39,39 +39,56 @@ impl Folder<'_> {
     ) -> Result<Column> {
         let sign = match self {
             Folder::Wasm(combiner) => return combiner.fold(accumulators, targets, values),
-            Folder::SumI64 => 1,
-            Folder::SubI64 => -1,
-        };
-        let read = |bytes: &[u8], what: &str| {
-            <[u8; 8]>::try_from(bytes)
-                .map(i64::from_le_bytes)
-                .map_err(|_| {
-                    anyhow!(
-                        "the host's i64 combine got a {what} of {} bytes, not 8",
-                        bytes.len()
-                    )
-                })
+            native => native.i64_sign().expect("a native fold"),
         };
         let mut accs = accumulators
             .iter()
-            .map(|a| read(a, "accumulator"))
+            .map(|a| read_i64(a, "accumulator"))
             .collect::<Result<Vec<i64>>>()?;
         for (&target, value) in targets.iter().zip(values.iter()) {
             let acc = &mut accs[target as usize];
-            *acc = acc.wrapping_add(read(value, "value")?.wrapping_mul(sign));
+            *acc = acc.wrapping_add(read_i64(value, "value")?.wrapping_mul(sign));
         }
-        let mut out = Column::with_capacity(accs.len(), accs.len() * 8);
-        for acc in accs {
-            out.push(&acc.to_le_bytes());
-        }
-        Ok(out)
+        Ok(i64_column(&accs))
     }
+
+    /// The sign of a host-native i64 fold (1 for the sum, -1 for its inverse); none for Wasm.
+    fn i64_sign(&self) -> Option<i64> {
+        match self {
+            Folder::Wasm(_) => None,
+            Folder::SumI64 => Some(1),
+            Folder::SubI64 => Some(-1),
+        }
+    }
+}
+
+/// An i64 value of the host's native folds.
+fn read_i64(bytes: &[u8], what: &str) -> Result<i64> {
+    <[u8; 8]>::try_from(bytes)
+        .map(i64::from_le_bytes)
+        .map_err(|_| {
+            anyhow!(
+                "the host's i64 combine got a {what} of {} bytes, not 8",
+                bytes.len()
+            )
+        })
+}
+
+/// A column of i64 values, 8 bytes little-endian each.
+fn i64_column(values: &[i64]) -> Column {
+    let mut out = Column::with_capacity(values.len(), values.len() * 8);
+    for value in values {
+        out.push(&value.to_le_bytes());
+    }
+    out
 }
 
 /// Buffers reused by combine calls on one worker, so that steady state allocates little.
 #[derive(Default)]
 pub struct CombineScratch {
     index: KeyIndex,
+    /// The index of the host's i64 folds, with each key's running value in its bucket.
+    sums: KeyIndex<i64>,
     targets: Vec<u32>,
     values: Column,
 }
@@ -90,13 +107,13 @@ const FOLD_CHUNK_BYTES: usize = 4 << 20;
 
 /// Folds the pending (target, value) pairs into `seeds` and clears them.
 fn fold_pending(
-    scratch: &mut CombineScratch,
+    targets: &mut Vec<u32>,
+    values: &mut Column,
     seeds: Column,
     combiner: &mut Folder<'_>,
 ) -> Result<Column> {
-    let values = std::mem::take(&mut scratch.values);
-    let folded = combiner.fold(seeds, &scratch.targets, values)?;
-    scratch.targets.clear();
+    let folded = combiner.fold(seeds, targets, std::mem::take(values))?;
+    targets.clear();
     Ok(folded)
 }
 
@@ -124,55 +141,36 @@ pub fn combine_by_key(
     combiner: &mut Folder<'_>,
 ) -> Result<Combined> {
     let records: usize = inputs.iter().map(Batch::len).sum();
-    if scratch.index.capacity() > 8 * records.max(1 << 12) {
-        // Clearing costs the index's size: one huge partition must not tax every later call.
-        scratch.index = KeyIndex::new();
+    if let Some(sign) = combiner.i64_sign() {
+        return combine_i64(&mut scratch.sums, inputs, records, sign);
     }
-    scratch.index.clear();
+    reset_index(&mut scratch.index, records);
     scratch.targets.clear();
     scratch.values = Column::default();
     let mut keys = Column::with_capacity(records / 4, 0);
     let mut seeds = Column::with_capacity(records / 4, 0);
     for input in inputs {
-        let Some(input_keys) = &input.keys else {
-            if input.is_empty() {
-                continue;
-            }
-            bail!(UNKEYED);
-        };
-        let mut ahead = [HashedKey::default(); PREFETCH_AHEAD];
-        for (i, hashed) in ahead.iter_mut().enumerate().take(input.len()) {
-            *hashed = HashedKey::of(input_keys.get(i));
-            scratch.index.prefetch(hashed);
-        }
-        for i in 0..input.len() {
-            let key = input_keys.get(i);
-            let value = input.values.get(i);
-            let hashed = ahead[i % PREFETCH_AHEAD];
-            if let Some(later) =
-                (i + PREFETCH_AHEAD < input.len()).then(|| input_keys.get(i + PREFETCH_AHEAD))
-            {
-                let later = HashedKey::of(later);
-                scratch.index.prefetch(&later);
-                ahead[i % PREFETCH_AHEAD] = later;
-            }
-            match scratch.index.find_or_insert_hashed(&mut keys, key, hashed) {
+        each_key(&mut scratch.index, input, |index, key, hashed, i| {
+            match index.find_or_insert_hashed(&mut keys, key, hashed) {
                 Slot::Found(slot) => {
                     scratch.targets.push(slot);
-                    scratch.values.push(value);
+                    scratch.values.push(input.values.get(i));
                     if scratch.values.data.len() >= FOLD_CHUNK_BYTES {
-                        seeds = fold_pending(scratch, seeds, combiner)?;
+                        let (targets, values) = (&mut scratch.targets, &mut scratch.values);
+                        seeds =
+                            fold_pending(targets, values, std::mem::take(&mut seeds), combiner)?;
                     }
                 }
-                Slot::Added(_) => seeds.push(value),
+                Slot::Added(_) => seeds.push(input.values.get(i)),
             }
-        }
+            Ok(())
+        })?;
     }
     let values = if scratch.targets.is_empty() {
         // Nothing (left) to fold: no call.
         seeds
     } else {
-        fold_pending(scratch, seeds, combiner)?
+        fold_pending(&mut scratch.targets, &mut scratch.values, seeds, combiner)?
     };
     Ok(Combined {
         batch: Batch {
@@ -182,6 +180,82 @@ pub fn combine_by_key(
         },
         hashes: scratch.index.take_hashes(),
     })
+}
+
+/// [`combine_by_key`] for the host's i64 sum (`sign` 1) and its inverse (-1): each key's
+/// running value lives in its index bucket, so a repeated key costs one lookup and an add
+/// instead of a pending (slot, value) pair folded later.
+fn combine_i64(
+    index: &mut KeyIndex<i64>,
+    inputs: &[Batch],
+    records: usize,
+    sign: i64,
+) -> Result<Combined> {
+    reset_index(index, records);
+    let mut keys = Column::with_capacity(records / 4, 0);
+    for input in inputs {
+        each_key(index, input, |index, key, hashed, i| {
+            let value = read_i64(input.values.get(i), "value")?;
+            // The first value seeds the key's accumulator as it is; later ones add with `sign`.
+            index.combine_hashed(&mut keys, key, hashed, value, |acc, v| {
+                *acc = acc.wrapping_add(v.wrapping_mul(sign));
+            });
+            Ok(())
+        })?;
+    }
+    let mut sums = vec![0i64; keys.len()];
+    for (slot, sum) in index.accumulators() {
+        sums[slot as usize] = sum;
+    }
+    Ok(Combined {
+        batch: Batch {
+            keys: Some(keys),
+            values: i64_column(&sums),
+            timestamps: Vec::new(),
+        },
+        hashes: index.take_hashes(),
+    })
+}
+
+/// Empties `index` for a combine of `records` records; an index grown much larger by an
+/// earlier call is dropped, since clearing costs the index's size: one huge partition must not
+/// tax every later call.
+fn reset_index<A: Copy + Default>(index: &mut KeyIndex<A>, records: usize) {
+    if index.capacity() > 8 * records.max(1 << 12) {
+        *index = KeyIndex::default();
+    }
+    index.clear();
+}
+
+/// Calls `each(index, key, hashed key, record)` for every record of a keyed `input`, with the
+/// index bucket of the key [`PREFETCH_AHEAD`] records ahead prefetched.
+fn each_key<A: Copy + Default>(
+    index: &mut KeyIndex<A>,
+    input: &Batch,
+    mut each: impl FnMut(&mut KeyIndex<A>, &[u8], HashedKey, usize) -> Result<()>,
+) -> Result<()> {
+    let Some(input_keys) = &input.keys else {
+        if input.is_empty() {
+            return Ok(());
+        }
+        bail!(UNKEYED);
+    };
+    let mut ahead = [HashedKey::default(); PREFETCH_AHEAD];
+    for (i, hashed) in ahead.iter_mut().enumerate().take(input.len()) {
+        *hashed = HashedKey::of(input_keys.get(i));
+        index.prefetch(hashed);
+    }
+    for i in 0..input.len() {
+        let key = input_keys.get(i);
+        let hashed = ahead[i % PREFETCH_AHEAD];
+        if i + PREFETCH_AHEAD < input.len() {
+            let later = HashedKey::of(input_keys.get(i + PREFETCH_AHEAD));
+            index.prefetch(&later);
+            ahead[i % PREFETCH_AHEAD] = later;
+        }
+        each(index, key, hashed, i)?;
+    }
+    Ok(())
 }
 
 /// An empty batch of the same kind (keyed or not) as `like`.
@@ -287,6 +361,78 @@ mod tests {
                 .fold(bad.clone(), &[], Column::default())
                 .is_err()
         );
+    }
+
+    fn i64_batch(pairs: &[(&str, i64)]) -> Batch {
+        let values: Vec<[u8; 8]> = pairs.iter().map(|p| p.1.to_le_bytes()).collect();
+        Batch {
+            keys: Some(Column::from_values(pairs.iter().map(|p| p.0.as_bytes()))),
+            values: Column::from_values(values.iter().map(|v| &v[..])),
+            timestamps: Vec::new(),
+        }
+    }
+
+    fn i64_rows(combined: &Combined) -> Vec<(String, i64)> {
+        let keys = combined.batch.keys.as_ref().unwrap();
+        (0..combined.batch.len())
+            .map(|i| {
+                let key = String::from_utf8(keys.get(i).to_vec()).unwrap();
+                (
+                    key,
+                    read_i64(combined.batch.values.get(i), "value").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn native_combines_keep_first_appearance_order_across_inputs() {
+        let mut scratch = CombineScratch::default();
+        let inputs = [
+            i64_batch(&[("b", 1), ("a", 2), ("b", 3)]),
+            i64_batch(&[("c", 4), ("a", 5)]),
+        ];
+        let sum = combine_by_key(&mut scratch, &inputs, &mut Folder::SumI64).unwrap();
+        assert_eq!(
+            i64_rows(&sum),
+            [("b".into(), 4), ("a".into(), 7), ("c".into(), 4)]
+        );
+        let hashes: Vec<u64> = ["b", "a", "c"]
+            .iter()
+            .map(|k| hash_key(k.as_bytes()))
+            .collect();
+        assert_eq!(sum.hashes, hashes);
+        // The inverse: the first value seeds the key as it is, as the Wasm path's fold does.
+        let diff = combine_by_key(&mut scratch, &inputs, &mut Folder::SubI64).unwrap();
+        assert_eq!(
+            i64_rows(&diff),
+            [("b".into(), -2), ("a".into(), -3), ("c".into(), 4)]
+        );
+        let bad = Batch {
+            keys: Some(Column::from_values([&b"k"[..]])),
+            values: Column::from_values([&b"xy"[..]]),
+            timestamps: Vec::new(),
+        };
+        let Err(error) = combine_by_key(&mut scratch, &[bad], &mut Folder::SumI64) else {
+            panic!("a 2-byte value must be refused");
+        };
+        assert!(error.to_string().contains("a value of 2 bytes"), "{error}");
+    }
+
+    #[test]
+    fn native_sums_agree_with_a_map_through_index_growth() {
+        let mut scratch = CombineScratch::default();
+        let words: Vec<String> = (0..20_000).map(|i| format!("w{}", i % 7_001)).collect();
+        let pairs: Vec<(&str, i64)> = words.iter().map(|w| (w.as_str(), 3)).collect();
+        let combined =
+            combine_by_key(&mut scratch, &[i64_batch(&pairs)], &mut Folder::SumI64).unwrap();
+        let mut expected = std::collections::HashMap::new();
+        for (word, n) in &pairs {
+            *expected.entry(word.to_string()).or_insert(0) += n;
+        }
+        let rows = i64_rows(&combined);
+        assert_eq!(rows.len(), 7_001);
+        assert!(rows.iter().all(|(k, n)| expected[k] == *n));
     }
 
     #[test]
