@@ -1,6 +1,7 @@
 //! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
-//! [--only-sandbox] [--only-ingest] [--only-state]`. Run it through `bench/run` (or `just bench`), which first builds spate and
-//! runs the criterion benchmarks.
+//! [--only-sandbox] [--only-ingest] [--only-state]`; an unknown argument is refused (exit 2).
+//! Run it through `bench/run` (or `just bench`), which first builds spate and runs the
+//! criterion benchmarks.
 
 use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
@@ -49,6 +50,35 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
     Ok(path)
 }
 
+const USAGE: &str = "usage: bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount] \
+                     [--only-sandbox] [--only-ingest] [--only-state]";
+
+/// The flags [`Selection::from_args`] and `main` read.
+const FLAGS: [&str; 6] = [
+    "--quick",
+    "--skip-ingest",
+    "--only-wordcount",
+    "--only-sandbox",
+    "--only-ingest",
+    "--only-state",
+];
+
+/// Refuses an argument the harness does not know: ignored, it would run the whole suite
+/// (about ten minutes) instead of what was asked for.
+fn check_args(args: &[String]) -> std::result::Result<(), String> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => {
+                args.next().ok_or("--json needs a file path after it")?;
+            }
+            flag if FLAGS.contains(&flag) => {}
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(())
+}
+
 /// Which workloads run.
 struct Selection {
     wordcount: bool,
@@ -87,6 +117,20 @@ impl Selection {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let (check_only, args): (Vec<String>, Vec<String>) =
+        args.into_iter().partition(|a| a == "--check-args");
+    if let Err(problem) = check_args(&args) {
+        eprintln!("bench: {problem}\n{USAGE}");
+        std::process::exit(2);
+    }
+    if !check_only.is_empty() {
+        // bench/run checks the arguments before the criterion benchmarks run.
+        return Ok(());
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let run = Selection::from_args(&args);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -403,4 +447,23 @@ fn print_tenants(t: &tenants::Tenants) {
         t.beside_burner.processing_p50_ms,
         t.alone.processing_p50_ms
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused_by_name() {
+        assert!(check_args(&args(&["--quick", "--json", "out.json", "--only-state"])).is_ok());
+        assert_eq!(
+            check_args(&args(&["--only-wordcont"])),
+            Err("unknown argument '--only-wordcont'".into())
+        );
+        assert!(check_args(&args(&["--json"])).is_err());
+    }
 }
