@@ -73,8 +73,33 @@ impl LineSplitter {
         let base = self.fed;
         self.fed += chunk.len() as u64;
         let checked = Self::utf8_checked_lines(chunk, self.partial.is_empty() && !self.discarding);
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', chunk) {
+        // Before the checked stretch: the end of a line an earlier chunk started.
+        let mut start = self.split(chunk, 0, checked.start, &checked, out)?;
+        if !checked.is_empty() && checked.len() <= self.max_line {
+            // Every line of the stretch is valid UTF-8 and no longer than the maximum: no
+            // check of its own, and no partial line to join (the one before just ended).
+            self.line += append_lines(&chunk[checked.start..=checked.end], out);
+            start = checked.end + 1;
+        }
+        let start = self.split(chunk, start, chunk.len(), &checked, out)?;
+        if start > 0 {
+            self.line_end = base + start as u64;
+        }
+        self.extend_partial(&chunk[start..])
+    }
+
+    /// Takes the lines of `chunk` ending in `from..to` one by one, with their checks and the
+    /// partial line; returns where the next line starts.
+    fn split(
+        &mut self,
+        chunk: &[u8],
+        from: usize,
+        to: usize,
+        checked: &std::ops::Range<usize>,
+        out: &mut Column,
+    ) -> Result<usize, BadLine> {
+        let mut start = from;
+        for end in memchr::memchr_iter(b'\n', &chunk[from..to]).map(|at| from + at) {
             let piece = &chunk[start..end];
             let utf8_checked = checked.start <= start && end <= checked.end;
             start = end + 1;
@@ -94,10 +119,7 @@ impl LineSplitter {
                 self.partial.clear();
             }
         }
-        if start > 0 {
-            self.line_end = base + start as u64;
-        }
-        self.extend_partial(&chunk[start..])
+        Ok(start)
     }
 
     /// The stretch of `chunk` from the start of its first line that begins in it (the chunk's
@@ -203,6 +225,21 @@ impl LineSplitter {
     }
 }
 
+/// Appends the lines of `text`, each ending in a newline (dropped, with a '\r' before it), to
+/// `out`; returns how many. One tight loop for the lines that need no check.
+fn append_lines(text: &[u8], out: &mut Column) -> u64 {
+    out.data.reserve(text.len());
+    let mut start = 0;
+    let mut lines = 0;
+    for end in memchr::memchr_iter(b'\n', text) {
+        let line = &text[start..end];
+        out.push(line.strip_suffix(b"\r").unwrap_or(line));
+        start = end + 1;
+        lines += 1;
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +263,12 @@ mod tests {
         (result, splitter.take_skipped())
     }
 
+    /// The error splitting `chunks` with the usual limit and `fail` ends with.
+    fn first_error(chunks: &[&[u8]]) -> String {
+        let (result, _) = split(chunks, 100, BadLinePolicy::Fail);
+        result.unwrap_err().to_string()
+    }
+
     #[test]
     fn lines_span_chunks_and_lose_their_line_endings() {
         let (lines, _) = split(&[b"ab", b"c\r\nde\n", b"\nlast"], 100, BadLinePolicy::Fail);
@@ -236,9 +279,8 @@ mod tests {
     fn utf8_is_checked_across_chunks_and_per_line_after_a_bad_stretch() {
         let (lines, _) = split(&[b"ab\xc3", b"\xa9cd\nok\n"], 100, BadLinePolicy::Fail);
         assert_eq!(lines.unwrap(), ["ab\u{e9}cd", "ok"]);
-        let (result, _) = split(&[b"ok\n", b"x\nbad \xff\nz\n"], 100, BadLinePolicy::Fail);
         assert_eq!(
-            result.unwrap_err().to_string(),
+            first_error(&[b"ok\n", b"x\nbad \xff\nz\n"]),
             "test line 3: invalid UTF-8 at byte 4 of the line"
         );
         let (lines, skipped) = split(&[b"a\n\xff\nb\n\xc3"], 100, BadLinePolicy::Skip);
@@ -260,13 +302,8 @@ mod tests {
             0..0
         );
         // A bad line after a continued one is still found and named.
-        let (result, _) = split(
-            &[b"ok\npart", b"ial\nfine\nbad \xff\n"],
-            100,
-            BadLinePolicy::Fail,
-        );
         assert_eq!(
-            result.unwrap_err().to_string(),
+            first_error(&[b"ok\npart", b"ial\nfine\nbad \xff\n"]),
             "test line 4: invalid UTF-8 at byte 4 of the line"
         );
         let (lines, _) = split(
@@ -275,6 +312,17 @@ mod tests {
             BadLinePolicy::Fail,
         );
         assert_eq!(lines.unwrap(), ["ok", "partial", "fine", "\u{e9}"]);
+    }
+
+    #[test]
+    fn lines_of_a_checked_stretch_are_counted_and_stripped_like_the_others() {
+        let (lines, _) = split(&[b"ab\r\ncd\n"], 100, BadLinePolicy::Fail);
+        assert_eq!(lines.unwrap(), ["ab", "cd"]);
+        // The first chunk's lines take the one-pass path; the line numbers go on after them.
+        assert_eq!(
+            first_error(&[b"a\r\nb\n", b"c\nbad \xff\n"]),
+            "test line 4: invalid UTF-8 at byte 4 of the line"
+        );
     }
 
     #[test]
@@ -299,6 +347,10 @@ mod tests {
         );
         assert_eq!(lines.unwrap(), ["a", "b"]);
         assert_eq!(skipped, 2);
+        // A checked stretch longer than the maximum goes line by line: its long line is found.
+        let (lines, skipped) = split(&[b"ab\ncdefgh\nij\n"], 4, BadLinePolicy::Skip);
+        assert_eq!(lines.unwrap(), ["ab", "ij"]);
+        assert_eq!(skipped, 1);
     }
 
     #[test]
