@@ -197,7 +197,7 @@ impl LineSplitter {
     /// One complete line (without its '\n'); `utf8_checked` when it is known to be UTF-8.
     fn line(&mut self, line: &[u8], utf8_checked: bool, out: &mut Column) -> Result<(), BadLine> {
         self.line += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = without_cr(line);
         let problem = if line.len() > self.max_line {
             Some(format!(
                 "line longer than max-line-length ({} bytes)",
@@ -225,6 +225,11 @@ impl LineSplitter {
     }
 }
 
+/// A line without the '\r' of a "\r\n" line ending.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Appends the lines of `text`, each ending in a newline (dropped, with a '\r' before it), to
 /// `out`; returns how many. One tight loop for the lines that need no check.
 fn append_lines(text: &[u8], out: &mut Column) -> u64 {
@@ -232,8 +237,7 @@ fn append_lines(text: &[u8], out: &mut Column) -> u64 {
     let mut start = 0;
     let mut lines = 0;
     for end in memchr::memchr_iter(b'\n', text) {
-        let line = &text[start..end];
-        out.push(line.strip_suffix(b"\r").unwrap_or(line));
+        out.push(without_cr(&text[start..end]));
         start = end + 1;
         lines += 1;
     }
