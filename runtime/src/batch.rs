@@ -162,10 +162,23 @@ impl BlockBuffer {
         self.lock().open_sources == 0
     }
 
-    /// Appends lines (waiting while the buffer is full), with the source's position after them.
-    /// Returns false when the job is stopping and the receiver should end; the lines are then
-    /// still appended, never dropped.
-    pub fn push(&self, source: usize, lines: &Column, progress: Option<Progress>) -> bool {
+    /// A column for a receiver to fill with lines: room for a block and the last read
+    /// (`read_len` bytes) that completes it, so that [`BlockBuffer::push`] can take it whole.
+    pub fn block_column(&self, read_len: usize) -> Column {
+        let bytes = self.max_block_bytes + read_len;
+        Column::with_capacity(bytes / 32, bytes)
+    }
+
+    /// True when `lines` hold a block's worth: a receiver reading without pause hands them
+    /// over then, rather than after every read.
+    pub fn is_block(&self, lines: &Column) -> bool {
+        lines.data.len() >= self.max_block_bytes
+    }
+
+    /// Moves `lines` (leaving it empty, with the same room) into the buffer (waiting while the
+    /// buffer is full), with the source's position after them. Returns false when the job is
+    /// stopping and the receiver should end; the lines are then still appended, never dropped.
+    pub fn push(&self, source: usize, lines: &mut Column, progress: Option<Progress>) -> bool {
         let mut state = self.lock();
         while !state.stopping
             && state.buffered > 0
@@ -190,16 +203,25 @@ impl BlockBuffer {
         if lines.is_empty() {
             return !state.stopping;
         }
+        let added = lines.data.len();
         let current = &mut state.current[source];
-        if current.data.capacity() == 0 {
-            // Sized once for a whole block, so that a block does not grow by doubling and hold
-            // up to twice its bytes (buffered memory is what backpressure bounds).
-            let bytes = self.max_block_bytes + lines.data.len();
-            *current = Column::with_capacity(bytes / 32, bytes);
+        if current.is_empty() && lines.data.capacity() >= self.max_block_bytes {
+            // A column from `block_column`: taken as it is, the receiver's next lines go into
+            // a new one of the same size. The receiver's copy into it was the only one.
+            let room = Column::with_capacity(lines.offsets.capacity(), lines.data.capacity());
+            *current = std::mem::replace(lines, room);
+        } else {
+            if current.data.capacity() == 0 {
+                // Sized once for a whole block, so that a block does not grow by doubling and
+                // hold up to twice its bytes (buffered memory is what backpressure bounds).
+                *current = self.block_column(added);
+            }
+            current.extend_from(lines);
+            lines.data.clear();
+            lines.offsets.clear();
         }
-        current.extend_from(lines);
         let full = current.data.len() >= self.max_block_bytes;
-        state.buffered += lines.data.len();
+        state.buffered += added;
         if full {
             seal(&mut state);
             self.changed.notify_all();
@@ -332,11 +354,31 @@ mod tests {
     }
 
     #[test]
+    fn a_receivers_block_column_is_taken_whole() {
+        let buffer = BlockBuffer::new(64, 1 << 20);
+        let mut lines = buffer.block_column(16);
+        let room = lines.data.capacity();
+        for _ in 0..7 {
+            lines.push(b"0123456789");
+        }
+        let data = lines.data.as_ptr();
+        buffer.push(0, &mut lines, None);
+        // The receiver gets an empty column of the same room; the block is its old one.
+        assert!(lines.is_empty());
+        assert_eq!(lines.data.capacity(), room);
+        let blocks = buffer.take(1 << 20);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].lines.data.as_ptr(), data);
+        assert_eq!(blocks[0].lines.len(), 7);
+        assert_eq!(buffer.buffered_bytes(), 70);
+    }
+
+    #[test]
     fn blocks_are_cut_by_size_and_by_seal() {
         let buffer = BlockBuffer::new(100, 10_000);
-        buffer.push(0, &lines(3, 40), None);
+        buffer.push(0, &mut lines(3, 40), None);
         assert_eq!(buffer.take(usize::MAX).len(), 1, "120 bytes >= 100 seals");
-        buffer.push(0, &lines(1, 10), None);
+        buffer.push(0, &mut lines(1, 10), None);
         assert!(buffer.take(usize::MAX).is_empty());
         buffer.seal();
         assert_eq!(buffer.take(usize::MAX)[0].lines.len(), 1);
@@ -346,7 +388,7 @@ mod tests {
     fn take_respects_the_byte_budget() {
         let buffer = BlockBuffer::new(10, 10_000);
         for _ in 0..5 {
-            buffer.push(0, &lines(1, 10), None);
+            buffer.push(0, &mut lines(1, 10), None);
         }
         assert_eq!(buffer.take(25).len(), 2);
         assert_eq!(buffer.take(0).len(), 1, "at least one block");
@@ -357,13 +399,13 @@ mod tests {
         let buffer = BlockBuffer::new(10, 10_000);
         let full = BlockBuffer::new(10, 15);
         full.open_source();
-        full.push(0, &lines(1, 10), None);
+        full.push(0, &mut lines(1, 10), None);
         assert!(
             full.wait_for_sealed(2, Duration::ZERO),
             "one block and no room for a second: take it"
         );
         for _ in 0..5 {
-            buffer.push(0, &lines(1, 10), None);
+            buffer.push(0, &mut lines(1, 10), None);
         }
         buffer.open_source();
         assert!(buffer.wait_for_sealed(4, Duration::ZERO));
@@ -387,7 +429,7 @@ mod tests {
         let buffer = Arc::new(BlockBuffer::new(10, 10_000));
         buffer.open_source();
         for _ in 0..3 {
-            buffer.push(0, &lines(1, 10), None);
+            buffer.push(0, &mut lines(1, 10), None);
         }
         assert!(buffer.wait_for_sealed(2, Duration::ZERO));
         assert!(
@@ -421,10 +463,10 @@ mod tests {
     #[test]
     fn a_full_buffer_pauses_the_receiver_until_release() {
         let buffer = Arc::new(BlockBuffer::new(10, 40));
-        buffer.push(0, &lines(1, 40), None);
+        buffer.push(0, &mut lines(1, 40), None);
         let receiver = {
             let buffer = buffer.clone();
-            std::thread::spawn(move || buffer.push(0, &lines(1, 10), None))
+            std::thread::spawn(move || buffer.push(0, &mut lines(1, 10), None))
         };
         std::thread::sleep(Duration::from_millis(150));
         assert!(

@@ -7,7 +7,6 @@ use super::lines::LineSplitter;
 use super::position::Progress;
 use crate::config::{SourceSpec, Trigger};
 use anyhow::{Context, Result, bail};
-use spate_guest::Column;
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -131,7 +130,7 @@ impl FileReader<'_> {
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         file.seek(SeekFrom::Start(self.start))
             .with_context(|| format!("cannot seek in {}", path.display()))?;
-        let mut lines = Column::default();
+        let mut lines = context.buffer.block_column(buf.len());
         loop {
             let n = file
                 .read(buf)
@@ -143,7 +142,11 @@ impl FileReader<'_> {
                 return Ok(!context.buffer.is_stopping());
             }
             self.splitter.feed(&buf[..n], &mut lines)?;
-            context.deliver(&mut lines, self.splitter, self.progress());
+            if n == buf.len() {
+                context.deliver_blocks(&mut lines, self.splitter, self.progress());
+            } else {
+                context.deliver(&mut lines, self.splitter, self.progress());
+            }
         }
     }
 }

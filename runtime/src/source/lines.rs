@@ -1,6 +1,7 @@
 //! Cutting a byte stream into text lines: UTF-8 checked, length capped, bad lines failed or
 //! skipped by policy. Memory stays bounded by the maximum line length whatever the input.
 
+use super::line_copy::{append_lines, without_cr};
 use crate::config::BadLinePolicy;
 use spate_guest::Column;
 use std::fmt;
@@ -223,25 +224,6 @@ impl LineSplitter {
             }
         }
     }
-}
-
-/// A line without the '\r' of a "\r\n" line ending.
-fn without_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Appends the lines of `text`, each ending in a newline (dropped, with a '\r' before it), to
-/// `out`; returns how many. One tight loop for the lines that need no check.
-fn append_lines(text: &[u8], out: &mut Column) -> u64 {
-    out.data.reserve(text.len());
-    let mut start = 0;
-    let mut lines = 0;
-    for end in memchr::memchr_iter(b'\n', text) {
-        out.push(without_cr(&text[start..end]));
-        start = end + 1;
-        lines += 1;
-    }
-    lines
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod bundled;
 mod directory;
+mod line_copy;
 pub mod lines;
 pub mod position;
 mod socket;
@@ -78,10 +79,25 @@ impl ReceiverContext {
         if lines.is_empty() && progress.is_none() {
             return !self.buffer.is_stopping();
         }
-        let more = self.buffer.push(self.index, lines, progress);
-        lines.data.clear();
-        lines.offsets.clear();
-        more
+        self.buffer.push(self.index, lines, progress)
+    }
+
+    /// [`ReceiverContext::deliver`] once `lines` hold a block; until then they keep filling.
+    /// For a receiver that knows more input is waiting (a file read that filled its buffer):
+    /// its lines then go to the buffer a block at a time, taken whole instead of copied read by
+    /// read. A socket receiver delivers every read: a read that fills its buffer does not tell
+    /// that more will come soon, and holding lines would delay them.
+    pub fn deliver_blocks(
+        &self,
+        lines: &mut Column,
+        splitter: &mut lines::LineSplitter,
+        progress: Option<Progress>,
+    ) -> bool {
+        if self.buffer.is_block(lines) {
+            self.deliver(lines, splitter, progress)
+        } else {
+            !self.buffer.is_stopping()
+        }
     }
 
     /// Sleeps up to `duration`, waking early when the job stops; false if it is stopping.
@@ -166,4 +182,39 @@ pub fn start_all(
                 .map_err(|e| anyhow!("cannot start the receiver of source '{}': {e}", source.name))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BadLinePolicy;
+
+    #[test]
+    fn lines_are_delivered_a_block_at_a_time_or_at_once() {
+        let context = ReceiverContext {
+            name: "test".into(),
+            index: 0,
+            buffer: Arc::new(BlockBuffer::new(64, 1 << 20)),
+            trigger: Trigger::ProcessingTime,
+            resume: SourcePosition::default(),
+            acks: Arc::new(Acks(Vec::new())),
+        };
+        let mut splitter = lines::LineSplitter::new("test".into(), 100, BadLinePolicy::Fail);
+        let mut lines = context.buffer.block_column(32);
+        splitter
+            .feed(b"0123456789\n0123456789\n", &mut lines)
+            .unwrap();
+        assert!(context.deliver_blocks(&mut lines, &mut splitter, None));
+        assert_eq!((lines.len(), context.buffer.buffered_bytes()), (2, 0));
+        for _ in 0..3 {
+            splitter
+                .feed(b"0123456789\n0123456789\n", &mut lines)
+                .unwrap();
+        }
+        assert!(context.deliver_blocks(&mut lines, &mut splitter, None));
+        assert_eq!((lines.len(), context.buffer.buffered_bytes()), (0, 80));
+        splitter.feed(b"x\n", &mut lines).unwrap();
+        assert!(context.deliver(&mut lines, &mut splitter, None));
+        assert_eq!((lines.len(), context.buffer.buffered_bytes()), (0, 81));
+    }
 }

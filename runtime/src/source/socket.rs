@@ -144,7 +144,7 @@ impl Connection<'_> {
 
     /// Reads the connection to its end. Returns why it ended (none: the job is stopping).
     fn read(&mut self, context: &ReceiverContext, buf: &mut [u8]) -> Result<Option<String>> {
-        let mut lines = Column::default();
+        let mut lines = context.buffer.block_column(buf.len());
         loop {
             let read = self
                 .acknowledge(context)
