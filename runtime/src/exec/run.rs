@@ -1,6 +1,7 @@
 //! One batch through the plan: the nodes in order, each as tasks on the worker pool; a stream
 //! is handed to its last reader (copied for the others) and dropped once read.
 
+use super::input_release::InputRelease;
 use super::keyed::{
     PartitionQueue, append_buckets, cogroup, group_by_key, join, map_side, map_side_deferred,
 };
@@ -72,14 +73,26 @@ fn map_share_task(
     (n, side, operator): (usize, usize, usize),
     batch_time: u64,
     queue: &PartitionQueue<TaskId>,
+    release: Option<&InputRelease>,
 ) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
     let (input, partitions) = keyed_side(plan, n, side);
     worker.begin_batch(batch_time);
     let mut taken = Vec::new();
-    let next = || queue.take();
+    let mut taken_bytes = 0;
+    let next = || {
+        let part = queue.take();
+        taken_bytes += part.as_ref().map_or(0, |(_, batch)| input_bytes(batch));
+        part
+    };
     let held = map_side_deferred(worker, plan, input, operator, partitions, next, &mut taken);
     let error = match held {
-        Ok(buckets) => return Ok((Some(buckets), TaskFigures::default())),
+        Ok(buckets) => {
+            drop(taken);
+            if let Some(release) = release {
+                release.release(taken_bytes);
+            }
+            return Ok((Some(buckets), TaskFigures::default()));
+        }
         Err(e) => e,
     };
     taken.extend(queue.take_all());
@@ -100,6 +113,11 @@ fn map_share_task(
     Ok((Some(buckets), figures))
 }
 
+/// The bytes of a source partition, as the source buffer counts them.
+fn input_bytes(batch: &Batch) -> usize {
+    batch.values.data.len()
+}
+
 /// A stream's batch at this batch time: its partitions, or none at times its slide skips.
 type StreamBatch = Option<Vec<Batch>>;
 
@@ -113,14 +131,15 @@ pub struct BatchOutput {
 }
 
 /// Runs every node of `plan` over a batch's input blocks; `end_of_input` for the last batch of
-/// bounded input.
+/// bounded input. Tasks that read input blocks and drop them report their bytes to `release`
+/// (the rest is the caller's to release when the batch is done).
 pub fn run_batch(
     pool: &WorkerPool,
     plan: &Arc<Plan>,
     state: &Arc<JobState>,
     blocks: Vec<Block>,
-    time: u64,
-    end_of_input: bool,
+    (time, end_of_input): (u64, bool),
+    release: &InputRelease,
 ) -> Result<BatchOutput> {
     let mut run = BatchRun {
         pool,
@@ -131,6 +150,13 @@ pub fn run_batch(
         streams: vec![None; plan.streams.len()],
         readers: readers(plan),
         figures: TaskFigures::default(),
+        source_streams: plan
+            .nodes
+            .iter()
+            .filter(|node| matches!(node.kind, NodeKind::Source(_)))
+            .flat_map(|node| node.outputs.iter().copied())
+            .collect(),
+        release: release.clone(),
     };
     let mut per_source: Vec<Vec<Batch>> = plan.sources.iter().map(|_| Vec::new()).collect();
     for block in blocks {
@@ -192,6 +218,9 @@ struct BatchRun<'a> {
     streams: Vec<StreamBatch>,
     readers: Vec<usize>,
     figures: TaskFigures,
+    /// The streams of input blocks.
+    source_streams: Vec<StreamId>,
+    release: InputRelease,
 }
 
 impl BatchRun<'_> {
@@ -203,6 +232,13 @@ impl BatchRun<'_> {
         } else {
             self.streams[stream].clone()
         }
+    }
+
+    /// Where the tasks reading stream `stream` report the input they drop: only when the stream
+    /// is a source's and its blocks went to them (no other reader keeps them).
+    fn release_for(&self, stream: StreamId) -> Option<InputRelease> {
+        (self.source_streams.contains(&stream) && self.readers[stream] == 0)
+            .then(|| self.release.clone())
     }
 
     fn id(&self, node: usize, partition: usize) -> TaskId {
@@ -282,7 +318,9 @@ impl BatchRun<'_> {
         let partitions = *partitions;
         let mut tasks = Vec::new();
         let mut side_tasks = Vec::new();
+        let side_streams = plan.nodes[n].kind.inputs();
         for (side, parts) in inputs.into_iter().enumerate() {
+            let release = self.release_for(side_streams[side]);
             let first_id = tasks.len();
             let parts: Vec<(TaskId, Batch)> = parts
                 .into_iter()
@@ -297,17 +335,24 @@ impl BatchRun<'_> {
                 side_tasks.push(workers);
                 for _ in 0..workers {
                     let (plan, queue, time) = (plan.clone(), queue.clone(), self.time);
+                    let release = release.clone();
                     tasks.push(Box::new(move |worker: &mut Worker| {
-                        map_share_task(worker, &plan, (n, side, operator), time, &queue)
+                        let (op, release) = ((n, side, operator), release.as_ref());
+                        map_share_task(worker, &plan, op, time, &queue, release)
                     }) as MapTask);
                 }
                 continue;
             }
             side_tasks.push(parts.len());
             for (id, batch) in parts {
-                let plan = plan.clone();
+                let (plan, release) = (plan.clone(), release.clone());
                 tasks.push(Box::new(move |worker: &mut Worker| {
-                    map_task(worker, &plan, n, side, id, batch)
+                    let bytes = input_bytes(&batch);
+                    let out = map_task(worker, &plan, n, side, id, batch);
+                    if let Some(release) = release {
+                        release.release(bytes);
+                    }
+                    out
                 }) as MapTask);
             }
         }
@@ -574,4 +619,63 @@ fn reduce_side(
         }
         _ => return Err(anyhow!("internal error: node {n} has no state for {op:?}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Pipeline;
+    use crate::wasm::ComponentCache;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A plan of `steps` (and `outputs`) over a socket source, built from a pipeline file.
+    fn plan(steps_and_outputs: &str) -> Arc<Plan> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipeline.toml");
+        let text = format!(
+            "[sources.lines]\ntype = \"socket\"\nhost = \"127.0.0.1\"\nport = 9\n\n{steps_and_outputs}"
+        );
+        std::fs::write(&path, text).unwrap();
+        let pipeline = Pipeline::load(&path, &["job.workers=2".into()]).unwrap();
+        Arc::new(Plan::build(&pipeline, &ComponentCache::disabled()).unwrap())
+    }
+
+    /// Runs one batch of three blocks; returns (input bytes, bytes the tasks released).
+    fn released_by(plan: &Arc<Plan>) -> (usize, usize) {
+        let pool = WorkerPool::new(2, plan.operators.clone()).unwrap();
+        let state = Arc::new(JobState::new(plan, 0).unwrap());
+        let blocks: Vec<Block> = ["a b a", "b c", "c c c d"]
+            .iter()
+            .map(|line| Block {
+                source: 0,
+                lines: Column::from_values([line.as_bytes(), b"x"]),
+                progress: Vec::new(),
+            })
+            .collect();
+        let input: usize = blocks.iter().map(|b| b.lines.data.len()).sum();
+        let handed = Arc::new(AtomicUsize::new(0));
+        let to = handed.clone();
+        let release = InputRelease::new(move |bytes| {
+            to.fetch_add(bytes, Ordering::SeqCst);
+        });
+        run_batch(&pool, plan, &state, blocks, (1000, false), &release).unwrap();
+        assert_eq!(release.released(), handed.load(Ordering::SeqCst));
+        (input, release.released())
+    }
+
+    #[test]
+    fn map_tasks_release_the_source_blocks_they_consume() {
+        let counts = "[[steps]]\nop = \"count-by-value\"\n\n[[outputs]]\ntype = \"print\"\n";
+        let (input, released) = released_by(&plan(counts));
+        assert_eq!(released, input);
+    }
+
+    #[test]
+    fn blocks_another_reader_keeps_are_not_released() {
+        // The output prints the source stream itself: its blocks live to the end of the batch.
+        let both = "[[steps]]\nop = \"count-by-value\"\n\n[[outputs]]\ntype = \"print\"\n\n\
+                    [[outputs]]\ntype = \"print\"\nfrom = \"lines\"\n";
+        let (_, released) = released_by(&plan(both));
+        assert_eq!(released, 0);
+    }
 }

@@ -4,7 +4,7 @@
 use crate::batch::{BatchInput, BlockBuffer};
 use crate::checkpoint::batch_log;
 use crate::config::Trigger;
-use crate::exec::{WorkerPool, run_batch};
+use crate::exec::{InputRelease, WorkerPool, run_batch};
 use crate::metrics::{BatchReport, Summary};
 use crate::plan::Plan;
 use crate::sink::{self, Sink};
@@ -56,7 +56,7 @@ struct Runner<'a> {
     state: &'a Arc<JobState>,
     pool: &'a WorkerPool,
     sinks: Vec<Box<dyn Sink>>,
-    buffer: &'a BlockBuffer,
+    buffer: &'a Arc<BlockBuffer>,
     acks: &'a Acks,
     durability: Option<Durability>,
     summary: Summary,
@@ -240,21 +240,17 @@ fn run_one(
     state: &Arc<JobState>,
     pool: &WorkerPool,
     sinks: &mut [Box<dyn Sink>],
-    buffer: &BlockBuffer,
+    buffer: &Arc<BlockBuffer>,
     input: BatchInput,
 ) -> Result<BatchReport> {
     let start = Instant::now();
     let scheduling_delay = start.saturating_duration_since(input.submitted);
     let (input_bytes, input_records, partitions) =
         (input.bytes(), input.records(), input.blocks.len());
-    let output = run_batch(
-        pool,
-        plan,
-        state,
-        input.blocks,
-        input.time_ms,
-        input.end_of_input,
-    )?;
+    let to_buffer = buffer.clone();
+    let release = InputRelease::new(move |bytes| to_buffer.release(bytes));
+    let times = (input.time_ms, input.end_of_input);
+    let output = run_batch(pool, plan, state, input.blocks, times, &release)?;
     let mut output_records = 0;
     for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
         let Some(partitions) = &output.streams[out.stream] else {
@@ -265,7 +261,8 @@ fn run_one(
         sink.write(input.time_ms, partitions, &plan.streams[out.stream].types)
             .with_context(|| format!("batch {} ms", input.time_ms))?;
     }
-    buffer.release(input_bytes);
+    // The input bytes the tasks did not hand back (blocks that more than one reader kept).
+    buffer.release(input_bytes.saturating_sub(release.released()));
     Ok(BatchReport {
         time_ms: input.time_ms,
         input_records,
