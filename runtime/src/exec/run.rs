@@ -4,6 +4,7 @@
 use super::input_release::InputRelease;
 use super::keyed::{
     PartitionQueue, append_buckets, cogroup, group_by_key, join, map_side, map_side_deferred,
+    split_last_partitions,
 };
 use super::narrow;
 use super::pool::{Worker, WorkerPool};
@@ -322,12 +323,17 @@ impl BatchRun<'_> {
         for (side, parts) in inputs.into_iter().enumerate() {
             let release = self.release_for(side_streams[side]);
             let first_id = tasks.len();
+            let deferring = plan.deferring_operator(&sides[side]);
+            let parts = match deferring {
+                Some(_) => split_last_partitions(parts, plan.job.workers),
+                None => parts,
+            };
             let parts: Vec<(TaskId, Batch)> = parts
                 .into_iter()
                 .enumerate()
                 .map(|(p, batch)| (self.id(n, first_id + p), batch))
                 .collect();
-            if let Some(operator) = plan.deferring_operator(&sides[side]) {
+            if let Some(operator) = deferring {
                 // One task per worker, each holding its combined output over the partitions
                 // it takes.
                 let workers = plan.job.workers.clamp(1, parts.len().max(1));
