@@ -164,8 +164,11 @@ impl BlockBuffer {
 
     /// A column for a receiver to fill with lines: room for a block and the last read
     /// (`read_len` bytes) that completes it, so that [`BlockBuffer::push`] can take it whole.
+    /// The slack covers the end of a line carried over from the read before, and the line
+    /// copy's 16-byte stores past the last line, so that the column does not grow by doubling.
     pub fn block_column(&self, read_len: usize) -> Column {
-        let bytes = self.max_block_bytes + read_len;
+        const SLACK: usize = 4 << 10;
+        let bytes = self.max_block_bytes + read_len + SLACK;
         Column::with_capacity(bytes / 32, bytes)
     }
 

@@ -403,8 +403,10 @@ mod tests {
         // Keyed, with event times: every part of a record must stay together.
         let part = |records: usize, tag: u8| {
             let value = vec![tag; 1000];
-            let mut batch = Batch::default();
-            batch.keys = Some(Column::default());
+            let mut batch = Batch {
+                keys: Some(Column::default()),
+                ..Batch::default()
+            };
             for i in 0..records {
                 batch.keys.as_mut().unwrap().push(&i.to_le_bytes());
                 batch.values.push(&value);

@@ -235,10 +235,12 @@ impl BatchRun<'_> {
         }
     }
 
-    /// Where the tasks reading stream `stream` report the input they drop: only when the stream
-    /// is a source's and its blocks went to them (no other reader keeps them).
-    fn release_for(&self, stream: StreamId) -> Option<InputRelease> {
-        (self.source_streams.contains(&stream) && self.readers[stream] == 0)
+    /// Where the tasks reading stream `stream` (one of a node's `inputs`) report the input they
+    /// drop: only when the stream is a source's and its blocks went to them (no other reader
+    /// keeps them, not even another input of the same node, as in a self-join).
+    fn release_for(&self, stream: StreamId, inputs: &[StreamId]) -> Option<InputRelease> {
+        let read_once = inputs.iter().filter(|&&s| s == stream).count() == 1;
+        (self.source_streams.contains(&stream) && self.readers[stream] == 0 && read_once)
             .then(|| self.release.clone())
     }
 
@@ -321,7 +323,7 @@ impl BatchRun<'_> {
         let mut side_tasks = Vec::new();
         let side_streams = plan.nodes[n].kind.inputs();
         for (side, parts) in inputs.into_iter().enumerate() {
-            let release = self.release_for(side_streams[side]);
+            let release = self.release_for(side_streams[side], &side_streams);
             let first_id = tasks.len();
             let deferring = plan.deferring_operator(&sides[side]);
             let parts = match deferring {
@@ -682,6 +684,18 @@ mod tests {
         let both = "[[steps]]\nop = \"count-by-value\"\n\n[[outputs]]\ntype = \"print\"\n\n\
                     [[outputs]]\ntype = \"print\"\nfrom = \"lines\"\n";
         let (_, released) = released_by(&plan(both));
+        assert_eq!(released, 0);
+    }
+
+    #[test]
+    fn blocks_two_inputs_of_one_node_read_are_not_released_twice() {
+        // Both sides of the join are the source's lines through a fused flat-map: one side's
+        // tasks get a copy of the blocks, so neither may hand their bytes back.
+        let self_join = "[[steps]]\nname = \"a\"\nop = \"flat-map\"\nplugin = \"tokenize\"\n\
+                         from = \"lines\"\n\n[[steps]]\nname = \"b\"\nop = \"flat-map\"\n\
+                         plugin = \"tokenize\"\nfrom = \"lines\"\n\n[[steps]]\nop = \"join\"\n\
+                         from = [\"a\", \"b\"]\n\n[[outputs]]\ntype = \"print\"\n";
+        let (_, released) = released_by(&plan(self_join));
         assert_eq!(released, 0);
     }
 }
