@@ -1,11 +1,12 @@
 //! The pipeline file: reading, `--set` overrides, and errors that name file, line and field.
 
+mod connector;
 mod overrides;
-mod resolve;
 mod sandbox;
 pub mod schema;
 pub mod units;
 
+pub use connector::{ConnectorTable, TableKey};
 pub use sandbox::UNLIMITED;
 pub use schema::*;
 pub use units::{ByteSize, Interval};
@@ -167,6 +168,26 @@ impl Pipeline {
         })
     }
 
+    /// Each source's name and table, for its connector to read.
+    pub fn source_tables(&self) -> impl Iterator<Item = (&str, ConnectorTable<'_>)> {
+        self.file.sources.iter().map(|(name, table)| {
+            let key = TableKey::Source(name.clone());
+            (
+                name.as_str(),
+                ConnectorTable::new(self, key, table.kind.clone()),
+            )
+        })
+    }
+
+    /// Each output's table, for its connector to read.
+    pub fn output_tables(&self) -> impl Iterator<Item = ConnectorTable<'_>> {
+        self.file
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, table)| ConnectorTable::new(self, TableKey::Output(i), table.kind.clone()))
+    }
+
     /// Checks relations between fields that serde cannot.
     fn check_shape(&self) -> Result<(), ConfigError> {
         let job = &self.file.job;
@@ -224,8 +245,6 @@ impl Pipeline {
                 format!("must be at least max-block-bytes ({})", job.max_block_bytes),
             ));
         }
-        self.sources()?;
-        self.outputs()?;
         if self.file.outputs.is_empty() {
             return Err(self.error(
                 Some("outputs"),
@@ -252,16 +271,12 @@ mod tests {
     #[test]
     fn a_minimal_file_gets_defaults() {
         let p = load(MINIMAL).unwrap();
-        assert!(matches!(
-            p.sources().unwrap()[0].1,
-            SourceSpec::Bundled {
-                lines_per_second: 20
-            }
-        ));
-        assert!(matches!(
-            p.outputs().unwrap()[0],
-            OutputSpec::Print { num: 10 }
-        ));
+        let (name, source) = p.source_tables().next().unwrap();
+        assert_eq!(
+            (name, source.kind(), source.path()),
+            ("lines", "bundled", "sources.lines".into())
+        );
+        assert_eq!(p.output_tables().next().unwrap().what(), "print output");
         assert_eq!(p.file.job.batch_interval.as_millis(), 1000);
         assert_eq!(p.file.job.trigger, Trigger::ProcessingTime);
         assert_eq!(p.job_name(), "p");
@@ -291,26 +306,54 @@ mod tests {
     }
 
     #[test]
-    fn source_fields_are_checked_per_type_at_their_line() {
+    fn connector_fields_are_checked_at_their_line() {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Socket {
+            host: Option<toml::Spanned<String>>,
+            #[allow(dead_code)]
+            port: Option<u16>,
+            #[allow(dead_code)]
+            poll_interval: Option<Interval>,
+        }
+        let fields = |text: &str| {
+            let p = load(text).unwrap();
+            let (_, table) = p.source_tables().next().unwrap();
+            table
+                .fields::<Socket>()
+                .map(|s| table.required("host", &s.host).cloned())
+        };
         let text = "[sources.s]\ntype = \"socket\"\nhost = \"h\"\nport = 1\npath = \"x\"\n[[outputs]]\ntype = \"print\"\n";
-        let err = load(text).unwrap_err();
+        let err = fields(text).unwrap_err();
         assert_eq!(err.position.map(|p| p.0), Some(5), "{err}");
         assert!(
-            err.to_string()
-                .contains("sources.s.path: a socket source does not take `path`"),
+            err.to_string().contains(
+                "sources.s.path: a socket source does not take `path` (it takes: type, host, port, poll-interval)"
+            ),
             "{err}"
         );
-        let err = load("[sources.s]\ntype = \"socket\"\nport = 1\n[[outputs]]\ntype = \"print\"\n")
-            .unwrap_err();
-        assert!(err.message.contains("needs `host`"), "{err}");
-        let text = "[sources.s]\ntype = \"directory\"\npath = \"x\"\npoll-interval = \"soon\"\n[[outputs]]\ntype = \"print\"\n";
-        let err = load(text).unwrap_err();
+        let err =
+            fields("[sources.s]\ntype = \"socket\"\nport = 1\n[[outputs]]\ntype = \"print\"\n")
+                .unwrap()
+                .unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2), "{err}");
+        assert!(
+            err.to_string()
+                .contains("sources.s: a socket source needs `host`"),
+            "{err}"
+        );
+        let text = "[sources.s]\ntype = \"socket\"\nport = 1\npoll-interval = \"soon\"\n[[outputs]]\ntype = \"print\"\n";
+        let err = fields(text).unwrap_err();
         assert_eq!(
             err.field.as_deref(),
             Some("sources.s.poll-interval"),
             "{err}"
         );
         assert_eq!(err.position.map(|p| p.0), Some(4), "{err}");
+        let text = "[sources.s]\ntype = \"socket\"\nport = 70000\n[[outputs]]\ntype = \"print\"\n";
+        let err = fields(text).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("sources.s.port"), "{err}");
+        assert_eq!(err.position.map(|p| p.0), Some(3), "{err}");
     }
 
     #[test]

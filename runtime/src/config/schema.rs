@@ -190,91 +190,14 @@ pub enum BadLinePolicy {
     Skip,
 }
 
-/// `[sources.<name>]` as written: one flat table whose `type` decides which fields apply
-/// (checked in `resolve`). Kept flat rather than a tagged enum so that every field keeps its
-/// position for error messages.
+/// `[sources.<name>]` as written: one flat table whose `type` picks the connector. The
+/// connector reads the other fields itself (`source` module, through
+/// [`super::ConnectorTable::fields`]), so each field keeps its position for error messages.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SourceTable {
-    /// `socket`, `directory` or `bundled`.
+    /// The connector: `socket`, `directory`, `bundled`, ...
     #[serde(rename = "type")]
-    pub kind: Spanned<SourceKind>,
-    /// Socket: server host name or address.
-    pub host: Option<Spanned<String>>,
-    /// Socket: server port.
-    pub port: Option<Spanned<u16>>,
-    /// Socket: longest wait between reconnection attempts (default 5s).
-    pub reconnect_max: Option<Spanned<Interval>>,
-    /// Socket: the producer speaks Spate's resume protocol (`RESUME <offset>` on connect,
-    /// `ACK <offset>` as data is logged), so nothing is lost or doubled across crashes.
-    pub resume_protocol: Option<Spanned<bool>>,
-    /// Directory: the directory watched.
-    pub path: Option<Spanned<String>>,
-    /// Directory: also read the files present at start (default false).
-    pub include_existing: Option<Spanned<bool>>,
-    /// Directory: how often it is listed (default 200ms).
-    pub poll_interval: Option<Spanned<Interval>>,
-    /// Socket and directory: longest accepted line (default 1 MiB).
-    pub max_line_length: Option<Spanned<ByteSize>>,
-    /// Socket and directory: `fail` (default) or `skip`.
-    pub on_bad_line: Option<Spanned<BadLinePolicy>>,
-    /// Bundled: lines released per second (default 20; 0: all at once).
-    pub lines_per_second: Option<Spanned<u32>>,
-}
-
-/// The kinds of source.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    /// TCP text client.
-    Socket,
-    /// New files in a directory.
-    Directory,
-    /// The bundled demo text.
-    Bundled,
-}
-
-/// A source, resolved from its [`SourceTable`] with defaults applied.
-#[derive(Clone, Debug)]
-pub enum SourceSpec {
-    /// A TCP client reading text lines, like Spark's `socketTextStream`.
-    Socket {
-        /// Server host name or address.
-        host: String,
-        /// Server port.
-        port: u16,
-        /// Line rules.
-        lines: LineRules,
-        /// Longest wait between reconnection attempts (backoff doubles up to it).
-        reconnect_max: Interval,
-        /// The producer speaks the resume protocol.
-        resume_protocol: bool,
-    },
-    /// New text files in a directory, like Spark's `textFileStream`.
-    Directory {
-        /// The directory watched.
-        path: String,
-        /// Also read the files present at start (as Spark's `newFilesOnly = false`).
-        include_existing: bool,
-        /// How often the directory is listed.
-        poll_interval: Interval,
-        /// Line rules.
-        lines: LineRules,
-    },
-    /// The demo text bundled in the binary, replayed at a fixed rate.
-    Bundled {
-        /// Lines released per second (0: all at once).
-        lines_per_second: u32,
-    },
-}
-
-/// How a text source cuts and checks lines.
-#[derive(Clone, Copy, Debug)]
-pub struct LineRules {
-    /// Longest accepted line in bytes.
-    pub max_line_length: ByteSize,
-    /// What to do with a bad line.
-    pub on_bad_line: BadLinePolicy,
+    pub kind: Spanned<String>,
 }
 
 /// The operation of a step (Spark Streaming's names, in kebab case).
@@ -451,58 +374,15 @@ pub struct StepSpec {
     pub grants: GrantsTable,
 }
 
-/// `[[outputs]]` as written (flat, like [`SourceTable`]).
+/// `[[outputs]]` as written (flat, like [`SourceTable`]; the `sink` module reads the fields
+/// of each `type`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OutputTable {
     /// The stream written (default: the last step's).
     pub from: Option<Spanned<String>>,
-    /// `print` or `text-files`.
+    /// The connector: `print`, `text-files`, `command`, ...
     #[serde(rename = "type")]
-    pub kind: Spanned<OutputKind>,
-    /// Print: how many records to show (default 10).
-    pub num: Option<Spanned<usize>>,
-    /// Text files: path prefix, relative to the working directory.
-    pub prefix: Option<Spanned<String>>,
-    /// Text files: optional suffix of each batch's directory name.
-    pub suffix: Option<Spanned<String>>,
-    /// Command: the program and its arguments, run once per partition of each batch.
-    pub command: Option<Spanned<Vec<String>>>,
-}
-
-/// The kinds of output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutputKind {
-    /// Spark's `print(num)`.
-    Print,
-    /// Spark's `saveAsTextFiles(prefix, suffix)`.
-    TextFiles,
-    /// Spark's `foreachRDD` + `foreachPartition`, as a program run per partition.
-    Command,
-}
-
-/// An output, resolved from its [`OutputTable`].
-#[derive(Clone, Debug)]
-pub enum OutputSpec {
-    /// Spark's `print(num)`: the first `num` records of every batch on stdout.
-    Print {
-        /// How many records to show.
-        num: usize,
-    },
-    /// Spark's `saveAsTextFiles(prefix, suffix)`: a directory per batch, written atomically.
-    TextFiles {
-        /// Path prefix.
-        prefix: String,
-        /// Optional suffix of the directory name.
-        suffix: Option<String>,
-    },
-    /// A program run for each partition of each batch with the records on its stdin and the
-    /// batch time and partition in its environment, to write anywhere idempotently.
-    Command {
-        /// Program and arguments.
-        argv: Vec<String>,
-    },
+    pub kind: Spanned<String>,
 }
 
 fn empty_params() -> Spanned<toml::Table> {

@@ -203,7 +203,7 @@ impl Durability {
         let copied = started.elapsed();
         let layout = compat::layout(plan);
         let mut positions = self.positions.clone();
-        source::forget_deleted_files(&plan.sources, &mut positions);
+        source::prune_positions(&plan.sources, &mut positions);
         let metadata = Metadata {
             job: self.job.clone(),
             batch_time: time,

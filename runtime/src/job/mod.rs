@@ -7,7 +7,7 @@ use crate::config::Trigger;
 use crate::exec::{InputRelease, WorkerPool, run_batch};
 use crate::metrics::{BatchReport, Summary};
 use crate::plan::Plan;
-use crate::sink::{self, Sink};
+use crate::sink::Sink;
 use crate::source::{self, Acks};
 use crate::state::JobState;
 use anyhow::{Context, Result, anyhow};
@@ -130,7 +130,7 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         sinks: plan
             .outputs
             .iter()
-            .map(|o| sink::build(&o.spec, &plan.job.name))
+            .map(|o| o.output.open(&plan.job.name))
             .collect(),
         buffer: &buffer,
         acks: &acks,

@@ -3,7 +3,7 @@
 
 use super::Plan;
 use super::nodes::*;
-use crate::config::{OutputSpec, SourceSpec, TaskFailurePolicy, Trigger};
+use crate::config::{TaskFailurePolicy, Trigger};
 use crate::wasm::{Limits, bytes};
 use std::fmt::Write as _;
 
@@ -39,7 +39,7 @@ impl Plan {
         );
         let _ = writeln!(out, "sources:");
         for source in &self.sources {
-            let _ = writeln!(out, "  {}: {}", source.name, describe_source(&source.spec));
+            let _ = writeln!(out, "  {}: {}", source.name, source.source.describe());
         }
         let _ = writeln!(
             out,
@@ -53,20 +53,7 @@ impl Plan {
         let _ = writeln!(out, "outputs:");
         for output in &self.outputs {
             let stream = &self.streams[output.stream].name;
-            let _ = match &output.spec {
-                OutputSpec::Print { num } => {
-                    writeln!(out, "  print '{stream}': first {num} records of each batch")
-                }
-                OutputSpec::TextFiles { prefix, suffix } => writeln!(
-                    out,
-                    "  text-files '{stream}': {prefix}-<batch time ms>{} per batch (written atomically)",
-                    suffix.as_ref().map(|s| format!(".{s}")).unwrap_or_default()
-                ),
-                OutputSpec::Command { argv } => writeln!(
-                    out,
-                    "  command '{stream}': {argv:?} per partition of each batch"
-                ),
-            };
+            let _ = writeln!(out, "  {}", output.output.describe(stream));
         }
         out
     }
@@ -322,33 +309,4 @@ fn describe_limits(limits: &Limits) -> String {
         bytes(limits.output_bytes),
         bytes(limits.log_bytes),
     )
-}
-
-fn describe_source(spec: &SourceSpec) -> String {
-    match spec {
-        SourceSpec::Socket {
-            host, port, lines, ..
-        } => format!(
-            "socket text client of {host}:{port} (lines up to {}, bad lines: {:?})",
-            lines.max_line_length, lines.on_bad_line
-        ),
-        SourceSpec::Directory {
-            path,
-            include_existing,
-            poll_interval,
-            lines,
-        } => format!(
-            "new text files in {path}{} (polled every {poll_interval}, lines up to {}, bad lines: {:?})",
-            if *include_existing {
-                ", existing files too"
-            } else {
-                ""
-            },
-            lines.max_line_length,
-            lines.on_bad_line
-        ),
-        SourceSpec::Bundled { lines_per_second } => {
-            format!("the bundled demo text at {lines_per_second} lines per second")
-        }
-    }
 }

@@ -14,7 +14,9 @@ mod shape;
 pub use nodes::*;
 pub use shape::{Shape, StreamType, type_name};
 
-use crate::config::{ConfigError, OutputSpec, Pipeline, SourceSpec, TaskFailurePolicy, Trigger};
+use crate::config::{ConfigError, Pipeline, TaskFailurePolicy, Trigger};
+use crate::sink::Output;
+use crate::source::NamedSource;
 use crate::wasm::{ComponentCache, EngineSettings, OperatorHost, PreparedOperator, Usage};
 use graph::GraphBuilder;
 use std::path::PathBuf;
@@ -25,18 +27,9 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct OutputPlan {
     /// What it does.
-    pub spec: OutputSpec,
+    pub output: Arc<dyn Output>,
     /// The stream written.
     pub stream: StreamId,
-}
-
-/// A source with its name.
-#[derive(Debug)]
-pub struct SourcePlan {
-    /// The name in `[sources.<name>]`.
-    pub name: String,
-    /// What to read.
-    pub spec: SourceSpec,
 }
 
 /// Job-wide settings.
@@ -86,7 +79,7 @@ pub struct Plan {
     /// Job-wide settings.
     pub job: JobSettings,
     /// Sources; each is a stream of its own.
-    pub sources: Vec<SourcePlan>,
+    pub sources: Vec<NamedSource>,
     /// Every operator, linked; nodes refer to them by index.
     pub operators: Vec<Arc<PreparedOperator>>,
     /// Every stream.
@@ -198,26 +191,36 @@ impl Plan {
         };
         let host = OperatorHost::new(&engine_settings(pipeline, job.workers))
             .map_err(|e| pipeline.error(None, format!("{e:#}")))?;
-        let sources: Vec<SourcePlan> = pipeline
-            .sources()?
-            .into_iter()
-            .map(|(name, spec)| SourcePlan { name, spec })
-            .collect();
+        let sources = pipeline
+            .source_tables()
+            .map(|(name, table)| {
+                Ok(NamedSource {
+                    name: name.to_owned(),
+                    source: crate::source::configure(&table)?.into(),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let connectors = pipeline
+            .output_tables()
+            .map(|table| crate::sink::configure(&table))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
         let mut graph = GraphBuilder::new(pipeline, &host, cache, job.workers, &source_names);
         for (i, step) in file.steps.iter().enumerate() {
             graph.add_step(i, step)?;
         }
-        let specs = pipeline.outputs()?;
         let mut outputs = Vec::new();
-        for (i, (spec, table)) in specs.into_iter().zip(&file.outputs).enumerate() {
+        for (i, (output, table)) in connectors.into_iter().zip(&file.outputs).enumerate() {
             let stream = match &table.from {
                 Some(from) => {
                     graph.stream_named(from.get_ref(), from.span(), format!("outputs[{i}].from"))?
                 }
                 None => graph.default_output(),
             };
-            outputs.push(OutputPlan { spec, stream });
+            outputs.push(OutputPlan {
+                output: output.into(),
+                stream,
+            });
         }
         let output_streams: Vec<StreamId> = outputs.iter().map(|o| o.stream).collect();
         graph.fuse(&output_streams);

@@ -6,22 +6,70 @@
 //! (job, batch time, partition), replacing what is there (an upsert, a file rename), has an
 //! exactly-once effect. A non-zero exit fails the batch, naming the command and its stderr.
 
-use super::Sink;
+use super::{Output, Replay, Sink};
+use crate::config::{ConfigError, ConnectorTable};
 use crate::plan::StreamType;
 use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 use spate_guest::Batch;
 use std::io::Write;
 use std::process::Stdio;
 
+/// `type = "command"`: the fields of the table.
+#[derive(Deserialize)]
+struct Fields {
+    /// The program and its arguments, run once per partition of each batch.
+    command: Option<toml::Spanned<Vec<String>>>,
+}
+
+/// A program run for each partition of each batch.
+#[derive(Debug)]
+struct CommandOutput {
+    argv: Vec<String>,
+}
+
+/// Reads a command output's table; the command must name a program.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    let argv = table.required("command", &fields.command)?;
+    if argv.is_empty() {
+        let span = fields.command.as_ref().map_or(0..0, toml::Spanned::span);
+        return Err(table.error_at(
+            span,
+            "command",
+            "needs the program to run, e.g. [\"sh\", \"-c\", \"...\"]",
+        ));
+    }
+    Ok(Box::new(CommandOutput { argv: argv.clone() }))
+}
+
+impl Output for CommandOutput {
+    fn describe(&self, stream: &str) -> String {
+        format!(
+            "command '{stream}': {:?} per partition of each batch",
+            self.argv
+        )
+    }
+
+    /// The command runs again with the same batch time, partition and records.
+    fn replay(&self) -> Replay {
+        Replay::Repeats
+    }
+
+    fn open(&self, job: &str) -> Box<dyn Sink> {
+        Box::new(Command::new(self.argv.clone(), job))
+    }
+}
+
 /// The command output.
-pub struct Command {
+struct Command {
     argv: Vec<String>,
     job: String,
 }
 
 impl Command {
     /// Runs `argv` (program first) for job `job`.
-    pub fn new(argv: Vec<String>, job: &str) -> Self {
+    fn new(argv: Vec<String>, job: &str) -> Self {
         Command {
             argv,
             job: job.to_owned(),

@@ -1,4 +1,11 @@
-//! Output operations, run once per batch in batch order.
+//! Outputs: one file per connector behind the [`Output`] trait, registered by its `type` in
+//! [`TYPES`]. A configured output opens a [`Sink`] when the job starts; the sink writes each
+//! batch's final partitions, once per batch in batch order.
+//!
+//! A connector owns its pipeline fields (a serde struct read through
+//! [`ConnectorTable::fields`]), what `spate check` says of it, and what a replayed batch does
+//! ([`Replay`]): recovery replays logged batches through the same sinks and needs no
+//! per-connector code.
 
 mod command;
 mod print;
@@ -6,28 +13,61 @@ mod text_files;
 
 pub use text_files::{partition_text, write_part};
 
-use crate::config::OutputSpec;
+use crate::config::{ConfigError, ConnectorTable};
 use crate::plan::StreamType;
 use anyhow::Result;
 use spate_guest::Batch;
 
-pub use print::Print;
-pub use text_files::TextFiles;
+/// What writing a batch again does, when recovery replays it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// The batch's earlier output is replaced: the effect is exactly once.
+    Replaces,
+    /// The batch is written again beside what an interrupted run wrote (at least once), unless
+    /// what receives it deduplicates by batch time and partition.
+    Repeats,
+}
 
-/// An output operation.
+/// An output as its pipeline table configures it.
+pub trait Output: Send + Sync + std::fmt::Debug {
+    /// What it does with stream `stream`, for `spate check`.
+    fn describe(&self, stream: &str) -> String;
+
+    /// What writing a batch again does.
+    fn replay(&self) -> Replay;
+
+    /// The sink that writes job `job`'s batches.
+    fn open(&self, job: &str) -> Box<dyn Sink>;
+}
+
+/// An output operation's writer.
 pub trait Sink: Send {
     /// Writes one batch's final partitions.
     fn write(&mut self, batch_time_ms: u64, partitions: &[Batch], types: &StreamType)
     -> Result<()>;
 }
 
-/// Builds the sink an output spec describes, for job `job`.
-pub fn build(spec: &OutputSpec, job: &str) -> Box<dyn Sink> {
-    match spec {
-        OutputSpec::Print { num } => Box::new(Print::new(*num, Box::new(std::io::stdout()))),
-        OutputSpec::TextFiles { prefix, suffix } => {
-            Box::new(TextFiles::new(prefix.clone(), suffix.clone()))
+/// Builds an output of one `type` from its table.
+pub type Build = fn(&ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>;
+
+/// Every kind of output, by its `type` in the pipeline file.
+pub const TYPES: &[(&str, Build)] = &[
+    ("print", print::build),
+    ("text-files", text_files::build),
+    ("command", command::build),
+];
+
+/// The output a pipeline table describes.
+pub fn configure(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
+    match TYPES.iter().find(|(kind, _)| *kind == table.kind()) {
+        Some((_, build)) => build(table),
+        None => {
+            let known: Vec<String> = TYPES.iter().map(|(kind, _)| format!("`{kind}`")).collect();
+            Err(table.error(format!(
+                "unknown output type `{}`, expected one of {}",
+                table.kind(),
+                known.join(", ")
+            )))
         }
-        OutputSpec::Command { argv } => Box::new(command::Command::new(argv.clone(), job)),
     }
 }

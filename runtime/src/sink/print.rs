@@ -1,11 +1,48 @@
 //! Spark's `DStream.print(num)`: a header with the batch time and the first `num` records.
 
-use super::Sink;
+use super::{Output, Replay, Sink};
+use crate::config::{ConfigError, ConnectorTable};
 use crate::plan::StreamType;
 use crate::render::write_record;
 use anyhow::{Context, Result};
+use serde::Deserialize;
 use spate_guest::Batch;
 use std::io::Write;
+
+/// `type = "print"`: the fields of the table.
+#[derive(Deserialize)]
+struct Fields {
+    /// How many records to show (default 10).
+    num: Option<usize>,
+}
+
+/// Spark's `print(num)`: the first `num` records of every batch on stdout.
+#[derive(Debug)]
+struct PrintOutput {
+    num: usize,
+}
+
+/// Reads a print output's table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    Ok(Box::new(PrintOutput {
+        num: fields.num.unwrap_or(10),
+    }))
+}
+
+impl Output for PrintOutput {
+    fn describe(&self, stream: &str) -> String {
+        format!("print '{stream}': first {} records of each batch", self.num)
+    }
+
+    fn replay(&self) -> Replay {
+        Replay::Repeats
+    }
+
+    fn open(&self, _job: &str) -> Box<dyn Sink> {
+        Box::new(Print::new(self.num, Box::new(std::io::stdout())))
+    }
+}
 
 /// The console output.
 pub struct Print {

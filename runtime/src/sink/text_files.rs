@@ -4,19 +4,59 @@
 //! into place, so a reader sees a batch whole or not at all; a replayed batch replaces its
 //! directory instead of adding a second copy.
 
-use super::Sink;
+use super::{Output, Replay, Sink};
+use crate::config::{ConfigError, ConnectorTable};
 use crate::plan::StreamType;
 use crate::render::write_record;
 use anyhow::{Context, Result};
+use serde::Deserialize;
 use spate_guest::Batch;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// `type = "text-files"`: the fields of the table.
+#[derive(Deserialize)]
+struct Fields {
+    /// Path prefix, relative to the working directory.
+    prefix: Option<toml::Spanned<String>>,
+    /// Optional suffix of each batch's directory name.
+    suffix: Option<String>,
+}
+
+/// Reads a text-files output's table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    let prefix = table.required("prefix", &fields.prefix)?.clone();
+    Ok(Box::new(TextFiles::new(prefix, fields.suffix)))
+}
+
 /// The text-files output.
+#[derive(Clone, Debug)]
 pub struct TextFiles {
     prefix: String,
     suffix: Option<String>,
+}
+
+impl Output for TextFiles {
+    fn describe(&self, stream: &str) -> String {
+        format!(
+            "text-files '{stream}': {}-<batch time ms>{} per batch (written atomically)",
+            self.prefix,
+            self.suffix
+                .as_ref()
+                .map(|s| format!(".{s}"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn replay(&self) -> Replay {
+        Replay::Replaces
+    }
+
+    fn open(&self, _job: &str) -> Box<dyn Sink> {
+        Box::new(self.clone())
+    }
 }
 
 impl TextFiles {

@@ -1,17 +1,54 @@
 //! The bundled demo text, released at a fixed number of lines per second.
 
-use super::ReceiverContext;
 use super::lines::LineSplitter;
 use super::position::Progress;
+use super::{ReceiverContext, Source};
 use crate::bundled::DEMO_TEXT;
-use crate::config::{BadLinePolicy, Trigger};
+use crate::config::{BadLinePolicy, ConfigError, ConnectorTable, Trigger};
 use anyhow::Result;
+use serde::Deserialize;
 use spate_guest::Column;
 use std::time::{Duration, Instant};
 
+/// `type = "bundled"`: the fields of the table.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Fields {
+    /// Lines released per second (default 20; 0: all at once).
+    lines_per_second: Option<u32>,
+}
+
+/// The demo text bundled in the binary, replayed at a fixed rate.
+#[derive(Debug)]
+pub struct Bundled {
+    /// Lines released per second (0: all at once).
+    lines_per_second: u32,
+}
+
+/// Reads a bundled source's table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    Ok(Box::new(Bundled {
+        lines_per_second: fields.lines_per_second.unwrap_or(20),
+    }))
+}
+
+impl Source for Bundled {
+    fn describe(&self) -> String {
+        format!(
+            "the bundled demo text at {} lines per second",
+            self.lines_per_second
+        )
+    }
+
+    fn receive(&self, context: &ReceiverContext) -> Result<()> {
+        run(context, self.lines_per_second)
+    }
+}
+
 /// Releases [`DEMO_TEXT`] (from the line a recovered job had reached); with `available-now`
 /// or a rate of 0, all at once. Its position is the count of lines released.
-pub fn run(context: &ReceiverContext, lines_per_second: u32) -> Result<()> {
+fn run(context: &ReceiverContext, lines_per_second: u32) -> Result<()> {
     let mut splitter =
         LineSplitter::new("bundled text".into(), usize::MAX / 2, BadLinePolicy::Fail);
     let mut all = Column::default();

@@ -2,28 +2,118 @@
 //! once, whole. Files should be moved in atomically (written elsewhere, then renamed), as Spark
 //! requires; names starting with `.` or `_` are ignored (temporary and marker files).
 
-use super::ReceiverContext;
-use super::lines::LineSplitter;
-use super::position::Progress;
-use crate::config::{SourceSpec, Trigger};
-use anyhow::{Context, Result, bail};
+use super::lines::{LineRules, LineSplitter};
+use super::position::{Progress, SourcePosition};
+use super::{ReceiverContext, Source};
+use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
+use anyhow::{Context, Result};
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
 
 const READ_CHUNK: usize = 256 << 10;
 
+/// `type = "directory"`: the fields of the table.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Fields {
+    /// The directory watched.
+    path: Option<Spanned<String>>,
+    /// Also read the files present at start (default false).
+    include_existing: Option<bool>,
+    /// How often it is listed (default 200ms).
+    poll_interval: Option<Interval>,
+    /// Longest accepted line (default 1 MiB).
+    max_line_length: Option<ByteSize>,
+    /// `fail` (default) or `skip`.
+    on_bad_line: Option<BadLinePolicy>,
+}
+
+/// New text files in a directory, like Spark's `textFileStream`.
+#[derive(Debug)]
+pub struct Directory {
+    path: String,
+    /// Also read the files present at start (as Spark's `newFilesOnly = false`).
+    include_existing: bool,
+    poll_interval: Interval,
+    lines: LineRules,
+}
+
+/// Reads a directory source's table; the directory must exist.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    let path = table.required("path", &fields.path)?;
+    if !Path::new(path).is_dir() {
+        let span = fields.path.as_ref().map_or(0..0, Spanned::span);
+        return Err(table.error_at(
+            span,
+            "path",
+            format!("directory '{path}' does not exist (create it first)"),
+        ));
+    }
+    Ok(Box::new(Directory {
+        path: path.clone(),
+        include_existing: fields.include_existing.unwrap_or(false),
+        poll_interval: fields
+            .poll_interval
+            .unwrap_or(Interval(Duration::from_millis(200))),
+        lines: LineRules::new(fields.max_line_length, fields.on_bad_line),
+    }))
+}
+
+impl Source for Directory {
+    fn describe(&self) -> String {
+        format!(
+            "new text files in {}{} (polled every {}, {})",
+            self.path,
+            if self.include_existing {
+                ", existing files too"
+            } else {
+                ""
+            },
+            self.poll_interval,
+            self.lines.describe()
+        )
+    }
+
+    /// Files present when a new job starts count as read when the source only takes new files
+    /// (`include-existing = false`, processing time): recorded in the job's first checkpoint,
+    /// they stay "not new" across restarts.
+    fn start(&self, trigger: Trigger) -> Result<Vec<Progress>> {
+        if self.include_existing || trigger == Trigger::AvailableNow {
+            return Ok(Vec::new());
+        }
+        Ok(list(Path::new(&self.path))?
+            .into_iter()
+            .map(|file| Progress::File {
+                name: file_name(&file),
+                offset: std::fs::metadata(&file).map_or(0, |m| m.len()),
+            })
+            .collect())
+    }
+
+    /// A position only needs the files a listing can still return.
+    fn prune(&self, position: &mut SourcePosition) {
+        let dir = Path::new(&self.path);
+        position.files.retain(|name, _| dir.join(name).exists());
+    }
+
+    fn receive(&self, context: &ReceiverContext) -> Result<()> {
+        run(context, self)
+    }
+}
+
 /// Runs until the job stops (or, with `available-now`, once every present file is read).
-pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
-    let SourceSpec::Directory {
+fn run(context: &ReceiverContext, spec: &Directory) -> Result<()> {
+    let Directory {
         path,
         poll_interval,
         lines: rules,
         ..
-    } = spec
-    else {
-        bail!("not a directory source");
-    };
+    } = spec;
     let dir = Path::new(path);
     let available_now = context.trigger == Trigger::AvailableNow;
     let mut seen: HashSet<PathBuf> = HashSet::new();
@@ -37,11 +127,7 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
             let start = context.resume.files.get(&name).copied().unwrap_or(0);
             let whole = std::fs::metadata(&file).map_or(0, |m| m.len());
             if start < whole || start == 0 {
-                let mut splitter = LineSplitter::new(
-                    format!("file {}", file.display()),
-                    rules.max_line_length.get(),
-                    rules.on_bad_line,
-                );
+                let mut splitter = rules.splitter(format!("file {}", file.display()));
                 let mut reader = FileReader {
                     name,
                     start,
@@ -58,30 +144,6 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
             return Ok(());
         }
     }
-}
-
-/// Files present when a job first starts, recorded as read when the source only takes new
-/// files (`include-existing = false`, processing time): recorded in the job's first
-/// checkpoint, they stay "not new" across restarts.
-pub fn existing(spec: &SourceSpec, trigger: Trigger) -> Result<Vec<Progress>> {
-    let SourceSpec::Directory {
-        path,
-        include_existing: false,
-        ..
-    } = spec
-    else {
-        return Ok(Vec::new());
-    };
-    if trigger == Trigger::AvailableNow {
-        return Ok(Vec::new());
-    }
-    Ok(list(Path::new(path))?
-        .into_iter()
-        .map(|file| Progress::File {
-            name: file_name(&file),
-            offset: std::fs::metadata(&file).map_or(0, |m| m.len()),
-        })
-        .collect())
 }
 
 /// The regular, visible files of `dir`, oldest first (by modification time, then name).

@@ -2,7 +2,7 @@
 //! skipped by policy. Memory stays bounded by the maximum line length whatever the input.
 
 use super::line_copy::{append_lines, without_cr};
-use crate::config::BadLinePolicy;
+use crate::config::{BadLinePolicy, ByteSize};
 use spate_guest::Column;
 use std::fmt;
 
@@ -24,6 +24,38 @@ impl fmt::Display for BadLine {
 }
 
 impl std::error::Error for BadLine {}
+
+/// How a text source cuts and checks lines: its `max-line-length` and `on-bad-line` fields.
+#[derive(Clone, Copy, Debug)]
+pub struct LineRules {
+    /// Longest accepted line in bytes (default 1 MiB).
+    pub max_line_length: ByteSize,
+    /// What to do with a bad line (default: fail).
+    pub on_bad_line: BadLinePolicy,
+}
+
+impl LineRules {
+    /// The rules from the fields as given, with their defaults.
+    pub fn new(max_line_length: Option<ByteSize>, on_bad_line: Option<BadLinePolicy>) -> Self {
+        LineRules {
+            max_line_length: max_line_length.unwrap_or(ByteSize(1 << 20)),
+            on_bad_line: on_bad_line.unwrap_or_default(),
+        }
+    }
+
+    /// A splitter for input from `origin`.
+    pub fn splitter(&self, origin: String) -> LineSplitter {
+        LineSplitter::new(origin, self.max_line_length.get(), self.on_bad_line)
+    }
+
+    /// The rules, for `spate check`.
+    pub fn describe(&self) -> String {
+        format!(
+            "lines up to {}, bad lines: {:?}",
+            self.max_line_length, self.on_bad_line
+        )
+    }
+}
 
 /// Splits chunks of bytes into lines appended to a [`Column`].
 pub struct LineSplitter {

@@ -1,5 +1,12 @@
-//! Receivers: one thread per source, cutting input into lines and appending them to the
-//! job's [`BlockBuffer`].
+//! Sources: one file per connector behind the [`Source`] trait, registered by its `type` in
+//! [`TYPES`]; at run time one receiver thread per source, cutting input into lines and
+//! appending them to the job's [`BlockBuffer`] with the source's [`Progress`].
+//!
+//! A connector owns its pipeline fields (a serde struct read through
+//! [`ConnectorTable::fields`]), what `spate check` says of it, where a new job starts and how
+//! its position is kept small. Positions are the same for every connector (a stream offset and
+//! offsets of named parts: files, later Kafka partitions), so the batch log, checkpoints and
+//! recovery need no per-connector code.
 
 mod bundled;
 mod directory;
@@ -9,8 +16,7 @@ pub mod position;
 mod socket;
 
 use crate::batch::BlockBuffer;
-use crate::config::{SourceSpec, Trigger};
-use crate::plan::SourcePlan;
+use crate::config::{ConfigError, ConnectorTable, Trigger};
 use anyhow::{Result, anyhow};
 use position::{Positions, Progress, SourcePosition};
 use spate_guest::Column;
@@ -18,6 +24,61 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// A source as its pipeline table configures it.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// What it reads, for `spate check`.
+    fn describe(&self) -> String;
+
+    /// Where a new job (no checkpoint) starts reading, as progress from the start of every
+    /// stream: nothing by default.
+    fn start(&self, _trigger: Trigger) -> Result<Vec<Progress>> {
+        Ok(Vec::new())
+    }
+
+    /// Drops from a recovered position what can no longer be read again (a deleted file), so
+    /// that positions stay small.
+    fn prune(&self, _position: &mut SourcePosition) {}
+
+    /// Reads input into `context`'s buffer from `context.resume` until the job stops (or,
+    /// with `available-now`, until the input present at start is read). An error fails the
+    /// job, naming the source.
+    fn receive(&self, context: &ReceiverContext) -> Result<()>;
+}
+
+/// Builds a source of one `type` from its table.
+pub type Build = fn(&ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError>;
+
+/// Every kind of source, by its `type` in the pipeline file.
+pub const TYPES: &[(&str, Build)] = &[
+    ("socket", socket::build),
+    ("directory", directory::build),
+    ("bundled", bundled::build),
+];
+
+/// The source a pipeline table describes.
+pub fn configure(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
+    match TYPES.iter().find(|(kind, _)| *kind == table.kind()) {
+        Some((_, build)) => build(table),
+        None => {
+            let known: Vec<String> = TYPES.iter().map(|(kind, _)| format!("`{kind}`")).collect();
+            Err(table.error(format!(
+                "unknown source type `{}`, expected one of {}",
+                table.kind(),
+                known.join(", ")
+            )))
+        }
+    }
+}
+
+/// A configured source with its name.
+#[derive(Debug)]
+pub struct NamedSource {
+    /// The name in `[sources.<name>]`.
+    pub name: String,
+    /// The connector.
+    pub source: Arc<dyn Source>,
+}
 
 /// What every receiver gets.
 pub struct ReceiverContext {
@@ -41,7 +102,7 @@ pub struct Acks(Vec<AtomicU64>);
 
 impl Acks {
     /// Offsets of `sources` sources, starting at `positions`.
-    pub fn new(sources: &[SourcePlan], positions: &Positions) -> Self {
+    pub fn new(sources: &[NamedSource], positions: &Positions) -> Self {
         Acks(
             sources
                 .iter()
@@ -113,34 +174,29 @@ impl ReceiverContext {
     }
 }
 
-/// Where a new job's sources start: at the beginning, except that a directory source taking
-/// only new files counts the files already there as read.
-pub fn initial_positions(sources: &[SourcePlan], trigger: Trigger) -> Result<Positions> {
+/// Where a new job's sources start (see [`Source::start`]).
+pub fn initial_positions(sources: &[NamedSource], trigger: Trigger) -> Result<Positions> {
     let mut positions = Positions::default();
     for source in sources {
-        for progress in directory::existing(&source.spec, trigger)? {
+        for progress in source.source.start(trigger)? {
             positions.apply(&source.name, &progress);
         }
     }
     Ok(positions)
 }
 
-/// Forgets the files of directory sources that are gone from their directory: a position
-/// only needs the files a listing can still return.
-pub fn forget_deleted_files(sources: &[SourcePlan], positions: &mut Positions) {
+/// Drops from recovered positions what the sources can no longer read (see [`Source::prune`]).
+pub fn prune_positions(sources: &[NamedSource], positions: &mut Positions) {
     for source in sources {
-        if let (SourceSpec::Directory { path, .. }, Some(position)) =
-            (&source.spec, positions.0.get_mut(&source.name))
-        {
-            let dir = std::path::Path::new(path);
-            position.files.retain(|name, _| dir.join(name).exists());
+        if let Some(position) = positions.0.get_mut(&source.name) {
+            source.source.prune(position);
         }
     }
 }
 
 /// Starts a receiver thread for each source, each resuming at its position in `positions`.
 pub fn start_all(
-    sources: &[SourcePlan],
+    sources: &[NamedSource],
     buffer: &Arc<BlockBuffer>,
     trigger: Trigger,
     positions: &Positions,
@@ -158,21 +214,14 @@ pub fn start_all(
                 resume: positions.of(&source.name),
                 acks: acks.clone(),
             };
-            let spec = source.spec.clone();
+            let connector = source.source.clone();
             buffer.open_source();
             let span = tracing::Span::current();
             std::thread::Builder::new()
                 .name(format!("spate-source-{}", source.name))
                 .spawn(move || {
                     let _entered = span.enter();
-                    let result = match &spec {
-                        SourceSpec::Socket { .. } => socket::run(&context, &spec),
-                        SourceSpec::Directory { .. } => directory::run(&context, &spec),
-                        SourceSpec::Bundled { lines_per_second } => {
-                            bundled::run(&context, *lines_per_second)
-                        }
-                    };
-                    if let Err(e) = result {
+                    if let Err(e) = connector.receive(&context) {
                         context
                             .buffer
                             .fail(format!("source '{}': {e:#}", context.name));

@@ -8,31 +8,89 @@
 //! directory), Spate sends `ACK <offset>\n`: the bytes before it are safe and the producer may
 //! forget them.
 
-use super::ReceiverContext;
-use super::lines::LineSplitter;
+use super::lines::{LineRules, LineSplitter};
 use super::position::Progress;
-use crate::config::{SourceSpec, Trigger};
-use anyhow::{Result, bail};
+use super::{ReceiverContext, Source};
+use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
+use anyhow::Result;
+use serde::Deserialize;
 use spate_guest::Column;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+use toml::Spanned;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 64 << 10;
 
+/// `type = "socket"`: the fields of the table.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Fields {
+    /// Server host name or address.
+    host: Option<Spanned<String>>,
+    /// Server port.
+    port: Option<Spanned<u16>>,
+    /// Longest wait between reconnection attempts (default 5s).
+    reconnect_max: Option<Interval>,
+    /// The producer speaks Spate's resume protocol (`RESUME <offset>` on connect, `ACK
+    /// <offset>` as data is logged), so nothing is lost or doubled across crashes.
+    resume_protocol: Option<bool>,
+    /// Longest accepted line (default 1 MiB).
+    max_line_length: Option<ByteSize>,
+    /// `fail` (default) or `skip`.
+    on_bad_line: Option<BadLinePolicy>,
+}
+
+/// A TCP client reading text lines, like Spark's `socketTextStream`.
+#[derive(Debug)]
+pub struct Socket {
+    host: String,
+    port: u16,
+    lines: LineRules,
+    /// Longest wait between reconnection attempts (backoff doubles up to it).
+    reconnect_max: Interval,
+    resume_protocol: bool,
+}
+
+/// Reads a socket source's table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    Ok(Box::new(Socket {
+        host: table.required("host", &fields.host)?.clone(),
+        port: *table.required("port", &fields.port)?,
+        lines: LineRules::new(fields.max_line_length, fields.on_bad_line),
+        reconnect_max: fields
+            .reconnect_max
+            .unwrap_or(Interval(Duration::from_secs(5))),
+        resume_protocol: fields.resume_protocol.unwrap_or(false),
+    }))
+}
+
+impl Source for Socket {
+    fn describe(&self) -> String {
+        format!(
+            "socket text client of {}:{} ({})",
+            self.host,
+            self.port,
+            self.lines.describe()
+        )
+    }
+
+    fn receive(&self, context: &ReceiverContext) -> Result<()> {
+        run(context, self)
+    }
+}
+
 /// Runs until the job stops (or, with `available-now`, until the server closes the connection).
-pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
-    let SourceSpec::Socket {
+fn run(context: &ReceiverContext, spec: &Socket) -> Result<()> {
+    let Socket {
         host,
         port,
         lines: rules,
         reconnect_max,
         resume_protocol,
-    } = spec
-    else {
-        bail!("not a socket source");
-    };
+    } = spec;
     let address = format!("{host}:{port}");
     let mut backoff = FIRST_BACKOFF;
     let mut connection = 0u64;
@@ -58,8 +116,7 @@ pub fn run(context: &ReceiverContext, spec: &SourceSpec) -> Result<()> {
         backoff = FIRST_BACKOFF;
         tracing::info!("source '{}': connected to {address}", context.name);
         let origin = format!("socket {address} (connection {connection})");
-        let mut splitter =
-            LineSplitter::new(origin, rules.max_line_length.get(), rules.on_bad_line);
+        let mut splitter = rules.splitter(origin);
         let mut reader = Connection {
             stream,
             start: offset,
