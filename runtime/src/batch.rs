@@ -6,7 +6,7 @@
 //! their batch is processed; above `max-buffered-bytes` receivers wait, so a fast producer is
 //! slowed down by TCP flow control instead of filling memory.
 
-use crate::source::position::{self, Progress};
+use crate::position::{self, Progress};
 use spate_guest::Column;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};

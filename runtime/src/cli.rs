@@ -234,8 +234,8 @@ fn run_job(plan: Plan, options: &RunOptions) -> Result<()> {
     let (name, tenant) = (plan.job.name.clone(), plan.job.tenant.clone());
     tracing::info!(
         "starting for tenant '{tenant}': {} stage(s), {} workers, batch interval {}",
-        plan.nodes.len(),
-        plan.job.workers,
+        plan.dataflow.nodes.len(),
+        plan.dataflow.tasks.workers,
         humantime::format_duration(plan.job.batch_interval)
     );
     if let Some(checkpoint) = plan.job.checkpoint.as_ref().filter(|_| options.fresh) {

@@ -17,6 +17,7 @@
 //! - [`source`]: receivers (socket, directory, bundled text) and line cutting.
 //! - [`sink`]: outputs (console print, text files).
 //! - [`metrics`]: per-batch figures and the run summary.
+//! - [`fault`]: whose fault a failed task is (guest: retried and dead-lettered; host: stops).
 
 pub mod batch;
 pub mod bundled;
@@ -24,11 +25,14 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod fault;
 pub mod job;
 pub mod metrics;
 pub mod migrate;
+pub mod ops;
 pub mod plan;
-pub mod render;
+pub mod position;
+pub mod record;
 pub mod scaffold;
 pub mod shuffle;
 pub mod sink;

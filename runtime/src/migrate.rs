@@ -5,8 +5,10 @@
 //! `spate run` resumes with the converted state. The old checkpoint file is kept beside it.
 
 use crate::checkpoint::{self, compat};
-use crate::plan::{KeyedOp, NodeKind, Plan};
-use crate::state::{JobState, NodeState, lock};
+use crate::exec::NodeKind;
+use crate::ops::keyed_state::{KeyedStates, STATE_OPERATOR};
+use crate::plan::Plan;
+use crate::state::{downcast, lock};
 use crate::wasm::{
     ComponentCache, EngineSettings, Grants, Limits, OperatorHost, OperatorInstance, OperatorKind,
     OperatorSpec, PluginOrigin, PreparedOperator,
@@ -29,9 +31,10 @@ pub fn migrate(plan: &Plan, step: &str, plugin: &Path, cache: &ComponentCache) -
     let found =
         found.ok_or_else(|| anyhow!("no valid checkpoint in {}", settings.dir.display()))?;
     let (node, operator) = state_step(plan, step)?;
-    let target = plan.operators[operator].info.schema_version.unwrap_or(0);
+    let operators = &plan.dataflow.operators;
+    let target = operators[operator].info.schema_version.unwrap_or(0);
     // Which state operator this is, among the plan's (the checkpoint lists them in that order).
-    let rank = plan.operators[..operator]
+    let rank = operators[..operator]
         .iter()
         .filter(|o| o.info.schema_version.is_some())
         .count();
@@ -48,18 +51,22 @@ pub fn migrate(plan: &Plan, step: &str, plugin: &Path, cache: &ComponentCache) -
     }
     // Everything else must fit as it is: checked as if this step were migrated already.
     stamp.schema_version = Some(target);
-    compat::check(&old, plan).map_err(|why| {
+    let (layout, stamps) = (plan.state_layout(), plan.operator_stamps());
+    let current = compat::Current {
+        job: &plan.job.name,
+        layout: &layout,
+        operators: &stamps,
+    };
+    compat::check(&old, &current).map_err(|why| {
         anyhow!(
             "checkpoint {} cannot be migrated for this pipeline: {why}",
             found.path.display()
         )
     })?;
     let mut migration = migration_instance(plugin, cache, target)?;
-    let mut state = JobState::new(plan, found.metadata.batch_time)?;
+    let mut state = plan.dataflow.new_state(found.metadata.batch_time)?;
     state.restore(&found.state)?;
-    let NodeState::Keyed(parts) = &state.nodes[node] else {
-        bail!("step '{step}' keeps no keyed state");
-    };
+    let parts = &downcast::<KeyedStates>(state.of(node))?.parts;
     let (mut kept, mut dropped) = (0, 0);
     for part in parts {
         let (k, d) = lock(part).migrate(found.metadata.batch_time, CHUNK, |input| {
@@ -72,7 +79,7 @@ pub fn migrate(plan: &Plan, step: &str, plugin: &Path, cache: &ComponentCache) -
     std::fs::copy(&found.path, &backup)
         .with_context(|| format!("cannot keep a copy of {}", found.path.display()))?;
     let mut metadata = found.metadata.clone();
-    metadata.operators = compat::stamps(plan);
+    metadata.operators = stamps;
     let path = checkpoint::write(&settings.dir, &metadata, &state.encode())?;
     Ok(format!(
         "migrated the state of step '{step}' from schema version {from} to {target} with {}: \
@@ -86,15 +93,19 @@ pub fn migrate(plan: &Plan, step: &str, plugin: &Path, cache: &ComponentCache) -
 /// The node and state operator of the state step writing stream `step`.
 fn state_step(plan: &Plan, step: &str) -> Result<(usize, usize)> {
     let mut names = Vec::new();
-    for (index, node) in plan.nodes.iter().enumerate() {
-        if let NodeKind::Keyed {
-            op: KeyedOp::State { operator, .. },
-            ..
-        } = &node.kind
+    let dataflow = &plan.dataflow;
+    for (index, node) in dataflow.nodes.iter().enumerate() {
+        let NodeKind::Keyed { op, .. } = &node.kind else {
+            continue;
+        };
+        if let Some((_, operator)) = op
+            .operators()
+            .into_iter()
+            .find(|(role, _)| *role == STATE_OPERATOR)
         {
-            let name = &plan.streams[node.outputs[0]].name;
+            let name = &dataflow.streams[node.outputs[0]].name;
             if name == step {
-                return Ok((index, *operator));
+                return Ok((index, operator));
             }
             names.push(format!("'{name}'"));
         }

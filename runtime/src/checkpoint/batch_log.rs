@@ -5,7 +5,7 @@
 
 use super::sealed;
 use crate::batch::{BatchInput, Block};
-use crate::source::position::Progress;
+use crate::position::Progress;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use spate_guest::Column;

@@ -2,69 +2,19 @@
 //! stateful nodes, in which order, with which partitions and windows) must be the same, and a
 //! state operator whose code changed must declare the same state schema version. Operators
 //! without state may change freely. Anything else is refused with what changed and the options.
+//! The plan describes itself ([`Current`]); this module knows no operator.
 
 use super::{Metadata, OperatorStamp};
-use crate::plan::{GlobalOp, KeyedOp, NodeKind, Plan, StateMode, WindowSpec};
 
-/// The stateful nodes, in state order, each described by its stream and what its state holds,
-/// after the batch interval they were computed with (windows and timeouts count batches).
-/// Steps are told apart by their stream names: naming steps (`name = ...`) keeps their state
-/// when other steps are added before them, as Flink's operator uids do.
-pub fn layout(plan: &Plan) -> Vec<String> {
-    let nodes: Vec<String> = plan
-        .nodes
-        .iter()
-        .filter_map(|node| {
-            let what = state_kind(&node.kind)?;
-            Some(format!("'{}': {what}", plan.streams[node.outputs[0]].name))
-        })
-        .collect();
-    if nodes.is_empty() {
-        return nodes;
-    }
-    let interval = format!("batch interval {} ms", plan.job.batch_interval.as_millis());
-    std::iter::once(interval).chain(nodes).collect()
-}
-
-fn window(w: &WindowSpec) -> String {
-    format!("window {} ms sliding {} ms", w.length_ms, w.slide_ms)
-}
-
-fn state_kind(kind: &NodeKind) -> Option<String> {
-    Some(match kind {
-        NodeKind::Keyed { partitions, op, .. } => {
-            let what = match op {
-                KeyedOp::WindowReduce {
-                    inverse, window: w, ..
-                } => format!(
-                    "reduce-by-key-and-window, {}, {} inverse",
-                    window(w),
-                    if inverse.is_some() { "with" } else { "without" }
-                ),
-                KeyedOp::State { mode, .. } => match mode {
-                    StateMode::UpdateAll => "update-state-by-key".to_owned(),
-                    StateMode::MapWithState { .. } => "map-with-state".to_owned(),
-                },
-                KeyedOp::EventWindow {
-                    window: w,
-                    lateness_ms,
-                    ..
-                } => format!(
-                    "event-time-window, {}, lateness {lateness_ms} ms",
-                    window(w)
-                ),
-                _ => return None,
-            };
-            format!("{what}, {partitions} partitions")
-        }
-        NodeKind::Global { op, .. } => match op {
-            GlobalOp::Window(w) => format!("window, {}", window(w)),
-            GlobalOp::CountByWindow(w) => format!("count-by-window, {}", window(w)),
-            GlobalOp::ReduceByWindow(_, w) => format!("reduce-by-window, {}", window(w)),
-            _ => return None,
-        },
-        _ => return None,
-    })
+/// What a run would checkpoint, to compare with a checkpoint's [`Metadata`].
+pub struct Current<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// The stateful nodes, in state order, each as `'<stream>': <what its state holds>`, after
+    /// the batch interval (windows and timeouts count batches); empty without state.
+    pub layout: &'a [String],
+    /// The operators, in plan order.
+    pub operators: &'a [OperatorStamp],
 }
 
 /// A short fingerprint of a layout.
@@ -73,34 +23,21 @@ pub fn fingerprint(layout: &[String]) -> String {
     hash.to_hex()[..16].to_owned()
 }
 
-/// The plan's operators as a checkpoint records them, in plan order.
-pub fn stamps(plan: &Plan) -> Vec<OperatorStamp> {
-    plan.operators
-        .iter()
-        .map(|op| OperatorStamp {
-            name: op.spec.to_string(),
-            step: format!("step {} '{}'", op.spec.step, op.spec.name),
-            hash: op.hash.clone(),
-            schema_version: op.info.schema_version,
-        })
-        .collect()
-}
-
 const OPTIONS: &str = "to convert the old state, run `spate migrate <pipeline> --step <name> \
      --with <migration operator>` first; to start over without it, run with --fresh (the \
      checkpoint directory is moved aside, not deleted); or run the previous version";
 
-/// Checks a checkpoint against `plan`. Ok holds notices of accepted changes (to be logged);
-/// Err the refusal, saying what changed and the options.
-pub fn check(old: &Metadata, plan: &Plan) -> Result<Vec<String>, String> {
-    if old.job != plan.job.name {
+/// Checks a checkpoint against the run about to start. Ok holds notices of accepted changes
+/// (to be logged); Err the refusal, saying what changed and the options.
+pub fn check(old: &Metadata, current: &Current<'_>) -> Result<Vec<String>, String> {
+    if old.job != current.job {
         return Err(format!(
             "it belongs to job '{}', not '{}': give each job its own checkpoint directory \
              (or, if the job was renamed, set `job.name` back)",
-            old.job, plan.job.name
+            old.job, current.job
         ));
     }
-    let layout = layout(plan);
+    let layout = current.layout;
     if old.layout != layout {
         let mut changes = Vec::new();
         for i in 0..old.layout.len().max(layout.len()) {
@@ -116,14 +53,14 @@ pub fn check(old: &Metadata, plan: &Plan) -> Result<Vec<String>, String> {
         ));
     }
     let mut notices = Vec::new();
-    let new = stamps(plan);
+    let new = current.operators;
     let state_ops = |s: &[OperatorStamp]| -> Vec<OperatorStamp> {
         s.iter()
             .filter(|o| o.schema_version.is_some())
             .cloned()
             .collect()
     };
-    for (was, now) in state_ops(&old.operators).iter().zip(state_ops(&new)) {
+    for (was, now) in state_ops(&old.operators).iter().zip(state_ops(new)) {
         if was.hash == now.hash {
             continue;
         }

@@ -13,7 +13,7 @@ mod sealed;
 
 pub use codec::{Reader, Writer};
 
-use crate::source::position::Positions;
+use crate::position::Positions;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ pub struct Metadata {
     pub batch_time: u64,
     /// blake3 of `layout`.
     pub plan_fingerprint: String,
-    /// The stateful nodes, in state order, as [`compat::layout`] describes them.
+    /// The stateful nodes, in state order, as [`crate::plan::Plan::state_layout`] describes them.
     pub layout: Vec<String>,
     /// Each operator's name, content hash and state schema version (state operators).
     pub operators: Vec<OperatorStamp>,

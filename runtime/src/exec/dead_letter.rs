@@ -2,8 +2,8 @@
 //! partition, a record per line as the text-files output writes them, so that it can be read
 //! back by a directory source once the operator is fixed, and the error beside it.
 
-use crate::plan::StreamType;
-use crate::sink::write_part;
+use crate::record::StreamType;
+use crate::record::write_part;
 use anyhow::{Context, Result};
 use spate_guest::Batch;
 use std::path::{Path, PathBuf};

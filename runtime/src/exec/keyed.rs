@@ -1,14 +1,15 @@
-//! Both sides of a shuffle for the ops that keep no state: the map side (combine, hash, deal
-//! or count per partition), and groupByKey, the joins and cogroup on the reduce side.
+//! The map side of a shuffle: each input partition combined, hashed, dealt or counted into one
+//! bucket per shuffle partition, and how a batch's partitions are shared among the workers
+//! that run it. The reduce side is the op's own (`ops`).
 
+use super::dataflow::{Dataflow, KeyedInput, MapSide};
 use super::narrow;
 use super::pool::Worker;
-use crate::plan::{JoinKind, KeyedInput, MapSide, Plan};
 use crate::shuffle::{
     Folder, combine_by_key, deal, key_hashes, partition, partition_hashed, partition_records,
 };
-use anyhow::{Result, bail};
-use spate_guest::{Batch, Column, KeyIndex, Slot, nested};
+use anyhow::Result;
+use spate_guest::{Batch, Column, nested};
 
 /// The map side of a shuffle over one (already transformed) partition: its records in one
 /// bucket per shuffle partition.
@@ -40,13 +41,13 @@ pub fn map_side(
 }
 
 /// The map side over the partitions a worker takes from `next`, with `operator` (see
-/// [`Plan::deferring_operator`]) holding its combined output until the last one: a key repeated
+/// [`Dataflow::deferring_operator`]) holding its combined output until the last one: a key repeated
 /// across them leaves the operator, is hashed and is shuffled once instead of once per
 /// partition. The partitions taken stay in `taken` (for a rerun one by one if this fails);
 /// a worker that takes none flushes nothing.
 pub fn map_side_deferred<T>(
     worker: &mut Worker,
-    plan: &Plan,
+    dataflow: &Dataflow,
     input: &KeyedInput,
     operator: usize,
     partitions: usize,
@@ -58,7 +59,7 @@ pub fn map_side_deferred<T>(
         taken.push(part);
         let (_, batch) = taken.last_mut().expect("pushed above");
         // Usually empty: held back until the flush.
-        if let Some(out) = narrow::apply_deferring(worker, plan, &input.narrow, batch)? {
+        if let Some(out) = narrow::apply_deferring(worker, dataflow, &input.narrow, batch)? {
             append_buckets(&mut buckets, map_side(worker, input, partitions, 0, &out)?);
         }
     }
@@ -211,172 +212,6 @@ fn count_records(batch: &Batch) -> Batch {
     }
 }
 
-/// For each distinct key, where its records are: `members[starts[k]..starts[k + 1]]` holds
-/// (batch, record) positions of key k's records, in arrival order.
-struct Grouping {
-    starts: Vec<u32>,
-    members: Vec<(u32, u32)>,
-}
-
-impl Grouping {
-    fn of(&self, key: usize) -> &[(u32, u32)] {
-        &self.members[self.starts[key] as usize..self.starts[key + 1] as usize]
-    }
-}
-
-/// Groups the records of each side by key. Keys are numbered across sides in order of first
-/// appearance (left side first), so key k means the same key on every side.
-fn group_sides(sides: &[&[Batch]]) -> Result<(Column, Vec<Grouping>)> {
-    let mut index = KeyIndex::new();
-    let mut keys = Column::default();
-    let mut entries_per_side = Vec::with_capacity(sides.len());
-    for side in sides {
-        let mut entries: Vec<(u32, u32, u32)> = Vec::new();
-        for (b, batch) in side.iter().enumerate() {
-            let Some(batch_keys) = &batch.keys else {
-                if batch.is_empty() {
-                    continue;
-                }
-                bail!("a keyed operation got records without keys");
-            };
-            for (r, key) in batch_keys.iter().enumerate() {
-                let (Slot::Found(slot) | Slot::Added(slot)) = index.find_or_insert(&mut keys, key);
-                entries.push((slot, b as u32, r as u32));
-            }
-        }
-        entries_per_side.push(entries);
-    }
-    let n = keys.len();
-    let groupings = entries_per_side
-        .into_iter()
-        .map(|entries| {
-            // A counting sort by key keeps each key's records in arrival order.
-            let mut starts = vec![0u32; n + 1];
-            for &(slot, _, _) in &entries {
-                starts[slot as usize + 1] += 1;
-            }
-            for k in 0..n {
-                starts[k + 1] += starts[k];
-            }
-            let mut next = starts.clone();
-            let mut members = vec![(0, 0); entries.len()];
-            for (slot, b, r) in entries {
-                let at = &mut next[slot as usize];
-                members[*at as usize] = (b, r);
-                *at += 1;
-            }
-            Grouping { starts, members }
-        })
-        .collect();
-    Ok((keys, groupings))
-}
-
-fn value_at(side: &[Batch], (b, r): (u32, u32)) -> &[u8] {
-    side[b as usize].values.get(r as usize)
-}
-
-/// Appends the values of `members` as a list item.
-fn push_list(out: &mut Vec<u8>, side: &[Batch], members: &[(u32, u32)]) {
-    let start = nested::begin_item(out);
-    for &m in members {
-        nested::push_item(out, Some(value_at(side, m)));
-    }
-    nested::end_item(out, start);
-}
-
-/// groupByKey's reduce side: (key, [values]) per key.
-pub fn group_by_key(buckets: &[Batch]) -> Result<Batch> {
-    let (keys, groupings) = group_sides(&[buckets])?;
-    let mut values = Column::with_capacity(keys.len(), 0);
-    for k in 0..keys.len() {
-        let out = values.begin_value();
-        for &m in groupings[0].of(k) {
-            nested::push_item(out, Some(value_at(buckets, m)));
-        }
-        values.end_value();
-    }
-    Ok(Batch {
-        keys: Some(keys),
-        values,
-        timestamps: Vec::new(),
-    })
-}
-
-/// The distinct keys of `buckets`, and their values key by key: key k's values, in arrival
-/// order, are `values[starts[k]..starts[k + 1]]`.
-pub fn group_values(buckets: &[Batch]) -> Result<(Column, Vec<u32>, Column)> {
-    let (keys, groupings) = group_sides(&[buckets])?;
-    let grouping = groupings.into_iter().next().expect("one side");
-    let mut values = Column::with_capacity(grouping.members.len(), 0);
-    for &m in &grouping.members {
-        values.push(value_at(buckets, m));
-    }
-    Ok((keys, grouping.starts, values))
-}
-
-/// cogroup's reduce side: (key, ([left values], [right values])) per key of either side.
-pub fn cogroup(left: &[Batch], right: &[Batch]) -> Result<Batch> {
-    let (keys, groupings) = group_sides(&[left, right])?;
-    let mut values = Column::with_capacity(keys.len(), 0);
-    for k in 0..keys.len() {
-        let out = values.begin_value();
-        push_list(out, left, groupings[0].of(k));
-        push_list(out, right, groupings[1].of(k));
-        values.end_value();
-    }
-    Ok(Batch {
-        keys: Some(keys),
-        values,
-        timestamps: Vec::new(),
-    })
-}
-
-/// A join's reduce side: (key, (left, right)) per matching pair, plus the unmatched records
-/// of the outer side(s) with `None` on the other.
-pub fn join(left: &[Batch], right: &[Batch], kind: JoinKind) -> Result<Batch> {
-    let (keys, groupings) = group_sides(&[left, right])?;
-    let keep_left = matches!(kind, JoinKind::LeftOuter | JoinKind::FullOuter);
-    let keep_right = matches!(kind, JoinKind::RightOuter | JoinKind::FullOuter);
-    let mut out_keys = Column::default();
-    let mut values = Column::default();
-    let mut emit = |key: &[u8], l: Option<&[u8]>, r: Option<&[u8]>| {
-        out_keys.push(key);
-        let out = values.begin_value();
-        nested::push_item(out, l);
-        nested::push_item(out, r);
-        values.end_value();
-    };
-    for k in 0..keys.len() {
-        let (ls, rs) = (groupings[0].of(k), groupings[1].of(k));
-        let key = keys.get(k);
-        match (ls.is_empty(), rs.is_empty()) {
-            (false, false) => {
-                for &l in ls {
-                    for &r in rs {
-                        emit(key, Some(value_at(left, l)), Some(value_at(right, r)));
-                    }
-                }
-            }
-            (false, true) if keep_left => {
-                for &l in ls {
-                    emit(key, Some(value_at(left, l)), None);
-                }
-            }
-            (true, false) if keep_right => {
-                for &r in rs {
-                    emit(key, None, Some(value_at(right, r)));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(Batch {
-        keys: Some(out_keys),
-        values,
-        timestamps: Vec::new(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,74 +280,6 @@ mod tests {
             values: Column::from_values(pairs.iter().map(|p| p.1.as_bytes())),
             timestamps: Vec::new(),
         }
-    }
-
-    fn rows(batch: &Batch) -> Vec<(String, Vec<Option<String>>)> {
-        (0..batch.len())
-            .map(|i| {
-                let key = String::from_utf8_lossy(batch.keys.as_ref().unwrap().get(i)).into_owned();
-                let items = nested::items(batch.values.get(i))
-                    .map(|item| {
-                        item.unwrap()
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                    })
-                    .collect();
-                (key, items)
-            })
-            .collect()
-    }
-
-    fn s(v: &str) -> Option<String> {
-        Some(v.to_owned())
-    }
-
-    #[test]
-    fn groups_keep_arrival_order_across_buckets() {
-        let out = group_by_key(&[keyed(&[("a", "1"), ("b", "2")]), keyed(&[("a", "3")])]).unwrap();
-        assert_eq!(
-            rows(&out),
-            vec![
-                ("a".into(), vec![s("1"), s("3")]),
-                ("b".into(), vec![s("2")])
-            ]
-        );
-    }
-
-    #[test]
-    fn joins_pair_every_match_and_keep_the_outer_sides() {
-        let left = [keyed(&[("a", "1"), ("a", "2"), ("l", "3")])];
-        let right = [keyed(&[("a", "x"), ("r", "y")])];
-        let inner = rows(&join(&left, &right, JoinKind::Inner).unwrap());
-        assert_eq!(
-            inner,
-            vec![
-                ("a".into(), vec![s("1"), s("x")]),
-                ("a".into(), vec![s("2"), s("x")])
-            ]
-        );
-        let full = rows(&join(&left, &right, JoinKind::FullOuter).unwrap());
-        assert!(full.contains(&("l".into(), vec![s("3"), None])));
-        assert!(full.contains(&("r".into(), vec![None, s("y")])));
-        assert_eq!(full.len(), 4);
-        let left_outer = rows(&join(&left, &right, JoinKind::LeftOuter).unwrap());
-        assert_eq!(left_outer.len(), 3);
-        let right_outer = rows(&join(&left, &right, JoinKind::RightOuter).unwrap());
-        assert_eq!(right_outer.len(), 3);
-    }
-
-    #[test]
-    fn cogroup_lists_both_sides_per_key() {
-        let out = cogroup(&[keyed(&[("a", "1")])], &[keyed(&[("b", "2"), ("a", "3")])]).unwrap();
-        let value = out.values.get(0);
-        let sides: Vec<_> = nested::items(value).map(|i| i.unwrap().unwrap()).collect();
-        let left: Vec<_> = nested::items(sides[0])
-            .map(|i| i.unwrap().unwrap())
-            .collect();
-        let right: Vec<_> = nested::items(sides[1])
-            .map(|i| i.unwrap().unwrap())
-            .collect();
-        assert_eq!((left, right), (vec![&b"1"[..]], vec![&b"3"[..]]));
-        assert_eq!(out.len(), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A fixed pool of worker threads, each holding one warm instance per operator.
 
-use crate::plan::Combine;
+use super::dataflow::Combine;
+use crate::fault::host_fault;
 use crate::shuffle::{CombineScratch, Folder};
 use crate::wasm::{OperatorInstance, PreparedOperator, StateInstance, TransformInstance};
 use anyhow::{Result, anyhow};
@@ -57,7 +58,7 @@ impl Worker {
     pub fn transform(&mut self, index: usize) -> Result<&mut TransformInstance> {
         match instance(&mut self.instances, &self.operators, index)? {
             OperatorInstance::Transform(t) => Ok(t),
-            _ => Err(anyhow!("operator {index} is not a transform")),
+            _ => Err(host_fault(format!("operator {index} is not a transform"))),
         }
     }
 
@@ -65,7 +66,9 @@ impl Worker {
     pub fn state(&mut self, index: usize) -> Result<&mut StateInstance> {
         match instance(&mut self.instances, &self.operators, index)? {
             OperatorInstance::State(t) => Ok(t),
-            _ => Err(anyhow!("operator {index} is not a state operator")),
+            _ => Err(host_fault(format!(
+                "operator {index} is not a state operator"
+            ))),
         }
     }
 
@@ -76,7 +79,7 @@ impl Worker {
             Combine::SubI64 => Folder::SubI64,
             Combine::Wasm(index) => match instance(&mut self.instances, &self.operators, index)? {
                 OperatorInstance::Combiner(c) => Folder::Wasm(c),
-                _ => return Err(anyhow!("operator {index} is not a combiner")),
+                _ => return Err(host_fault(format!("operator {index} is not a combiner"))),
             },
         };
         Ok((folder, &mut self.scratch))
@@ -142,7 +145,7 @@ impl WorkerPool {
                             .map(|s| s.to_string())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        Err(anyhow!("internal error: a task panicked: {what}"))
+                        Err(host_fault(format!("a task panicked: {what}")))
                     });
                 let _ = done.send((index, result));
             });
@@ -157,9 +160,7 @@ impl WorkerPool {
         }
         slots
             .into_iter()
-            .map(|slot| {
-                slot.unwrap_or_else(|| Err(anyhow!("internal error: a worker thread died")))
-            })
+            .map(|slot| slot.unwrap_or_else(|| Err(host_fault("a worker thread died"))))
             .collect()
     }
 }

@@ -1,19 +1,21 @@
-//! One batch through the plan: the nodes in order, each as tasks on the worker pool; a stream
+//! One batch through the dataflow: the nodes in order, each as tasks on the worker pool; a stream
 //! is handed to its last reader (copied for the others) and dropped once read.
 
+use super::dataflow::{
+    Combine, Dataflow, KeyedInput, KeyedOp, NodeKind, ReduceOutput, ReduceTask, StreamId,
+};
 use super::input_release::InputRelease;
 use super::keyed::{
-    PartitionQueue, append_buckets, cogroup, group_by_key, join, map_side, map_side_deferred,
-    split_last_partitions,
+    PartitionQueue, append_buckets, map_side, map_side_deferred, split_last_partitions,
 };
 use super::narrow;
 use super::pool::{Worker, WorkerPool};
 use super::tasks::{TaskFigures, TaskId, attempt};
 use crate::batch::Block;
-use crate::plan::{Combine, GlobalOp, KeyedInput, KeyedOp, NodeKind, Plan, StreamId, StreamType};
-use crate::shuffle::{Folder, combine_by_key};
-use crate::state::{JobState, NodeState, Watermarks, WindowReduce, lock};
-use anyhow::{Result, anyhow};
+use crate::record::StreamType;
+use crate::shuffle::Folder;
+use crate::state::{JobState, NodeState};
+use anyhow::Result;
 use spate_guest::{Batch, Column};
 use std::sync::Arc;
 
@@ -26,57 +28,56 @@ fn skipped_as_empty(out: Option<Vec<Batch>>, partitions: usize) -> Vec<Batch> {
     out.unwrap_or_else(|| vec![Batch::default(); partitions])
 }
 
-/// Input `side` of keyed node `n`, and the node's shuffle partition count.
-fn keyed_side(plan: &Plan, n: usize, side: usize) -> (&KeyedInput, usize) {
-    let NodeKind::Keyed {
-        inputs, partitions, ..
-    } = &plan.nodes[n].kind
-    else {
-        unreachable!("map tasks belong to keyed nodes")
-    };
-    (&inputs[side], *partitions)
+/// One input of a keyed node, as its map tasks see it.
+struct MapInput {
+    dataflow: Arc<Dataflow>,
+    input: KeyedInput,
+    /// Shuffle partitions.
+    partitions: usize,
 }
 
-/// The map side of keyed node `n` over one partition of input `side`, with the job's retries
-/// and failure policy.
+/// The map side of a keyed node over one partition of `side`, with the job's retries and
+/// failure policy.
 fn map_task(
     worker: &mut Worker,
-    plan: &Plan,
-    n: usize,
-    side: usize,
+    side: &MapInput,
     id: TaskId,
     batch: Batch,
 ) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
-    let (input, partitions) = keyed_side(plan, n, side);
+    let MapInput {
+        dataflow,
+        input,
+        partitions,
+    } = side;
     attempt(
         worker,
-        plan,
+        dataflow,
         id,
         &mut [batch],
         &input.types,
         |w, batches| {
-            let out = narrow::apply(w, plan, &input.narrow, &mut batches[0])?;
+            let out = narrow::apply(w, dataflow, &input.narrow, &mut batches[0])?;
             let batch = out.as_ref().unwrap_or(&batches[0]);
-            map_side(w, input, partitions, id.partition, batch)
+            map_side(w, input, *partitions, id.partition, batch)
         },
     )
-    .map(|(out, figures)| (Some(skipped_as_empty(out, partitions)), figures))
+    .map(|(out, figures)| (Some(skipped_as_empty(out, *partitions)), figures))
 }
 
-/// The map side of keyed node `n` over the partitions of input `side` this worker takes from
-/// `queue`, with `operator` holding its combined output until the queue is empty. If that
-/// fails, the instances are dropped (with whatever they held) and the partitions it took, and
-/// those still queued, run one by one through [`map_task`], so that retries and the failure
-/// policy work on the partition that failed, as without the grouping.
+/// The map side of a keyed node over the partitions of `side` this worker takes from `queue`,
+/// with `operator` holding its combined output until the queue is empty. If that fails, the
+/// instances are dropped (with whatever they held) and the partitions it took, and those still
+/// queued, run one by one through [`map_task`], so that retries and the failure policy work on
+/// the partition that failed, as without the grouping.
 fn map_share_task(
     worker: &mut Worker,
-    plan: &Plan,
-    (n, side, operator): (usize, usize, usize),
+    side: &MapInput,
+    operator: usize,
     batch_time: u64,
     queue: &PartitionQueue<TaskId>,
     release: Option<&InputRelease>,
 ) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
-    let (input, partitions) = keyed_side(plan, n, side);
+    let (dataflow, input, partitions) = (&side.dataflow, &side.input, side.partitions);
     worker.begin_batch(batch_time);
     let mut taken = Vec::new();
     let mut taken_bytes = 0;
@@ -85,7 +86,9 @@ fn map_share_task(
         taken_bytes += part.as_ref().map_or(0, |(_, batch)| input_bytes(batch));
         part
     };
-    let held = map_side_deferred(worker, plan, input, operator, partitions, next, &mut taken);
+    let held = map_side_deferred(
+        worker, dataflow, input, operator, partitions, next, &mut taken,
+    );
     let error = match held {
         Ok(buckets) => {
             drop(taken);
@@ -107,7 +110,7 @@ fn map_share_task(
     let mut buckets = skipped_as_empty(None, partitions);
     let mut figures = TaskFigures::default();
     for (id, batch) in taken {
-        let (out, more) = map_task(worker, plan, n, side, id, batch)?;
+        let (out, more) = map_task(worker, side, id, batch)?;
         append_buckets(&mut buckets, skipped_as_empty(out, partitions));
         figures.add(more);
     }
@@ -131,12 +134,12 @@ pub struct BatchOutput {
     pub figures: TaskFigures,
 }
 
-/// Runs every node of `plan` over a batch's input blocks; `end_of_input` for the last batch of
+/// Runs every node of `dataflow` over a batch's input blocks; `end_of_input` for the last batch of
 /// bounded input. Tasks that read input blocks and drop them report their bytes to `release`
 /// (the rest is the caller's to release when the batch is done).
 pub fn run_batch(
     pool: &WorkerPool,
-    plan: &Arc<Plan>,
+    dataflow: &Arc<Dataflow>,
     state: &Arc<JobState>,
     blocks: Vec<Block>,
     (time, end_of_input): (u64, bool),
@@ -144,14 +147,14 @@ pub fn run_batch(
 ) -> Result<BatchOutput> {
     let mut run = BatchRun {
         pool,
-        plan,
+        dataflow,
         state,
         time,
         end_of_input,
-        streams: vec![None; plan.streams.len()],
-        readers: readers(plan),
+        streams: vec![None; dataflow.streams.len()],
+        readers: readers(dataflow),
         figures: TaskFigures::default(),
-        source_streams: plan
+        source_streams: dataflow
             .nodes
             .iter()
             .filter(|node| matches!(node.kind, NodeKind::Source(_)))
@@ -159,7 +162,12 @@ pub fn run_batch(
             .collect(),
         release: release.clone(),
     };
-    let mut per_source: Vec<Vec<Batch>> = plan.sources.iter().map(|_| Vec::new()).collect();
+    let sources = dataflow
+        .nodes
+        .iter()
+        .filter(|node| matches!(node.kind, NodeKind::Source(_)))
+        .count();
+    let mut per_source: Vec<Vec<Batch>> = (0..sources).map(|_| Vec::new()).collect();
     for block in blocks {
         per_source[block.source].push(Batch {
             keys: None,
@@ -167,7 +175,7 @@ pub fn run_batch(
             timestamps: Vec::new(),
         });
     }
-    for (n, node) in plan.nodes.iter().enumerate() {
+    for (n, node) in dataflow.nodes.iter().enumerate() {
         let outputs = match &node.kind {
             NodeKind::Source(source) => vec![Some(std::mem::take(&mut per_source[*source]))],
             kind => {
@@ -193,15 +201,15 @@ pub fn run_batch(
 }
 
 /// How many times each stream is read in a batch: by nodes, and once by the outputs.
-fn readers(plan: &Plan) -> Vec<usize> {
-    let mut readers = vec![0; plan.streams.len()];
-    for node in &plan.nodes {
+fn readers(dataflow: &Dataflow) -> Vec<usize> {
+    let mut readers = vec![0; dataflow.streams.len()];
+    for node in &dataflow.nodes {
         for s in node.kind.inputs() {
             readers[s] += 1;
         }
     }
     // Outputs read after every node, all from one copy: one more reader that never takes it.
-    let mut output_streams: Vec<StreamId> = plan.outputs.iter().map(|o| o.stream).collect();
+    let mut output_streams: Vec<StreamId> = dataflow.output_streams.clone();
     output_streams.sort_unstable();
     output_streams.dedup();
     for s in output_streams {
@@ -210,9 +218,10 @@ fn readers(plan: &Plan) -> Vec<usize> {
     readers
 }
 
+/// One batch's run through the dataflow.
 struct BatchRun<'a> {
     pool: &'a WorkerPool,
-    plan: &'a Arc<Plan>,
+    dataflow: &'a Arc<Dataflow>,
     state: &'a Arc<JobState>,
     time: u64,
     end_of_input: bool,
@@ -270,26 +279,25 @@ impl BatchRun<'_> {
 
     /// Runs node `n` over its inputs' batches; returns a batch per stream it writes.
     fn node(&mut self, n: usize, mut inputs: Vec<Vec<Batch>>) -> Result<Vec<StreamBatch>> {
-        let plan = self.plan.clone();
-        let node = &plan.nodes[n];
+        let dataflow = self.dataflow.clone();
+        let node = &dataflow.nodes[n];
         match &node.kind {
             NodeKind::Source(_) => unreachable!("sources are read from the blocks"),
             NodeKind::Union(_) => Ok(vec![Some(inputs.into_iter().flatten().collect())]),
-            NodeKind::Narrow { input, .. } => {
-                let types = plan.streams[*input].types.clone();
+            NodeKind::Narrow { input, steps } => {
+                let types = dataflow.streams[*input].types.clone();
                 let tasks = inputs
                     .pop()
                     .unwrap_or_default()
                     .into_iter()
                     .enumerate()
                     .map(|(p, batch)| {
-                        let (plan, id, types) = (plan.clone(), self.id(n, p), types.clone());
+                        let (dataflow, id, types) =
+                            (dataflow.clone(), self.id(n, p), types.clone());
+                        let steps = steps.clone();
                         move |worker: &mut Worker| {
-                            let NodeKind::Narrow { steps, .. } = &plan.nodes[n].kind else {
-                                unreachable!()
-                            };
-                            attempt(worker, &plan, id, &mut [batch], &types, |w, inputs| {
-                                let out = narrow::apply(w, &plan, steps, &mut inputs[0])?;
+                            attempt(worker, &dataflow, id, &mut [batch], &types, |w, inputs| {
+                                let out = narrow::apply(w, &dataflow, &steps, &mut inputs[0])?;
                                 Ok(out.unwrap_or_else(|| inputs[0].clone()))
                             })
                         }
@@ -297,37 +305,46 @@ impl BatchRun<'_> {
                     .collect();
                 Ok(vec![Some(self.run_tasks(tasks)?)])
             }
-            NodeKind::Keyed { .. } => self.keyed(n, inputs),
+            NodeKind::Keyed {
+                inputs: sides,
+                partitions,
+                op,
+            } => self.keyed(n, sides, *partitions, op, inputs),
             NodeKind::Global { input, op } => {
                 let parts = inputs.pop().unwrap_or_default();
-                let types = plan.streams[*input].types.clone();
-                self.global(n, op, &types, parts).map(|out| vec![out])
+                let types = dataflow.streams[*input].types.clone();
+                let state = self.state.clone();
+                let mut task = GlobalTask {
+                    run: self,
+                    node: n,
+                    types: &types,
+                    state: state.of(n),
+                };
+                op.run(&mut task, parts).map(|out| vec![out])
             }
         }
     }
 
     /// A keyed node: the map side over every input partition, the shuffle, then one task per
     /// shuffle partition.
-    fn keyed(&mut self, n: usize, inputs: Vec<Vec<Batch>>) -> Result<Vec<StreamBatch>> {
-        let plan = self.plan.clone();
-        let NodeKind::Keyed {
-            inputs: sides,
-            partitions,
-            op,
-        } = &plan.nodes[n].kind
-        else {
-            unreachable!()
-        };
-        let partitions = *partitions;
+    fn keyed(
+        &mut self,
+        n: usize,
+        sides: &[KeyedInput],
+        partitions: usize,
+        op: &Arc<dyn KeyedOp>,
+        inputs: Vec<Vec<Batch>>,
+    ) -> Result<Vec<StreamBatch>> {
+        let dataflow = self.dataflow.clone();
         let mut tasks = Vec::new();
         let mut side_tasks = Vec::new();
-        let side_streams = plan.nodes[n].kind.inputs();
+        let side_streams: Vec<StreamId> = sides.iter().map(|s| s.stream).collect();
         for (side, parts) in inputs.into_iter().enumerate() {
             let release = self.release_for(side_streams[side], &side_streams);
             let first_id = tasks.len();
-            let deferring = plan.deferring_operator(&sides[side]);
+            let deferring = dataflow.deferring_operator(&sides[side]);
             let parts = match deferring {
-                Some(_) => split_last_partitions(parts, plan.job.workers),
+                Some(_) => split_last_partitions(parts, dataflow.tasks.workers),
                 None => parts,
             };
             let parts: Vec<(TaskId, Batch)> = parts
@@ -335,28 +352,33 @@ impl BatchRun<'_> {
                 .enumerate()
                 .map(|(p, batch)| (self.id(n, first_id + p), batch))
                 .collect();
+            let map_input = Arc::new(MapInput {
+                dataflow: dataflow.clone(),
+                input: sides[side].clone(),
+                partitions,
+            });
             if let Some(operator) = deferring {
                 // One task per worker, each holding its combined output over the partitions
                 // it takes.
-                let workers = plan.job.workers.clamp(1, parts.len().max(1));
+                let workers = dataflow.tasks.workers.clamp(1, parts.len().max(1));
                 let queue = Arc::new(PartitionQueue::new(parts));
                 side_tasks.push(workers);
                 for _ in 0..workers {
-                    let (plan, queue, time) = (plan.clone(), queue.clone(), self.time);
+                    let (map_input, queue, time) = (map_input.clone(), queue.clone(), self.time);
                     let release = release.clone();
                     tasks.push(Box::new(move |worker: &mut Worker| {
-                        let (op, release) = ((n, side, operator), release.as_ref());
-                        map_share_task(worker, &plan, op, time, &queue, release)
+                        let release = release.as_ref();
+                        map_share_task(worker, &map_input, operator, time, &queue, release)
                     }) as MapTask);
                 }
                 continue;
             }
             side_tasks.push(parts.len());
             for (id, batch) in parts {
-                let (plan, release) = (plan.clone(), release.clone());
+                let (map_input, release) = (map_input.clone(), release.clone());
                 tasks.push(Box::new(move |worker: &mut Worker| {
                     let bytes = input_bytes(&batch);
-                    let out = map_task(worker, &plan, n, side, id, batch);
+                    let out = map_task(worker, &map_input, id, batch);
                     if let Some(release) = release {
                         release.release(bytes);
                     }
@@ -373,32 +395,35 @@ impl BatchRun<'_> {
                 reduce_inputs[r].push(bucket);
             }
         }
-        let marks = match op {
-            KeyedOp::EventWindow { lateness_ms, .. } => {
-                Some(self.watermarks(n, &reduce_inputs, *lateness_ms))
-            }
-            _ => None,
-        };
+        let marks = op.watermarks(self.state.of(n), &reduce_inputs, self.end_of_input)?;
+        let side_output = dataflow.nodes[n].outputs.len() > 1;
         let types = sides[0].types.clone();
         let tasks = reduce_inputs
             .into_iter()
             .enumerate()
             .map(|(r, buckets)| {
-                let (plan, state, types) = (plan.clone(), self.state.clone(), types.clone());
-                let (id, time) = (self.id(n, r), self.time);
+                let (dataflow, state, types) =
+                    (dataflow.clone(), self.state.clone(), types.clone());
+                let (id, time, op) = (self.id(n, r), self.time, op.clone());
                 let mut buckets = buckets;
                 move |worker: &mut Worker| {
-                    attempt(worker, &plan, id, &mut buckets, &types, |w, buckets| {
-                        reduce_side(w, &plan, &state, n, r, time, left, marks, buckets)
+                    attempt(worker, &dataflow, id, &mut buckets, &types, |w, buckets| {
+                        let task = ReduceTask {
+                            worker: w,
+                            state: state.of(n),
+                            partition: r,
+                            time,
+                            left,
+                            marks,
+                            side_output,
+                        };
+                        op.reduce(task, buckets)
                     })
                 }
             })
             .collect();
         let results: Vec<ReduceOutput> = self.run_tasks(tasks)?;
-        let emitted = match op {
-            KeyedOp::WindowReduce { window, .. } => self.time.is_multiple_of(window.slide_ms),
-            _ => true,
-        };
+        let emitted = op.emits_at(self.time);
         self.figures.late_records += results.iter().map(|r| r.late_records).sum::<u64>();
         let mut main = Vec::with_capacity(results.len());
         let mut side = Vec::new();
@@ -407,79 +432,10 @@ impl BatchRun<'_> {
             side.extend(result.side);
         }
         let mut outputs = vec![emitted.then_some(main)];
-        if plan.nodes[n].outputs.len() > 1 {
+        if side_output {
             outputs.push(Some(side));
         }
         Ok(outputs)
-    }
-
-    /// The watermarks around this batch for event-time node `n`, moving its newest event time
-    /// on with the batch's.
-    fn watermarks(&self, n: usize, inputs: &[Vec<Batch>], lateness_ms: u64) -> Watermarks {
-        let NodeState::EventTime(_, newest) = &self.state.nodes[n] else {
-            unreachable!("an event-time node has event-time state")
-        };
-        let mut newest = lock(newest);
-        let before = newest.map_or(i64::MIN, |t| t.saturating_sub(lateness_ms as i64));
-        let batch_newest = inputs
-            .iter()
-            .flatten()
-            .flat_map(|b| b.timestamps.iter().copied())
-            .max();
-        *newest = newest.max(batch_newest);
-        let after = if self.end_of_input {
-            // No event can come any more: every window is complete.
-            i64::MAX
-        } else {
-            newest.map_or(i64::MIN, |t| t.saturating_sub(lateness_ms as i64))
-        };
-        Watermarks { before, after }
-    }
-
-    /// A node over a whole batch.
-    fn global(
-        &mut self,
-        n: usize,
-        op: &GlobalOp,
-        types: &StreamType,
-        parts: Vec<Batch>,
-    ) -> Result<StreamBatch> {
-        let time = self.time;
-        let at_slide = |slide_ms: u64| time.is_multiple_of(slide_ms);
-        let count = |parts: &[Batch]| parts.iter().map(Batch::len).sum::<usize>() as i64;
-        let state = self.state.clone();
-        Ok(match (op, &state.nodes[n]) {
-            (GlobalOp::Count, _) => Some(vec![single(&count(&parts).to_le_bytes())]),
-            (GlobalOp::Reduce(c), _) => {
-                let value = self.reduce_all(n, *c, types, parts)?;
-                Some(value.map(|v| vec![single(&v)]).unwrap_or_default())
-            }
-            (GlobalOp::Window(w), NodeState::Batches(history)) => {
-                let mut history = lock(history);
-                history.push(self.time, parts, w.length_ms);
-                at_slide(w.slide_ms).then(|| history.items().flatten().cloned().collect())
-            }
-            (GlobalOp::CountByWindow(w), NodeState::Counts(history)) => {
-                let mut history = lock(history);
-                history.push(self.time, count(&parts), w.length_ms);
-                let total: i64 = history.items().sum();
-                at_slide(w.slide_ms).then(|| vec![single(&total.to_le_bytes())])
-            }
-            (GlobalOp::ReduceByWindow(c, w), NodeState::Values(history)) => {
-                let value = self.reduce_all(n, *c, types, parts)?;
-                let window: Vec<Batch> = {
-                    let mut history = lock(history);
-                    history.push(self.time, value, w.length_ms);
-                    if !at_slide(w.slide_ms) {
-                        return Ok(None);
-                    }
-                    history.items().flatten().map(|v| single(v)).collect()
-                };
-                let value = self.reduce_all(n, *c, types, window)?;
-                Some(value.map(|v| vec![single(&v)]).unwrap_or_default())
-            }
-            _ => return Err(anyhow!("internal error: node {n} has no state for {op:?}")),
-        })
     }
 
     /// Every value of `parts` combined into one: per partition on the pool, then the partials.
@@ -491,10 +447,10 @@ impl BatchRun<'_> {
         parts: Vec<Batch>,
     ) -> Result<Option<Vec<u8>>> {
         let task = |id: TaskId, batches: Vec<Batch>| {
-            let (plan, types) = (self.plan.clone(), types.clone());
+            let (dataflow, types) = (self.dataflow.clone(), types.clone());
             let mut batches = batches;
             move |worker: &mut Worker| {
-                attempt(worker, &plan, id, &mut batches, &types, |w, batches| {
+                attempt(worker, &dataflow, id, &mut batches, &types, |w, batches| {
                     let (mut folder, _) = w.folder(combine)?;
                     fold_all(&mut folder, batches)
                 })
@@ -516,8 +472,34 @@ impl BatchRun<'_> {
     }
 }
 
+/// What a global op's run works with: the batch time, the node's state and the pool.
+pub struct GlobalTask<'r, 'a> {
+    run: &'r mut BatchRun<'a>,
+    node: usize,
+    types: &'r StreamType,
+    state: Option<&'r dyn NodeState>,
+}
+
+impl GlobalTask<'_, '_> {
+    /// The batch time.
+    pub fn time(&self) -> u64 {
+        self.run.time
+    }
+
+    /// The node's state, if it keeps any.
+    pub fn state(&self) -> Option<&dyn NodeState> {
+        self.state
+    }
+
+    /// Every value of `parts` combined into one with `combine`: per partition on the pool,
+    /// then the partials. None when there is no value.
+    pub fn reduce_all(&mut self, combine: Combine, parts: Vec<Batch>) -> Result<Option<Vec<u8>>> {
+        self.run.reduce_all(self.node, combine, self.types, parts)
+    }
+}
+
 /// One unkeyed record.
-fn single(value: &[u8]) -> Batch {
+pub fn single(value: &[u8]) -> Batch {
     Batch {
         keys: None,
         values: Column::from_values([value]),
@@ -537,107 +519,16 @@ fn fold_all(folder: &mut Folder<'_>, batches: &[Batch]) -> Result<Option<Vec<u8>
     Ok(Some(folded.get(0).to_vec()))
 }
 
-/// What a reduce-side task hands on.
-#[derive(Default)]
-struct ReduceOutput {
-    /// The main stream's partition; none at a time the node's slide skips.
-    main: Option<Batch>,
-    /// The side stream's partition (snapshots, late records).
-    side: Option<Batch>,
-    late_records: u64,
-}
-
-/// One shuffle partition's task of keyed node `n`. `buckets` holds the left side's buckets,
-/// then (for two-sided ops) the right side's, from index `left` on.
-#[allow(clippy::too_many_arguments)]
-fn reduce_side(
-    worker: &mut Worker,
-    plan: &Plan,
-    state: &JobState,
-    n: usize,
-    r: usize,
-    time: u64,
-    left: usize,
-    marks: Option<Watermarks>,
-    buckets: &mut [Batch],
-) -> Result<ReduceOutput> {
-    let NodeKind::Keyed { op, .. } = &plan.nodes[n].kind else {
-        unreachable!()
-    };
-    let main = |batch: Batch| ReduceOutput {
-        main: Some(batch),
-        ..ReduceOutput::default()
-    };
-    let node_state = &state.nodes[n];
-    Ok(match (op, node_state) {
-        (KeyedOp::Reduce(c), _) => {
-            let (mut folder, scratch) = worker.folder(*c)?;
-            main(combine_by_key(scratch, buckets, &mut folder)?.batch)
-        }
-        (KeyedOp::Group, _) => main(group_by_key(buckets)?),
-        (KeyedOp::Pass, _) => {
-            let mut all = Batch::default();
-            for bucket in buckets.iter() {
-                all.extend_from(bucket);
-            }
-            main(all)
-        }
-        (KeyedOp::Join(kind), _) => main(join(&buckets[..left], &buckets[left..], *kind)?),
-        (KeyedOp::Cogroup, _) => main(cogroup(&buckets[..left], &buckets[left..])?),
-        (
-            KeyedOp::WindowReduce {
-                combine,
-                inverse,
-                window,
-            },
-            NodeState::Window(parts),
-        ) => {
-            let spec = WindowReduce {
-                combine: *combine,
-                inverse: *inverse,
-                window: *window,
-            };
-            ReduceOutput {
-                main: lock(&parts[r]).step(worker, spec, time, buckets)?,
-                ..ReduceOutput::default()
-            }
-        }
-        (KeyedOp::State { operator, mode, .. }, NodeState::Keyed(parts)) => {
-            let snapshots = plan.nodes[n].outputs.len() > 1;
-            let step = lock(&parts[r]).step(worker, *operator, *mode, snapshots, time, buckets)?;
-            ReduceOutput {
-                main: Some(step.output),
-                side: step.snapshot,
-                late_records: 0,
-            }
-        }
-        (
-            KeyedOp::EventWindow {
-                combine, window, ..
-            },
-            NodeState::EventTime(parts, _),
-        ) => {
-            let marks = marks.expect("watermarks computed for event-time nodes");
-            let step = lock(&parts[r]).step(worker, *combine, *window, marks, buckets)?;
-            ReduceOutput {
-                main: Some(step.closed),
-                late_records: step.late.len() as u64,
-                side: Some(step.late),
-            }
-        }
-        _ => return Err(anyhow!("internal error: node {n} has no state for {op:?}")),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Pipeline;
+    use crate::plan::Plan;
     use crate::wasm::ComponentCache;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A plan of `steps` (and `outputs`) over a socket source, built from a pipeline file.
-    fn plan(steps_and_outputs: &str) -> Arc<Plan> {
+    fn plan(steps_and_outputs: &str) -> Plan {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pipeline.toml");
         let text = format!(
@@ -645,13 +536,14 @@ mod tests {
         );
         std::fs::write(&path, text).unwrap();
         let pipeline = Pipeline::load(&path, &["job.workers=2".into()]).unwrap();
-        Arc::new(Plan::build(&pipeline, &ComponentCache::disabled()).unwrap())
+        Plan::build(&pipeline, &ComponentCache::disabled()).unwrap()
     }
 
     /// Runs one batch of three blocks; returns (input bytes, bytes the tasks released).
-    fn released_by(plan: &Arc<Plan>) -> (usize, usize) {
-        let pool = WorkerPool::new(2, plan.operators.clone()).unwrap();
-        let state = Arc::new(JobState::new(plan, 0).unwrap());
+    fn released_by(plan: &Plan) -> (usize, usize) {
+        let dataflow = &plan.dataflow;
+        let pool = WorkerPool::new(2, dataflow.operators.clone()).unwrap();
+        let state = Arc::new(dataflow.new_state(0).unwrap());
         let blocks: Vec<Block> = ["a b a", "b c", "c c c d"]
             .iter()
             .map(|line| Block {
@@ -666,7 +558,7 @@ mod tests {
         let release = InputRelease::new(move |bytes| {
             to.fetch_add(bytes, Ordering::SeqCst);
         });
-        run_batch(&pool, plan, &state, blocks, (1000, false), &release).unwrap();
+        run_batch(&pool, dataflow, &state, blocks, (1000, false), &release).unwrap();
         assert_eq!(release.released(), handed.load(Ordering::SeqCst));
         (input, release.released())
     }

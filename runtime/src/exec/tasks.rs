@@ -1,10 +1,12 @@
 //! One task's life: it runs, a failure is retried on fresh instances, and a task that still
 //! fails either fails the batch or, if the job says so, is skipped with its input dead-lettered.
 
+use super::dataflow::Dataflow;
 use super::dead_letter;
 use super::pool::Worker;
 use crate::config::TaskFailurePolicy;
-use crate::plan::{Plan, StreamType};
+use crate::fault::is_host_fault;
+use crate::record::StreamType;
 use anyhow::{Context, Result};
 use spate_guest::Batch;
 use std::path::PathBuf;
@@ -58,22 +60,28 @@ impl std::fmt::Display for TaskId {
 
 /// Runs `task` over `inputs`, retrying it on fresh instances, then applies the job's failure
 /// policy: `Ok(None)` when the task was skipped (its input is then in the dead-letter
-/// directory). `task` must not change state it keeps across batches until it cannot fail any
-/// more, so that a retry starts from the same state.
+/// directory). A host fault ([`crate::fault`]) is neither retried nor skipped: it fails the
+/// batch at once. `task` must not change state it keeps across batches until it cannot fail
+/// any more, so that a retry starts from the same state.
 pub fn attempt<T>(
     worker: &mut Worker,
-    plan: &Plan,
+    dataflow: &Dataflow,
     id: TaskId,
     inputs: &mut [Batch],
     types: &StreamType,
     mut task: impl FnMut(&mut Worker, &mut [Batch]) -> Result<T>,
 ) -> Result<(Option<T>, TaskFigures)> {
     worker.begin_batch(id.batch_time);
+    let policy = &dataflow.tasks;
     let mut figures = TaskFigures::default();
     let error = loop {
         match task(worker, inputs) {
             Ok(output) => return Ok((Some(output), figures)),
-            Err(e) if figures.retries < u64::from(plan.job.task_retries) => {
+            Err(e) if is_host_fault(&e) => {
+                worker.discard_instances();
+                return Err(e.context(id.to_string()));
+            }
+            Err(e) if figures.retries < u64::from(policy.retries) => {
                 figures.retries += 1;
                 tracing::warn!(
                     "{id}: attempt {} failed, retrying on fresh instances: {e:#}",
@@ -86,11 +94,11 @@ pub fn attempt<T>(
     };
     // Whatever the policy, the instances that failed are not reused.
     worker.discard_instances();
-    if plan.job.on_task_failure == TaskFailurePolicy::Fail {
+    if policy.on_failure == TaskFailurePolicy::Fail {
         return Err(error);
     }
     let path = dead_letter::write(
-        &plan.job.dead_letter_dir,
+        &policy.dead_letter_dir,
         id.batch_time,
         id.node,
         id.partition,
@@ -108,4 +116,72 @@ pub fn attempt<T>(
     figures.skipped_records = inputs.iter().map(|b| b.len() as u64).sum();
     figures.dead_letters.push(path);
     Ok((None, figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{TaskPolicy, WorkerPool};
+    use crate::fault::host_fault;
+    use anyhow::anyhow;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Runs one task failing with `error` under the skip policy and 2 retries; returns its
+    /// result, how many times it ran, and the dead-letter files written.
+    fn fail_with(error: fn() -> anyhow::Error) -> (Result<bool>, usize, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let dataflow = Arc::new(Dataflow {
+            operators: Vec::new(),
+            streams: Vec::new(),
+            nodes: Vec::new(),
+            output_streams: Vec::new(),
+            tasks: TaskPolicy {
+                workers: 1,
+                retries: 2,
+                on_failure: TaskFailurePolicy::Skip,
+                dead_letter_dir: dir.path().to_owned(),
+            },
+        });
+        let pool = WorkerPool::new(1, Vec::new()).unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        let id = TaskId {
+            batch_time: 1000,
+            node: 1,
+            partition: 0,
+        };
+        let task = move |worker: &mut Worker| {
+            let mut inputs = [Batch::from_lines(["a record"])];
+            let types = StreamType::lines();
+            attempt(worker, &dataflow, id, &mut inputs, &types, |_, _| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(error())
+            })
+            .map(|(out, _)| out.is_none())
+        };
+        let result = pool.run_all(vec![task]).pop().unwrap();
+        let letters = std::fs::read_dir(dir.path()).map_or(0, |d| d.count());
+        (result, runs.load(Ordering::SeqCst), letters)
+    }
+
+    #[test]
+    fn guest_faults_are_retried_then_dead_lettered() {
+        let (result, runs, letters) = fail_with(|| anyhow!("the operator trapped"));
+        assert!(result.unwrap(), "skipped");
+        assert_eq!(runs, 3);
+        assert!(letters > 0);
+    }
+
+    #[test]
+    fn host_faults_stop_the_batch_at_once_and_keep_the_data() {
+        let (result, runs, letters) = fail_with(|| host_fault("a node runs without its state"));
+        let error = format!("{:#}", result.unwrap_err());
+        assert!(
+            error.contains("batch 1000 ms, stage 1, partition 0")
+                && error.contains("internal error: a node runs without its state"),
+            "{error}"
+        );
+        assert_eq!((runs, letters), (1, 0));
+    }
 }

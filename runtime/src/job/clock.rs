@@ -23,6 +23,7 @@ pub fn start_clock(
 ) -> Result<JoinHandle<()>> {
     let (buffer, halt) = (buffer.clone(), halt.clone());
     let job = plan.job.clone();
+    let workers = plan.dataflow.tasks.workers;
     let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("spate-batch-clock".into())
@@ -32,7 +33,9 @@ pub fn start_clock(
                 Trigger::ProcessingTime => {
                     processing_time_clock(&buffer, &halt, &batches, &job, first)
                 }
-                Trigger::AvailableNow => available_now_clock(&buffer, &halt, &batches, &job, first),
+                Trigger::AvailableNow => {
+                    available_now_clock(&buffer, &halt, &batches, (&job, workers), first)
+                }
             }
         })
         .map_err(|e| anyhow!("cannot start the batch clock: {e}"))
@@ -90,20 +93,20 @@ fn available_now_clock(
     buffer: &BlockBuffer,
     halt: &AtomicBool,
     batches: &Sender<BatchInput>,
-    job: &JobSettings,
+    (job, workers): (&JobSettings, usize),
     first: u64,
 ) {
     let batch_ms = job.batch_interval.as_millis() as u64;
     let mut time = first;
     while !halt.load(Ordering::SeqCst) {
-        let ready = buffer.wait_for_demand(job.workers, Duration::from_millis(50));
+        let ready = buffer.wait_for_demand(workers, Duration::from_millis(50));
         let last = buffer.sources_done();
         if last {
             buffer.seal();
         } else if !ready {
             continue;
         }
-        let blocks = buffer.take_in_multiples(job.max_batch_bytes, job.workers);
+        let blocks = buffer.take_in_multiples(job.max_batch_bytes, workers);
         if blocks.is_empty() && !last {
             continue;
         }

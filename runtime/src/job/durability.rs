@@ -18,7 +18,7 @@
 use crate::batch::BatchInput;
 use crate::checkpoint::{self, Metadata, batch_log, compat};
 use crate::plan::{CheckpointSettings, Plan};
-use crate::source::position::Positions;
+use crate::position::Positions;
 use crate::source::{self, Acks};
 use crate::state::JobState;
 use anyhow::{Context, Result, anyhow, bail};
@@ -87,7 +87,13 @@ impl Durability {
         let mut positions = Positions::default();
         let mut after = None;
         if let Some(found) = &found {
-            let notices = compat::check(&found.metadata, plan).map_err(|why| {
+            let (layout, operators) = (plan.state_layout(), plan.operator_stamps());
+            let current = compat::Current {
+                job: &plan.job.name,
+                layout: &layout,
+                operators: &operators,
+            };
+            let notices = compat::check(&found.metadata, &current).map_err(|why| {
                 anyhow!(
                     "cannot resume from checkpoint {}: {why}",
                     found.path.display()
@@ -163,7 +169,7 @@ impl Durability {
         plan: &Plan,
         state: &JobState,
         time: u64,
-        progress: &[(usize, crate::source::position::Progress)],
+        progress: &[(usize, crate::position::Progress)],
     ) -> Result<()> {
         for (source, p) in progress {
             self.positions.apply(&plan.sources[*source].name, p);
@@ -201,7 +207,7 @@ impl Durability {
         let started = Instant::now();
         let bytes = state.encode();
         let copied = started.elapsed();
-        let layout = compat::layout(plan);
+        let layout = plan.state_layout();
         let mut positions = self.positions.clone();
         source::prune_positions(&plan.sources, &mut positions);
         let metadata = Metadata {
@@ -209,7 +215,7 @@ impl Durability {
             batch_time: time,
             plan_fingerprint: compat::fingerprint(&layout),
             layout,
-            operators: compat::stamps(plan),
+            operators: plan.operator_stamps(),
             positions,
             pending_batches: batch_log::newer(&self.log_dir, Some(time))
                 .into_iter()

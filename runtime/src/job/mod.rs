@@ -73,8 +73,9 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         job.max_block_bytes,
         job.max_buffered_bytes,
     ));
-    let pool = WorkerPool::new(job.workers, plan.operators.clone())?;
-    let mut state = JobState::new(&plan, now_ms())?;
+    let dataflow = &plan.dataflow;
+    let pool = WorkerPool::new(dataflow.tasks.workers, dataflow.operators.clone())?;
+    let mut state = dataflow.new_state(now_ms())?;
     let (durability, recovered) = match job.checkpoint {
         Some(_) => {
             let (durability, recovered) = Durability::open(&plan, &mut state)
@@ -250,7 +251,7 @@ fn run_one(
     let to_buffer = buffer.clone();
     let release = InputRelease::new(move |bytes| to_buffer.release(bytes));
     let times = (input.time_ms, input.end_of_input);
-    let output = run_batch(pool, plan, state, input.blocks, times, &release)?;
+    let output = run_batch(pool, &plan.dataflow, state, input.blocks, times, &release)?;
     let mut output_records = 0;
     for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
         let Some(partitions) = &output.streams[out.stream] else {
@@ -258,7 +259,8 @@ fn run_one(
             continue;
         };
         output_records += partitions.iter().map(|b| b.len()).sum::<usize>();
-        sink.write(input.time_ms, partitions, &plan.streams[out.stream].types)
+        let types = &plan.dataflow.streams[out.stream].types;
+        sink.write(input.time_ms, partitions, types)
             .with_context(|| format!("batch {} ms", input.time_ms))?;
     }
     // The input bytes the tasks did not hand back (blocks that more than one reader kept).

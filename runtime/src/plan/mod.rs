@@ -1,23 +1,21 @@
-//! The validated job: sources, operators linked and checked, the stream graph, outputs.
+//! The validated job: sources, operators linked and checked, the dataflow, outputs.
 //!
-//! Every source, and every step, writes a named stream; steps read streams with `from`. The
-//! graph is planned into nodes (see [`nodes`]) run in order for each batch: narrow steps fuse
-//! into one task per partition, and into the map side of the shuffle that follows them; keyed
-//! ops shuffle by the hash of the key (with a map-side combine where they combine) and run one
-//! task per shuffle partition, which also owns that partition's state.
+//! Every source, and every step, writes a named stream; steps read streams with `from`. Each
+//! step is planned by its op family (`ops`) into a node of the dataflow
+//! ([`crate::exec::Dataflow`]), run in order for each batch: narrow steps fuse into one task per
+//! partition, and into the map side of the shuffle that follows them; keyed ops shuffle by the
+//! hash of the key (with a map-side combine where they combine) and run one task per shuffle
+//! partition, which also owns that partition's state.
 
 mod describe;
 mod graph;
-pub mod nodes;
-mod shape;
 
-pub use nodes::*;
-pub use shape::{Shape, StreamType, type_name};
-
-use crate::config::{ConfigError, Pipeline, TaskFailurePolicy, Trigger};
+use crate::checkpoint::OperatorStamp;
+use crate::config::{ConfigError, Pipeline, Trigger};
+use crate::exec::{Dataflow, StreamId, TaskPolicy};
 use crate::sink::Output;
 use crate::source::NamedSource;
-use crate::wasm::{ComponentCache, EngineSettings, OperatorHost, PreparedOperator, Usage};
+use crate::wasm::{ComponentCache, EngineSettings, OperatorHost, Usage};
 use graph::GraphBuilder;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,8 +39,6 @@ pub struct JobSettings {
     pub batch_interval: Duration,
     /// Block interval.
     pub block_interval: Duration,
-    /// Worker threads.
-    pub workers: usize,
     /// When batches run.
     pub trigger: Trigger,
     /// A block is cut at this size.
@@ -53,12 +49,6 @@ pub struct JobSettings {
     pub max_batch_bytes: usize,
     /// Who the job runs for.
     pub tenant: String,
-    /// Extra attempts of a failed partition task, each on fresh instances.
-    pub task_retries: u32,
-    /// What a task that still fails does.
-    pub on_task_failure: TaskFailurePolicy,
-    /// Where skipped partitions' input goes.
-    pub dead_letter_dir: PathBuf,
     /// Fault tolerance, when a checkpoint directory is set.
     pub checkpoint: Option<CheckpointSettings>,
 }
@@ -78,14 +68,10 @@ pub struct CheckpointSettings {
 pub struct Plan {
     /// Job-wide settings.
     pub job: JobSettings,
-    /// Sources; each is a stream of its own.
+    /// Sources; source `i` writes stream `i` of the dataflow.
     pub sources: Vec<NamedSource>,
-    /// Every operator, linked; nodes refer to them by index.
-    pub operators: Vec<Arc<PreparedOperator>>,
-    /// Every stream.
-    pub streams: Vec<StreamInfo>,
-    /// The nodes, each after the nodes it reads.
-    pub nodes: Vec<Node>,
+    /// What each batch runs through: operators, streams and nodes, and how tasks run.
+    pub dataflow: Arc<Dataflow>,
     /// Output operations.
     pub outputs: Vec<OutputPlan>,
     /// What the job's operators consumed (shared by all their instances).
@@ -93,19 +79,43 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The operator of `input`'s last narrow step when it can hold its pre-combined output over
-    /// several partitions (it exports `deferred-combine`): the map side then runs one task per
-    /// worker, taking a batch's partitions one at a time and flushing the operator once at the
-    /// end.
-    pub fn deferring_operator(&self, input: &KeyedInput) -> Option<usize> {
-        match (&input.map_side, input.narrow.last()?) {
-            (MapSide::PreCombined, NarrowStep::Wasm { operator, .. })
-                if self.operators[*operator].defers_combined_output() =>
-            {
-                Some(*operator)
-            }
-            _ => None,
+    /// The stateful nodes, in state order, each described by its stream and what its state
+    /// holds, after the batch interval they were computed with (windows and timeouts count
+    /// batches); empty without state. Steps are told apart by their stream names: naming steps
+    /// (`name = ...`) keeps their state when other steps are added before them, as Flink's
+    /// operator uids do.
+    pub fn state_layout(&self) -> Vec<String> {
+        let dataflow = &self.dataflow;
+        let nodes: Vec<String> = dataflow
+            .nodes
+            .iter()
+            .filter_map(|node| {
+                let what = node.kind.state_layout()?;
+                Some(format!(
+                    "'{}': {what}",
+                    dataflow.streams[node.outputs[0]].name
+                ))
+            })
+            .collect();
+        if nodes.is_empty() {
+            return nodes;
         }
+        let interval = format!("batch interval {} ms", self.job.batch_interval.as_millis());
+        std::iter::once(interval).chain(nodes).collect()
+    }
+
+    /// The operators as a checkpoint records them, in plan order.
+    pub fn operator_stamps(&self) -> Vec<OperatorStamp> {
+        self.dataflow
+            .operators
+            .iter()
+            .map(|op| OperatorStamp {
+                name: op.spec.to_string(),
+                step: format!("step {} '{}'", op.spec.step, op.spec.name),
+                hash: op.hash.clone(),
+                schema_version: op.info.schema_version,
+            })
+            .collect()
     }
 }
 
@@ -159,15 +169,18 @@ impl Plan {
     pub fn build(pipeline: &Pipeline, cache: &ComponentCache) -> Result<Plan, ConfigError> {
         let file = &pipeline.file;
         let name = pipeline.job_name();
-        let job = JobSettings {
-            tenant: file.job.tenant.clone().unwrap_or_else(|| name.clone()),
-            task_retries: file.job.task_retries,
-            on_task_failure: file.job.on_task_failure,
+        let tasks = TaskPolicy {
+            workers: worker_count(file.job.workers),
+            retries: file.job.task_retries,
+            on_failure: file.job.on_task_failure,
             dead_letter_dir: file
                 .job
                 .dead_letter_dir
                 .as_ref()
                 .map_or_else(|| PathBuf::from("dead-letters").join(&name), PathBuf::from),
+        };
+        let job = JobSettings {
+            tenant: file.job.tenant.clone().unwrap_or_else(|| name.clone()),
             checkpoint: file
                 .job
                 .checkpoint_dir
@@ -183,13 +196,12 @@ impl Plan {
             name,
             batch_interval: file.job.batch_interval.0,
             block_interval: file.job.block_interval.0,
-            workers: worker_count(file.job.workers),
             trigger: file.job.trigger,
             max_block_bytes: file.job.max_block_bytes.get(),
             max_buffered_bytes: read_ahead_limit(&file.job),
             max_batch_bytes: file.job.max_batch_bytes.get(),
         };
-        let host = OperatorHost::new(&engine_settings(pipeline, job.workers))
+        let host = OperatorHost::new(&engine_settings(pipeline, tasks.workers))
             .map_err(|e| pipeline.error(None, format!("{e:#}")))?;
         let sources = pipeline
             .source_tables()
@@ -205,7 +217,7 @@ impl Plan {
             .map(|table| crate::sink::configure(&table))
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-        let mut graph = GraphBuilder::new(pipeline, &host, cache, job.workers, &source_names);
+        let mut graph = GraphBuilder::new(pipeline, &host, cache, tasks.workers, &source_names);
         for (i, step) in file.steps.iter().enumerate() {
             graph.add_step(i, step)?;
         }
@@ -224,12 +236,17 @@ impl Plan {
         }
         let output_streams: Vec<StreamId> = outputs.iter().map(|o| o.stream).collect();
         graph.fuse(&output_streams);
-        Ok(Plan {
-            job,
-            sources,
+        let dataflow = Dataflow {
             operators: graph.operators.into_iter().map(Arc::new).collect(),
             streams: graph.streams,
             nodes: graph.nodes,
+            output_streams,
+            tasks,
+        };
+        Ok(Plan {
+            job,
+            sources,
+            dataflow: Arc::new(dataflow),
             outputs,
             usage: host.usage().clone(),
         })

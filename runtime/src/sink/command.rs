@@ -8,7 +8,7 @@
 
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
-use crate::plan::StreamType;
+use crate::record::StreamType;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use spate_guest::Batch;
@@ -136,7 +136,7 @@ impl Sink for Command {
             if partition.is_empty() {
                 continue;
             }
-            let text = super::partition_text(partition, types);
+            let text = crate::record::partition_text(partition, types);
             self.run(batch_time_ms, i, partitions.len(), partition.len(), &text)
                 .context("command output")?;
         }
@@ -147,7 +147,7 @@ impl Sink for Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Shape;
+    use crate::record::Shape;
     use spate_guest::BatchBuilder;
 
     fn partitions() -> Vec<Batch> {

@@ -11,10 +11,8 @@ mod command;
 mod print;
 mod text_files;
 
-pub use text_files::{partition_text, write_part};
-
 use crate::config::{ConfigError, ConnectorTable};
-use crate::plan::StreamType;
+use crate::record::StreamType;
 use anyhow::Result;
 use spate_guest::Batch;
 

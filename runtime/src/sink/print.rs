@@ -2,8 +2,8 @@
 
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
-use crate::plan::StreamType;
-use crate::render::write_record;
+use crate::record::StreamType;
+use crate::record::write_record;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use spate_guest::Batch;
@@ -98,7 +98,7 @@ impl Sink for Print {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Shape;
+    use crate::record::Shape;
     use spate_guest::BatchBuilder;
 
     #[test]

@@ -6,13 +6,11 @@
 
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
-use crate::plan::StreamType;
-use crate::render::write_record;
+use crate::record::{StreamType, write_part};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use spate_guest::Batch;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `type = "text-files"`: the fields of the table.
@@ -76,26 +74,6 @@ impl TextFiles {
     }
 }
 
-/// A partition as text, a record per line.
-pub fn partition_text(partition: &Batch, types: &StreamType) -> String {
-    let mut text = String::with_capacity(partition.values.data.len() * 2);
-    for record in partition.records() {
-        write_record(&mut text, &record, types);
-        text.push('\n');
-    }
-    text
-}
-
-/// Writes `partition` to `path`, a record per line, and fsyncs it.
-pub fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
-    let text = partition_text(partition, types);
-    let mut file =
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 impl Sink for TextFiles {
     fn write(
         &mut self,
@@ -146,7 +124,7 @@ impl Sink for TextFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Shape;
+    use crate::record::Shape;
     use spate_guest::BatchBuilder;
 
     #[test]

@@ -1,10 +1,10 @@
 //! The bundled demo text, released at a fixed number of lines per second.
 
 use super::lines::LineSplitter;
-use super::position::Progress;
 use super::{ReceiverContext, Source};
 use crate::bundled::DEMO_TEXT;
 use crate::config::{BadLinePolicy, ConfigError, ConnectorTable, Trigger};
+use crate::position::Progress;
 use anyhow::Result;
 use serde::Deserialize;
 use spate_guest::Column;

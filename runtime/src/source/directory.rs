@@ -3,9 +3,9 @@
 //! requires; names starting with `.` or `_` are ignored (temporary and marker files).
 
 use super::lines::{LineRules, LineSplitter};
-use super::position::{Progress, SourcePosition};
 use super::{ReceiverContext, Source};
 use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
+use crate::position::{Progress, SourcePosition};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::HashSet;

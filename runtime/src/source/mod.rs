@@ -12,13 +12,12 @@ mod bundled;
 mod directory;
 mod line_copy;
 pub mod lines;
-pub mod position;
 mod socket;
 
 use crate::batch::BlockBuffer;
 use crate::config::{ConfigError, ConnectorTable, Trigger};
+use crate::position::{Positions, Progress, SourcePosition};
 use anyhow::{Result, anyhow};
-use position::{Positions, Progress, SourcePosition};
 use spate_guest::Column;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

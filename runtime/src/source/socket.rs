@@ -9,9 +9,9 @@
 //! forget them.
 
 use super::lines::{LineRules, LineSplitter};
-use super::position::Progress;
 use super::{ReceiverContext, Source};
 use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
+use crate::position::Progress;
 use anyhow::Result;
 use serde::Deserialize;
 use spate_guest::Column;

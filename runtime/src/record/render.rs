@@ -1,8 +1,13 @@
 //! Records as text, the way Spark prints them: a pair as `(key,value)`, values by their shape.
 
-use crate::plan::{Shape, StreamType};
+use super::{Shape, StreamType};
+use anyhow::{Context, Result};
+use spate_guest::Batch;
 use spate_guest::{Record, ValueType, nested};
 use std::fmt::Write;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::Path;
 
 /// Appends one value to `out` according to its shape. A composite value that does not parse
 /// is printed as lossy text rather than failing the output.
@@ -88,6 +93,26 @@ pub fn write_record(out: &mut String, record: &Record<'_>, types: &StreamType) {
         }
         None => write_value(out, record.value, &types.value),
     }
+}
+
+/// A partition as text, a record per line.
+pub fn partition_text(partition: &Batch, types: &StreamType) -> String {
+    let mut text = String::with_capacity(partition.values.data.len() * 2);
+    for record in partition.records() {
+        write_record(&mut text, &record, types);
+        text.push('\n');
+    }
+    text
+}
+
+/// Writes `partition` to `path`, a record per line, and fsyncs it.
+pub fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
+    let text = partition_text(partition, types);
+    let mut file =
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

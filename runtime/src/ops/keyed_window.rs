@@ -1,4 +1,6 @@
-//! reduceByKeyAndWindow and countByValueAndWindow: one shuffle partition's window.
+//! reduce-by-key-and-window (and count-by-value-and-window's reduce side): values combined per
+//! key over the last `length` of batches, every `slide`; the state of one shuffle partition's
+//! window.
 //!
 //! Each batch's records of the partition are combined per key and kept while the batch is in
 //! the window. Without an inverse function the window is recombined from those batches at each
@@ -8,16 +10,65 @@
 //! batch of the window holds it (so both ways give the same keys and values). A batch then
 //! costs what the batches entering and leaving hold, whatever the window holds.
 
-use super::fold::{Pending, apply, fold_records};
-use super::table::StateTable;
-use super::{decode_batch, encode_batch};
+use super::reduce_by_key::wasm_combiners;
+use super::{Family, Planned, StepPlanner, WindowSpec};
 use crate::checkpoint::{Reader, Writer};
-use crate::exec::Worker;
-use crate::plan::{Combine, WindowSpec};
+use crate::config::{ConfigError, StepOp};
+use crate::exec::{
+    Combine, Dataflow, KeyedInput, KeyedOp, MapSide, NodeKind, ReduceOutput, ReduceTask, Worker,
+};
 use crate::shuffle::combine_by_key;
+use crate::state::{
+    NodeState, PartitionState, Partitioned, Pending, StateTable, apply, decode_batch, downcast,
+    encode_batch, fold_records,
+};
 use anyhow::Result;
 use spate_guest::Batch;
 use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The reduce-by-key-and-window family.
+pub struct KeyedWindow;
+
+impl Family for KeyedWindow {
+    fn ops(&self) -> &'static [StepOp] {
+        &[StepOp::ReduceByKeyAndWindow]
+    }
+
+    fn fields(&self, _op: StepOp) -> &'static [&'static str] {
+        &[
+            "plugin",
+            "params",
+            "inverse-plugin",
+            "inverse-params",
+            "partitions",
+            "length",
+            "slide",
+        ]
+    }
+
+    fn plan(&self, step: &mut StepPlanner<'_>) -> Result<Planned, ConfigError> {
+        step.keyed(0)?;
+        let window = step.window()?;
+        let combine = step.combiner()?;
+        let inverse = step.inverse_combiner()?;
+        let input = KeyedInput::new(step.inputs[0], MapSide::Combine(combine), &step.types[0]);
+        let op = WindowReduce {
+            combine,
+            inverse,
+            window,
+        };
+        Ok(Planned {
+            kind: NodeKind::Keyed {
+                inputs: vec![input],
+                partitions: step.partitions,
+                op: Arc::new(op),
+            },
+            types: step.types[0].clone(),
+            slide_ms: window.slide_ms,
+        })
+    }
+}
 
 /// The window state of one shuffle partition.
 #[derive(Default)]
@@ -29,8 +80,9 @@ pub struct WindowPartition {
     table: StateTable,
 }
 
-/// What a windowed reduce is made of.
-#[derive(Clone, Copy)]
+/// A windowed reduce per key: the reduce side of reduce-by-key-and-window and
+/// count-by-value-and-window.
+#[derive(Clone, Copy, Debug)]
 pub struct WindowReduce {
     /// The function.
     pub combine: Combine,
@@ -38,6 +90,80 @@ pub struct WindowReduce {
     pub inverse: Option<Combine>,
     /// The window.
     pub window: WindowSpec,
+}
+
+impl KeyedOp for WindowReduce {
+    fn new_state(
+        &self,
+        partitions: usize,
+        _: &Dataflow,
+        _: u64,
+    ) -> Result<Option<Box<dyn NodeState>>> {
+        Ok(Some(Box::new(Partitioned::<WindowPartition>::new(
+            partitions,
+        ))))
+    }
+
+    fn state_layout(&self) -> Option<String> {
+        Some(format!(
+            "reduce-by-key-and-window, {}, {} inverse",
+            self.window.layout(),
+            if self.inverse.is_some() {
+                "with"
+            } else {
+                "without"
+            }
+        ))
+    }
+
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+        let state = downcast::<Partitioned<WindowPartition>>(task.state)?;
+        let main = state
+            .part(task.partition)?
+            .step(task.worker, *self, task.time, buckets)?;
+        Ok(ReduceOutput {
+            main,
+            ..ReduceOutput::default()
+        })
+    }
+
+    fn emits_at(&self, time: u64) -> bool {
+        time.is_multiple_of(self.window.slide_ms)
+    }
+
+    fn describe(&self, dataflow: &Dataflow) -> String {
+        format!(
+            "combine per key with {} over a window of {}, {}",
+            dataflow.combine_name(self.combine),
+            self.window.describe(),
+            match self.inverse {
+                Some(inverse) =>
+                    format!("incrementally (inverse {})", dataflow.combine_name(inverse)),
+                None => "recombining the window's batches".into(),
+            }
+        )
+    }
+
+    fn operators(&self) -> Vec<(&'static str, usize)> {
+        let combines: Vec<Combine> = std::iter::once(self.combine).chain(self.inverse).collect();
+        wasm_combiners(&combines)
+    }
+}
+
+impl PartitionState for WindowPartition {
+    const TAG: u64 = 1;
+
+    fn encode(&self, out: &mut Writer) {
+        WindowPartition::encode(self, out);
+    }
+
+    fn decode(input: &mut Reader<'_>) -> Result<Self> {
+        WindowPartition::decode(input)
+    }
+
+    fn records(&self) -> usize {
+        WindowPartition::records(self)
+    }
 }
 
 impl WindowPartition {

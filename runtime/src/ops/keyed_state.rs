@@ -1,4 +1,5 @@
-//! updateStateByKey and mapWithState: one shuffle partition's keyed state.
+//! update-state-by-key and map-with-state (Spark's updateStateByKey and mapWithState): a Wasm
+//! state operator per key, with the state of one shuffle partition's keys kept by the host.
 //!
 //! The state operator is called once per partition and batch with every key to update: the
 //! keys with new data (their values in arrival order), plus every other key for
@@ -6,13 +7,206 @@
 //! boundary once, in and out. mapWithState's cost grows with the keys touched: keys due to
 //! time out are found through a queue ordered by update time, not by scanning the state.
 
-use super::table::StateTable;
+use super::grouping::group_values;
+use super::{Family, Planned, StepPlanner};
 use crate::checkpoint::{Reader, Writer};
-use crate::exec::{Worker, group_values};
-use crate::plan::StateMode;
-use anyhow::Result;
-use spate_guest::{Batch, Column, StateInput, StateOutput};
+use crate::config::{ConfigError, StepOp};
+use crate::exec::{
+    Dataflow, KeyedInput, KeyedOp, MapSide, NodeKind, ReduceOutput, ReduceTask, Worker,
+};
+use crate::record::{Shape, StreamType};
+use crate::shuffle::{hash_key, partition_of};
+use crate::state::{NodeState, PartitionState, Partitioned, StateTable, downcast, lock};
+use anyhow::{Context, Result, bail};
+use spate_guest::{Batch, Column, StateInput, StateOutput, ValueType};
 use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The keyed state family.
+pub struct KeyedState;
+
+impl Family for KeyedState {
+    fn ops(&self) -> &'static [StepOp] {
+        &[StepOp::UpdateStateByKey, StepOp::MapWithState]
+    }
+
+    fn fields(&self, op: StepOp) -> &'static [&'static str] {
+        match op {
+            StepOp::UpdateStateByKey => &["plugin", "params", "partitions", "initial-state"],
+            _ => &[
+                "plugin",
+                "params",
+                "partitions",
+                "timeout",
+                "initial-state",
+                "snapshots",
+            ],
+        }
+    }
+
+    fn plan(&self, step: &mut StepPlanner<'_>) -> Result<Planned, ConfigError> {
+        let key = step.keyed(0)?;
+        let operator = step.plugin_operator(crate::wasm::OperatorKind::State)?;
+        let info = step.operator(operator).info.clone();
+        let state_type = Shape::from(info.state_type.unwrap_or(ValueType::Bytes));
+        let spec = step.step;
+        let initial = spec
+            .initial_state
+            .as_ref()
+            .map(|p| step.existing_file(p, "initial-state"))
+            .transpose()?;
+        let (mode, types) = if step.op == StepOp::UpdateStateByKey {
+            let types = StreamType::keyed(key.clone(), state_type.clone());
+            (StateMode::UpdateAll, types)
+        } else {
+            let types = StreamType {
+                key: info.key_type.map(Shape::from).or(Some(key.clone())),
+                value: info.value_type.map_or(state_type.clone(), Shape::from),
+            };
+            if let Some(snapshots) = &spec.snapshots {
+                step.side_outputs.push((
+                    snapshots.get_ref().clone(),
+                    StreamType::keyed(key.clone(), state_type.clone()),
+                ));
+            }
+            let timeout_ms = spec.timeout.as_ref().map(|t| t.get_ref().as_millis());
+            (StateMode::MapWithState { timeout_ms }, types)
+        };
+        let input = KeyedInput::new(step.inputs[0], MapSide::Hash, &step.types[0]);
+        let op = KeyedStateOp {
+            operator,
+            mode,
+            initial,
+        };
+        Ok(Planned {
+            kind: NodeKind::Keyed {
+                inputs: vec![input],
+                partitions: step.partitions,
+                op: Arc::new(op),
+            },
+            types,
+            slide_ms: step.slide,
+        })
+    }
+}
+
+/// updateStateByKey or mapWithState.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateMode {
+    /// Every key in state is updated every batch; the output is the whole state.
+    UpdateAll,
+    /// Only keys with new data (and timing-out keys) are updated; the output is what the
+    /// operator emits.
+    MapWithState {
+        /// A key idle for longer than this times out (ms).
+        timeout_ms: Option<u64>,
+    },
+}
+
+/// The reduce side of a keyed state step.
+#[derive(Debug)]
+pub struct KeyedStateOp {
+    /// The Wasm state operator.
+    pub operator: usize,
+    /// Which of the two.
+    mode: StateMode,
+    /// A file of initial `key<TAB>state` lines.
+    initial: Option<PathBuf>,
+}
+
+/// The role of a keyed state step's operator in [`KeyedOp::operators`] (what `spate migrate`
+/// looks for).
+pub const STATE_OPERATOR: &str = "state operator";
+
+/// A keyed state node's state.
+pub type KeyedStates = Partitioned<StatePartition>;
+
+impl KeyedOp for KeyedStateOp {
+    fn new_state(
+        &self,
+        partitions: usize,
+        dataflow: &Dataflow,
+        now_ms: u64,
+    ) -> Result<Option<Box<dyn NodeState>>> {
+        let state = KeyedStates::new(partitions);
+        if let Some(path) = &self.initial {
+            let state_type = dataflow.operators[self.operator]
+                .info
+                .state_type
+                .unwrap_or(ValueType::Bytes);
+            load_initial_state(path, state_type, &state.parts, now_ms)?;
+        }
+        Ok(Some(Box::new(state)))
+    }
+
+    fn state_layout(&self) -> Option<String> {
+        Some(
+            match self.mode {
+                StateMode::UpdateAll => "update-state-by-key",
+                StateMode::MapWithState { .. } => "map-with-state",
+            }
+            .to_owned(),
+        )
+    }
+
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+        let state = downcast::<KeyedStates>(task.state)?;
+        let step = state.part(task.partition)?.step(
+            task.worker,
+            self.operator,
+            self.mode,
+            task.side_output,
+            task.time,
+            buckets,
+        )?;
+        Ok(ReduceOutput {
+            main: Some(step.output),
+            side: step.snapshot,
+            late_records: 0,
+        })
+    }
+
+    fn describe(&self, _: &Dataflow) -> String {
+        format!(
+            "{}{}",
+            match self.mode {
+                StateMode::UpdateAll =>
+                    "update-state-by-key: every key in state each batch".to_owned(),
+                StateMode::MapWithState { timeout_ms } => format!(
+                    "map-with-state: keys with new data{}",
+                    timeout_ms
+                        .map(|t| format!(", timeout {t} ms"))
+                        .unwrap_or_default()
+                ),
+            },
+            self.initial
+                .as_ref()
+                .map(|p| format!(", initial state from {}", p.display()))
+                .unwrap_or_default()
+        )
+    }
+
+    fn operators(&self) -> Vec<(&'static str, usize)> {
+        vec![(STATE_OPERATOR, self.operator)]
+    }
+}
+
+impl PartitionState for StatePartition {
+    const TAG: u64 = 2;
+
+    fn encode(&self, out: &mut Writer) {
+        StatePartition::encode(self, out);
+    }
+
+    fn decode(input: &mut Reader<'_>) -> Result<Self> {
+        StatePartition::decode(input)
+    }
+
+    fn records(&self) -> usize {
+        self.len()
+    }
+}
 
 /// The keyed state of one shuffle partition. A key's meta is the time of its last update.
 #[derive(Default)]
@@ -250,5 +444,71 @@ impl StatePartition {
             output,
             snapshot: snapshots.then(|| self.table.contents()),
         })
+    }
+}
+
+/// Reads `key<TAB>state` lines into the state partitions, each key to the partition its hash
+/// sends it to.
+fn load_initial_state(
+    path: &Path,
+    state_type: ValueType,
+    state: &[Mutex<StatePartition>],
+    now_ms: u64,
+) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read initial state file {}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let Some((key, value)) = line.split_once('\t') else {
+            bail!("{}: expected `key<TAB>state`, got {line:?}", at());
+        };
+        let bytes = encode_scalar(value, state_type).with_context(at)?;
+        let partition = partition_of(hash_key(key.as_bytes()), state.len());
+        lock(&state[partition]).preset(key.as_bytes(), &bytes, now_ms);
+    }
+    Ok(())
+}
+
+/// The bytes of a value written as text in a file, per its type.
+fn encode_scalar(text: &str, value_type: ValueType) -> Result<Vec<u8>> {
+    Ok(match value_type {
+        ValueType::I64 => text
+            .trim()
+            .parse::<i64>()
+            .with_context(|| format!("state {text:?} is not an i64"))?
+            .to_le_bytes()
+            .to_vec(),
+        ValueType::F64 => text
+            .trim()
+            .parse::<f64>()
+            .with_context(|| format!("state {text:?} is not an f64"))?
+            .to_le_bytes()
+            .to_vec(),
+        ValueType::Text | ValueType::Bytes => text.as_bytes().to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::locked_partitions;
+
+    #[test]
+    fn initial_state_lines_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("init.tsv");
+        std::fs::write(&path, "a\t1\nb\t2\n").unwrap();
+        let state: Vec<Mutex<StatePartition>> = locked_partitions(2);
+        load_initial_state(&path, ValueType::I64, &state, 0).unwrap();
+        assert_eq!(state.iter().map(|p| lock(p).len()).sum::<usize>(), 2);
+        std::fs::write(&path, "a\t1\nb two\n").unwrap();
+        let err = load_initial_state(&path, ValueType::I64, &state, 0).unwrap_err();
+        assert!(format!("{err:#}").contains("init.tsv:2"), "{err:#}");
+        std::fs::write(&path, "a\tx\n").unwrap();
+        let err = load_initial_state(&path, ValueType::I64, &state, 0).unwrap_err();
+        assert!(format!("{err:#}").contains("not an i64"), "{err:#}");
     }
 }
