@@ -84,7 +84,7 @@ fn boundary(c: &mut Criterion) {
     let (op, engine) = tokenize_operator();
     let mut columnar = transform(&op);
     let linker = new_linker(&engine).expect("linker");
-    let path = std::path::Path::new(spate::bundled::DEV_PLUGINS_DIR).join("boundary.wasm");
+    let path = spate_test_artifacts::plugin("boundary");
     let component =
         wasmtime::component::Component::from_file(&engine, &path).expect("boundary.wasm");
     let pre = alternatives::BoundaryPre::new(linker.instantiate_pre(&component).expect("link"))

@@ -41,8 +41,3 @@ pub const DEMO_TEXT: &str = include_str!("../assets/demo.txt");
 
 /// The pipeline `spate demo` runs: word count over [`DEMO_TEXT`], printed every second.
 pub const DEMO_PIPELINE: &str = include_str!("../../examples/demo-wordcount.toml");
-
-/// Where build.rs put the operators for tests and benchmarks (not bundled): `panicky.wasm`
-/// (passes records through, traps on a trigger line) and `boundary.wasm` (the rejected boundary
-/// designs, for docs/BOUNDARY.md).
-pub const DEV_PLUGINS_DIR: &str = env!("SPATE_DEV_PLUGINS");

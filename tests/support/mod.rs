@@ -28,7 +28,7 @@ pub fn spate() -> Command {
 
 /// Where the test operators were built.
 pub fn test_plugin(name: &str) -> PathBuf {
-    Path::new(spate::bundled::DEV_PLUGINS_DIR).join(format!("{name}.wasm"))
+    spate_test_artifacts::plugin(name)
 }
 
 /// Writes a pipeline file into `dir`.

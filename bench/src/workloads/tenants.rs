@@ -23,7 +23,7 @@ pub struct Tenants {
 }
 
 fn burner_pipeline(work: &Path) -> Result<std::path::PathBuf> {
-    let plugin = Path::new(spate::bundled::DEV_PLUGINS_DIR).join("hostile.wasm");
+    let plugin = spate_test_artifacts::plugin("hostile");
     let path = work.join("burner.toml");
     std::fs::write(
         &path,
