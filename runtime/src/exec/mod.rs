@@ -1,7 +1,7 @@
 //! Execution: the dataflow a batch runs through, the worker pool, and the tasks of a batch
 //! (narrow steps fused per partition, the map side and exchange of a shuffle, retries and
 //! dead letters). What each node computes is its op family's (`ops`), behind the traits of
-//! [`dataflow`].
+//! `dataflow`.
 
 mod dataflow;
 mod dead_letter;
