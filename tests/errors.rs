@@ -203,7 +203,7 @@ fn invalid_utf8_fails_naming_file_and_line_or_is_skipped_and_counted() {
     let (code, line) = fails("run", &path);
     assert_eq!(code, 1);
     assert!(
-        line.contains("data.txt line 2: invalid UTF-8 at byte 4"),
+        line.contains("data.txt line 2 (byte offset 10): invalid UTF-8 at byte 4"),
         "{line}"
     );
 
@@ -233,7 +233,9 @@ fn a_line_over_the_maximum_fails_or_is_skipped() {
     let path = file_job(dir.path(), &input, "max-line-length = 1000", WORD_COUNT);
     let (_, line) = fails("run", &path);
     assert!(
-        line.contains("data.txt line 2: line longer than max-line-length (1000 bytes)"),
+        line.contains(
+            "data.txt line 2 (byte offset 6): line longer than max-line-length (1000 bytes)"
+        ),
         "{line}"
     );
     let path = file_job(

@@ -606,3 +606,112 @@ fn check_prints_grants_and_limits_and_refuses_a_missing_granted_directory() {
         "{log}"
     );
 }
+
+/// An operator's text reaches the log, the summary and the dead letters as one escaped,
+/// capped line: a forged batch line of another job never starts a line of the log, no terminal
+/// escape gets through, and a 1 MiB error message, repeated per retry and partition, stays
+/// short everywhere it is shown.
+#[test]
+fn guest_text_can_neither_forge_log_lines_nor_flood_them() {
+    let arena = Arena::new();
+    let dead = arena.path().join("dead");
+    let hostile = arena.hostile(
+        &test_plugin("hostile"),
+        &format!(
+            "task-retries = 1\non-task-failure = \"skip\"\ndead-letter-dir = \"{}\"",
+            dead.display()
+        ),
+        "params = { attack = \"forge\" }",
+    );
+    let output = run(&["run", hostile.to_str().unwrap()], Duration::from_secs(60));
+    let raw = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{raw}");
+    assert!(
+        !raw.contains('\u{1b}') && !raw.contains('\r'),
+        "escapes got through"
+    );
+    assert!(
+        !raw.contains('\u{202e}'),
+        "a bidirectional override got through"
+    );
+    for line in raw.lines() {
+        assert!(
+            !line.starts_with("2026-12-03T00:00:00Z") && !line.trim_start().starts_with("FORGED"),
+            "a forged line: {line}"
+        );
+    }
+    assert!(
+        raw.contains("FORGED-LINE"),
+        "the guest's text is shown, escaped\n{raw}"
+    );
+    assert!(raw.contains("more bytes cut"), "the message is cut\n{raw}");
+    // Two attempts of one partition, each logged with its message: far below the 2 MiB sent.
+    assert!(raw.len() < 64 << 10, "the log holds {} bytes", raw.len());
+    let letters: Vec<(String, String)> = std::fs::read_dir(&dead)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    let errors: Vec<&(String, String)> = letters
+        .iter()
+        .filter(|(p, _)| p.ends_with(".error"))
+        .collect();
+    assert!(!errors.is_empty(), "{letters:?}");
+    for (path, text) in errors {
+        assert!(text.len() < 16 << 10, "{path} holds {} bytes", text.len());
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{path}");
+        assert!(text.contains("FORGED-LINE"), "{path}: {text}");
+    }
+}
+
+/// Jobs start on their own: one whose operator never finishes `configure` (until its
+/// call-time limit) delays and fails only itself, while the other job runs to its end.
+#[test]
+fn a_stalled_start_delays_and_fails_its_own_job_only() {
+    let arena = Arena::new();
+    let hostile = arena.hostile(
+        &test_plugin("hostile"),
+        "",
+        "params = { stall = \"configure\" }\nlimits = { call-time = \"4s\" }",
+    );
+    let output = arena.run_side_by_side(&hostile);
+    let log = stderr(&output);
+    let good_done = log
+        .find("job{name=good}")
+        .and_then(|_| log.find("summary:"))
+        .unwrap_or_else(|| panic!("the good job never finished\n{log}"));
+    let hostile_failed = log
+        .find("exceeded its call-time limit")
+        .unwrap_or_else(|| panic!("the stalled start did not hit its limit\n{log}"));
+    assert!(
+        good_done < hostile_failed,
+        "the good job waited for the stalled one\n{log}"
+    );
+    assert!(failure_line(&log).contains("#configure"), "{log}");
+}
+
+/// A guest that sleeps waits inside a host call (WASI poll on a clock subscription), where
+/// epoch interruption does not reach: the wait still ends at the call's deadline, the call fails
+/// with the call-time limit, and the process does not hang.
+#[test]
+fn a_sleep_inside_a_host_call_ends_at_the_call_time_limit() {
+    let arena = Arena::new();
+    let hostile = arena.hostile(
+        &test_plugin("hostile"),
+        "[job.limits]\ncall-time = \"500ms\"",
+        "params = { attack = \"sleep\" }",
+    );
+    let log = stderr(&arena.run_side_by_side(&hostile));
+    let line = failure_line(&log);
+    assert!(
+        line.contains("exceeded its call-time limit of 500ms")
+            && line.contains("pollable.block")
+            && line.contains("#process"),
+        "{line}"
+    );
+}

@@ -121,3 +121,47 @@ type = "print"
     );
     assert!(printed.contains("(fox,1)"), "{printed}");
 }
+
+/// A bad line names its line in the connection and its byte offset in the source's whole
+/// stream, which stays the same across reconnects and restarts (what a producer speaking the
+/// resume protocol resends from).
+#[test]
+fn a_bad_line_after_a_reconnect_names_its_stream_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[sources.lines]
+type = "socket"
+host = "127.0.0.1"
+port = {port}
+reconnect-max = "200ms"
+
+[[outputs]]
+type = "print"
+"#
+        ),
+    );
+    let child = spate()
+        .args(["run", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut first, _) = listener.accept().unwrap();
+    first.write_all(b"first line\nsecond\n").unwrap();
+    drop(first);
+    let (mut second, _) = listener.accept().unwrap();
+    second.write_all(b"fine\nbad \xff\n").unwrap();
+    let output = wait(child, Duration::from_secs(20));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    // 18 bytes on the first connection, then "fine\n": the bad line starts at byte 23.
+    assert!(
+        log.contains("(connection 2) line 2 (byte offset 23): invalid UTF-8"),
+        "{log}"
+    );
+}

@@ -152,35 +152,45 @@ fn init_logging() {
 
 /// Loads the pipeline and builds its plan (compiling and checking every plugin).
 fn load_plan(path: &Path, overrides: &[String], no_cache: bool) -> Result<Plan> {
-    let pipeline = Pipeline::load(path, overrides)?;
+    build_plan(&Pipeline::load(path, overrides)?, no_cache)
+}
+
+/// Builds a loaded pipeline's plan: compiles, links, describes and configures its plugins.
+fn build_plan(pipeline: &Pipeline, no_cache: bool) -> Result<Plan> {
     let cache = if no_cache {
         ComponentCache::disabled()
     } else {
         ComponentCache::default_location()
     };
-    Ok(Plan::build(&pipeline, &cache)?)
+    Ok(Plan::build(pipeline, &cache)?)
 }
 
 fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
     // A pipeline that does not load fails alone: the other tenants' jobs still run.
     let mut failures: Vec<anyhow::Error> = Vec::new();
-    let mut plans: Vec<Plan> = Vec::new();
+    let report = |e: &anyhow::Error| {
+        // With other jobs still to run, say it now rather than only when they end; a lone
+        // pipeline's error is printed once, on exit.
+        if paths.len() > 1 {
+            tracing::error!("{e:#}");
+        }
+    };
+    // Reading the files is quick and runs no tenant code: done first, so that duplicate job
+    // names are refused before any job starts.
+    let mut pipelines: Vec<Pipeline> = Vec::new();
     for path in paths {
-        match load_plan(path, &args.overrides, args.no_cache) {
-            Ok(plan) if plans.iter().any(|p| p.job.name == plan.job.name) => {
+        match Pipeline::load(path, &args.overrides) {
+            Ok(p) if pipelines.iter().any(|q| q.job_name() == p.job_name()) => {
                 failures.push(anyhow!(
                     "{}: another pipeline is also named '{}': give each job its own `job.name`",
                     path.display(),
-                    plan.job.name
+                    p.job_name()
                 ));
             }
-            Ok(plan) => plans.push(plan),
+            Ok(p) => pipelines.push(p),
             Err(e) => {
-                // With other jobs still to run, say it now rather than only when they end; a
-                // lone pipeline's error is printed once, on exit.
-                if paths.len() > 1 {
-                    tracing::error!("{e:#}");
-                }
+                let e = anyhow::Error::from(e);
+                report(&e);
                 failures.push(e);
             }
         }
@@ -190,15 +200,21 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
         stop: stop_flag(),
         fresh: args.fresh,
     };
+    // Each job plans (its plugins' describe and configure run tenant code) and runs on its own
+    // thread: a slow or failing start delays and fails that job alone.
     std::thread::scope(|scope| {
-        let handles: Vec<_> = plans
-            .into_iter()
-            .map(|plan| {
-                let name = plan.job.name.clone();
+        let handles: Vec<_> = pipelines
+            .iter()
+            .map(|pipeline| {
+                let name = pipeline.job_name();
                 let options = &options;
+                let no_cache = args.no_cache;
                 std::thread::Builder::new()
                     .name(format!("spate-job-{name}"))
-                    .spawn_scoped(scope, move || run_job(plan, options))
+                    .spawn_scoped(scope, move || {
+                        let plan = build_plan(pipeline, no_cache).inspect_err(report)?;
+                        run_job(plan, options)
+                    })
                     .map_err(|e| anyhow!("job '{name}': cannot start its thread: {e}"))
             })
             .collect();

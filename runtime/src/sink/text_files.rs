@@ -53,6 +53,17 @@ impl Output for TextFiles {
     }
 
     fn open(&self, _job: &str) -> Box<dyn Sink> {
+        match self.remove_leftovers() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "text-files output {}: removed {n} staging directories a killed run left",
+                self.prefix
+            ),
+            Err(e) => tracing::warn!(
+                "text-files output {}: cannot clean up after an earlier run: {e}",
+                self.prefix
+            ),
+        }
         Box::new(self.clone())
     }
 }
@@ -61,6 +72,46 @@ impl TextFiles {
     /// Writes under `prefix`, with an optional `suffix`.
     pub fn new(prefix: String, suffix: Option<String>) -> Self {
         TextFiles { prefix, suffix }
+    }
+
+    /// The parent directory of the batches' directories and their names' start.
+    fn parent_and_stem(&self) -> (PathBuf, String) {
+        let prefix = Path::new(&self.prefix);
+        let parent = prefix
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let stem = prefix
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (parent.to_owned(), stem)
+    }
+
+    /// Removes the staging directories (`.<name>.tmp-<pid>`) that a run killed mid-write left,
+    /// those of processes that no longer run: a live process's are its own. Returns how many.
+    fn remove_leftovers(&self) -> std::io::Result<usize> {
+        let (parent, stem) = self.parent_and_stem();
+        let entries = match std::fs::read_dir(&parent) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mine = std::process::id();
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = staging_pid(&name, &stem) else {
+                continue;
+            };
+            if pid == mine || Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// The directory of a batch.
@@ -74,6 +125,21 @@ impl TextFiles {
     }
 }
 
+/// The process id in the name of a staging directory of batches named `<stem>-<time>...`.
+fn staging_pid(name: &str, stem: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix('.')?
+        .strip_prefix(stem)?
+        .strip_prefix('-')?;
+    let time_end = rest.find(|c: char| !c.is_ascii_digit())?;
+    let (time, rest) = rest.split_at(time_end);
+    if time.is_empty() {
+        return None;
+    }
+    let (_, pid) = rest.rsplit_once(".tmp-")?;
+    pid.parse().ok()
+}
+
 impl Sink for TextFiles {
     fn write(
         &mut self,
@@ -82,10 +148,8 @@ impl Sink for TextFiles {
         types: &StreamType,
     ) -> Result<()> {
         let target = self.batch_dir(batch_time_ms);
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let (parent, _) = self.parent_and_stem();
+        let parent = parent.as_path();
         std::fs::create_dir_all(parent)
             .with_context(|| format!("text-files output: cannot create {}", parent.display()))?;
         let name = target
@@ -126,6 +190,29 @@ mod tests {
     use super::*;
     use crate::record::Shape;
     use spate_guest::BatchBuilder;
+
+    #[test]
+    fn staging_leftovers_of_dead_processes_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("out/wc").display().to_string();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        // A process id no process can have, init's (alive), and names that are not staging.
+        let dead = out.join(".wc-1000.txt.tmp-4294967295");
+        let live = out.join(".wc-2000.txt.tmp-1");
+        let other = out.join(".wcx-1000.txt.tmp-4294967295");
+        let done = out.join("wc-1000.txt");
+        for d in [&dead, &live, &other, &done] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("part-00000"), "x\n").unwrap();
+        }
+        let sink = TextFiles::new(prefix, Some("txt".into()));
+        assert_eq!(sink.remove_leftovers().unwrap(), 1);
+        assert!(!dead.exists() && live.exists() && other.exists() && done.exists());
+        assert_eq!(staging_pid(".wc-1000.tmp-42", "wc"), Some(42));
+        assert_eq!(staging_pid(".wc-.tmp-42", "wc"), None);
+        assert_eq!(staging_pid("wc-1000.tmp-42", "wc"), None);
+    }
 
     #[test]
     fn writes_one_directory_per_batch_and_replaces_on_replay() {

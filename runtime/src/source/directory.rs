@@ -127,7 +127,7 @@ fn run(context: &ReceiverContext, spec: &Directory) -> Result<()> {
             let start = context.resume.files.get(&name).copied().unwrap_or(0);
             let whole = std::fs::metadata(&file).map_or(0, |m| m.len());
             if start < whole || start == 0 {
-                let mut splitter = rules.splitter(format!("file {}", file.display()));
+                let mut splitter = rules.splitter(format!("file {}", file.display()), start);
                 let mut reader = FileReader {
                     name,
                     start,

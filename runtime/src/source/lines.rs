@@ -11,15 +11,23 @@ use std::fmt;
 pub struct BadLine {
     /// Where the line came from (`file in/a.txt`, `socket 127.0.0.1:9999`).
     pub origin: String,
-    /// 1-based line number within the origin.
+    /// 1-based line number within the origin (a socket's connection, a file's part read).
     pub line: u64,
+    /// Where the line starts, in bytes of the source's whole stream (a socket's, across its
+    /// connections; a file's): the same across restarts, and what a producer speaking the
+    /// resume protocol resends from.
+    pub offset: u64,
     /// What is wrong with it.
     pub reason: String,
 }
 
 impl fmt::Display for BadLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}: {}", self.origin, self.line, self.reason)
+        write!(
+            f,
+            "{} line {} (byte offset {}): {}",
+            self.origin, self.line, self.offset, self.reason
+        )
     }
 }
 
@@ -43,9 +51,10 @@ impl LineRules {
         }
     }
 
-    /// A splitter for input from `origin`.
-    pub fn splitter(&self, origin: String) -> LineSplitter {
-        LineSplitter::new(origin, self.max_line_length.get(), self.on_bad_line)
+    /// A splitter for input from `origin` whose first byte is at `offset` of the source's
+    /// stream.
+    pub fn splitter(&self, origin: String, offset: u64) -> LineSplitter {
+        LineSplitter::new(origin, self.max_line_length.get(), self.on_bad_line).at_offset(offset)
     }
 
     /// The rules, for `spate check`.
@@ -71,6 +80,12 @@ pub struct LineSplitter {
     fed: u64,
     /// Bytes up to the end of the last complete line.
     line_end: u64,
+    /// Where the line being read starts (bytes fed before it).
+    line_start: u64,
+    /// Bytes fed before the chunk being split.
+    chunk_base: u64,
+    /// The stream offset of the first byte fed.
+    origin_offset: u64,
 }
 
 impl LineSplitter {
@@ -86,7 +101,17 @@ impl LineSplitter {
             skipped: 0,
             fed: 0,
             line_end: 0,
+            line_start: 0,
+            chunk_base: 0,
+            origin_offset: 0,
         }
+    }
+
+    /// The same splitter, for input whose first byte is at `offset` of the source's stream
+    /// (a resumed connection, a file read from where a recovered job had got to).
+    pub fn at_offset(mut self, offset: u64) -> Self {
+        self.origin_offset = offset;
+        self
     }
 
     /// Takes the count of lines skipped since the last call.
@@ -104,6 +129,7 @@ impl LineSplitter {
     /// next chunk.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Column) -> Result<(), BadLine> {
         let base = self.fed;
+        self.chunk_base = base;
         self.fed += chunk.len() as u64;
         let checked = Self::utf8_checked_lines(chunk, self.partial.is_empty() && !self.discarding);
         // Before the checked stretch: the end of a line an earlier chunk started.
@@ -113,6 +139,7 @@ impl LineSplitter {
             // check of its own, and no partial line to join (the one before just ended).
             self.line += append_lines(&chunk[checked.start..=checked.end], out);
             start = checked.end + 1;
+            self.line_start = base + start as u64;
         }
         let start = self.split(chunk, start, chunk.len(), &checked, out)?;
         if start > 0 {
@@ -151,6 +178,7 @@ impl LineSplitter {
                 self.partial = line;
                 self.partial.clear();
             }
+            self.line_start = self.chunk_base + start as u64;
         }
         Ok(start)
     }
@@ -223,6 +251,7 @@ impl LineSplitter {
         BadLine {
             origin: self.origin.clone(),
             line,
+            offset: self.origin_offset + self.line_start,
             reason,
         }
     }
@@ -299,7 +328,7 @@ mod tests {
         assert_eq!(lines.unwrap(), ["ab\u{e9}cd", "ok"]);
         assert_eq!(
             first_error(&[b"ok\n", b"x\nbad \xff\nz\n"]),
-            "test line 3: invalid UTF-8 at byte 4 of the line"
+            "test line 3 (byte offset 5): invalid UTF-8 at byte 4 of the line"
         );
         let (lines, skipped) = split(&[b"a\n\xff\nb\n\xc3"], 100, BadLinePolicy::Skip);
         assert_eq!(
@@ -322,7 +351,7 @@ mod tests {
         // A bad line after a continued one is still found and named.
         assert_eq!(
             first_error(&[b"ok\npart", b"ial\nfine\nbad \xff\n"]),
-            "test line 4: invalid UTF-8 at byte 4 of the line"
+            "test line 4 (byte offset 16): invalid UTF-8 at byte 4 of the line"
         );
         let (lines, _) = split(
             &[b"ok\npart", b"ial\nfine\n\xc3\xa9\n"],
@@ -339,7 +368,7 @@ mod tests {
         // The first chunk's lines take the one-pass path; the line numbers go on after them.
         assert_eq!(
             first_error(&[b"a\r\nb\n", b"c\nbad \xff\n"]),
-            "test line 4: invalid UTF-8 at byte 4 of the line"
+            "test line 4 (byte offset 7): invalid UTF-8 at byte 4 of the line"
         );
     }
 
@@ -349,7 +378,7 @@ mod tests {
         let err = result.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "test line 2: invalid UTF-8 at byte 4 of the line"
+            "test line 2 (byte offset 3): invalid UTF-8 at byte 4 of the line"
         );
     }
 
@@ -357,7 +386,14 @@ mod tests {
     fn long_lines_fail_or_are_skipped_without_buffering_them() {
         let long = vec![b'x'; 50];
         let (result, _) = split(&[b"a\n", &long, &long, b"\nb\n"], 60, BadLinePolicy::Fail);
-        assert_eq!(result.unwrap_err().line, 2);
+        let err = result.unwrap_err();
+        assert_eq!((err.line, err.offset), (2, 2));
+        // A splitter resumed mid-stream names offsets of the whole stream.
+        let mut resumed = LineSplitter::new("t".into(), 100, BadLinePolicy::Fail).at_offset(1000);
+        let err = resumed
+            .feed(b"ok\n\xff\n", &mut Column::default())
+            .unwrap_err();
+        assert_eq!((err.line, err.offset), (2, 1003));
         let (lines, skipped) = split(
             &[b"a\n", &long, &long, b"\nb\n\xff\n"],
             60,

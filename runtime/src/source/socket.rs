@@ -116,7 +116,7 @@ fn run(context: &ReceiverContext, spec: &Socket) -> Result<()> {
         backoff = FIRST_BACKOFF;
         tracing::info!("source '{}': connected to {address}", context.name);
         let origin = format!("socket {address} (connection {connection})");
-        let mut splitter = rules.splitter(origin);
+        let mut splitter = rules.splitter(origin, offset);
         let mut reader = Connection {
             stream,
             start: offset,

@@ -3,6 +3,7 @@
 //! instance may write per batch is capped (`limits.log-bytes`): a chatty or hostile operator
 //! cannot flood the host's log or memory.
 
+use super::guest_text::guest_lines;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,14 +39,17 @@ impl GuestOutput {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).kept = 0;
     }
 
-    /// Takes what the guest wrote since the last call, with a note when some was dropped.
+    /// Takes what the guest wrote since the last call, as one line (see
+    /// [`super::guest_text::guest_lines`]), with a note when some was dropped.
     pub fn take(&self) -> String {
         let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if buffer.bytes.is_empty() && buffer.dropped == 0 {
             // The common case, once per call: nothing printed, nothing to allocate.
             return String::new();
         }
-        let mut text = String::from_utf8_lossy(&buffer.bytes).trim_end().to_owned();
+        // The budget already bounds the bytes: the line is only escaped, not cut again.
+        let budget = buffer.budget.max(buffer.bytes.len()).saturating_mul(6);
+        let mut text = guest_lines(&String::from_utf8_lossy(&buffer.bytes), budget);
         if buffer.dropped > 0 {
             text.push_str(&format!(
                 " [{} more bytes dropped: over this batch's limits.log-bytes]",

@@ -2,15 +2,18 @@
 //! pipeline file grants the operator, its captured output, and its resource limiter.
 
 use super::guest_output::GuestOutput;
-use super::limits::{Limiter, Limits};
+use super::limits::{LimitExceeded, LimitKind, Limiter, Limits};
 use anyhow::{Context, Result};
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::runtime::in_tokio;
 use wasmtime_wasi::{Deterministic, FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as _, HostPollable as _};
 
 /// A host directory an operator may use, as a WASI preopen (a `cap-std` directory handle:
 /// paths resolve beneath it, `..` and symlinks cannot leave it).
@@ -74,6 +77,27 @@ pub struct HostState {
     table: ResourceTable,
     /// Memory and table limits, and the instance's peak memory.
     pub limiter: Limiter,
+    /// `limits.call-time`.
+    call_time: Duration,
+    /// When the current call must end: epoch interruption stops Wasm code then, and a wait in
+    /// a host call ends then too (see [`new_linker`]).
+    deadline: Option<Instant>,
+}
+
+impl HostState {
+    /// A call starts now: its waits in host calls end at `call-time` from now.
+    pub fn start_call(&mut self) {
+        self.deadline = Instant::now().checked_add(self.call_time);
+    }
+
+    /// The error of a wait that would outlast the call's deadline.
+    fn past_deadline(&self, waiting: &str) -> wasmtime::Error {
+        wasmtime::Error::new(LimitExceeded {
+            kind: LimitKind::CallTime,
+            limit: humantime::format_duration(self.call_time).to_string(),
+            attempted: format!("{waiting} past the end of its call"),
+        })
+    }
 }
 
 impl WasiView for HostState {
@@ -163,19 +187,82 @@ pub fn new_store(
             wasi: wasi_context(grants, output)?,
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
+            call_time: limits.call_time,
+            deadline: None,
         },
     );
+    store.data_mut().start_call();
     store.limiter(|state| &mut state.limiter);
     // Calls set their own deadline; this one covers whatever runs before the first call.
     store.set_epoch_deadline(super::ticker::ticks_for(limits.call_time));
     Ok(store)
 }
 
-/// The linker every operator is linked with: WASI p2 (for the guest language's runtime) only.
+/// The linker every operator is linked with: WASI p2 (for the guest language's runtime) only,
+/// with its waits bounded by the call's deadline.
 pub fn new_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    bound_waits(&mut linker)?;
     Ok(linker)
+}
+
+/// The WASI package whose `poll` interface [`bound_waits`] replaces: the version
+/// wasmtime-wasi defines (guests importing an earlier 0.2 version link to it too).
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Replaces WASI's two blocking waits, `poll` and `pollable.block`, with ones that end at the
+/// call's deadline. Epoch interruption only stops Wasm code: a guest that sleeps or polls a
+/// clock subscription (`std::thread::sleep`) waits inside the host, where no epoch check runs,
+/// and would hold its worker past `call-time` (forever, for a long enough sleep). A wait that
+/// would outlast the deadline fails the call with the call-time limit's error, as a loop would.
+fn bound_waits(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    poll.func_wrap(
+        "poll",
+        |mut store: StoreContextMut<'_, HostState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let state = store.data_mut();
+            let deadline = state.deadline;
+            let table = &mut state.table;
+            let ready = in_tokio(async {
+                match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), table.poll(pollables))
+                        .await
+                        .ok(),
+                    None => Some(table.poll(pollables).await),
+                }
+            });
+            match ready {
+                Some(ready) => Ok((ready?,)),
+                None => Err(store.data().past_deadline("wait in wasi:io/poll#poll")),
+            }
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut store: StoreContextMut<'_, HostState>, (pollable,): (Resource<DynPollable>,)| {
+            let state = store.data_mut();
+            let deadline = state.deadline;
+            let table = &mut state.table;
+            let ready = in_tokio(async {
+                match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), table.block(pollable))
+                        .await
+                        .ok(),
+                    None => Some(table.block(pollable).await),
+                }
+            });
+            match ready {
+                Some(ready) => ready,
+                None => Err(store
+                    .data()
+                    .past_deadline("wait in wasi:io/poll#[method]pollable.block (a sleep?)")),
+            }
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 #[cfg(test)]

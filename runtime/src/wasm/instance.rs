@@ -6,6 +6,7 @@ use super::bindings::{
     combiner::CombinerOperator, state::StateOperator, transform::TransformOperator,
 };
 use super::guest_output::GuestOutput;
+use super::guest_text::{DESCRIPTION_CAP, MESSAGE_CAP, NAME_CAP, PARAMS_CAP, guest_text};
 use super::host::{HostState, new_store};
 use super::limits::{LimitExceeded, LimitKind, Limits, check_output};
 use super::operator::{Info, Pre, PreparedOperator};
@@ -167,13 +168,17 @@ impl<B> Instance<B> {
                     "{} failed in {}#{function}{at}: {}{}",
                     self.label,
                     self.export,
-                    e.message,
+                    guest_text(&e.message, MESSAGE_CAP),
                     quoted(&printed)
                 ))
             }
             Err(trap) => {
                 self.poisoned = true;
-                tracing::debug!("{}: {trap:?}", self.label);
+                tracing::debug!(
+                    "{}: {}",
+                    self.label,
+                    guest_text(&format!("{trap:?}"), 4 * MESSAGE_CAP)
+                );
                 if let Some(hit) = self.limit_hit(&trap) {
                     return Err(anyhow!(
                         "{} in {}#{function}: {hit}{}",
@@ -185,7 +190,9 @@ impl<B> Instance<B> {
                 let reason = trap
                     .downcast_ref::<wasmtime::Trap>()
                     .map(|t| format!("{t}{}", trap_hint(*t)))
-                    .unwrap_or_else(|| format!("{:#}", trap.root_cause()));
+                    .unwrap_or_else(|| {
+                        guest_text(&format!("{:#}", trap.root_cause()), MESSAGE_CAP)
+                    });
                 Err(anyhow!(
                     "{} trapped in {}#{function}: {reason}{}",
                     self.label,
@@ -200,6 +207,7 @@ impl<B> Instance<B> {
 /// Gives the store's next call (or instantiation) its deadline and fuel; returns the fuel given.
 fn arm(store: &mut Store<HostState>, limits: &Limits, fuel_metered: bool) -> u64 {
     store.set_epoch_deadline(ticker::ticks_for(limits.call_time));
+    store.data_mut().start_call();
     if !fuel_metered {
         return 0;
     }
@@ -221,14 +229,12 @@ fn trap_hint(trap: Trap) -> &'static str {
     }
 }
 
+/// What the guest printed (already one line: see [`GuestOutput::take`]), for an error.
 fn quoted(printed: &str) -> String {
     if printed.is_empty() {
         String::new()
     } else {
-        format!(
-            "; the operator printed: {}",
-            printed.trim().replace('\n', " | ")
-        )
+        format!("; the operator printed: {printed}")
     }
 }
 
@@ -387,11 +393,27 @@ impl StateInstance {
     }
 }
 
+/// What `describe` returned, its text made safe to show (see [`guest_text`]).
 fn info_from_wit(info: OperatorInfo) -> Info {
+    let mut params: Vec<(String, String)> = info
+        .params
+        .iter()
+        .take(PARAMS_CAP)
+        .map(|(name, help)| {
+            (
+                guest_text(name, NAME_CAP),
+                guest_text(help, DESCRIPTION_CAP),
+            )
+        })
+        .collect();
+    if info.params.len() > PARAMS_CAP {
+        let more = info.params.len() - PARAMS_CAP;
+        params.push(("...".into(), format!("{more} more parameters not shown")));
+    }
     Info {
-        name: info.name,
-        description: info.description,
-        params: info.params,
+        name: guest_text(&info.name, NAME_CAP),
+        description: guest_text(&info.description, DESCRIPTION_CAP),
+        params,
         key_type: info.key_type.map(Into::into),
         value_type: info.value_type.map(Into::into),
         monoid: info.monoid.map(Into::into),

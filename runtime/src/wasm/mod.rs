@@ -9,6 +9,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod guest_output;
+pub mod guest_text;
 mod host;
 mod instance;
 mod limits;

@@ -30,6 +30,8 @@ pub const ATTACKS: &[&str] = &[
     "env",
     "clock",
     "panic",
+    "forge",
+    "sleep",
 ];
 
 /// The misbehaviour chosen by the `attack` parameter, with what it needs.
@@ -76,7 +78,18 @@ pub enum Attack {
     Clock,
     /// Panics (a Wasm trap).
     Panic,
+    /// Sleeps for an hour: a wait inside a host call (WASI poll on a clock subscription), where
+    /// no epoch check runs.
+    Sleep,
+    /// Prints lines forging another job's log lines, with terminal escapes, then fails with a
+    /// 1 MiB error message made of them.
+    Forge,
 }
+
+/// A line that would pass for another job's batch line, then clears the screen and retitles
+/// the terminal.
+const FORGED: &str = "\n2026-12-03T00:00:00Z INFO job{name=good}: batch 1000 ms: 7 records in, \
+                      FORGED-LINE\r\x1b[2J\x1b]0;pwned\x07\u{202e}";
 
 /// The operator.
 #[derive(Debug)]
@@ -104,7 +117,7 @@ impl Transform for Hostile {
                     "attack",
                     "the misbehaviour: none (default: pass through), loop, memory-bomb, \
                      recursion, flood, emit, read-file, list-dir, write-file, connect, env, \
-                     clock or panic",
+                     clock, panic, forge or sleep",
                 ),
                 (
                     "path",
@@ -119,6 +132,10 @@ impl Transform for Hostile {
                     "copies",
                     "how many copies of each record emit outputs (default 1000)",
                 ),
+                (
+                    "stall",
+                    "configure: spin in configure instead of starting (one job's slow start)",
+                ),
             ],
             key_type: None,
             value_type: None,
@@ -127,6 +144,10 @@ impl Transform for Hostile {
     }
 
     fn configure(params: &Params) -> Result<Self, Error> {
+        if params.string("stall") == Some("configure".into()) {
+            // A start that never ends: only the host's call-time limit stops it.
+            spin();
+        }
         let name = params.string("attack").unwrap_or_else(|| "none".into());
         let attack = match name.as_str() {
             "none" => Attack::None,
@@ -156,6 +177,8 @@ impl Transform for Hostile {
             "env" => Attack::Env,
             "clock" => Attack::Clock,
             "panic" => Attack::Panic,
+            "forge" => Attack::Forge,
+            "sleep" => Attack::Sleep,
             other => {
                 return Err(Error::new(format!(
                     "unknown attack '{other}' (accepted: {})",
@@ -241,6 +264,15 @@ impl Transform for Hostile {
                 Ok(())
             }
             Attack::Panic => panic!("hostile operator panicked on purpose"),
+            Attack::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(())
+            }
+            Attack::Forge => {
+                print!("{FORGED}");
+                eprintln!("{FORGED}");
+                Err(Error::new(FORGED.repeat((1 << 20) / FORGED.len() + 1)))
+            }
         }
     }
 }
