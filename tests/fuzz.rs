@@ -8,7 +8,15 @@
 use proptest::prelude::*;
 use spate::config::Pipeline;
 use spate::record::{Shape, StreamType, write_record, write_value};
-use spate_guest::{Batch, Column, ValueType, nested};
+use spate_guest::{Column, Partition, ValueType, nested};
+
+/// Cases per property: `default`, or `PROPTEST_CASES` for a longer run.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
 
 /// Field names and values that pipeline files use, so that generated files reach deep into
 /// the parser and the connectors rather than failing at the first line.
@@ -130,7 +138,7 @@ fn pipeline_text() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(1500), ..ProptestConfig::default() })]
 
     #[test]
     fn pipeline_files_get_errors_never_panics(text in pipeline_text()) {
@@ -182,9 +190,9 @@ fn shape() -> impl Strategy<Value = Shape> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(4000), ..ProptestConfig::default() })]
 
-    /// What the host checks a guest's batch with (`Batch::validate`, before it reads it) never
+    /// What the host checks a guest's batch with (`Partition::validate`, before it reads it) never
     /// panics, and a batch it accepts can be read and rendered whole.
     #[test]
     fn guest_batches_are_checked_before_use(
@@ -194,7 +202,7 @@ proptest! {
         key_shape in shape(),
         value_shape in shape(),
     ) {
-        let batch = Batch { keys, values, timestamps };
+        let batch = Partition { keys, values, timestamps };
         if batch.validate().is_ok() {
             let types = StreamType { key: batch.keys.as_ref().map(|_| key_shape), value: value_shape };
             let mut text = String::new();

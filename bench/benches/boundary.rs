@@ -16,7 +16,7 @@ use spate::wasm::{
     new_store,
 };
 use spate_bench::corpus::Corpus;
-use spate_guest::{Batch, BatchBuilder, Column};
+use spate_guest::{Column, Partition, PartitionBuilder};
 use spate_plugin_tokenize::Tokenizer;
 use std::time::Duration;
 
@@ -40,10 +40,10 @@ fn lines(bytes: usize) -> Column {
     Column::from_values(text[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()))
 }
 
-fn native_tokenize(input: &Batch) -> Batch {
+fn native_tokenize(input: &Partition) -> Partition {
     let tokenizer = Tokenizer::default();
     let mut scratch = Vec::new();
-    let mut out = BatchBuilder::with_capacity(input.len(), input.values.data.len());
+    let mut out = PartitionBuilder::with_capacity(input.len(), input.values.data.len());
     for record in input.records() {
         tokenizer
             .for_each_word(record.value, &mut scratch, |w| out.emit(w, &1i64))
@@ -107,7 +107,7 @@ fn boundary(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for (label, bytes) in SIZES {
-        let input = Batch {
+        let input = Partition {
             keys: None,
             values: lines(bytes),
             timestamps: Vec::new(),
@@ -166,7 +166,11 @@ fn boundary(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     fixed.bench_function("empty-process-call", |b| {
-        b.iter(|| columnar.process(&mut Batch::default()).expect("process"))
+        b.iter(|| {
+            columnar
+                .process(&mut Partition::default())
+                .expect("process")
+        })
     });
     fixed.bench_function("instantiate-and-configure", |b| {
         b.iter(|| OperatorInstance::new(&op).expect("instance"))

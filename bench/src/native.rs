@@ -97,7 +97,7 @@ pub fn operator_word_count(
     partition_bytes: usize,
     per_flush: usize,
 ) -> (u64, std::time::Duration) {
-    use spate_guest::{Batch, Column, HeldOutput, Monoid};
+    use spate_guest::{Column, HeldOutput, Monoid, Partition};
     let mut op = spate_guest::configure_transform::<spate_plugin_tokenize::Tokenize>(
         spate_guest::Params::default(),
     )
@@ -107,7 +107,7 @@ pub fn operator_word_count(
     let mut in_calls = std::time::Duration::ZERO;
     let mut run = |lines: Column, last: bool| {
         let start = std::time::Instant::now();
-        let input = Batch {
+        let input = Partition {
             keys: None,
             values: lines,
             timestamps: Vec::new(),

@@ -42,7 +42,7 @@ bool exports_spate_operator_transform_process(exports_spate_operator_transform_b
         spate_fail(&e, "operator called before configure");
         return error_to_wit(&e, err);
     }
-    spate_batch_t in = {0}, out;
+    spate_partition_t in = {0}, out;
     in.has_keys = input->keys.is_some;
     if (in.has_keys) column_from_wit(&input->keys.val, &in.keys);
     column_from_wit(&input->values, &in.values);

@@ -49,11 +49,11 @@ spate_bytes_t spate_column_get(const spate_column_t *c, size_t i) {
     return b;
 }
 
-size_t spate_batch_len(const spate_batch_t *b) {
+size_t spate_partition_len(const spate_partition_t *b) {
     return spate_column_len(&b->values);
 }
 
-spate_record_t spate_batch_record(const spate_batch_t *b, size_t i) {
+spate_record_t spate_partition_record(const spate_partition_t *b, size_t i) {
     spate_record_t r;
     r.has_key = b->has_keys;
     if (b->has_keys) {
@@ -339,7 +339,7 @@ static void take_column(spate_buf_t *data, spate_buf_t *offsets, spate_column_t 
     memset(offsets, 0, sizeof *offsets);
 }
 
-bool spate_builder_finish(spate_builder_t *b, spate_batch_t *out, spate_error_t *err) {
+bool spate_builder_finish(spate_builder_t *b, spate_partition_t *out, spate_error_t *err) {
     size_t ts = b->timestamps.len / 8;
     if (ts != 0 && ts != b->len) {
         return spate_fail(err, "operator built a malformed batch: %zu timestamps for %zu records", ts, b->len);
@@ -374,8 +374,8 @@ bool spate_configure_transform(const spate_transform_t *op, const spate_params_t
     return op->configure ? op->configure(params, state, err) : true;
 }
 
-bool spate_run_transform(const spate_transform_t *op, void *state, const spate_batch_t *input, spate_monoid_t combine,
-                         spate_batch_t *out, spate_error_t *err) {
+bool spate_run_transform(const spate_transform_t *op, void *state, const spate_partition_t *input, spate_monoid_t combine,
+                         spate_partition_t *out, spate_error_t *err) {
     spate_builder_t b;
     spate_builder_init(&b, combine);
     bool ok = true;
@@ -384,9 +384,9 @@ bool spate_run_transform(const spate_transform_t *op, void *state, const spate_b
     } else if (!op->record) {
         ok = spate_fail(err, "operator implements neither record nor process");
     } else {
-        size_t n = spate_batch_len(input);
+        size_t n = spate_partition_len(input);
         for (size_t i = 0; i < n && ok; i++) {
-            spate_record_t r = spate_batch_record(input, i);
+            spate_record_t r = spate_partition_record(input, i);
             ok = op->record(state, &r, &b, err);
             if (!ok) spate_error_at_record(err, i);
             else if (r.has_timestamp) spate_stamp(&b, r.timestamp);

@@ -7,7 +7,7 @@
  *    mapPartitions: a `process` callback) or a `spate_combiner_t` (reduceByKey's function: a
  *    `combine_i64` or `combine_f64` callback), exported with one macro in the operator's file:
  *    `SPATE_EXPORT_TRANSFORM(my_op)` or `SPATE_EXPORT_COMBINER(my_op)`.
- *  - The host hands a whole partition at once as a columnar batch; `spate_batch_t` reads it
+ *  - The host hands a whole partition at once, in columns; `spate_partition_t` reads it
  *    record by record (`spate_record_t`: key and value as byte slices, borrowed from the input,
  *    and the event time), `spate_builder_t` builds the output columns in flat buffers (no
  *    allocation per record).
@@ -67,7 +67,7 @@ typedef struct {
     spate_column_t values;
     const int64_t *timestamps; /* timestamps_len is 0 or the record count */
     size_t timestamps_len;
-} spate_batch_t;
+} spate_partition_t;
 
 /* One record of a batch, borrowed from its columns. */
 typedef struct {
@@ -78,8 +78,13 @@ typedef struct {
     int64_t timestamp; /* event time in ms since the Unix epoch */
 } spate_record_t;
 
-size_t spate_batch_len(const spate_batch_t *b);
-spate_record_t spate_batch_record(const spate_batch_t *b, size_t i);
+size_t spate_partition_len(const spate_partition_t *b);
+spate_record_t spate_partition_record(const spate_partition_t *b, size_t i);
+
+/* The former names ("batch" now names only a micro-batch; its parts are partitions). */
+typedef spate_partition_t spate_batch_t;
+#define spate_batch_len spate_partition_len
+#define spate_batch_record spate_partition_record
 
 /* An operator's failure: the host fails the partition task with this message. */
 typedef struct {
@@ -175,7 +180,7 @@ void spate_emit_f64(spate_builder_t *b, const uint8_t *key, size_t key_len, doub
 /* Gives event time `ts` to every record pushed since the last one that has an event time. */
 void spate_stamp(spate_builder_t *b, int64_t ts);
 /* Moves the built columns into `out` (its buffers are malloc'd; the builder is left empty). */
-bool spate_builder_finish(spate_builder_t *b, spate_batch_t *out, spate_error_t *err);
+bool spate_builder_finish(spate_builder_t *b, spate_partition_t *out, spate_error_t *err);
 void spate_builder_free(spate_builder_t *b);
 
 /* --- operators --------------------------------------------------------------------------- */
@@ -191,7 +196,7 @@ typedef struct {
     bool (*record)(void *state, const spate_record_t *record, spate_builder_t *out, spate_error_t *err);
     /* Handles a whole partition (NULL: calls `record` for each record, stamping its outputs
      * with its event time). */
-    bool (*process)(void *state, const spate_batch_t *input, spate_builder_t *out, spate_error_t *err);
+    bool (*process)(void *state, const spate_partition_t *input, spate_builder_t *out, spate_error_t *err);
 } spate_transform_t;
 
 /* A key combiner: reduceByKey's associative function, on i64 or f64 values. */
@@ -205,7 +210,7 @@ typedef struct {
 
 /* What the exported calls do, callable natively for tests. */
 bool spate_configure_transform(const spate_transform_t *op, const spate_params_t *params, void **state, spate_error_t *err);
-bool spate_run_transform(const spate_transform_t *op, void *state, const spate_batch_t *input, spate_monoid_t combine, spate_batch_t *out, spate_error_t *err);
+bool spate_run_transform(const spate_transform_t *op, void *state, const spate_partition_t *input, spate_monoid_t combine, spate_partition_t *out, spate_error_t *err);
 bool spate_configure_combiner(const spate_combiner_t *op, const spate_params_t *params, void **state, spate_error_t *err);
 bool spate_run_fold(const spate_combiner_t *op, void *state, const spate_column_t *accumulators, const uint32_t *targets, size_t targets_len, const spate_column_t *values, spate_column_t *out, spate_error_t *err);
 

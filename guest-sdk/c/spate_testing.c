@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-spate_batch_t spate_test_lines(const char *const *ls, size_t n) {
-    spate_batch_t b = {0};
+spate_partition_t spate_test_lines(const char *const *ls, size_t n) {
+    spate_partition_t b = {0};
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += strlen(ls[i]);
     b.values.data = malloc(total + 1);
@@ -23,7 +23,7 @@ spate_batch_t spate_test_lines(const char *const *ls, size_t n) {
     return b;
 }
 
-void spate_test_free_batch(spate_batch_t *b) {
+void spate_test_free_batch(spate_partition_t *b) {
     free(b->keys.data);
     free(b->keys.offsets);
     free(b->values.data);
@@ -44,13 +44,13 @@ bool spate_test_transform(const spate_transform_t *op, const char *const *params
     free(names);
     free(values);
     if (!ok) return false;
-    spate_batch_t in = spate_test_lines(ls, n), result;
+    spate_partition_t in = spate_test_lines(ls, n), result;
     ok = spate_run_transform(op, state, &in, combine, &result, err);
     spate_test_free_batch(&in);
     if (!ok) return false;
     out[0] = 0;
-    for (size_t i = 0; i < spate_batch_len(&result); i++) {
-        spate_record_t r = spate_batch_record(&result, i);
+    for (size_t i = 0; i < spate_partition_len(&result); i++) {
+        spate_record_t r = spate_partition_record(&result, i);
         int64_t v = 0;
         if (r.value.len == 8) memcpy(&v, r.value.ptr, 8);
         size_t used = strlen(out);

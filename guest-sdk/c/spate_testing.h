@@ -6,8 +6,8 @@
 
 /* A batch of unkeyed text lines, as the host hands a source's lines to the first operator
  * (data and offsets malloc'd: free with spate_test_free_batch). */
-spate_batch_t spate_test_lines(const char *const *lines, size_t n);
-void spate_test_free_batch(spate_batch_t *b);
+spate_partition_t spate_test_lines(const char *const *lines, size_t n);
+void spate_test_free_batch(spate_partition_t *b);
 
 /* Configures transform `op` with `nparams` (name, value) pairs (params[2i], params[2i+1]),
  * runs it over `lines` asking for pre-combining with `combine`, and writes its output as

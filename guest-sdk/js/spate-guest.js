@@ -5,9 +5,9 @@
 // - An operator is a class: extend `Transform` (map, flatMap, filter: override `record`;
 //   mapPartitions: override `process`) or `Combiner` (reduceByKey's function: override
 //   `combine`).
-// - The host hands a whole partition at once as a columnar batch; `Batch` reads it record by
+// - The host hands a whole partition at once, in columns; `Partition` reads it record by
 //   record (`Record`: `key`/`value` as Uint8Array, `keyStr()`/`valueStr()` as text, `timestamp`
-//   as BigInt), `BatchBuilder` builds the output columns.
+//   as BigInt), `PartitionBuilder` builds the output columns.
 // - `exportTransform(Cls)` / `exportCombiner(Cls)` give the object componentize-js exports:
 //   `export const transform = exportTransform(MyOp);` (or `combiner`).
 //
@@ -436,7 +436,7 @@ export class Record {
 }
 
 /** One partition of a micro-batch (the WIT `batch` record), read record by record. */
-export class Batch {
+export class Partition {
   constructor(keys, values, timestamps = []) {
     this.keys = keys;
     this.values = values;
@@ -445,7 +445,7 @@ export class Batch {
 
   /** A batch of unkeyed text records, as sources produce them (handy in tests). */
   static fromLines(lines) {
-    return new Batch(undefined, Column.from(lines), []);
+    return new Partition(undefined, Column.from(lines), []);
   }
 
   get length() {
@@ -495,7 +495,7 @@ const F64_TAG = 2;
  * `emitF64` for sum-f64) are combined per key as they are emitted: the batch then holds one
  * record per distinct key for them, followed by the records that were not combined (equivalent
  * after the host's reduce, which is all the contract asks). */
-export class BatchBuilder {
+export class PartitionBuilder {
   constructor(combine = undefined) {
     if (combine === null) combine = undefined;
     this.keyed = false;
@@ -639,7 +639,7 @@ export class BatchBuilder {
       this.keyed = true;
     }
     const values = encodeValues(vals, tags);
-    const batch = new Batch(this.keyed ? keys.finish() : undefined, values, stamps);
+    const batch = new Partition(this.keyed ? keys.finish() : undefined, values, stamps);
     try {
       batch.validate();
     } catch (e) {
@@ -756,7 +756,7 @@ export function configureCombiner(Cls, params) {
 
 /** Runs a transform over one partition: exactly what the exported `process` does. */
 export function runTransform(op, input, outputCombine = undefined) {
-  const out = new BatchBuilder(outputCombine);
+  const out = new PartitionBuilder(outputCombine);
   op.process(input, out);
   return out.finish();
 }
@@ -766,7 +766,7 @@ export function runTransform(op, input, outputCombine = undefined) {
  * as a Number] pairs. For native tests of word-count-like operators. */
 export function transformPairs(Cls, params, lines, outputCombine = undefined) {
   const op = configureTransform(Cls, new Params(params));
-  const out = runTransform(op, Batch.fromLines(lines), outputCombine);
+  const out = runTransform(op, Partition.fromLines(lines), outputCombine);
   const result = [];
   for (let i = 0; i < out.length; i++) {
     const r = out.record(i);
@@ -893,7 +893,7 @@ export function exportTransform(Cls) {
     },
     process(input) {
       if (op === undefined) throw NOT_CONFIGURED;
-      const batch = new Batch(input.keys ? columnFromWit(input.keys) : undefined, columnFromWit(input.values), input.timestamps);
+      const batch = new Partition(input.keys ? columnFromWit(input.keys) : undefined, columnFromWit(input.values), input.timestamps);
       let out;
       try {
         out = runTransform(op, batch, combine);
@@ -933,3 +933,7 @@ export function exportCombiner(Cls) {
     },
   };
 }
+
+// The former names ("batch" now names only a micro-batch; its parts are partitions).
+export const Batch = Partition;
+export const BatchBuilder = PartitionBuilder;

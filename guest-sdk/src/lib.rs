@@ -6,11 +6,11 @@
 //! [`export_state!`], turns the crate into a Wasm component for
 //! `wasm32-wasip2`; built natively, the same code is an ordinary library to unit-test.
 //!
-//! The host hands the operator a whole partition at once as a columnar [`Batch`]; the SDK reads
+//! The host hands the operator a whole partition at once as a columnar [`Partition`]; the SDK reads
 //! it record by record and builds the output in flat buffers, so no allocation happens per record.
 //!
 //! ```
-//! use spate_guest::{Batch, BatchBuilder, Error, Info, Params, Record, Transform};
+//! use spate_guest::{Partition, PartitionBuilder, Error, Info, Params, Record, Transform};
 //!
 //! /// Emits (line length, 1) for every line.
 //! struct LineLengths;
@@ -22,7 +22,7 @@
 //!                monoid: None }
 //!     }
 //!     fn configure(_: &Params) -> Result<Self, Error> { Ok(LineLengths) }
-//!     fn record(&mut self, r: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+//!     fn record(&mut self, r: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
 //!         out.emit(r.value.len().to_string().as_bytes(), &1i64);
 //!         Ok(())
 //!     }
@@ -33,17 +33,28 @@
 //! assert_eq!(out, vec![("2".to_owned(), 1), ("1".to_owned(), 1)]);
 //! ```
 
-mod batch;
 mod column;
 mod key_index;
 pub mod nested;
 mod operator;
 mod params;
+mod partition;
 mod state;
 pub mod testing;
 mod value;
 
-pub use batch::{Batch, BatchBuilder, Record};
+pub use partition::{Partition, PartitionBuilder, Record};
+
+/// The former name of [`Partition`] ("batch" now names only a micro-batch).
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `Partition`: a micro-batch is a batch, its parts are partitions"
+)]
+pub type Batch = Partition;
+
+/// The former name of [`PartitionBuilder`].
+#[deprecated(since = "0.1.0", note = "renamed `PartitionBuilder`")]
+pub type BatchBuilder = PartitionBuilder;
 pub use column::{Column, bytes_eq};
 pub use key_index::{HashedKey, KeyIndex, Slot, key_hash};
 pub use operator::{

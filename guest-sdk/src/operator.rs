@@ -1,7 +1,7 @@
 //! The traits an operator author implements, and the calls the exported component makes on them.
 
 use crate::value::{Monoid, Value, ValueType};
-use crate::{Batch, BatchBuilder, Column, Params, Record};
+use crate::{Column, Params, Partition, PartitionBuilder, Record};
 
 /// An operator's failure: the host fails the partition task with this message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub trait Transform: Sized {
     fn configure(params: &Params) -> Result<Self, Error>;
 
     /// Handles one record, pushing any number of output records.
-    fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn record(&mut self, record: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
         let _ = (record, out);
         Err(Error::new(
             "operator implements neither Transform::record nor Transform::process",
@@ -88,7 +88,7 @@ pub trait Transform: Sized {
 
     /// Handles a whole partition; by default calls [`Transform::record`] for each record. The
     /// records a record emits get its event time, if it has one.
-    fn process(&mut self, input: &Batch, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn process(&mut self, input: &Partition, out: &mut PartitionBuilder) -> Result<(), Error> {
         for (i, record) in input.records().enumerate() {
             let timestamp = record.timestamp;
             self.record(record, out).map_err(|e| e.at_record(i))?;
@@ -132,20 +132,20 @@ pub fn configure_combiner<C: Combiner>(params: Params) -> Result<C, Error> {
 /// `output_combine`, values emitted with the monoid's type are combined per key.
 pub fn run_transform<T: Transform>(
     op: &mut T,
-    input: &Batch,
+    input: &Partition,
     output_combine: Option<Monoid>,
-) -> Result<Batch, Error> {
+) -> Result<Partition, Error> {
     let mut out = match output_combine {
-        Some(monoid) => BatchBuilder::combining(monoid),
+        Some(monoid) => PartitionBuilder::combining(monoid),
         // Output is usually of the input's order of size: start there rather than from nothing.
-        None => BatchBuilder::with_capacity(input.len(), input.values.data.len()),
+        None => PartitionBuilder::with_capacity(input.len(), input.values.data.len()),
     };
     op.process(input, &mut out)?;
     finished(out)
 }
 
 /// The batch `out` built, checked.
-fn finished(out: BatchBuilder) -> Result<Batch, Error> {
+fn finished(out: PartitionBuilder) -> Result<Partition, Error> {
     let batch = out.finish();
     batch
         .validate()
@@ -161,7 +161,7 @@ fn finished(out: BatchBuilder) -> Result<Batch, Error> {
 /// once, so holding never takes more guest memory than one large partition's output would.
 #[derive(Debug, Default)]
 pub struct HeldOutput {
-    builder: Option<BatchBuilder>,
+    builder: Option<PartitionBuilder>,
 }
 
 impl HeldOutput {
@@ -175,27 +175,29 @@ impl HeldOutput {
     pub fn absorb<T: Transform>(
         &mut self,
         op: &mut T,
-        input: &Batch,
+        input: &Partition,
         output_combine: Option<Monoid>,
-    ) -> Result<Batch, Error> {
+    ) -> Result<Partition, Error> {
         let Some(monoid) = output_combine else {
             return run_transform(op, input, None);
         };
         let mut out = self
             .builder
             .take()
-            .unwrap_or_else(|| BatchBuilder::combining(monoid));
+            .unwrap_or_else(|| PartitionBuilder::combining(monoid));
         op.process(input, &mut out)?;
         if out.holds_only_combined(Self::MAX_KEYS) {
             self.builder = Some(out);
-            return Ok(Batch::default());
+            return Ok(Partition::default());
         }
         finished(out)
     }
 
     /// Everything held, leaving nothing held.
-    pub fn flush(&mut self) -> Result<Batch, Error> {
-        self.builder.take().map_or(Ok(Batch::default()), finished)
+    pub fn flush(&mut self) -> Result<Partition, Error> {
+        self.builder
+            .take()
+            .map_or(Ok(Partition::default()), finished)
     }
 }
 
@@ -261,7 +263,7 @@ mod tests {
         fn configure(_: &Params) -> Result<Self, Error> {
             Ok(Count)
         }
-        fn record(&mut self, r: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+        fn record(&mut self, r: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
             match r.value {
                 b"raw" => out.push_pair(b"raw", b"not an i64"),
                 word => out.emit(word, &1i64),
@@ -270,7 +272,7 @@ mod tests {
         }
     }
 
-    fn counts(batch: &Batch) -> Vec<(String, i64)> {
+    fn counts(batch: &Partition) -> Vec<(String, i64)> {
         let mut pairs: Vec<(String, i64)> = batch
             .records()
             .map(|r| (r.key_str().unwrap().to_owned(), r.value_as().unwrap()))
@@ -284,7 +286,9 @@ mod tests {
         let (mut op, mut held) = (Count, HeldOutput::default());
         let sum = Some(Monoid::SumI64);
         for part in [["a", "b"], ["b", "c"]] {
-            let now = held.absorb(&mut op, &Batch::from_lines(part), sum).unwrap();
+            let now = held
+                .absorb(&mut op, &Partition::from_lines(part), sum)
+                .unwrap();
             assert!(now.is_empty(), "combined output waits");
         }
         let all = held.flush().unwrap();
@@ -299,18 +303,18 @@ mod tests {
     fn output_that_cannot_wait_comes_back_at_once() {
         let (mut op, mut held) = (Count, HeldOutput::default());
         let sum = Some(Monoid::SumI64);
-        held.absorb(&mut op, &Batch::from_lines(["a"]), sum)
+        held.absorb(&mut op, &Partition::from_lines(["a"]), sum)
             .unwrap();
         // A record that is not combined: everything held so far comes back with it.
         let now = held
-            .absorb(&mut op, &Batch::from_lines(["a", "raw"]), sum)
+            .absorb(&mut op, &Partition::from_lines(["a", "raw"]), sum)
             .unwrap();
         assert_eq!(now.len(), 2);
         assert_eq!(now.record(0).value_as::<i64>().unwrap(), 2);
         assert!(held.flush().unwrap().is_empty());
         // Without a monoid to combine with, nothing is held either.
         let now = held
-            .absorb(&mut op, &Batch::from_lines(["a"]), None)
+            .absorb(&mut op, &Partition::from_lines(["a"]), None)
             .unwrap();
         assert_eq!(now.len(), 1);
     }
@@ -319,7 +323,7 @@ mod tests {
     fn held_output_is_bounded_by_its_key_count() {
         let (mut op, mut held) = (Count, HeldOutput::default());
         let words: Vec<String> = (0..=HeldOutput::MAX_KEYS).map(|i| i.to_string()).collect();
-        let input = Batch::from_lines(words.iter().map(String::as_str));
+        let input = Partition::from_lines(words.iter().map(String::as_str));
         let now = held.absorb(&mut op, &input, Some(Monoid::SumI64)).unwrap();
         assert_eq!(now.len(), HeldOutput::MAX_KEYS + 1, "too many keys to hold");
     }

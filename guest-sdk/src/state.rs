@@ -1,6 +1,6 @@
 //! Keyed state operators: the function of updateStateByKey and mapWithState.
 
-use crate::{Batch, BatchBuilder, Column, Error, Info, Params, Value, ValueType};
+use crate::{Column, Error, Info, Params, Partition, PartitionBuilder, Value, ValueType};
 
 /// What a state operator says about itself.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub trait StateUpdate: Sized {
         values: &[Self::Value],
         state: &mut Option<Self::State>,
         context: KeyContext,
-        out: &mut BatchBuilder,
+        out: &mut PartitionBuilder,
     ) -> Result<(), Error>;
 }
 
@@ -80,7 +80,7 @@ pub struct StateOutput {
     /// Whether key i keeps a state.
     pub keep: Vec<bool>,
     /// Records emitted.
-    pub emitted: Batch,
+    pub emitted: Partition,
 }
 
 /// Checks parameter names against the operator's declared ones, then configures it.
@@ -106,7 +106,7 @@ pub fn run_update<S: StateUpdate>(op: &mut S, input: &StateInput) -> Result<Stat
             input.timing_out.len()
         )));
     }
-    let mut out = BatchBuilder::new();
+    let mut out = PartitionBuilder::new();
     let mut states = Column::with_capacity(n, input.states.data.len());
     let mut keep = Vec::with_capacity(n);
     let mut values: Vec<S::Value> = Vec::new();

@@ -1,14 +1,17 @@
 //! Native test helpers: run an operator the way the host runs it, without Wasm.
 
 use crate::{
-    Batch, Column, Combiner, Error, Params, Transform, Value, configure_combiner,
+    Column, Combiner, Error, Params, Partition, Transform, Value, configure_combiner,
     configure_transform, run_fold, run_transform,
 };
 
 /// Configures `T` with `params` and runs it over one partition of text lines.
-pub fn run_lines<T: Transform>(params: &[(&str, &str)], lines: &[&str]) -> Result<Batch, Error> {
+pub fn run_lines<T: Transform>(
+    params: &[(&str, &str)],
+    lines: &[&str],
+) -> Result<Partition, Error> {
     let mut op = configure_transform::<T>(Params::from_pairs(params.iter().copied()))?;
-    run_transform(&mut op, &Batch::from_lines(lines.iter().copied()), None)
+    run_transform(&mut op, &Partition::from_lines(lines.iter().copied()), None)
 }
 
 /// Runs `T` over text lines and decodes the output as (text key, `V` value) pairs.

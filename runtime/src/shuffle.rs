@@ -6,7 +6,7 @@
 
 use crate::wasm::CombinerInstance;
 use anyhow::{Result, anyhow, bail};
-use spate_guest::{Batch, Column, HashedKey, KeyIndex, Slot};
+use spate_guest::{Column, HashedKey, KeyIndex, Partition, Slot};
 
 /// The hash of a key, shared by every shuffle (and, later, keyed state).
 pub use spate_guest::key_hash as hash_key;
@@ -96,7 +96,7 @@ pub struct CombineScratch {
 /// The result of combining: one record per distinct key, with each key's hash.
 pub struct Combined {
     /// Keys and combined values, in order of first appearance.
-    pub batch: Batch,
+    pub batch: Partition,
     /// `hash_key` of each key.
     pub hashes: Vec<u64>,
 }
@@ -121,7 +121,7 @@ const UNKEYED: &str =
     "a keyed operation got records without keys (the step before it emits unkeyed records)";
 
 /// The hash of each key of a keyed batch (for partitioning records combined upstream).
-pub fn key_hashes(batch: &Batch) -> Result<Vec<u64>> {
+pub fn key_hashes(batch: &Partition) -> Result<Vec<u64>> {
     match &batch.keys {
         Some(keys) => Ok(keys.iter().map(hash_key).collect()),
         None if batch.is_empty() => Ok(Vec::new()),
@@ -137,10 +137,10 @@ const PREFETCH_AHEAD: usize = 8;
 /// Combines the values of equal keys across `inputs` with `combiner`.
 pub fn combine_by_key(
     scratch: &mut CombineScratch,
-    inputs: &[Batch],
+    inputs: &[Partition],
     combiner: &mut Folder<'_>,
 ) -> Result<Combined> {
-    let records: usize = inputs.iter().map(Batch::len).sum();
+    let records: usize = inputs.iter().map(Partition::len).sum();
     if let Some(sign) = combiner.i64_sign() {
         return combine_i64(&mut scratch.sums, inputs, records, sign);
     }
@@ -173,7 +173,7 @@ pub fn combine_by_key(
         fold_pending(&mut scratch.targets, &mut scratch.values, seeds, combiner)?
     };
     Ok(Combined {
-        batch: Batch {
+        batch: Partition {
             keys: Some(keys),
             values,
             timestamps: Vec::new(),
@@ -187,7 +187,7 @@ pub fn combine_by_key(
 /// instead of a pending (slot, value) pair folded later.
 fn combine_i64(
     index: &mut KeyIndex<i64>,
-    inputs: &[Batch],
+    inputs: &[Partition],
     records: usize,
     sign: i64,
 ) -> Result<Combined> {
@@ -208,7 +208,7 @@ fn combine_i64(
         sums[slot as usize] = sum;
     }
     Ok(Combined {
-        batch: Batch {
+        batch: Partition {
             keys: Some(keys),
             values: i64_column(&sums),
             timestamps: Vec::new(),
@@ -231,7 +231,7 @@ fn reset_index<A: Copy + Default>(index: &mut KeyIndex<A>, records: usize) {
 /// index bucket of the key [`PREFETCH_AHEAD`] records ahead prefetched.
 fn each_key<A: Copy + Default>(
     index: &mut KeyIndex<A>,
-    input: &Batch,
+    input: &Partition,
     mut each: impl FnMut(&mut KeyIndex<A>, &[u8], HashedKey, usize) -> Result<()>,
 ) -> Result<()> {
     let Some(input_keys) = &input.keys else {
@@ -259,8 +259,8 @@ fn each_key<A: Copy + Default>(
 }
 
 /// An empty batch of the same kind (keyed or not) as `like`.
-fn empty_like(like: &Batch) -> Batch {
-    Batch {
+fn empty_like(like: &Partition) -> Partition {
+    Partition {
         keys: like.keys.as_ref().map(|_| Column::default()),
         values: Column::default(),
         timestamps: Vec::new(),
@@ -268,7 +268,7 @@ fn empty_like(like: &Batch) -> Batch {
 }
 
 /// Appends record `i` of `from` to `to` (keys and event times included).
-pub fn push_record(to: &mut Batch, from: &Batch, i: usize) {
+pub fn push_record(to: &mut Partition, from: &Partition, i: usize) {
     if let (Some(to_keys), Some(keys)) = (to.keys.as_mut(), from.keys.as_ref()) {
         to_keys.push(keys.get(i));
     }
@@ -279,8 +279,8 @@ pub fn push_record(to: &mut Batch, from: &Batch, i: usize) {
 }
 
 /// Splits keyed records, as they are, into `partitions` buckets by key hash.
-pub fn partition_records(batch: &Batch, partitions: usize) -> Result<Vec<Batch>> {
-    let mut buckets: Vec<Batch> = (0..partitions).map(|_| empty_like(batch)).collect();
+pub fn partition_records(batch: &Partition, partitions: usize) -> Result<Vec<Partition>> {
+    let mut buckets: Vec<Partition> = (0..partitions).map(|_| empty_like(batch)).collect();
     let Some(keys) = &batch.keys else {
         if batch.is_empty() {
             return Ok(buckets);
@@ -298,8 +298,8 @@ pub fn partition_records(batch: &Batch, partitions: usize) -> Result<Vec<Batch>>
 }
 
 /// Deals records out to `partitions` buckets in turn, starting at `first` (repartition).
-pub fn deal(batch: &Batch, partitions: usize, first: usize) -> Vec<Batch> {
-    let mut buckets: Vec<Batch> = (0..partitions).map(|_| empty_like(batch)).collect();
+pub fn deal(batch: &Partition, partitions: usize, first: usize) -> Vec<Partition> {
+    let mut buckets: Vec<Partition> = (0..partitions).map(|_| empty_like(batch)).collect();
     for i in 0..batch.len() {
         push_record(&mut buckets[(first + i) % partitions], batch, i);
     }
@@ -307,14 +307,14 @@ pub fn deal(batch: &Batch, partitions: usize, first: usize) -> Vec<Batch> {
 }
 
 /// Splits combined records into `partitions` buckets by key hash.
-pub fn partition(combined: &Combined, partitions: usize) -> Vec<Batch> {
+pub fn partition(combined: &Combined, partitions: usize) -> Vec<Partition> {
     partition_hashed(&combined.batch, &combined.hashes, partitions)
 }
 
 /// Splits keyed records whose key hashes are known into `partitions` buckets.
-pub fn partition_hashed(batch: &Batch, hashes: &[u64], partitions: usize) -> Vec<Batch> {
-    let mut buckets: Vec<Batch> = (0..partitions)
-        .map(|_| Batch {
+pub fn partition_hashed(batch: &Partition, hashes: &[u64], partitions: usize) -> Vec<Partition> {
+    let mut buckets: Vec<Partition> = (0..partitions)
+        .map(|_| Partition {
             keys: Some(Column::default()),
             values: Column::default(),
             timestamps: Vec::new(),
@@ -363,9 +363,9 @@ mod tests {
         );
     }
 
-    fn i64_batch(pairs: &[(&str, i64)]) -> Batch {
+    fn i64_batch(pairs: &[(&str, i64)]) -> Partition {
         let values: Vec<[u8; 8]> = pairs.iter().map(|p| p.1.to_le_bytes()).collect();
-        Batch {
+        Partition {
             keys: Some(Column::from_values(pairs.iter().map(|p| p.0.as_bytes()))),
             values: Column::from_values(values.iter().map(|v| &v[..])),
             timestamps: Vec::new(),
@@ -408,7 +408,7 @@ mod tests {
             i64_rows(&diff),
             [("b".into(), -2), ("a".into(), -3), ("c".into(), 4)]
         );
-        let bad = Batch {
+        let bad = Partition {
             keys: Some(Column::from_values([&b"k"[..]])),
             values: Column::from_values([&b"xy"[..]]),
             timestamps: Vec::new(),
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn records_keep_their_event_times_through_partitioning_and_dealing() {
-        let batch = Batch {
+        let batch = Partition {
             keys: Some(Column::from_values([&b"a"[..], b"b", b"a"])),
             values: Column::from_values([&b"1"[..], b"2", b"3"]),
             timestamps: vec![10, 20, 30],
@@ -451,7 +451,7 @@ mod tests {
             vec![10, 30]
         };
         assert_eq!(a.timestamps, expected);
-        assert_eq!(buckets.iter().map(Batch::len).sum::<usize>(), 3);
+        assert_eq!(buckets.iter().map(Partition::len).sum::<usize>(), 3);
         let dealt = deal(&batch, 2, 1);
         assert_eq!(dealt[1].values.get(0), b"1");
         assert_eq!(dealt[0].timestamps, vec![20]);

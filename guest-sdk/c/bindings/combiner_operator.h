@@ -43,7 +43,9 @@ typedef struct {
   size_t len;
 } combiner_operator_list_s64_t;
 
-// A batch partition: n records, each an optional key, a value and an optional event time.
+// One partition of a micro-batch: n records, each an optional key, a value and an optional
+// event time. The SDKs and the host call it a partition (`Partition`, `spate_partition_t`);
+// the record keeps its first name, `batch`, since record names are part of the ABI.
 // 
 // Encodings by convention (see `value-type`): text is UTF-8, `i64` is 8 bytes little-endian,
 // `f64` is 8 bytes IEEE-754 little-endian.

@@ -60,11 +60,11 @@ static void test_builder(void) {
     spate_stamp(&b, 5);
     spate_emit_i64(&b, (const uint8_t *)"x", 1, 1);
     spate_stamp(&b, 7);
-    spate_batch_t out;
+    spate_partition_t out;
     spate_error_t err = {0};
     CHECK(spate_builder_finish(&b, &out, &err));
-    CHECK(spate_batch_len(&out) == 4 && out.has_keys);
-    spate_record_t r0 = spate_batch_record(&out, 0), r2 = spate_batch_record(&out, 2);
+    CHECK(spate_partition_len(&out) == 4 && out.has_keys);
+    spate_record_t r0 = spate_partition_record(&out, 0), r2 = spate_partition_record(&out, 2);
     CHECK(r0.key.len == 0 && r2.key.len == 1 && r2.key.ptr[0] == 'k');
     CHECK(out.timestamps_len == 4 && out.timestamps[0] == 5 && out.timestamps[2] == 5 && out.timestamps[3] == 7);
     spate_test_free_batch(&out);

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Batch, BatchBuilder, Column, Monoid, OperatorError, Params, decodeI64, encodeI64, toLowercase } from '../spate-guest.js';
+import { Partition, PartitionBuilder, Column, Monoid, OperatorError, Params, decodeI64, encodeI64, toLowercase } from '../spate-guest.js';
 import { transform } from '../examples/tokenize/app.js';
 import { combiner } from '../examples/sum/app.js';
 
@@ -64,7 +64,7 @@ test('final sigma', () => {
 });
 
 test('builder mixes keyed and unkeyed records, and stamps', () => {
-  const out = new BatchBuilder();
+  const out = new PartitionBuilder();
   out.pushValue('plain');
   out.emitI64('word', 3);
   out.pushPair(enc.encode('k'), enc.encode('v'));
@@ -76,7 +76,7 @@ test('builder mixes keyed and unkeyed records, and stamps', () => {
 });
 
 test('combining builder keeps values of other types', () => {
-  const out = new BatchBuilder(Monoid.SUM_I64);
+  const out = new PartitionBuilder(Monoid.SUM_I64);
   out.emitI64Each(['a', 'b', 'a'], 1);
   out.emitText('a', 'text is not combined');
   out.emitI64('c', 10n);
@@ -112,7 +112,7 @@ test('sum folds, wraps and reports bad input', () => {
 test('OperatorError points at a record once', () => {
   const e = new OperatorError('bad').atRecord(3).atRecord(5);
   assert.equal(e.recordIndex, 3);
-  assert.equal(Batch.fromLines(['a']).length, 1);
+  assert.equal(Partition.fromLines(['a']).length, 1);
 });
 
 test('the JS UTF-8 codec (for engines without TextDecoder) agrees with the native one', async () => {

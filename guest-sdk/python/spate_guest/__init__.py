@@ -4,8 +4,8 @@ The Python twin of the Rust guest SDK (`guest-sdk/src`): the same concepts with 
 
 - An operator is a class: subclass `Transform` (map, flatMap, filter: override `record`;
   mapPartitions: override `process`) or `Combiner` (reduceByKey's function: override `combine`).
-- The host hands a whole partition at once as a columnar batch; `Batch` reads it record by
-  record (`Record(key, value, timestamp)`, keys and values as `bytes`), `BatchBuilder` builds
+- The host hands a whole partition at once, in columns; `Partition` reads it record by
+  record (`Record(key, value, timestamp)`, keys and values as `bytes`), `PartitionBuilder` builds
   the output columns.
 - `export_transform(cls)` / `export_combiner(cls)` turn the class into the object
   componentize-py exports (the app module must bind it to the name `Transform` or `Combiner`).
@@ -39,6 +39,8 @@ except ImportError:  # pragma: no cover - every CPython has it; keep a fallback 
 
 
 __all__ = [
+    "Partition",
+    "PartitionBuilder",
     "Batch",
     "BatchBuilder",
     "Column",
@@ -275,7 +277,7 @@ Record.value_i64 = lambda self: decode_i64(self.value)
 Record.value_f64 = lambda self: decode_f64(self.value)
 
 
-class Batch:
+class Partition:
     """One partition of a micro-batch (the WIT `batch` record), read record by record."""
 
     __slots__ = ("keys", "values", "timestamps")
@@ -286,9 +288,9 @@ class Batch:
         self.timestamps = list(timestamps)
 
     @staticmethod
-    def from_lines(lines: Iterable[str]) -> "Batch":
+    def from_lines(lines: Iterable[str]) -> "Partition":
         """A batch of unkeyed text records, as sources produce them (handy in tests)."""
-        return Batch(None, Column.from_values(line.encode("utf-8") for line in lines))
+        return Partition(None, Column.from_values(line.encode("utf-8") for line in lines))
 
     def __len__(self) -> int:
         return len(self.values)
@@ -336,7 +338,7 @@ _MONOID_TYPES = {
 }
 
 
-class BatchBuilder:
+class PartitionBuilder:
     """Builds an operator's output batch.
 
     A batch is keyed as soon as one record with a key is pushed; records pushed without a key
@@ -436,7 +438,7 @@ class BatchBuilder:
 
     # -- finishing --
 
-    def finish(self) -> Batch:
+    def finish(self) -> Partition:
         """The finished batch (validated)."""
         keys, values, stamps = self._keys, self._values, self._stamps
         if self._acc:
@@ -454,7 +456,7 @@ class BatchBuilder:
             key_column = Column.from_values([k if k is not None else b"" for k in keys])
         else:
             key_column = None
-        batch = Batch(key_column, Column.from_values(values), stamps)
+        batch = Partition(key_column, Column.from_values(values), stamps)
         try:
             batch.validate()
         except ValueError as e:
@@ -481,11 +483,11 @@ class Transform:
     def configure(cls, params: Params) -> "Transform":
         return cls()
 
-    def record(self, record: Record, out: BatchBuilder) -> None:
+    def record(self, record: Record, out: PartitionBuilder) -> None:
         """Handles one record, pushing any number of output records."""
         raise OperatorError("operator implements neither Transform.record nor Transform.process")
 
-    def process(self, input: Batch, out: BatchBuilder) -> None:
+    def process(self, input: Partition, out: PartitionBuilder) -> None:
         """Handles a whole partition; by default calls `record` for each record. The records
         a record emits get its event time, if it has one."""
         handle = self.record
@@ -542,9 +544,9 @@ def configure_combiner(cls, params: Params) -> Combiner:
     return cls.configure(params)
 
 
-def run_transform(op: Transform, input: Batch, output_combine: Optional[str] = None) -> Batch:
+def run_transform(op: Transform, input: Partition, output_combine: Optional[str] = None) -> Partition:
     """Runs a transform over one partition: exactly what the exported `process` does."""
-    out = BatchBuilder(output_combine)
+    out = PartitionBuilder(output_combine)
     op.process(input, out)
     return out.finish()
 
@@ -555,7 +557,7 @@ def transform_pairs(cls, params: Sequence[Tuple[str, str]], lines: Sequence[str]
     source hands them over) and returns its output as (key text, i64 value) pairs. For native
     tests of word-count-like operators."""
     op = configure_transform(cls, Params(params))
-    out = run_transform(op, Batch.from_lines(lines), output_combine)
+    out = run_transform(op, Partition.from_lines(lines), output_combine)
     return [(r.key.decode(), decode_i64(r.value)) for r in out.records()]
 
 
@@ -640,3 +642,8 @@ def reduce_by_key(cls, params: Sequence[Tuple[str, str]], pairs: Sequence[Tuple[
             accs.append(value)
     out = run_fold(op, _encode_all(accs, op.value_type), targets, _encode_all(values, op.value_type))
     return list(zip(slots, _decode_all(out, op.value_type, "accumulator")))
+
+
+# The former names ("batch" now names only a micro-batch; its parts are partitions).
+Batch = Partition
+BatchBuilder = PartitionBuilder

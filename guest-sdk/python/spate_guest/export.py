@@ -22,7 +22,7 @@ except ImportError:  # natively: no bindings
     Err = wit = None
 
 from . import (
-    Batch,
+    Partition,
     Column,
     OperatorError,
     Params,
@@ -108,7 +108,7 @@ def export_transform(cls):
             op = Transform.op
             if op is None:
                 raise _not_configured()
-            batch = Batch(
+            batch = Partition(
                 _column(input.keys) if input.keys is not None else None,
                 _column(input.values),
                 input.timestamps,

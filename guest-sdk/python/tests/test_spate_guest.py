@@ -10,7 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from spate_guest import (  # noqa: E402
-    Batch, BatchBuilder, Column, Monoid, OperatorError, Params, configure_transform,
+    Partition, PartitionBuilder, Column, Monoid, OperatorError, Params, configure_transform,
     reduce_by_key, run_fold, run_transform, transform_pairs, wrap_i64, encode_i64, decode_i64,
 )
 
@@ -60,7 +60,7 @@ class TokenizeTest(unittest.TestCase):
 
     def test_invalid_utf8_names_the_record(self):
         op = configure_transform(tokenize.Tokenize, Params())
-        batch = Batch(None, Column.from_values([b"ok", b"\xff\xfe"]))
+        batch = Partition(None, Column.from_values([b"ok", b"\xff\xfe"]))
         with self.assertRaises(OperatorError) as e:
             run_transform(op, batch)
         self.assertEqual(e.exception.record_index, 1)
@@ -68,7 +68,7 @@ class TokenizeTest(unittest.TestCase):
 
 class SdkTest(unittest.TestCase):
     def test_builder_mixes_keyed_and_unkeyed_records(self):
-        out = BatchBuilder()
+        out = PartitionBuilder()
         out.push_value(b"plain")
         out.emit(b"word", 3)
         out.push_pair(b"k", b"v")
@@ -77,7 +77,7 @@ class SdkTest(unittest.TestCase):
         self.assertEqual(decode_i64(batch.record(1).value), 3)
 
     def test_stamps_follow_the_records(self):
-        out = BatchBuilder()
+        out = PartitionBuilder()
         out.emit(b"a", 1)
         out.emit(b"b", 1)
         out.stamp(5)
@@ -87,7 +87,7 @@ class SdkTest(unittest.TestCase):
         self.assertEqual(out.finish().timestamps, [5, 5, 7])
 
     def test_combining_builder_keeps_other_values(self):
-        out = BatchBuilder(Monoid.SUM_I64)
+        out = PartitionBuilder(Monoid.SUM_I64)
         out.emit_all([b"a", b"b", b"a"], 1)
         out.emit(b"a", "text is not combined")
         out.emit(b"c", 10)
@@ -121,7 +121,7 @@ class FailingTransformTest(unittest.TestCase):
                 out.push_record(record)
 
         with self.assertRaises(ValueError) as e:
-            run_transform(Picky(), Batch.from_lines(["a", "b"]))
+            run_transform(Picky(), Partition.from_lines(["a", "b"]))
         self.assertEqual(e.exception.record_index, 1)
 
 

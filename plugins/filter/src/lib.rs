@@ -4,7 +4,7 @@
 //! `max`, on i64) test the `field` (`key` or `value`; default: the key when the record has one,
 //! else the value). `invert = true` keeps the records that do not match.
 
-use spate_guest::{BatchBuilder, Error, Info, Params, Record, Transform};
+use spate_guest::{Error, Info, Params, PartitionBuilder, Record, Transform};
 
 /// Which part of a record the conditions test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl Transform for Filter {
         Ok(filter)
     }
 
-    fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn record(&mut self, record: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
         if self.matches(&record)? != self.invert {
             out.push_record(&record);
         }
@@ -157,7 +157,7 @@ mod tests {
             ("min", "2"),
         ]))
         .unwrap();
-        let mut input = BatchBuilder::new();
+        let mut input = PartitionBuilder::new();
         input.emit(b"a", &1i64);
         input.emit(b"b", &2i64);
         input.emit(b"c", &7i64);

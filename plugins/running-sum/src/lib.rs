@@ -3,7 +3,7 @@
 //! With mapWithState it emits (key, new total) for each key with new values.
 
 use spate_guest::{
-    BatchBuilder, Error, Info, KeyContext, Params, StateInfo, StateUpdate, ValueType,
+    Error, Info, KeyContext, Params, PartitionBuilder, StateInfo, StateUpdate, ValueType,
 };
 
 /// The state operator.
@@ -38,7 +38,7 @@ impl StateUpdate for RunningSum {
         values: &[i64],
         state: &mut Option<i64>,
         context: KeyContext,
-        out: &mut BatchBuilder,
+        out: &mut PartitionBuilder,
     ) -> Result<(), Error> {
         if context.timing_out || values.is_empty() {
             return Ok(());

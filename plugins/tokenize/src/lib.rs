@@ -3,7 +3,7 @@
 //! Parameters: `lowercase` (default false) lowercases words; `strip-punctuation` (default false)
 //! trims punctuation from both ends of each word and drops words left empty.
 
-use spate_guest::{BatchBuilder, Error, Info, Params, Record, Transform, ValueType};
+use spate_guest::{Error, Info, Params, PartitionBuilder, Record, Transform, ValueType};
 use std::ops::ControlFlow;
 
 /// The word splitting rules, shared with the native baseline of the benchmarks.
@@ -206,7 +206,7 @@ impl Transform for Tokenize {
     }
 
     #[inline]
-    fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn record(&mut self, record: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
         self.tokenizer
             .for_each_word(record.value, &mut self.scratch, |word| {
                 out.emit(word, &1i64)
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn pre_combines_counts_when_the_host_asks() {
         let mut op = spate_guest::configure_transform::<Tokenize>(Default::default()).unwrap();
-        let input = spate_guest::Batch::from_lines(["a b a", "b a c"]);
+        let input = spate_guest::Partition::from_lines(["a b a", "b a c"]);
         let out =
             spate_guest::run_transform(&mut op, &input, Some(spate_guest::Monoid::SumI64)).unwrap();
         let pairs: Vec<(&str, i64)> = out
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn invalid_utf8_input_names_the_record() {
         let mut op = spate_guest::configure_transform::<Tokenize>(Default::default()).unwrap();
-        let mut input = spate_guest::Batch::from_lines(["ok"]);
+        let mut input = spate_guest::Partition::from_lines(["ok"]);
         input.values.push(&[0xff, 0xfe]);
         let err = spate_guest::run_transform(&mut op, &input, None).unwrap_err();
         assert_eq!(err.record_index, Some(1));

@@ -12,7 +12,7 @@ use crate::record::StreamType;
 use crate::state::{JobState, NodeState};
 use crate::wasm::{Limits, PreparedOperator, bytes};
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,9 +42,9 @@ pub trait NarrowOp: Send + Sync + fmt::Debug {
         &self,
         worker: &mut Worker,
         dataflow: &Dataflow,
-        input: &mut Batch,
+        input: &mut Partition,
         defer: bool,
-    ) -> Result<Batch>;
+    ) -> Result<Partition>;
 
     /// The Wasm transform it calls, if any: fusion asks it to pre-combine before a combine,
     /// and the map side lets it hold its output across partitions.
@@ -65,6 +65,16 @@ pub enum Combine {
     SumI64,
     /// Host-native wrapping i64 subtraction (the inverse of `SumI64`).
     SubI64,
+}
+
+impl Combine {
+    /// The Wasm combiner it calls, if it is one.
+    pub fn wasm_operator(self) -> Option<usize> {
+        match self {
+            Combine::Wasm(o) => Some(o),
+            _ => None,
+        }
+    }
 }
 
 /// What the map side of a shuffle does with each input partition.
@@ -139,16 +149,16 @@ pub struct ReduceTask<'a> {
 #[derive(Default)]
 pub struct ReduceOutput {
     /// The main stream's partition; none at a time the node's slide skips.
-    pub main: Option<Batch>,
+    pub main: Option<Partition>,
     /// The side stream's partition (snapshots, late records).
-    pub side: Option<Batch>,
+    pub side: Option<Partition>,
     /// Event-time records that came after the watermark had passed their window.
     pub late_records: u64,
 }
 
 impl ReduceOutput {
     /// Just a partition of the main stream.
-    pub fn main(batch: Batch) -> Self {
+    pub fn main(batch: Partition) -> Self {
         ReduceOutput {
             main: Some(batch),
             ..ReduceOutput::default()
@@ -181,7 +191,7 @@ pub trait KeyedOp: Send + Sync + fmt::Debug {
     fn watermarks(
         &self,
         _state: Option<&dyn NodeState>,
-        _inputs: &[Vec<Batch>],
+        _inputs: &[Vec<Partition>],
         _end_of_input: bool,
     ) -> Result<Option<Watermarks>> {
         Ok(None)
@@ -190,7 +200,7 @@ pub trait KeyedOp: Send + Sync + fmt::Debug {
     /// One shuffle partition's task. `buckets` holds the left side's buckets, then the right
     /// side's from `task.left` on. It must not change state kept across batches until it can
     /// no longer fail, so that a retry starts from the same state.
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput>;
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput>;
 
     /// Whether the main stream has a batch at `time` (a window only at its slide times).
     fn emits_at(&self, _time: u64) -> bool {
@@ -220,7 +230,11 @@ pub trait GlobalOp: Send + Sync + fmt::Debug {
 
     /// The stream's batch at this time from the input's partitions (none at a time the op's
     /// slide skips).
-    fn run(&self, task: &mut GlobalTask<'_, '_>, parts: Vec<Batch>) -> Result<Option<Vec<Batch>>>;
+    fn run(
+        &self,
+        task: &mut GlobalTask<'_, '_>,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<Partition>>>;
 
     /// What it computes, for `spate check`.
     fn describe(&self, dataflow: &Dataflow) -> String;

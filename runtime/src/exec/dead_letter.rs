@@ -5,7 +5,7 @@
 use crate::record::StreamType;
 use crate::record::write_part;
 use anyhow::{Context, Result};
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::path::{Path, PathBuf};
 
 /// Writes `inputs` (the task's input partitions) and `error` under `dir`; returns the data file.
@@ -14,14 +14,14 @@ pub fn write(
     batch_time: u64,
     stage: usize,
     partition: usize,
-    inputs: &[Batch],
+    inputs: &[Partition],
     types: &StreamType,
     error: &anyhow::Error,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create dead-letter directory {}", dir.display()))?;
     let name = format!("batch-{batch_time}-stage{stage}-partition{partition}");
-    let mut records = Batch::default();
+    let mut records = Partition::default();
     for input in inputs {
         records.extend_from(input);
     }
@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn a_partition_and_its_error_are_written_side_by_side() {
         let dir = tempfile::tempdir().unwrap();
-        let inputs = [Batch::from_lines(["a", "b"]), Batch::from_lines(["c"])];
+        let inputs = [
+            Partition::from_lines(["a", "b"]),
+            Partition::from_lines(["c"]),
+        ];
         let types = StreamType::lines();
         let error = anyhow::anyhow!("it trapped");
         let path = write(dir.path(), 1000, 0, 3, &inputs, &types, &error).unwrap();

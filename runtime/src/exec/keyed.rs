@@ -9,7 +9,7 @@ use crate::shuffle::{
     Folder, combine_by_key, deal, key_hashes, partition, partition_hashed, partition_records,
 };
 use anyhow::Result;
-use spate_guest::{Batch, Column, nested};
+use spate_guest::{Column, Partition, nested};
 
 /// The map side of a shuffle over one (already transformed) partition: its records in one
 /// bucket per shuffle partition.
@@ -18,8 +18,8 @@ pub fn map_side(
     input: &KeyedInput,
     partitions: usize,
     task: usize,
-    batch: &Batch,
-) -> Result<Vec<Batch>> {
+    batch: &Partition,
+) -> Result<Vec<Partition>> {
     match input.map_side {
         MapSide::Combine(combine) => {
             let (mut folder, scratch) = worker.folder(combine)?;
@@ -51,10 +51,10 @@ pub fn map_side_deferred<T>(
     input: &KeyedInput,
     operator: usize,
     partitions: usize,
-    mut next: impl FnMut() -> Option<(T, Batch)>,
-    taken: &mut Vec<(T, Batch)>,
-) -> Result<Vec<Batch>> {
-    let mut buckets = vec![Batch::default(); partitions];
+    mut next: impl FnMut() -> Option<(T, Partition)>,
+    taken: &mut Vec<(T, Partition)>,
+) -> Result<Vec<Partition>> {
+    let mut buckets = vec![Partition::default(); partitions];
     while let Some(part) = next() {
         taken.push(part);
         let (_, batch) = taken.last_mut().expect("pushed above");
@@ -71,7 +71,7 @@ pub fn map_side_deferred<T>(
 }
 
 /// Appends each bucket of `more` to the same bucket of `buckets`.
-pub fn append_buckets(buckets: &mut [Batch], more: Vec<Batch>) {
+pub fn append_buckets(buckets: &mut [Partition], more: Vec<Partition>) {
     for (bucket, more) in buckets.iter_mut().zip(more) {
         if bucket.is_empty() {
             *bucket = more;
@@ -87,29 +87,29 @@ pub fn append_buckets(buckets: &mut [Batch], more: Vec<Batch>) {
 /// of the stage (13% of the map stage's worker time in the 2-worker word count).
 pub struct PartitionQueue<T> {
     /// Smallest first: the largest is popped first.
-    parts: std::sync::Mutex<Vec<(T, Batch)>>,
+    parts: std::sync::Mutex<Vec<(T, Partition)>>,
 }
 
 impl<T> PartitionQueue<T> {
     /// A queue of `parts`.
-    pub fn new(mut parts: Vec<(T, Batch)>) -> Self {
+    pub fn new(mut parts: Vec<(T, Partition)>) -> Self {
         parts.sort_by_key(|(_, b)| partition_bytes(b));
         PartitionQueue {
             parts: std::sync::Mutex::new(parts),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(T, Batch)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(T, Partition)>> {
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The largest partition not yet taken.
-    pub fn take(&self) -> Option<(T, Batch)> {
+    pub fn take(&self) -> Option<(T, Partition)> {
         self.lock().pop()
     }
 
     /// Every partition not yet taken.
-    pub fn take_all(&self) -> Vec<(T, Batch)> {
+    pub fn take_all(&self) -> Vec<(T, Partition)> {
         std::mem::take(&mut *self.lock())
     }
 }
@@ -126,7 +126,7 @@ const MIN_PIECE_BYTES: usize = 16 << 10;
 /// workers then finish at most a small piece apart instead of up to a whole partition apart.
 /// With 512 KiB partitions, one partition is ~5 ms of tokenizing: the 2-worker word count lost
 /// 71-77 ms of worker time per run waiting at the ends of its map stages (37-41 ms with this).
-pub fn split_last_partitions(mut parts: Vec<Batch>, workers: usize) -> Vec<Batch> {
+pub fn split_last_partitions(mut parts: Vec<Partition>, workers: usize) -> Vec<Partition> {
     parts.sort_by_key(|b| std::cmp::Reverse(partition_bytes(b)));
     let keep = parts.len().saturating_sub(workers);
     let last = parts.split_off(keep);
@@ -141,13 +141,13 @@ pub fn split_last_partitions(mut parts: Vec<Batch>, workers: usize) -> Vec<Batch
 }
 
 /// The bytes of a partition's keys and values.
-fn partition_bytes(batch: &Batch) -> usize {
+fn partition_bytes(batch: &Partition) -> usize {
     batch.values.data.len() + batch.keys.as_ref().map_or(0, |k| k.data.len())
 }
 
 /// `batch` cut into `pieces` batches of consecutive records, of about equal value bytes
 /// (empty pieces left out).
-fn split_batch(batch: &Batch, pieces: usize) -> Vec<Batch> {
+fn split_batch(batch: &Partition, pieces: usize) -> Vec<Partition> {
     let offsets = &batch.values.offsets;
     let bytes = batch.values.data.len();
     let mut cuts: Vec<usize> = (1..pieces)
@@ -163,7 +163,7 @@ fn split_batch(batch: &Batch, pieces: usize) -> Vec<Batch> {
     cuts.push(batch.len());
     cuts.dedup();
     cuts.windows(2)
-        .map(|w| Batch {
+        .map(|w| Partition {
             keys: batch.keys.as_ref().map(|k| column_range(k, w[0]..w[1])),
             values: column_range(&batch.values, w[0]..w[1]),
             timestamps: batch
@@ -189,7 +189,7 @@ fn column_range(column: &Column, range: std::ops::Range<usize>) -> Column {
 }
 
 /// (value, 1) for each record of an unkeyed batch; ((key, value), 1) for a keyed one.
-fn count_records(batch: &Batch) -> Batch {
+fn count_records(batch: &Partition) -> Partition {
     let one = 1i64.to_le_bytes();
     let mut keys = Column::with_capacity(batch.len(), batch.values.data.len());
     let mut values = Column::with_capacity(batch.len(), 8 * batch.len());
@@ -205,7 +205,7 @@ fn count_records(batch: &Batch) -> Batch {
         }
         values.push(&one);
     }
-    Batch {
+    Partition {
         keys: Some(keys),
         values,
         timestamps: Vec::new(),
@@ -218,14 +218,14 @@ mod tests {
 
     #[test]
     fn partitions_are_handed_out_largest_first_each_once() {
-        let part = |bytes: usize| Batch::from_lines([&*"x".repeat(bytes)]);
-        let parts: Vec<(usize, Batch)> = [5, 1, 4, 2, 3]
+        let part = |bytes: usize| Partition::from_lines([&*"x".repeat(bytes)]);
+        let parts: Vec<(usize, Partition)> = [5, 1, 4, 2, 3]
             .into_iter()
             .enumerate()
             .map(|(i, bytes)| (i, part(bytes)))
             .collect();
         let queue = PartitionQueue::new(parts);
-        let sizes = |taken: Vec<(usize, Batch)>| -> Vec<usize> {
+        let sizes = |taken: Vec<(usize, Partition)>| -> Vec<usize> {
             taken.iter().map(|(_, b)| b.values.data.len()).collect()
         };
         let first: Vec<_> = std::iter::from_fn(|| queue.take()).take(2).collect();
@@ -239,9 +239,9 @@ mod tests {
         // Keyed, with event times: every part of a record must stay together.
         let part = |records: usize, tag: u8| {
             let value = vec![tag; 1000];
-            let mut batch = Batch {
+            let mut batch = Partition {
                 keys: Some(Column::default()),
-                ..Batch::default()
+                ..Partition::default()
             };
             for i in 0..records {
                 batch.keys.as_mut().unwrap().push(&i.to_le_bytes());
@@ -257,7 +257,7 @@ mod tests {
             part(8, b'd'),
         ];
         let split = split_last_partitions(parts.clone(), 2);
-        let sizes: Vec<usize> = split.iter().map(Batch::len).collect();
+        let sizes: Vec<usize> = split.iter().map(Partition::len).collect();
         // The two largest whole, 40 records (40 KB) in 2 pieces (16 KiB at least each), and
         // 8 records (8 KB) left whole.
         assert_eq!(sizes, [100, 100, 20, 20, 8]);
@@ -269,13 +269,13 @@ mod tests {
         // Big enough for four pieces.
         let sizes: Vec<usize> = split_last_partitions(vec![part(100, b'a')], 2)
             .iter()
-            .map(Batch::len)
+            .map(Partition::len)
             .collect();
         assert_eq!(sizes, [25, 25, 25, 25]);
     }
 
-    fn keyed(pairs: &[(&str, &str)]) -> Batch {
-        Batch {
+    fn keyed(pairs: &[(&str, &str)]) -> Partition {
+        Partition {
             keys: Some(Column::from_values(pairs.iter().map(|p| p.0.as_bytes()))),
             values: Column::from_values(pairs.iter().map(|p| p.1.as_bytes())),
             timestamps: Vec::new(),
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn counted_records_are_keyed_by_value_or_by_pair() {
-        let counted = count_records(&Batch::from_lines(["x", "y"]));
+        let counted = count_records(&Partition::from_lines(["x", "y"]));
         assert_eq!(counted.keys.unwrap().get(1), b"y");
         let counted = count_records(&keyed(&[("k", "v")]));
         let pair: Vec<_> = nested::items(counted.keys.as_ref().unwrap().get(0))

@@ -4,7 +4,7 @@
 use super::dataflow::{Dataflow, NarrowOp};
 use super::pool::Worker;
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 
 /// Runs `steps` over `input` (lent to the operators and left intact, so that a failed attempt
@@ -13,8 +13,8 @@ pub fn apply(
     worker: &mut Worker,
     dataflow: &Dataflow,
     steps: &[Arc<dyn NarrowOp>],
-    input: &mut Batch,
-) -> Result<Option<Batch>> {
+    input: &mut Partition,
+) -> Result<Option<Partition>> {
     apply_with(worker, dataflow, steps, input, false)
 }
 
@@ -25,8 +25,8 @@ pub fn apply_deferring(
     worker: &mut Worker,
     dataflow: &Dataflow,
     steps: &[Arc<dyn NarrowOp>],
-    input: &mut Batch,
-) -> Result<Option<Batch>> {
+    input: &mut Partition,
+) -> Result<Option<Partition>> {
     apply_with(worker, dataflow, steps, input, true)
 }
 
@@ -34,10 +34,10 @@ fn apply_with(
     worker: &mut Worker,
     dataflow: &Dataflow,
     steps: &[Arc<dyn NarrowOp>],
-    input: &mut Batch,
+    input: &mut Partition,
     defer_last: bool,
-) -> Result<Option<Batch>> {
-    let mut current: Option<Batch> = None;
+) -> Result<Option<Partition>> {
+    let mut current: Option<Partition> = None;
     for (i, step) in steps.iter().enumerate() {
         let batch = match current.as_mut() {
             Some(batch) => batch,

@@ -16,16 +16,16 @@ use crate::record::StreamType;
 use crate::shuffle::Folder;
 use crate::state::{JobState, NodeState};
 use anyhow::Result;
-use spate_guest::{Batch, Column};
+use spate_guest::{Column, Partition};
 use std::sync::Arc;
 
 /// A map-side task of a keyed node: its buckets, one per shuffle partition.
 type MapTask =
-    Box<dyn FnOnce(&mut Worker) -> Result<(Option<Vec<Batch>>, TaskFigures)> + Send + 'static>;
+    Box<dyn FnOnce(&mut Worker) -> Result<(Option<Vec<Partition>>, TaskFigures)> + Send + 'static>;
 
 /// A map task's buckets; a skipped task sends empty ones.
-fn skipped_as_empty(out: Option<Vec<Batch>>, partitions: usize) -> Vec<Batch> {
-    out.unwrap_or_else(|| vec![Batch::default(); partitions])
+fn skipped_as_empty(out: Option<Vec<Partition>>, partitions: usize) -> Vec<Partition> {
+    out.unwrap_or_else(|| vec![Partition::default(); partitions])
 }
 
 /// One input of a keyed node, as its map tasks see it.
@@ -42,8 +42,8 @@ fn map_task(
     worker: &mut Worker,
     side: &MapInput,
     id: TaskId,
-    batch: Batch,
-) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
+    batch: Partition,
+) -> Result<(Option<Vec<Partition>>, TaskFigures)> {
     let MapInput {
         dataflow,
         input,
@@ -76,7 +76,7 @@ fn map_share_task(
     batch_time: u64,
     queue: &PartitionQueue<TaskId>,
     release: Option<&InputRelease>,
-) -> Result<(Option<Vec<Batch>>, TaskFigures)> {
+) -> Result<(Option<Vec<Partition>>, TaskFigures)> {
     let (dataflow, input, partitions) = (&side.dataflow, &side.input, side.partitions);
     worker.begin_batch(batch_time);
     let mut taken = Vec::new();
@@ -118,12 +118,12 @@ fn map_share_task(
 }
 
 /// The bytes of a source partition, as the source buffer counts them.
-fn input_bytes(batch: &Batch) -> usize {
+fn input_bytes(batch: &Partition) -> usize {
     batch.values.data.len()
 }
 
 /// A stream's batch at this batch time: its partitions, or none at times its slide skips.
-type StreamBatch = Option<Vec<Batch>>;
+type StreamBatch = Option<Vec<Partition>>;
 
 /// What a batch produced: the batch of each stream an output reads (by stream id; the others
 /// are `None`), and the tasks' figures.
@@ -167,9 +167,9 @@ pub fn run_batch(
         .iter()
         .filter(|node| matches!(node.kind, NodeKind::Source(_)))
         .count();
-    let mut per_source: Vec<Vec<Batch>> = (0..sources).map(|_| Vec::new()).collect();
+    let mut per_source: Vec<Vec<Partition>> = (0..sources).map(|_| Vec::new()).collect();
     for block in blocks {
-        per_source[block.source].push(Batch {
+        per_source[block.source].push(Partition {
             keys: None,
             values: block.lines,
             timestamps: Vec::new(),
@@ -278,7 +278,7 @@ impl BatchRun<'_> {
     }
 
     /// Runs node `n` over its inputs' batches; returns a batch per stream it writes.
-    fn node(&mut self, n: usize, mut inputs: Vec<Vec<Batch>>) -> Result<Vec<StreamBatch>> {
+    fn node(&mut self, n: usize, mut inputs: Vec<Vec<Partition>>) -> Result<Vec<StreamBatch>> {
         let dataflow = self.dataflow.clone();
         let node = &dataflow.nodes[n];
         match &node.kind {
@@ -333,7 +333,7 @@ impl BatchRun<'_> {
         sides: &[KeyedInput],
         partitions: usize,
         op: &Arc<dyn KeyedOp>,
-        inputs: Vec<Vec<Batch>>,
+        inputs: Vec<Vec<Partition>>,
     ) -> Result<Vec<StreamBatch>> {
         let dataflow = self.dataflow.clone();
         let mut tasks = Vec::new();
@@ -347,7 +347,7 @@ impl BatchRun<'_> {
                 Some(_) => split_last_partitions(parts, dataflow.tasks.workers),
                 None => parts,
             };
-            let parts: Vec<(TaskId, Batch)> = parts
+            let parts: Vec<(TaskId, Partition)> = parts
                 .into_iter()
                 .enumerate()
                 .map(|(p, batch)| (self.id(n, first_id + p), batch))
@@ -386,10 +386,10 @@ impl BatchRun<'_> {
                 }) as MapTask);
             }
         }
-        let map_outputs: Vec<Vec<Batch>> = self.run_tasks(tasks)?;
+        let map_outputs: Vec<Vec<Partition>> = self.run_tasks(tasks)?;
         // Reduce partition r reads bucket r of every map task, the left side's first.
         let left = side_tasks.first().copied().unwrap_or(0);
-        let mut reduce_inputs: Vec<Vec<Batch>> = (0..partitions).map(|_| Vec::new()).collect();
+        let mut reduce_inputs: Vec<Vec<Partition>> = (0..partitions).map(|_| Vec::new()).collect();
         for buckets in map_outputs {
             for (r, bucket) in buckets.into_iter().enumerate() {
                 reduce_inputs[r].push(bucket);
@@ -444,9 +444,9 @@ impl BatchRun<'_> {
         n: usize,
         combine: Combine,
         types: &StreamType,
-        parts: Vec<Batch>,
+        parts: Vec<Partition>,
     ) -> Result<Option<Vec<u8>>> {
-        let task = |id: TaskId, batches: Vec<Batch>| {
+        let task = |id: TaskId, batches: Vec<Partition>| {
             let (dataflow, types) = (self.dataflow.clone(), types.clone());
             let mut batches = batches;
             move |worker: &mut Worker| {
@@ -463,7 +463,7 @@ impl BatchRun<'_> {
             .map(|(p, batch)| task(self.id(n, p), vec![batch]))
             .collect();
         let partials: Vec<Option<Vec<u8>>> = self.run_tasks(tasks)?;
-        let partials: Vec<Batch> = partials.into_iter().flatten().map(|v| single(&v)).collect();
+        let partials: Vec<Partition> = partials.into_iter().flatten().map(|v| single(&v)).collect();
         if partials.len() <= 1 {
             return Ok(partials.first().map(|b| b.values.get(0).to_vec()));
         }
@@ -493,14 +493,18 @@ impl GlobalTask<'_, '_> {
 
     /// Every value of `parts` combined into one with `combine`: per partition on the pool,
     /// then the partials. None when there is no value.
-    pub fn reduce_all(&mut self, combine: Combine, parts: Vec<Batch>) -> Result<Option<Vec<u8>>> {
+    pub fn reduce_all(
+        &mut self,
+        combine: Combine,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<u8>>> {
         self.run.reduce_all(self.node, combine, self.types, parts)
     }
 }
 
 /// One unkeyed record.
-pub fn single(value: &[u8]) -> Batch {
-    Batch {
+pub fn single(value: &[u8]) -> Partition {
+    Partition {
         keys: None,
         values: Column::from_values([value]),
         timestamps: Vec::new(),
@@ -508,7 +512,7 @@ pub fn single(value: &[u8]) -> Batch {
 }
 
 /// Every value of `batches` folded into the first, in one call.
-fn fold_all(folder: &mut Folder<'_>, batches: &[Batch]) -> Result<Option<Vec<u8>>> {
+fn fold_all(folder: &mut Folder<'_>, batches: &[Partition]) -> Result<Option<Vec<u8>>> {
     let mut values = batches.iter().flat_map(|b| b.values.iter());
     let Some(first) = values.next() else {
         return Ok(None);

@@ -8,7 +8,7 @@ use crate::config::TaskFailurePolicy;
 use crate::fault::is_host_fault;
 use crate::record::StreamType;
 use anyhow::{Context, Result};
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::path::PathBuf;
 
 /// How the tasks of a batch went, beyond their output.
@@ -67,9 +67,9 @@ pub fn attempt<T>(
     worker: &mut Worker,
     dataflow: &Dataflow,
     id: TaskId,
-    inputs: &mut [Batch],
+    inputs: &mut [Partition],
     types: &StreamType,
-    mut task: impl FnMut(&mut Worker, &mut [Batch]) -> Result<T>,
+    mut task: impl FnMut(&mut Worker, &mut [Partition]) -> Result<T>,
 ) -> Result<(Option<T>, TaskFigures)> {
     worker.begin_batch(id.batch_time);
     let policy = &dataflow.tasks;
@@ -152,7 +152,7 @@ mod tests {
             partition: 0,
         };
         let task = move |worker: &mut Worker| {
-            let mut inputs = [Batch::from_lines(["a record"])];
+            let mut inputs = [Partition::from_lines(["a record"])];
             let types = StreamType::lines();
             attempt(worker, &dataflow, id, &mut inputs, &types, |_, _| {
                 counter.fetch_add(1, Ordering::SeqCst);

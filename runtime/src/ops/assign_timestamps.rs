@@ -5,7 +5,7 @@ use super::{Family, Planned, StepPlanner};
 use crate::config::{ConfigError, StepOp, TimeUnit};
 use crate::exec::{Dataflow, NarrowOp, NodeKind, Worker};
 use anyhow::{Result, bail};
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 use toml::Spanned;
 
@@ -65,9 +65,9 @@ impl NarrowOp for TimeField {
         &self,
         _: &mut Worker,
         _: &Dataflow,
-        input: &mut Batch,
+        input: &mut Partition,
         _defer: bool,
-    ) -> Result<Batch> {
+    ) -> Result<Partition> {
         with_timestamps(input, self)
     }
 
@@ -85,7 +85,7 @@ impl NarrowOp for TimeField {
 }
 
 /// The batch with each record's event time read from `field` of its value.
-fn with_timestamps(batch: &Batch, field: &TimeField) -> Result<Batch> {
+fn with_timestamps(batch: &Partition, field: &TimeField) -> Result<Partition> {
     let mut timestamps = Vec::with_capacity(batch.len());
     for (i, value) in batch.values.iter().enumerate() {
         let text = String::from_utf8_lossy(value);
@@ -119,7 +119,7 @@ fn with_timestamps(batch: &Batch, field: &TimeField) -> Result<Batch> {
         };
         timestamps.push(ms);
     }
-    Ok(Batch {
+    Ok(Partition {
         keys: batch.keys.clone(),
         values: batch.values.clone(),
         timestamps,
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn event_times_come_from_the_named_field() {
-        let batch = Batch::from_lines(["a,1000,x", "b, 2.5 ,y"]);
+        let batch = Partition::from_lines(["a,1000,x", "b, 2.5 ,y"]);
         let ms = TimeField {
             field: 1,
             separator: ",".into(),

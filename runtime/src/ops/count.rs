@@ -5,7 +5,7 @@ use crate::config::{ConfigError, StepOp};
 use crate::exec::{Dataflow, GlobalOp, GlobalTask, NodeKind, single};
 use crate::record::{Shape, StreamType};
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 
 /// The count family.
@@ -36,15 +36,19 @@ impl Family for Count {
 }
 
 /// The number of records of the parts.
-pub fn count(parts: &[Batch]) -> i64 {
-    parts.iter().map(Batch::len).sum::<usize>() as i64
+pub fn count(parts: &[Partition]) -> i64 {
+    parts.iter().map(Partition::len).sum::<usize>() as i64
 }
 
 #[derive(Debug)]
 struct CountRecords;
 
 impl GlobalOp for CountRecords {
-    fn run(&self, _: &mut GlobalTask<'_, '_>, parts: Vec<Batch>) -> Result<Option<Vec<Batch>>> {
+    fn run(
+        &self,
+        _: &mut GlobalTask<'_, '_>,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<Partition>>> {
         Ok(Some(vec![single(&count(&parts).to_le_bytes())]))
     }
 

@@ -23,7 +23,7 @@ use crate::state::{
     locked_partitions,
 };
 use anyhow::{Result, bail};
-use spate_guest::{Batch, Column, nested};
+use spate_guest::{Column, Partition, nested};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -172,7 +172,7 @@ impl KeyedOp for EventWindow {
     fn watermarks(
         &self,
         state: Option<&dyn NodeState>,
-        inputs: &[Vec<Batch>],
+        inputs: &[Vec<Partition>],
         end_of_input: bool,
     ) -> Result<Option<Watermarks>> {
         let state = downcast::<EventState>(state)?;
@@ -194,7 +194,7 @@ impl KeyedOp for EventWindow {
         Ok(Some(Watermarks { before, after }))
     }
 
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         let state = downcast::<EventState>(task.state)?;
         let marks = task
             .marks
@@ -234,9 +234,9 @@ pub struct EventPartition {
 /// What one batch produced.
 pub struct EventStep {
     /// ((window start, key), value) of the windows that closed.
-    pub closed: Batch,
+    pub closed: Partition,
     /// The late records.
-    pub late: Batch,
+    pub late: Partition,
 }
 
 impl EventPartition {
@@ -272,10 +272,10 @@ impl EventPartition {
         combine: Combine,
         window: WindowSpec,
         marks: Watermarks,
-        buckets: &[Batch],
+        buckets: &[Partition],
     ) -> Result<EventStep> {
         let (length, slide) = (window.length_ms as i64, window.slide_ms as i64);
-        let mut late = Batch::default();
+        let mut late = Partition::default();
         // Records per window start, in arrival order.
         let mut entering: BTreeMap<i64, (Column, Column)> = BTreeMap::new();
         for bucket in buckets {
@@ -324,9 +324,9 @@ impl EventPartition {
         for (start, pending) in folded {
             apply(self.windows.entry(start).or_default(), &pending, 0);
         }
-        let mut closed = Batch {
+        let mut closed = Partition {
             keys: Some(Column::default()),
-            ..Batch::default()
+            ..Partition::default()
         };
         let open_from = self
             .windows

@@ -6,7 +6,7 @@ use crate::config::{ConfigError, StepOp};
 use crate::exec::{Dataflow, KeyedInput, KeyedOp, MapSide, NodeKind, ReduceOutput, ReduceTask};
 use crate::record::{Shape, StreamType};
 use anyhow::Result;
-use spate_guest::{Batch, Column, nested};
+use spate_guest::{Column, Partition, nested};
 use std::sync::Arc;
 
 /// The group-by-key family.
@@ -41,7 +41,7 @@ impl Family for GroupByKey {
 struct Group;
 
 impl KeyedOp for Group {
-    fn reduce(&self, _: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, _: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         Ok(ReduceOutput::main(group_by_key(buckets)?))
     }
 
@@ -51,7 +51,7 @@ impl KeyedOp for Group {
 }
 
 /// groupByKey's reduce side: (key, [values]) per key.
-fn group_by_key(buckets: &[Batch]) -> Result<Batch> {
+fn group_by_key(buckets: &[Partition]) -> Result<Partition> {
     let (keys, groupings) = group_sides(&[buckets])?;
     let mut values = Column::with_capacity(keys.len(), 0);
     for k in 0..keys.len() {
@@ -61,7 +61,7 @@ fn group_by_key(buckets: &[Batch]) -> Result<Batch> {
         }
         values.end_value();
     }
-    Ok(Batch {
+    Ok(Partition {
         keys: Some(keys),
         values,
         timestamps: Vec::new(),

@@ -3,7 +3,7 @@
 //! key's records keep their arrival order, as Spark's do.
 
 use anyhow::{Result, bail};
-use spate_guest::{Batch, Column, KeyIndex, Slot, nested};
+use spate_guest::{Column, KeyIndex, Partition, Slot, nested};
 
 /// For each distinct key, where its records are: `members[starts[k]..starts[k + 1]]` holds
 /// (batch, record) positions of key k's records, in arrival order.
@@ -23,7 +23,7 @@ impl Grouping {
 
 /// Groups the records of each side by key. Keys are numbered across sides in order of first
 /// appearance (left side first), so key k means the same key on every side.
-pub fn group_sides(sides: &[&[Batch]]) -> Result<(Column, Vec<Grouping>)> {
+pub fn group_sides(sides: &[&[Partition]]) -> Result<(Column, Vec<Grouping>)> {
     let mut index = KeyIndex::new();
     let mut keys = Column::default();
     let mut entries_per_side = Vec::with_capacity(sides.len());
@@ -69,12 +69,12 @@ pub fn group_sides(sides: &[&[Batch]]) -> Result<(Column, Vec<Grouping>)> {
 }
 
 /// The value at a (batch, record) position.
-pub fn value_at(side: &[Batch], (b, r): (u32, u32)) -> &[u8] {
+pub fn value_at(side: &[Partition], (b, r): (u32, u32)) -> &[u8] {
     side[b as usize].values.get(r as usize)
 }
 
 /// Appends the values of `members` as a list item.
-pub fn push_list(out: &mut Vec<u8>, side: &[Batch], members: &[(u32, u32)]) {
+pub fn push_list(out: &mut Vec<u8>, side: &[Partition], members: &[(u32, u32)]) {
     let start = nested::begin_item(out);
     for &m in members {
         nested::push_item(out, Some(value_at(side, m)));
@@ -84,7 +84,7 @@ pub fn push_list(out: &mut Vec<u8>, side: &[Batch], members: &[(u32, u32)]) {
 
 /// The distinct keys of `buckets`, and their values key by key: key k's values, in arrival
 /// order, are `values[starts[k]..starts[k + 1]]`.
-pub fn group_values(buckets: &[Batch]) -> Result<(Column, Vec<u32>, Column)> {
+pub fn group_values(buckets: &[Partition]) -> Result<(Column, Vec<u32>, Column)> {
     let (keys, groupings) = group_sides(&[buckets])?;
     let grouping = groupings.into_iter().next().expect("one side");
     let mut values = Column::with_capacity(grouping.members.len(), 0);
@@ -97,17 +97,17 @@ pub fn group_values(buckets: &[Batch]) -> Result<(Column, Vec<u32>, Column)> {
 /// Records for the tests of the grouping ops.
 #[cfg(test)]
 pub mod test_records {
-    use spate_guest::{Batch, Column, nested};
+    use spate_guest::{Column, Partition, nested};
 
-    pub fn keyed(pairs: &[(&str, &str)]) -> Batch {
-        Batch {
+    pub fn keyed(pairs: &[(&str, &str)]) -> Partition {
+        Partition {
             keys: Some(Column::from_values(pairs.iter().map(|p| p.0.as_bytes()))),
             values: Column::from_values(pairs.iter().map(|p| p.1.as_bytes())),
             timestamps: Vec::new(),
         }
     }
 
-    pub fn rows(batch: &Batch) -> Vec<(String, Vec<Option<String>>)> {
+    pub fn rows(batch: &Partition) -> Vec<(String, Vec<Option<String>>)> {
         (0..batch.len())
             .map(|i| {
                 let key = String::from_utf8_lossy(batch.keys.as_ref().unwrap().get(i)).into_owned();

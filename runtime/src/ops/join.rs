@@ -7,7 +7,7 @@ use crate::config::{ConfigError, StepOp};
 use crate::exec::{Dataflow, KeyedInput, KeyedOp, MapSide, NodeKind, ReduceOutput, ReduceTask};
 use crate::record::{Shape, StreamType};
 use anyhow::Result;
-use spate_guest::{Batch, Column, nested};
+use spate_guest::{Column, Partition, nested};
 use std::sync::Arc;
 
 /// The join family.
@@ -97,7 +97,7 @@ enum JoinKind {
 }
 
 impl KeyedOp for JoinKind {
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         let (left, right) = buckets.split_at(task.left);
         Ok(ReduceOutput::main(join(left, right, *self)?))
     }
@@ -117,7 +117,7 @@ impl KeyedOp for JoinKind {
 struct Cogroup;
 
 impl KeyedOp for Cogroup {
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         let (left, right) = buckets.split_at(task.left);
         Ok(ReduceOutput::main(cogroup(left, right)?))
     }
@@ -128,7 +128,7 @@ impl KeyedOp for Cogroup {
 }
 
 /// cogroup's reduce side: (key, ([left values], [right values])) per key of either side.
-fn cogroup(left: &[Batch], right: &[Batch]) -> Result<Batch> {
+fn cogroup(left: &[Partition], right: &[Partition]) -> Result<Partition> {
     let (keys, groupings) = group_sides(&[left, right])?;
     let mut values = Column::with_capacity(keys.len(), 0);
     for k in 0..keys.len() {
@@ -137,7 +137,7 @@ fn cogroup(left: &[Batch], right: &[Batch]) -> Result<Batch> {
         push_list(out, right, groupings[1].of(k));
         values.end_value();
     }
-    Ok(Batch {
+    Ok(Partition {
         keys: Some(keys),
         values,
         timestamps: Vec::new(),
@@ -146,7 +146,7 @@ fn cogroup(left: &[Batch], right: &[Batch]) -> Result<Batch> {
 
 /// A join's reduce side: (key, (left, right)) per matching pair, plus the unmatched records
 /// of the outer side(s) with `None` on the other.
-fn join(left: &[Batch], right: &[Batch], kind: JoinKind) -> Result<Batch> {
+fn join(left: &[Partition], right: &[Partition], kind: JoinKind) -> Result<Partition> {
     let (keys, groupings) = group_sides(&[left, right])?;
     let keep_left = matches!(kind, JoinKind::LeftOuter | JoinKind::FullOuter);
     let keep_right = matches!(kind, JoinKind::RightOuter | JoinKind::FullOuter);
@@ -183,7 +183,7 @@ fn join(left: &[Batch], right: &[Batch], kind: JoinKind) -> Result<Batch> {
             _ => {}
         }
     }
-    Ok(Batch {
+    Ok(Partition {
         keys: Some(out_keys),
         values,
         timestamps: Vec::new(),

@@ -18,7 +18,7 @@ use crate::record::{Shape, StreamType};
 use crate::shuffle::{hash_key, partition_of};
 use crate::state::{NodeState, PartitionState, Partitioned, StateTable, downcast, lock};
 use anyhow::{Context, Result, bail};
-use spate_guest::{Batch, Column, StateInput, StateOutput, ValueType};
+use spate_guest::{Column, Partition, StateInput, StateOutput, ValueType};
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -150,7 +150,7 @@ impl KeyedOp for KeyedStateOp {
         )
     }
 
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         let state = downcast::<KeyedStates>(task.state)?;
         let step = state.part(task.partition)?.step(
             task.worker,
@@ -220,9 +220,9 @@ pub struct StatePartition {
 /// What one batch produced.
 pub struct StateStep {
     /// The main output: the whole state (updateStateByKey) or what the operator emitted.
-    pub output: Batch,
+    pub output: Partition,
     /// mapWithState's snapshot stream, if asked for: (key, state) of every key in state.
-    pub snapshot: Option<Batch>,
+    pub snapshot: Option<Partition>,
 }
 
 impl StatePartition {
@@ -325,7 +325,7 @@ impl StatePartition {
         mode: StateMode,
         snapshots: bool,
         time: u64,
-        buckets: &[Batch],
+        buckets: &[Partition],
     ) -> Result<StateStep> {
         if !matches!(
             mode,
@@ -384,7 +384,7 @@ impl StatePartition {
         }
         if keys.is_empty() {
             return Ok(StateStep {
-                output: Batch::default(),
+                output: Partition::default(),
                 snapshot: snapshots.then(|| self.table.contents()),
             });
         }

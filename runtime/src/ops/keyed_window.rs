@@ -23,7 +23,7 @@ use crate::state::{
     encode_batch, fold_records,
 };
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -74,7 +74,7 @@ impl Family for KeyedWindow {
 #[derive(Default)]
 pub struct WindowPartition {
     /// Each batch's records combined per key, oldest first, while in the window.
-    batches: VecDeque<(u64, Batch)>,
+    batches: VecDeque<(u64, Partition)>,
     /// With an inverse: the window's value per key; meta counts the window's batches holding
     /// the key.
     table: StateTable,
@@ -116,7 +116,7 @@ impl KeyedOp for WindowReduce {
         ))
     }
 
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         let state = downcast::<Partitioned<WindowPartition>>(task.state)?;
         let main = state
             .part(task.partition)?
@@ -202,8 +202,8 @@ impl WindowPartition {
         worker: &mut Worker,
         spec: WindowReduce,
         time: u64,
-        buckets: &[Batch],
-    ) -> Result<Option<Batch>> {
+        buckets: &[Partition],
+    ) -> Result<Option<Partition>> {
         let reduced = {
             let (mut folder, scratch) = worker.folder(spec.combine)?;
             combine_by_key(scratch, buckets, &mut folder)?.batch
@@ -218,7 +218,7 @@ impl WindowPartition {
         let output = match spec.inverse {
             None => {
                 let output = if emit {
-                    let mut window: Vec<Batch> = self
+                    let mut window: Vec<Partition> = self
                         .batches
                         .iter()
                         .skip(leaving)
@@ -248,12 +248,12 @@ impl WindowPartition {
         worker: &mut Worker,
         combine: Combine,
         inverse: Combine,
-        entering: &Batch,
+        entering: &Partition,
         leaving: usize,
     ) -> Result<()> {
         let table = &self.table;
         let in_table = |key: &[u8]| table.find(key).map(|slot| table.value(slot));
-        let keys_of = |b: &Batch| b.keys.clone().unwrap_or_default();
+        let keys_of = |b: &Partition| b.keys.clone().unwrap_or_default();
         let added = {
             let (mut folder, _) = worker.folder(combine)?;
             fold_records(in_table, &keys_of(entering), &entering.values, &mut folder)?

@@ -5,7 +5,7 @@ use crate::config::{ConfigError, StepOp};
 use crate::exec::{Combine, Dataflow, GlobalOp, GlobalTask, NodeKind, single};
 use crate::record::StreamType;
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 
 /// The reduce family.
@@ -40,7 +40,11 @@ impl Family for Reduce {
 struct ReduceAll(Combine);
 
 impl GlobalOp for ReduceAll {
-    fn run(&self, task: &mut GlobalTask<'_, '_>, parts: Vec<Batch>) -> Result<Option<Vec<Batch>>> {
+    fn run(
+        &self,
+        task: &mut GlobalTask<'_, '_>,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<Partition>>> {
         let value = task.reduce_all(self.0, parts)?;
         Ok(Some(value.map(|v| vec![single(&v)]).unwrap_or_default()))
     }
@@ -50,9 +54,6 @@ impl GlobalOp for ReduceAll {
     }
 
     fn combiner(&self) -> Option<usize> {
-        match self.0 {
-            Combine::Wasm(o) => Some(o),
-            _ => None,
-        }
+        self.0.wasm_operator()
     }
 }

@@ -8,7 +8,7 @@ use crate::exec::{
 };
 use crate::shuffle::combine_by_key;
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 
 /// The reduce-by-key family.
@@ -44,7 +44,7 @@ impl Family for ReduceByKey {
 pub struct CombinePerKey(pub Combine);
 
 impl KeyedOp for CombinePerKey {
-    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
+    fn reduce(&self, task: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
         let (mut folder, scratch) = task.worker.folder(self.0)?;
         let combined = combine_by_key(scratch, buckets, &mut folder)?;
         Ok(ReduceOutput::main(combined.batch))
@@ -63,9 +63,6 @@ impl KeyedOp for CombinePerKey {
 pub fn wasm_combiners(combines: &[Combine]) -> Vec<(&'static str, usize)> {
     combines
         .iter()
-        .filter_map(|c| match c {
-            Combine::Wasm(o) => Some(("combiner", *o)),
-            _ => None,
-        })
+        .filter_map(|c| Some(("combiner", c.wasm_operator()?)))
         .collect()
 }

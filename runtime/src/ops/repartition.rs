@@ -4,7 +4,7 @@ use super::{Family, Planned, StepPlanner};
 use crate::config::{ConfigError, StepOp};
 use crate::exec::{Dataflow, KeyedInput, KeyedOp, MapSide, NodeKind, ReduceOutput, ReduceTask};
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 
 /// The repartition family.
@@ -45,8 +45,8 @@ impl Family for Repartition {
 struct Pass;
 
 impl KeyedOp for Pass {
-    fn reduce(&self, _: ReduceTask<'_>, buckets: &mut [Batch]) -> Result<ReduceOutput> {
-        let mut all = Batch::default();
+    fn reduce(&self, _: ReduceTask<'_>, buckets: &mut [Partition]) -> Result<ReduceOutput> {
+        let mut all = Partition::default();
         for bucket in buckets.iter() {
             all.extend_from(bucket);
         }

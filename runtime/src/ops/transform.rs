@@ -8,7 +8,7 @@ use crate::exec::{Dataflow, NarrowOp, NodeKind, Worker};
 use crate::record::{Shape, StreamType};
 use crate::wasm::OperatorKind;
 use anyhow::{Result, anyhow};
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::sync::Arc;
 
 /// The transform family.
@@ -65,9 +65,9 @@ impl NarrowOp for WasmTransform {
         &self,
         worker: &mut Worker,
         dataflow: &Dataflow,
-        input: &mut Batch,
+        input: &mut Partition,
         defer: bool,
-    ) -> Result<Batch> {
+    ) -> Result<Partition> {
         if defer {
             // Held output is combined: no count of records out per record in holds.
             return worker.transform(self.operator)?.absorb(input);

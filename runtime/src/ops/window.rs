@@ -10,7 +10,7 @@ use crate::exec::{Combine, Dataflow, GlobalOp, GlobalTask, NodeKind, single};
 use crate::record::{Shape, StreamType};
 use crate::state::{History, NodeState, decode_batch, downcast, encode_batch, lock};
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
@@ -110,7 +110,7 @@ struct Batches(WindowSpec);
 
 impl GlobalOp for Batches {
     fn new_state(&self) -> Option<Box<dyn NodeState>> {
-        Some(Box::new(Kept::<Vec<Batch>> {
+        Some(Box::new(Kept::<Vec<Partition>> {
             tag: 4,
             history: Mutex::default(),
             encode: |batches, out| {
@@ -126,7 +126,7 @@ impl GlobalOp for Batches {
                 }
                 Ok(batches)
             },
-            records: |batches| batches.iter().map(Batch::len).sum(),
+            records: |batches| batches.iter().map(Partition::len).sum(),
         }))
     }
 
@@ -134,7 +134,11 @@ impl GlobalOp for Batches {
         Some(format!("window, {}", self.0.layout()))
     }
 
-    fn run(&self, task: &mut GlobalTask<'_, '_>, parts: Vec<Batch>) -> Result<Option<Vec<Batch>>> {
+    fn run(
+        &self,
+        task: &mut GlobalTask<'_, '_>,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<Partition>>> {
         slide(task, self.0, parts, |history| {
             history.items().flatten().cloned().collect()
         })
@@ -164,7 +168,11 @@ impl GlobalOp for Counts {
         Some(format!("count-by-window, {}", self.0.layout()))
     }
 
-    fn run(&self, task: &mut GlobalTask<'_, '_>, parts: Vec<Batch>) -> Result<Option<Vec<Batch>>> {
+    fn run(
+        &self,
+        task: &mut GlobalTask<'_, '_>,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<Partition>>> {
         slide(task, self.0, count(&parts), |history| {
             let total: i64 = history.items().sum();
             vec![single(&total.to_le_bytes())]
@@ -206,7 +214,11 @@ impl GlobalOp for Values {
         Some(format!("reduce-by-window, {}", self.1.layout()))
     }
 
-    fn run(&self, task: &mut GlobalTask<'_, '_>, parts: Vec<Batch>) -> Result<Option<Vec<Batch>>> {
+    fn run(
+        &self,
+        task: &mut GlobalTask<'_, '_>,
+        parts: Vec<Partition>,
+    ) -> Result<Option<Vec<Partition>>> {
         let value = task.reduce_all(self.0, parts)?;
         let window = slide(task, self.1, value, |history| {
             history.items().flatten().map(|v| single(v)).collect()
@@ -227,9 +239,6 @@ impl GlobalOp for Values {
     }
 
     fn combiner(&self) -> Option<usize> {
-        match self.0 {
-            Combine::Wasm(o) => Some(o),
-            _ => None,
-        }
+        self.0.wasm_operator()
     }
 }

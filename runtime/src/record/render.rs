@@ -2,7 +2,7 @@
 
 use super::{Shape, StreamType};
 use anyhow::{Context, Result};
-use spate_guest::Batch;
+use spate_guest::Partition;
 use spate_guest::{Record, ValueType, nested};
 use std::fmt::Write;
 use std::fs::File;
@@ -96,7 +96,7 @@ pub fn write_record(out: &mut String, record: &Record<'_>, types: &StreamType) {
 }
 
 /// A partition as text, a record per line.
-pub fn partition_text(partition: &Batch, types: &StreamType) -> String {
+pub fn partition_text(partition: &Partition, types: &StreamType) -> String {
     let mut text = String::with_capacity(partition.values.data.len() * 2);
     for record in partition.records() {
         write_record(&mut text, &record, types);
@@ -106,7 +106,7 @@ pub fn partition_text(partition: &Batch, types: &StreamType) -> String {
 }
 
 /// Writes `partition` to `path`, a record per line, and fsyncs it.
-pub fn write_part(path: &Path, partition: &Batch, types: &StreamType) -> Result<()> {
+pub fn write_part(path: &Path, partition: &Partition, types: &StreamType) -> Result<()> {
     let text = partition_text(partition, types);
     let mut file =
         File::create(path).with_context(|| format!("cannot create {}", path.display()))?;

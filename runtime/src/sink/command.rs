@@ -11,7 +11,7 @@ use crate::config::{ConfigError, ConnectorTable};
 use crate::record::StreamType;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::io::Write;
 use std::process::Stdio;
 
@@ -129,7 +129,7 @@ impl Sink for Command {
     fn write(
         &mut self,
         batch_time_ms: u64,
-        partitions: &[Batch],
+        partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()> {
         for (i, partition) in partitions.iter().enumerate() {
@@ -148,13 +148,13 @@ impl Sink for Command {
 mod tests {
     use super::*;
     use crate::record::Shape;
-    use spate_guest::BatchBuilder;
+    use spate_guest::PartitionBuilder;
 
-    fn partitions() -> Vec<Batch> {
-        let mut b = BatchBuilder::new();
+    fn partitions() -> Vec<Partition> {
+        let mut b = PartitionBuilder::new();
         b.emit(b"x", &2i64);
         b.emit(b"y", &3i64);
-        vec![Batch::default(), b.finish()]
+        vec![Partition::default(), b.finish()]
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod text_files;
 use crate::config::{ConfigError, ConnectorTable};
 use crate::record::StreamType;
 use anyhow::Result;
-use spate_guest::Batch;
+use spate_guest::Partition;
 
 /// What writing a batch again does, when recovery replays it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +41,12 @@ pub trait Output: Send + Sync + std::fmt::Debug {
 /// An output operation's writer.
 pub trait Sink: Send {
     /// Writes one batch's final partitions.
-    fn write(&mut self, batch_time_ms: u64, partitions: &[Batch], types: &StreamType)
-    -> Result<()>;
+    fn write(
+        &mut self,
+        batch_time_ms: u64,
+        partitions: &[Partition],
+        types: &StreamType,
+    ) -> Result<()>;
 }
 
 /// Builds an output of one `type` from its table.

@@ -6,7 +6,7 @@ use crate::record::StreamType;
 use crate::record::write_record;
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::io::Write;
 
 /// `type = "print"`: the fields of the table.
@@ -61,14 +61,14 @@ impl Print {
 pub fn format_batch(
     num: usize,
     batch_time_ms: u64,
-    partitions: &[Batch],
+    partitions: &[Partition],
     types: &StreamType,
 ) -> String {
     let mut text = String::new();
     text.push_str("-------------------------------------------\n");
     text.push_str(&format!("Time: {batch_time_ms} ms\n"));
     text.push_str("-------------------------------------------\n");
-    let mut records = partitions.iter().flat_map(Batch::records);
+    let mut records = partitions.iter().flat_map(Partition::records);
     for record in records.by_ref().take(num) {
         write_record(&mut text, &record, types);
         text.push('\n');
@@ -84,7 +84,7 @@ impl Sink for Print {
     fn write(
         &mut self,
         batch_time_ms: u64,
-        partitions: &[Batch],
+        partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()> {
         let text = format_batch(self.num, batch_time_ms, partitions, types);
@@ -99,11 +99,11 @@ impl Sink for Print {
 mod tests {
     use super::*;
     use crate::record::Shape;
-    use spate_guest::BatchBuilder;
+    use spate_guest::PartitionBuilder;
 
     #[test]
     fn matches_sparks_layout_with_ellipsis() {
-        let mut b = BatchBuilder::new();
+        let mut b = PartitionBuilder::new();
         for w in ["a", "b", "c"] {
             b.emit(w.as_bytes(), &1i64);
         }

@@ -9,7 +9,7 @@ use crate::config::{ConfigError, ConnectorTable};
 use crate::record::{StreamType, write_part};
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use spate_guest::Batch;
+use spate_guest::Partition;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -144,7 +144,7 @@ impl Sink for TextFiles {
     fn write(
         &mut self,
         batch_time_ms: u64,
-        partitions: &[Batch],
+        partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()> {
         let target = self.batch_dir(batch_time_ms);
@@ -189,7 +189,7 @@ impl Sink for TextFiles {
 mod tests {
     use super::*;
     use crate::record::Shape;
-    use spate_guest::BatchBuilder;
+    use spate_guest::PartitionBuilder;
 
     #[test]
     fn staging_leftovers_of_dead_processes_are_removed_on_open() {
@@ -220,9 +220,9 @@ mod tests {
         let prefix = dir.path().join("out/wc").to_string_lossy().into_owned();
         let mut sink = TextFiles::new(prefix, Some("txt".into()));
         let types = StreamType::keyed(Shape::TEXT, Shape::I64);
-        let mut b = BatchBuilder::new();
+        let mut b = PartitionBuilder::new();
         b.emit(b"x", &2i64);
-        let partitions = [b.finish(), Batch::default()];
+        let partitions = [b.finish(), Partition::default()];
         sink.write(5000, &partitions, &types).unwrap();
         sink.write(5000, &partitions, &types).unwrap();
         let batch = dir.path().join("out/wc-5000.txt");

@@ -13,7 +13,7 @@ pub use table::StateTable;
 use crate::checkpoint::{Reader, Writer};
 use crate::fault::host_fault;
 use anyhow::{Context, Result, bail};
-use spate_guest::{Batch, Column};
+use spate_guest::{Column, Partition};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,7 +104,7 @@ impl<T> History<T> {
 }
 
 /// Appends a batch (keys, values, event times) to a checkpoint.
-pub fn encode_batch(batch: &Batch, out: &mut Writer) {
+pub fn encode_batch(batch: &Partition, out: &mut Writer) {
     match &batch.keys {
         Some(keys) => {
             out.u64(1);
@@ -135,7 +135,7 @@ fn decode_column(input: &mut Reader<'_>) -> Result<Column> {
 }
 
 /// Reads a batch written by [`encode_batch`].
-pub fn decode_batch(input: &mut Reader<'_>) -> Result<Batch> {
+pub fn decode_batch(input: &mut Reader<'_>) -> Result<Partition> {
     let keys = match input.u64()? {
         0 => None,
         _ => Some(decode_column(input)?),
@@ -145,7 +145,7 @@ pub fn decode_batch(input: &mut Reader<'_>) -> Result<Batch> {
     for _ in 0..input.u64()? {
         timestamps.push(input.u64()? as i64);
     }
-    let batch = Batch {
+    let batch = Partition {
         keys,
         values,
         timestamps,

@@ -7,7 +7,7 @@
 //! tombstones outnumber live keys the table is rebuilt. So every operation is O(1) amortised,
 //! and no allocation is made per key.
 
-use spate_guest::{Batch, Column, KeyIndex, Slot};
+use spate_guest::{Column, KeyIndex, Partition, Slot};
 
 /// Where a slot's value is in the arena.
 #[derive(Clone, Copy, Debug, Default)]
@@ -146,14 +146,14 @@ impl StateTable {
     }
 
     /// Every live key with its value, as a keyed batch.
-    pub fn contents(&self) -> Batch {
+    pub fn contents(&self) -> Partition {
         let mut keys = Column::with_capacity(self.live, 0);
         let mut values = Column::with_capacity(self.live, 0);
         for slot in self.slots() {
             keys.push(self.key(slot));
             values.push(self.value(slot));
         }
-        Batch {
+        Partition {
             keys: Some(keys),
             values,
             timestamps: Vec::new(),

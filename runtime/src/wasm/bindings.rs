@@ -104,8 +104,8 @@ pub fn column_from_wit(c: Column) -> spate_guest::Column {
     }
 }
 
-/// Moves an SDK batch into the bindings' type (no copy).
-pub fn batch_to_wit(b: spate_guest::Batch) -> Batch {
+/// Moves an SDK partition into the bindings' type (the WIT record `batch`; no copy).
+pub fn batch_to_wit(b: spate_guest::Partition) -> Batch {
     Batch {
         keys: b.keys.map(column_to_wit),
         values: column_to_wit(b.values),
@@ -113,9 +113,9 @@ pub fn batch_to_wit(b: spate_guest::Batch) -> Batch {
     }
 }
 
-/// Moves a bindings batch into the SDK's type (no copy).
-pub fn batch_from_wit(b: Batch) -> spate_guest::Batch {
-    spate_guest::Batch {
+/// Moves the bindings' WIT `batch` into the SDK's partition (no copy).
+pub fn batch_from_wit(b: Batch) -> spate_guest::Partition {
+    spate_guest::Partition {
         keys: b.keys.map(column_from_wit),
         values: column_from_wit(b.values),
         timestamps: b.timestamps,

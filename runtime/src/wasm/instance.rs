@@ -13,7 +13,7 @@ use super::operator::{Info, Pre, PreparedOperator};
 use super::ticker;
 use super::usage::{CallUsage, Usage};
 use anyhow::{Result, anyhow};
-use spate_guest::{Batch, Column};
+use spate_guest::{Column, Partition};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Store, Trap};
@@ -241,7 +241,7 @@ fn quoted(printed: &str) -> String {
 impl TransformInstance {
     /// Runs `process` over one partition and checks the batch it returns. `input` is lent to
     /// the call, not consumed, so that a failed task can be retried or dead-lettered.
-    pub fn process(&mut self, input: &mut Batch) -> Result<Batch> {
+    pub fn process(&mut self, input: &mut Partition) -> Result<Partition> {
         self.call_with_input("process", input, |store, b, lent| {
             b.transform
                 .spate_operator_transform()
@@ -257,7 +257,7 @@ impl TransformInstance {
     /// Runs `deferred-combine.absorb` over one partition: like `process`, but the operator may
     /// hold part of the output until [`TransformInstance::flush`]. Falls back to `process` on
     /// an operator without the export.
-    pub fn absorb(&mut self, input: &mut Batch) -> Result<Batch> {
+    pub fn absorb(&mut self, input: &mut Partition) -> Result<Partition> {
         if !self.defers() {
             return self.process(input);
         }
@@ -271,9 +271,9 @@ impl TransformInstance {
 
     /// Runs `deferred-combine.flush`: the output held since the last flush (none without the
     /// export).
-    pub fn flush(&mut self) -> Result<Batch> {
+    pub fn flush(&mut self) -> Result<Partition> {
         if !self.defers() {
-            return Ok(Batch::default());
+            return Ok(Partition::default());
         }
         let output = self.call("flush", |store, b| {
             b.deferred
@@ -289,13 +289,13 @@ impl TransformInstance {
     fn call_with_input(
         &mut self,
         function: &str,
-        input: &mut Batch,
+        input: &mut Partition,
         f: impl FnOnce(
             &mut Store<HostState>,
             &TransformExports,
             &WitBatch,
         ) -> wasmtime::Result<Result<WitBatch, OperatorError>>,
-    ) -> Result<Batch> {
+    ) -> Result<Partition> {
         let lent = batch_to_wit(std::mem::take(input));
         let result = self.call(function, |store, b| f(store, b, &lent));
         *input = batch_from_wit(lent);
@@ -303,7 +303,7 @@ impl TransformInstance {
     }
 
     /// `output` if it is within the output caps and well formed.
-    fn checked_output(&self, function: &str, output: Batch) -> Result<Batch> {
+    fn checked_output(&self, function: &str, output: Partition) -> Result<Partition> {
         let bytes = output.values.data.len() + output.keys.as_ref().map_or(0, |k| k.data.len());
         self.check_output(function, output.len(), bytes)?;
         output.validate().map_err(|e| {

@@ -1,7 +1,7 @@
 //! `{{name}}`: a flatMap operator emitting (word, 1) for each word of a line, lowercased.
 //! Change `record` to make it yours; `cargo test` runs the test below natively.
 
-use spate_guest::{BatchBuilder, Error, Info, Params, Record, Transform, ValueType};
+use spate_guest::{Error, Info, Params, PartitionBuilder, Record, Transform, ValueType};
 
 /// The operator.
 pub struct Operator {
@@ -26,7 +26,7 @@ impl Transform for Operator {
         })
     }
 
-    fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn record(&mut self, record: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
         for word in record.value_str()?.split_whitespace() {
             if self.lowercase {
                 out.emit(word.to_lowercase().as_bytes(), &1i64);

@@ -8,7 +8,7 @@
 //! `<attack> <target> refused: <cause>`. `clock` emits the wall clock and a value seeded from
 //! WASI randomness, so that a test can tell whether those are deterministic.
 
-use spate_guest::{Batch, BatchBuilder, Error, Info, Params, Transform};
+use spate_guest::{Error, Info, Params, Partition, PartitionBuilder, Transform};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::hint::black_box;
@@ -192,7 +192,7 @@ impl Transform for Hostile {
         })
     }
 
-    fn process(&mut self, input: &Batch, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn process(&mut self, input: &Partition, out: &mut PartitionBuilder) -> Result<(), Error> {
         match &self.attack {
             Attack::None => {
                 for record in input.records() {
@@ -318,7 +318,7 @@ fn recurse(depth: u64) -> u64 {
 
 /// A flatMap that never ends: pushes copies of the first record forever (or of `flood`, when
 /// the partition is empty). Only the host's limits (output size, memory, time) end it.
-fn flood(input: &Batch, out: &mut BatchBuilder) -> Result<(), Error> {
+fn flood(input: &Partition, out: &mut PartitionBuilder) -> Result<(), Error> {
     match input.records().next() {
         Some(first) => loop {
             out.push_record(&first);
@@ -333,7 +333,7 @@ fn flood(input: &Batch, out: &mut BatchBuilder) -> Result<(), Error> {
 
 /// Emits `K=V` for every environment variable and `arg[i]=A` for every program argument, or
 /// fails when it sees neither.
-fn env(out: &mut BatchBuilder) -> Result<(), Error> {
+fn env(out: &mut PartitionBuilder) -> Result<(), Error> {
     let mut seen = false;
     for (key, value) in std::env::vars_os() {
         let pair = format!("{}={}", key.to_string_lossy(), value.to_string_lossy());

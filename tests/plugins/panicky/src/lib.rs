@@ -1,7 +1,7 @@
 //! A test operator that misbehaves on demand: it passes lines through unchanged and panics (a
 //! Wasm trap) when a line equals its `trigger` parameter (default `boom`).
 
-use spate_guest::{BatchBuilder, Error, Info, Params, Record, Transform};
+use spate_guest::{Error, Info, Params, PartitionBuilder, Record, Transform};
 
 /// The operator.
 pub struct Panicky {
@@ -26,7 +26,7 @@ impl Transform for Panicky {
         })
     }
 
-    fn record(&mut self, record: Record<'_>, out: &mut BatchBuilder) -> Result<(), Error> {
+    fn record(&mut self, record: Record<'_>, out: &mut PartitionBuilder) -> Result<(), Error> {
         if record.value == self.trigger.as_bytes() {
             panic!("panicky operator hit its trigger line '{}'", self.trigger);
         }

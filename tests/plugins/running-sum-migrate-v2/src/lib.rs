@@ -4,7 +4,7 @@
 //! calls it once per key in state, with no values and the old state, and keeps what it returns.
 
 use spate_guest::{
-    BatchBuilder, Error, Info, KeyContext, Params, StateInfo, StateUpdate, ValueType,
+    Error, Info, KeyContext, Params, PartitionBuilder, StateInfo, StateUpdate, ValueType,
 };
 
 /// The migration.
@@ -39,7 +39,7 @@ impl StateUpdate for MigrateToV2 {
         _values: &[i64],
         state: &mut Option<Vec<u8>>,
         _context: KeyContext,
-        _out: &mut BatchBuilder,
+        _out: &mut PartitionBuilder,
     ) -> Result<(), Error> {
         if let Some(old) = state.as_deref() {
             let total = i64::from_le_bytes(

@@ -3,7 +3,7 @@
 //! resumes with it.
 
 use spate_guest::{
-    BatchBuilder, Error, Info, KeyContext, Params, StateInfo, StateUpdate, ValueType,
+    Error, Info, KeyContext, Params, PartitionBuilder, StateInfo, StateUpdate, ValueType,
 };
 
 /// `running-sum`, patched.
@@ -38,7 +38,7 @@ impl StateUpdate for RunningSumPatched {
         values: &[i64],
         state: &mut Option<i64>,
         context: KeyContext,
-        out: &mut BatchBuilder,
+        out: &mut PartitionBuilder,
     ) -> Result<(), Error> {
         if context.timing_out || values.is_empty() {
             return Ok(());

@@ -3,7 +3,7 @@
 //! version 1 is refused for it unless migrated first (`running-sum-migrate-v2`).
 
 use spate_guest::{
-    BatchBuilder, Error, Info, KeyContext, Params, StateInfo, StateUpdate, ValueType,
+    Error, Info, KeyContext, Params, PartitionBuilder, StateInfo, StateUpdate, ValueType,
 };
 
 /// `running-sum`, version 2.
@@ -38,7 +38,7 @@ impl StateUpdate for RunningSumV2 {
         values: &[i64],
         state: &mut Option<String>,
         context: KeyContext,
-        out: &mut BatchBuilder,
+        out: &mut PartitionBuilder,
     ) -> Result<(), Error> {
         if context.timing_out || values.is_empty() {
             return Ok(());

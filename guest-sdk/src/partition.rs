@@ -6,7 +6,7 @@ use crate::value::{Monoid, Value};
 
 /// One partition of a micro-batch, in columnar form (the WIT `batch` record).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Batch {
+pub struct Partition {
     /// Keys, when the records are key/value pairs.
     pub keys: Option<Column>,
     /// Values; their count is the record count.
@@ -15,7 +15,7 @@ pub struct Batch {
     pub timestamps: Vec<i64>,
 }
 
-/// One record of a [`Batch`], borrowed from its columns.
+/// One record of a [`Partition`], borrowed from its columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
     /// The key, for key/value records.
@@ -45,10 +45,10 @@ impl<'a> Record<'a> {
     }
 }
 
-impl Batch {
+impl Partition {
     /// A batch of unkeyed text records (lines), as sources produce them.
     pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Self {
-        Batch {
+        Partition {
             keys: None,
             values: Column::from_values(lines.into_iter().map(str::as_bytes)),
             timestamps: Vec::new(),
@@ -106,7 +106,7 @@ impl Batch {
     }
 
     /// Appends every record of `other` (both must agree on keys and timestamps).
-    pub fn extend_from(&mut self, other: &Batch) {
+    pub fn extend_from(&mut self, other: &Partition) {
         if other.is_empty() {
             return;
         }
@@ -127,10 +127,10 @@ impl Batch {
 /// into a keyed batch get an empty key.
 ///
 /// When the host announced that the output is combined by key with a [`Monoid`] (see
-/// [`BatchBuilder::combining`]), values passed to [`BatchBuilder::emit`] with the monoid's type
+/// [`PartitionBuilder::combining`]), values passed to [`PartitionBuilder::emit`] with the monoid's type
 /// are combined per key as they are emitted: the batch holds one record per distinct key.
 #[derive(Debug, Default)]
-pub struct BatchBuilder {
+pub struct PartitionBuilder {
     keys: Option<Column>,
     values: Column,
     timestamps: Vec<i64>,
@@ -153,7 +153,7 @@ struct Combining {
     index: KeyIndex<[u8; 8]>,
 }
 
-impl BatchBuilder {
+impl PartitionBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
@@ -162,7 +162,7 @@ impl BatchBuilder {
     /// An empty builder with room for `records` records of `bytes` value bytes (and as much for
     /// keys, once a key is pushed), so that building the output reallocates less.
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        BatchBuilder {
+        PartitionBuilder {
             keys: None,
             values: Column::with_capacity(records, bytes),
             timestamps: Vec::new(),
@@ -172,7 +172,7 @@ impl BatchBuilder {
 
     /// A builder that combines values emitted with `monoid`'s type per key.
     pub fn combining(monoid: Monoid) -> Self {
-        BatchBuilder {
+        PartitionBuilder {
             combine: Some(Combining {
                 monoid,
                 index: SPARE_INDEX.take().unwrap_or_default(),
@@ -302,7 +302,7 @@ impl BatchBuilder {
     }
 
     /// The finished batch.
-    pub fn finish(self) -> Batch {
+    pub fn finish(self) -> Partition {
         let mut values = self.values;
         if let Some(mut combine) = self.combine {
             for (slot, acc) in combine.index.accumulators() {
@@ -312,7 +312,7 @@ impl BatchBuilder {
             combine.index.clear();
             SPARE_INDEX.set(Some(combine.index));
         }
-        Batch {
+        Partition {
             keys: self.keys,
             values,
             timestamps: self.timestamps,
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn stamped_records_carry_the_event_time_of_their_input() {
-        let mut out = BatchBuilder::new();
+        let mut out = PartitionBuilder::new();
         out.emit(b"a", &1i64);
         out.emit(b"b", &1i64);
         out.stamp(5);
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_the_builder() {
-        let mut out = BatchBuilder::new();
+        let mut out = PartitionBuilder::new();
         out.push_value(b"plain");
         out.emit(b"word", &3i64);
         out.push_pair(b"k", b"v");
@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_combining_builder_folds_emitted_values_per_key() {
-        let mut out = BatchBuilder::combining(Monoid::SumI64);
+        let mut out = PartitionBuilder::combining(Monoid::SumI64);
         for word in ["a", "b", "a", "a", "c", "b"] {
             out.emit(word.as_bytes(), &1i64);
         }
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn validate_catches_length_mismatches() {
-        let mut batch = Batch::from_lines(["a", "b"]);
+        let mut batch = Partition::from_lines(["a", "b"]);
         batch.validate().unwrap();
         batch.timestamps = vec![1];
         assert!(batch.validate().unwrap_err().contains("timestamps"));
@@ -392,9 +392,9 @@ mod tests {
 
     #[test]
     fn extend_concatenates_batches() {
-        let mut a = Batch::default();
-        a.extend_from(&Batch::from_lines(["x"]));
-        a.extend_from(&Batch::from_lines(["y", "z"]));
+        let mut a = Partition::default();
+        a.extend_from(&Partition::from_lines(["x"]));
+        a.extend_from(&Partition::from_lines(["y", "z"]));
         let lines: Vec<_> = a.records().map(|r| r.value_str().unwrap()).collect();
         assert_eq!(lines, ["x", "y", "z"]);
     }
