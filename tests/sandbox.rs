@@ -715,3 +715,37 @@ fn a_sleep_inside_a_host_call_ends_at_the_call_time_limit() {
         "{line}"
     );
 }
+
+/// A component that declares, from the start, more memory than its limit is refused when it is
+/// loaded, naming `limits.memory` and how to raise it, not in the pooling allocator's words;
+/// with the limit raised, the same component runs.
+#[test]
+fn a_declared_memory_over_the_limit_names_the_limit() {
+    let arena = Arena::new();
+    let hostile = arena.hostile(&test_plugin("bloated"), "", "");
+    let output = run(
+        &["check", hostile.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(
+            "exceeded its memory limit of 256 MiB (it tried to start with a linear memory of \
+             301.1 MiB, as the component declares)"
+        ) && log.contains("raise `limits.memory`"),
+        "{log}"
+    );
+    let raised = arena.hostile(
+        &test_plugin("bloated"),
+        "[job.limits]\nmemory = \"512 MiB\"",
+        "",
+    );
+    let output = run(&["run", raised.to_str().unwrap()], Duration::from_secs(60));
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("one line"),
+        "{log}"
+    );
+}

@@ -19,6 +19,7 @@ const PLUGINS: &[(&str, &str)] = &[
         "spate-test-plugin-running-sum-migrate-v2",
         "running-sum-migrate-v2",
     ),
+    ("spate-test-plugin-bloated", "bloated"),
     ("spate-bench-plugin-boundary", "boundary"),
 ];
 

@@ -9,7 +9,7 @@ use super::cache::ComponentCache;
 use super::engine::{EngineSettings, new_engine};
 use super::host::{Grants, HostState, new_linker};
 use super::instance::OperatorInstance;
-use super::limits::Limits;
+use super::limits::{LimitExceeded, LimitKind, Limits, bytes};
 use super::usage::Usage;
 use crate::bundled;
 use anyhow::{Context, Result, anyhow, bail};
@@ -207,6 +207,53 @@ fn read_plugin(origin: &PluginOrigin) -> Result<Vec<u8>> {
 }
 
 /// Refuses what is not a component before compiling it, with a message saying what it is.
+/// Refuses a component whose core modules declare, from the start, a linear memory or a table
+/// over the operator's limits, naming the limit (the pooling allocator would refuse it at
+/// instantiation in its own words, blaming its slots). Malformed input is left to the compiler
+/// to report.
+fn check_declared_sizes(wasm: &[u8], limits: &Limits) -> Result<(), LimitExceeded> {
+    use wasmparser::{Parser, Payload};
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else {
+            return Ok(());
+        };
+        match payload {
+            Payload::MemorySection(memories) => {
+                for memory in memories.into_iter().flatten() {
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    let start = memory.initial.saturating_mul(page);
+                    if start > limits.memory as u64 {
+                        return Err(LimitExceeded {
+                            kind: LimitKind::Memory,
+                            limit: bytes(limits.memory),
+                            attempted: format!(
+                                "start with a linear memory of {}, as the component declares",
+                                bytes(usize::try_from(start).unwrap_or(usize::MAX))
+                            ),
+                        });
+                    }
+                }
+            }
+            Payload::TableSection(tables) => {
+                for table in tables.into_iter().flatten() {
+                    if table.ty.initial > limits.table_elements as u64 {
+                        return Err(LimitExceeded {
+                            kind: LimitKind::TableElements,
+                            limit: limits.table_elements.to_string(),
+                            attempted: format!(
+                                "start with a table of {} elements, as the component declares",
+                                table.ty.initial
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn check_header(bytes: &[u8]) -> Result<()> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         bail!("not a WebAssembly file (no \\0asm header)");
@@ -272,6 +319,7 @@ impl PreparedOperator {
         let context = || format!("{spec}");
         let bytes = read_plugin(&spec.plugin).with_context(context)?;
         check_header(&bytes).with_context(|| format!("{spec}: the plugin is"))?;
+        check_declared_sizes(&bytes, &spec.limits).map_err(|hit| anyhow!("{spec}: {hit}"))?;
         let component = cache
             .load(engine, &bytes)
             .with_context(|| format!("{spec}: the plugin is not a valid Wasm component"))?;
