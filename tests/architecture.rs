@@ -68,55 +68,79 @@ fn uses(text: &str) -> Vec<(usize, String)> {
     found
 }
 
-#[test]
-fn modules_use_only_lower_layers() {
-    let layers = layers();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+/// The uses that break the layers in `files`, each (path under src/, its text).
+fn violations(layers: &BTreeMap<String, u32>, files: &[(String, String)]) -> Vec<String> {
     let mut broken = Vec::new();
-    for file in files {
-        let relative = file.strip_prefix(&src).unwrap();
-        let module = relative
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .trim_end_matches(".rs")
-            .to_owned();
+    for (path, text) in files {
+        let module = path.split('/').next().unwrap().trim_end_matches(".rs");
         if module == "lib" || module == "main" {
             continue;
         }
-        let Some(&layer) = layers.get(&module) else {
+        let Some(&layer) = layers.get(module) else {
             broken.push(format!(
                 "module `{module}` is not in ARCHITECTURE.md's layers"
             ));
             continue;
         };
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (line, used) in uses(&text) {
+        for (line, used) in uses(text) {
             if used == module {
                 continue;
             }
             match layers.get(&used) {
                 Some(&l) if l < layer => {}
                 Some(&l) => broken.push(format!(
-                    "{}:{line}: `{module}` (layer {layer}) uses `{used}` (layer {l})",
-                    relative.display()
+                    "{path}:{line}: `{module}` (layer {layer}) uses `{used}` (layer {l})"
                 )),
                 None => broken.push(format!(
-                    "{}:{line}: uses `{used}`, which is not in ARCHITECTURE.md's layers",
-                    relative.display()
+                    "{path}:{line}: uses `{used}`, which is not in ARCHITECTURE.md's layers"
                 )),
             }
         }
     }
+    broken
+}
+
+#[test]
+fn modules_use_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    let files: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            let relative = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            (relative, std::fs::read_to_string(p).unwrap())
+        })
+        .collect();
+    let broken = violations(&layers(), &files);
     assert!(
         broken.is_empty(),
         "dependency rules broken:\n{}",
         broken.join("\n")
     );
+}
+
+#[test]
+fn upward_and_sideways_uses_are_found() {
+    let layers = layers();
+    let file = |path: &str, text: &str| (path.to_owned(), text.to_owned());
+    let files = [
+        file("state/mod.rs", "use crate::exec::Worker;\n"),
+        file(
+            "source/mod.rs",
+            "use crate::sink::Output;\nuse crate::batch::BlockBuffer;\n",
+        ),
+        file("newmodule.rs", "use crate::config::Pipeline;\n"),
+        file(
+            "plan/mod.rs",
+            "use crate::exec::Dataflow;\nuse crate::ops::family;\n",
+        ),
+    ];
+    let broken = violations(&layers, &files);
+    assert_eq!(broken.len(), 3, "{broken:#?}");
+    assert!(broken[0].contains("`state` (layer 4) uses `exec` (layer 5)"));
+    assert!(broken[1].contains("`source` (layer 4) uses `sink` (layer 4)"));
+    assert!(broken[2].contains("`newmodule` is not in ARCHITECTURE.md's layers"));
 }
 
 #[test]

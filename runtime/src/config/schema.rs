@@ -225,7 +225,7 @@ pub enum StepOp {
     CountByValue,
     /// The same records in `partitions` partitions of even size.
     Repartition,
-    /// (key, [values]) per key, after a hash shuffle.
+    /// (key, \[values\]) per key, after a hash shuffle.
     GroupByKey,
     /// (key, (left, right)) for every pair of records with equal keys in two keyed streams.
     Join,

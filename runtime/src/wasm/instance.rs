@@ -517,7 +517,7 @@ impl OperatorInstance {
         })
     }
 
-    /// Starts a new batch (see [`Instance::begin_batch`]).
+    /// Starts a new batch: the guest may log `limits.log-bytes` again.
     pub fn begin_batch(&mut self) {
         match self {
             OperatorInstance::Transform(i) => i.begin_batch(),
