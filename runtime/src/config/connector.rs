@@ -40,6 +40,27 @@ impl<'a> ConnectorTable<'a> {
         self.kind.get_ref()
     }
 
+    /// The entry of `types` (a connector registry: `type` name, builder) this table's `type`
+    /// names, or an error listing the known ones.
+    pub fn choose<'t, B>(&self, types: &'t [(&str, B)]) -> Result<&'t B, ConfigError> {
+        match types.iter().find(|(kind, _)| *kind == self.kind()) {
+            Some((_, build)) => Ok(build),
+            None => {
+                let known: Vec<String> =
+                    types.iter().map(|(kind, _)| format!("`{kind}`")).collect();
+                let what = match self.key {
+                    TableKey::Source(_) => "source",
+                    TableKey::Output(_) => "output",
+                };
+                Err(self.error(format!(
+                    "unknown {what} type `{}`, expected one of {}",
+                    self.kind(),
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+
     /// The table's path in error messages (`sources.lines`, `outputs[0]`).
     pub fn path(&self) -> String {
         match &self.key {

@@ -61,15 +61,5 @@ pub const TYPES: &[(&str, Build)] = &[
 
 /// The output a pipeline table describes.
 pub fn configure(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
-    match TYPES.iter().find(|(kind, _)| *kind == table.kind()) {
-        Some((_, build)) => build(table),
-        None => {
-            let known: Vec<String> = TYPES.iter().map(|(kind, _)| format!("`{kind}`")).collect();
-            Err(table.error(format!(
-                "unknown output type `{}`, expected one of {}",
-                table.kind(),
-                known.join(", ")
-            )))
-        }
-    }
+    table.choose(TYPES)?(table)
 }

@@ -57,17 +57,7 @@ pub const TYPES: &[(&str, Build)] = &[
 
 /// The source a pipeline table describes.
 pub fn configure(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
-    match TYPES.iter().find(|(kind, _)| *kind == table.kind()) {
-        Some((_, build)) => build(table),
-        None => {
-            let known: Vec<String> = TYPES.iter().map(|(kind, _)| format!("`{kind}`")).collect();
-            Err(table.error(format!(
-                "unknown source type `{}`, expected one of {}",
-                table.kind(),
-                known.join(", ")
-            )))
-        }
-    }
+    table.choose(TYPES)?(table)
 }
 
 /// A configured source with its name.

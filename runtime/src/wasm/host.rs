@@ -207,6 +207,22 @@ pub fn new_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     Ok(linker)
 }
 
+/// Waits for the future `wait` makes of the instance's resource table until the current call's
+/// deadline: None when the deadline came first.
+fn until_deadline<'t, F: std::future::Future>(
+    state: &'t mut HostState,
+    wait: impl FnOnce(&'t mut ResourceTable) -> F,
+) -> Option<F::Output> {
+    let deadline = state.deadline;
+    let waiting = wait(&mut state.table);
+    in_tokio(async {
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), waiting).await.ok(),
+            None => Some(waiting.await),
+        }
+    })
+}
+
 /// The WASI package whose `poll` interface [`bound_waits`] replaces: the version
 /// wasmtime-wasi defines (guests importing an earlier 0.2 version link to it too).
 const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
@@ -222,17 +238,7 @@ fn bound_waits(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     poll.func_wrap(
         "poll",
         |mut store: StoreContextMut<'_, HostState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
-            let state = store.data_mut();
-            let deadline = state.deadline;
-            let table = &mut state.table;
-            let ready = in_tokio(async {
-                match deadline {
-                    Some(at) => tokio::time::timeout_at(at.into(), table.poll(pollables))
-                        .await
-                        .ok(),
-                    None => Some(table.poll(pollables).await),
-                }
-            });
+            let ready = until_deadline(store.data_mut(), |table| table.poll(pollables));
             match ready {
                 Some(ready) => Ok((ready?,)),
                 None => Err(store.data().past_deadline("wait in wasi:io/poll#poll")),
@@ -242,18 +248,7 @@ fn bound_waits(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     poll.func_wrap(
         "[method]pollable.block",
         |mut store: StoreContextMut<'_, HostState>, (pollable,): (Resource<DynPollable>,)| {
-            let state = store.data_mut();
-            let deadline = state.deadline;
-            let table = &mut state.table;
-            let ready = in_tokio(async {
-                match deadline {
-                    Some(at) => tokio::time::timeout_at(at.into(), table.block(pollable))
-                        .await
-                        .ok(),
-                    None => Some(table.block(pollable).await),
-                }
-            });
-            match ready {
+            match until_deadline(store.data_mut(), |table| table.block(pollable)) {
                 Some(ready) => ready,
                 None => Err(store
                     .data()
