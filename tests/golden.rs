@@ -24,7 +24,7 @@ use spate::exec::{InputRelease, WorkerPool, run_batch};
 use spate::plan::Plan;
 use spate::record::write_record;
 use spate::wasm::ComponentCache;
-use spate_guest::Column;
+use spate_guest::Partition;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ fn run_case(dir: &Path, round_trip: bool) -> String {
             .into_iter()
             .map(|(source, lines)| Block {
                 source,
-                lines: Column::from_values(lines.iter().map(String::as_bytes)),
+                records: Partition::from_lines(lines.iter().map(String::as_str)),
                 progress: Vec::new(),
             })
             .collect();

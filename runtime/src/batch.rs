@@ -7,20 +7,32 @@
 //! slowed down by TCP flow control instead of filling memory.
 
 use crate::position::{self, Progress};
-use spate_guest::Column;
-use std::collections::VecDeque;
+use spate_guest::{Column, Partition};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// A sealed block of one source's lines: one input partition.
+/// A sealed block of one source's records: one input partition.
 #[derive(Debug, Default)]
 pub struct Block {
     /// Index of the source (in the plan's sources) it came from.
     pub source: usize,
-    /// The lines.
-    pub lines: Column,
-    /// Where the source stood after these lines (for the batch log and recovery).
+    /// The records: lines as values (text sources), or keys, values and event times (Kafka).
+    pub records: Partition,
+    /// Where the source stood after these records (for the batch log and recovery).
     pub progress: Vec<Progress>,
+}
+
+impl Block {
+    /// Bytes of data held (values and keys).
+    pub fn bytes(&self) -> usize {
+        partition_bytes(&self.records)
+    }
+}
+
+/// Bytes of data in `records` (values and keys): what backpressure counts.
+pub fn partition_bytes(records: &Partition) -> usize {
+    records.values.data.len() + records.keys.as_ref().map_or(0, |k| k.data.len())
 }
 
 /// A batch's input as the job runner gets it.
@@ -47,7 +59,7 @@ impl BatchInput {
         let mut kept = Vec::with_capacity(blocks.len());
         for mut block in blocks {
             progress.extend(block.progress.drain(..).map(|p| (block.source, p)));
-            if !block.lines.is_empty() {
+            if !block.records.is_empty() {
                 kept.push(block);
             }
         }
@@ -62,21 +74,28 @@ impl BatchInput {
 
     /// Bytes of input held.
     pub fn bytes(&self) -> usize {
-        self.blocks.iter().map(|b| b.lines.data.len()).sum()
+        self.blocks.iter().map(Block::bytes).sum()
     }
 
     /// Records of input held.
     pub fn records(&self) -> usize {
-        self.blocks.iter().map(|b| b.lines.len()).sum()
+        self.blocks.iter().map(|b| b.records.len()).sum()
     }
+}
+
+/// A block being filled.
+#[derive(Default)]
+struct Filling {
+    records: Partition,
+    progress: Vec<Progress>,
 }
 
 #[derive(Default)]
 struct State {
-    /// The block being filled, per source.
-    current: Vec<Column>,
-    /// The progress of the blocks being filled, per source.
-    progress: Vec<Vec<Progress>>,
+    /// The blocks being filled and the progress after their records, per source and lane (a
+    /// source's sub-stream whose records never share a block with another's, each with its
+    /// own position: a Kafka partition; text sources have one lane).
+    current: BTreeMap<(usize, u32), Filling>,
     sealed: VecDeque<Block>,
     buffered: usize,
     open_sources: usize,
@@ -182,32 +201,12 @@ impl BlockBuffer {
     /// buffer is full), with the source's position after them. Returns false when the job is
     /// stopping and the receiver should end; the lines are then still appended, never dropped.
     pub fn push(&self, source: usize, lines: &mut Column, progress: Option<Progress>) -> bool {
-        let mut state = self.lock();
-        while !state.stopping
-            && state.buffered > 0
-            && state.buffered + lines.data.len() > self.max_buffered_bytes
-        {
-            // Let the clock take what is here even if the block is not due yet.
-            seal(&mut state);
-            self.changed.notify_all();
-            state = self
-                .changed
-                .wait_timeout(state, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        if state.current.len() <= source {
-            state.current.resize_with(source + 1, Column::default);
-            state.progress.resize_with(source + 1, Vec::new);
-        }
-        if let Some(progress) = progress {
-            position::record(&mut state.progress[source], progress);
-        }
+        let added = lines.data.len();
+        let mut state = self.wait_for_room((source, 0), added, progress);
         if lines.is_empty() {
             return !state.stopping;
         }
-        let added = lines.data.len();
-        let current = &mut state.current[source];
+        let current = &mut state.current.entry((source, 0)).or_default().records.values;
         if current.is_empty() && lines.data.capacity() >= self.max_block_bytes {
             // A column from `block_column`: taken as it is, the receiver's next lines go into
             // a new one of the same size. The receiver's copy into it was the only one.
@@ -223,7 +222,75 @@ impl BlockBuffer {
             lines.data.clear();
             lines.offsets.clear();
         }
-        let full = current.data.len() >= self.max_block_bytes;
+        self.appended(state, (source, 0), added)
+    }
+
+    /// [`BlockBuffer::push`] for records with keys or event times, into lane `lane` of the
+    /// source (a Kafka partition: its records never share a block with another lane's);
+    /// `records` is left empty. Every push of a source has the same columns (keys or none,
+    /// event times or none).
+    pub fn push_records(
+        &self,
+        source: usize,
+        lane: u32,
+        records: &mut Partition,
+        progress: Option<Progress>,
+    ) -> bool {
+        let added = partition_bytes(records);
+        let mut state = self.wait_for_room((source, lane), added, progress);
+        if records.is_empty() {
+            return !state.stopping;
+        }
+        let current = &mut state.current.entry((source, lane)).or_default().records;
+        if current.is_empty() {
+            *current = std::mem::take(records);
+        } else {
+            current.values.extend_from(&records.values);
+            if let (Some(keys), Some(more)) = (&mut current.keys, &records.keys) {
+                keys.extend_from(more);
+            }
+            current.timestamps.append(&mut records.timestamps);
+            *records = Partition::default();
+        }
+        self.appended(state, (source, lane), added)
+    }
+
+    /// Waits while adding `added` bytes would pass `max-buffered-bytes`, then records the
+    /// `progress` of `slot` (source, lane); returns the lock for the append.
+    fn wait_for_room(
+        &self,
+        slot: (usize, u32),
+        added: usize,
+        progress: Option<Progress>,
+    ) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        while !state.stopping
+            && state.buffered > 0
+            && state.buffered + added > self.max_buffered_bytes
+        {
+            // Let the clock take what is here even if the block is not due yet.
+            seal(&mut state);
+            self.changed.notify_all();
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if let Some(progress) = progress {
+            let filling = state.current.entry(slot).or_default();
+            position::record(&mut filling.progress, progress);
+        }
+        state
+    }
+
+    /// Counts `added` bytes appended to the block of `slot` (source, lane), sealing blocks when
+    /// it is full; false when the job is stopping.
+    fn appended(&self, mut state: MutexGuard<'_, State>, slot: (usize, u32), added: usize) -> bool {
+        let full = state
+            .current
+            .get(&slot)
+            .is_some_and(|block| partition_bytes(&block.records) >= self.max_block_bytes);
         state.buffered += added;
         if full {
             seal(&mut state);
@@ -250,10 +317,10 @@ impl BlockBuffer {
         let mut state = self.lock();
         let (mut count, mut bytes) = (0, 0);
         for block in &state.sealed {
-            if count > 0 && bytes + block.lines.data.len() > max_bytes {
+            if count > 0 && bytes + block.bytes() > max_bytes {
                 break;
             }
-            bytes += block.lines.data.len();
+            bytes += block.bytes();
             count += 1;
         }
         if count >= multiple.max(1) {
@@ -327,20 +394,14 @@ impl BlockBuffer {
     }
 }
 
-/// Seals every source's current block (one holding only progress too).
+/// Seals every current block (one holding only progress too), each with its lane's progress.
 fn seal(state: &mut State) {
-    let State {
-        current,
-        progress,
-        sealed,
-        ..
-    } = state;
-    for (source, (lines, progress)) in current.iter_mut().zip(progress).enumerate() {
-        if !lines.is_empty() || !progress.is_empty() {
-            sealed.push_back(Block {
+    for ((source, _), filling) in std::mem::take(&mut state.current) {
+        if !filling.records.is_empty() || !filling.progress.is_empty() {
+            state.sealed.push_back(Block {
                 source,
-                lines: std::mem::take(lines),
-                progress: std::mem::take(progress),
+                records: filling.records,
+                progress: filling.progress,
             });
         }
     }
@@ -371,8 +432,8 @@ mod tests {
         assert_eq!(lines.data.capacity(), room);
         let blocks = buffer.take(1 << 20);
         assert_eq!(blocks.len(), 1);
-        assert_eq!(blocks[0].lines.data.as_ptr(), data);
-        assert_eq!(blocks[0].lines.len(), 7);
+        assert_eq!(blocks[0].records.values.data.as_ptr(), data);
+        assert_eq!(blocks[0].records.len(), 7);
         assert_eq!(buffer.buffered_bytes(), 70);
     }
 
@@ -384,7 +445,7 @@ mod tests {
         buffer.push(0, &mut lines(1, 10), None);
         assert!(buffer.take(usize::MAX).is_empty());
         buffer.seal();
-        assert_eq!(buffer.take(usize::MAX)[0].lines.len(), 1);
+        assert_eq!(buffer.take(usize::MAX)[0].records.len(), 1);
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //! - [`shuffle`]: key hashing, map-side combine, hash partitioning.
 //! - [`wasm`]: engine, compiled-component cache, operator instances.
 //! - [`batch`]: block buffering, backpressure and the batch grid.
-//! - [`source`]: receivers (socket, directory, bundled text) and line cutting.
-//! - [`sink`]: outputs (console print, text files).
+//! - [`source`]: receivers (socket, directory, bundled text, Kafka) and line cutting.
+//! - [`sink`]: outputs (console print, text files, command, Kafka).
+//! - [`kafka`]: what the Kafka source and output share (client settings, encodings).
 //! - [`metrics`]: per-batch figures and the run summary.
 //! - [`fault`]: whose fault a failed task is (guest: retried and dead-lettered; host: stops).
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod exec;
 pub mod fault;
 pub mod job;
+pub mod kafka;
 pub mod metrics;
 pub mod migrate;
 pub mod ops;

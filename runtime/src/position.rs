@@ -17,6 +17,14 @@ pub enum Progress {
         /// Bytes consumed.
         offset: u64,
     },
+    /// The next record of a numbered part of the source (a Kafka topic's partition, named
+    /// `topic/partition`): everything before offset `next` is consumed.
+    Part {
+        /// The part's name.
+        name: String,
+        /// The offset of the next record to read.
+        next: u64,
+    },
 }
 
 impl Progress {
@@ -25,6 +33,7 @@ impl Progress {
         match (self, earlier) {
             (Progress::Stream(_), Progress::Stream(_)) => true,
             (Progress::File { name, .. }, Progress::File { name: old, .. }) => name == old,
+            (Progress::Part { name, .. }, Progress::Part { name: old, .. }) => name == old,
             _ => false,
         }
     }
@@ -47,6 +56,9 @@ pub struct SourcePosition {
     /// Bytes consumed per file (a file read whole has its length).
     #[serde(default)]
     pub files: BTreeMap<String, u64>,
+    /// The next offset per part (Kafka: `topic/partition` -> offset of the next record).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parts: BTreeMap<String, u64>,
 }
 
 impl SourcePosition {
@@ -57,6 +69,10 @@ impl SourcePosition {
             Progress::File { name, offset } => {
                 let at = self.files.entry(name.clone()).or_default();
                 *at = (*at).max(*offset);
+            }
+            Progress::Part { name, next } => {
+                let at = self.parts.entry(name.clone()).or_default();
+                *at = (*at).max(*next);
             }
         }
     }
@@ -85,7 +101,14 @@ impl Positions {
         self.0
             .iter()
             .map(|(name, p)| {
-                if p.files.is_empty() {
+                if !p.parts.is_empty() {
+                    let parts: Vec<String> = p
+                        .parts
+                        .iter()
+                        .map(|(part, next)| format!("{part}@{next}"))
+                        .collect();
+                    format!("'{name}' at {}", parts.join(" "))
+                } else if p.files.is_empty() {
                     format!("'{name}' at offset {}", p.stream)
                 } else {
                     format!("'{name}' past {} files", p.files.len())

@@ -224,3 +224,6 @@ pub fn install_guest_toolchain(language: &str) {
         done.insert(language.to_owned());
     }
 }
+
+pub mod chaos;
+pub mod kafka;

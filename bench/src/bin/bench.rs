@@ -1,12 +1,13 @@
 //! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
-//! [--only-sandbox] [--only-ingest] [--only-state]`; an unknown argument is refused (exit 2).
+//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka]`; an unknown argument is refused
+//! (exit 2).
 //! Run it through `bench/run` (or `just bench`), which first builds spate and runs the
 //! criterion benchmarks.
 
 use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
 use spate_bench::criterion_results::{self, Boundary};
-use spate_bench::workloads::{ingest, sandbox, startup, state, tenants, wordcount};
+use spate_bench::workloads::{ingest, kafka, sandbox, startup, state, tenants, wordcount};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ struct Results {
     sandbox: Option<sandbox::SandboxCost>,
     tenants: Option<tenants::Tenants>,
     state: Option<state::StateCost>,
+    kafka: Option<kafka::KafkaFigures>,
 }
 
 fn machine() -> String {
@@ -51,16 +53,17 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount] \
-                     [--only-sandbox] [--only-ingest] [--only-state]";
+                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka]";
 
 /// The flags [`Selection::from_args`] and `main` read.
-const FLAGS: [&str; 6] = [
+const FLAGS: [&str; 7] = [
     "--quick",
     "--skip-ingest",
     "--only-wordcount",
     "--only-sandbox",
     "--only-ingest",
     "--only-state",
+    "--only-kafka",
 ];
 
 /// Refuses an argument the harness does not know: ignored, it would run the whole suite
@@ -87,6 +90,7 @@ struct Selection {
     tenants: bool,
     boundary: bool,
     state: bool,
+    kafka: bool,
 }
 
 impl Selection {
@@ -101,6 +105,7 @@ impl Selection {
             "--only-sandbox",
             "--only-ingest",
             "--only-state",
+            "--only-kafka",
         ];
         let all = !only.iter().any(|f| has(f));
         let sandbox = all || has("--only-sandbox");
@@ -111,6 +116,7 @@ impl Selection {
             tenants: sandbox,
             boundary: all || has("--only-sandbox"),
             state: all || has("--only-state"),
+            kafka: all || has("--only-kafka"),
         }
     }
 }
@@ -209,6 +215,17 @@ fn main() -> Result<()> {
         eprintln!("keyed state and windows: {keys} keys in state, 10000 touched per batch ...");
         Some(state::run(keys, batches, &cache, &work)?)
     };
+    let kafka = if !run.kafka {
+        None
+    } else {
+        eprintln!(
+            "kafka in and out: throughput against a plain consume + produce, then latency ..."
+        );
+        let bytes = if quick { 10_000_000 } else { 50_000_000 };
+        Some(kafka::run(
+            &root, &corpus, bytes, reps, steady_s, &cache, &work,
+        )?)
+    };
     let results = Results {
         machine: machine(),
         corpus_mb: mb as f64,
@@ -219,6 +236,7 @@ fn main() -> Result<()> {
         sandbox,
         tenants,
         state,
+        kafka,
     };
     print_table(&results);
     let mut file = std::fs::File::create(&json_path)?;
@@ -348,6 +366,9 @@ fn print_table(r: &Results) {
     if let Some(t) = &r.tenants {
         print_tenants(t);
     }
+    if let Some(k) = &r.kafka {
+        print_kafka(k);
+    }
     if let Some(s) = &r.state {
         print_state(s);
     }
@@ -372,6 +393,27 @@ fn print_boundary(boundary: &Boundary) {
             "instantiate + configure", us, "target <= 20"
         );
     }
+}
+
+fn print_kafka(k: &kafka::KafkaFigures) {
+    println!(
+        "\nKafka in and out ({:.1} MB, {} records, 8 partitions, test broker on 127.0.0.1)",
+        k.input_mb, k.records
+    );
+    println!(
+        "{:<46} {:>9.1} MB/s {:>9.1} MB/s {:>9.2}x",
+        "  kafka -> word count -> kafka (exactly-once)", k.spate_mb_s, k.baseline_mb_s, k.ratio
+    );
+    println!("    baseline: plain consume + produce of the same records, same client library");
+    println!(
+        "  at {:.1} MB/s (80%): total delay p99 {:.0} ms = {:.2}x the 1 s interval ({} batches); consumer lag median {:.0}, max {} records",
+        k.offered_mb_s,
+        k.total_delay_p99_ms,
+        k.p99_over_interval,
+        k.batches,
+        k.median_lag_records,
+        k.max_lag_records
+    );
 }
 
 fn print_state(s: &state::StateCost) {

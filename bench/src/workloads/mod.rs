@@ -1,6 +1,7 @@
 //! The benchmark workloads, each a function returning its figures.
 
 pub mod ingest;
+pub mod kafka;
 pub mod sandbox;
 pub mod startup;
 pub mod state;

@@ -77,6 +77,14 @@ impl<'a> ConnectorTable<'a> {
         }
     }
 
+    /// The job's name and tenant (the tenant defaults to the job name), for names a connector
+    /// derives per job (a Kafka group, a transactional id).
+    pub fn job_identity(&self) -> (String, String) {
+        let name = self.pipeline.job_name();
+        let tenant = self.pipeline.file.job.tenant.clone();
+        (name.clone(), tenant.unwrap_or(name))
+    }
+
     /// The directory relative paths are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.pipeline.base_dir()

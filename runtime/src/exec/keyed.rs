@@ -5,6 +5,7 @@
 use super::dataflow::{Dataflow, KeyedInput, MapSide};
 use super::narrow;
 use super::pool::Worker;
+use crate::batch::partition_bytes;
 use crate::shuffle::{
     Folder, combine_by_key, deal, key_hashes, partition, partition_hashed, partition_records,
 };
@@ -138,11 +139,6 @@ pub fn split_last_partitions(mut parts: Vec<Partition>, workers: usize) -> Vec<P
         }
     }
     parts
-}
-
-/// The bytes of a partition's keys and values.
-fn partition_bytes(batch: &Partition) -> usize {
-    batch.values.data.len() + batch.keys.as_ref().map_or(0, |k| k.data.len())
 }
 
 /// `batch` cut into `pieces` batches of consecutive records, of about equal value bytes

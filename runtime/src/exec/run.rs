@@ -83,7 +83,9 @@ fn map_share_task(
     let mut taken_bytes = 0;
     let next = || {
         let part = queue.take();
-        taken_bytes += part.as_ref().map_or(0, |(_, batch)| input_bytes(batch));
+        taken_bytes += part
+            .as_ref()
+            .map_or(0, |(_, batch)| crate::batch::partition_bytes(batch));
         part
     };
     let held = map_side_deferred(
@@ -115,11 +117,6 @@ fn map_share_task(
         figures.add(more);
     }
     Ok((Some(buckets), figures))
-}
-
-/// The bytes of a source partition, as the source buffer counts them.
-fn input_bytes(batch: &Partition) -> usize {
-    batch.values.data.len()
 }
 
 /// A stream's batch at this batch time: its partitions, or none at times its slide skips.
@@ -169,11 +166,7 @@ pub fn run_batch(
         .count();
     let mut per_source: Vec<Vec<Partition>> = (0..sources).map(|_| Vec::new()).collect();
     for block in blocks {
-        per_source[block.source].push(Partition {
-            keys: None,
-            values: block.lines,
-            timestamps: Vec::new(),
-        });
+        per_source[block.source].push(block.records);
     }
     for (n, node) in dataflow.nodes.iter().enumerate() {
         let outputs = match &node.kind {
@@ -377,7 +370,7 @@ impl BatchRun<'_> {
             for (id, batch) in parts {
                 let (map_input, release) = (map_input.clone(), release.clone());
                 tasks.push(Box::new(move |worker: &mut Worker| {
-                    let bytes = input_bytes(&batch);
+                    let bytes = crate::batch::partition_bytes(&batch);
                     let out = map_task(worker, &map_input, id, batch);
                     if let Some(release) = release {
                         release.release(bytes);
@@ -552,11 +545,11 @@ mod tests {
             .iter()
             .map(|line| Block {
                 source: 0,
-                lines: Column::from_values([line.as_bytes(), b"x"]),
+                records: Partition::from_lines([*line, "x"]),
                 progress: Vec::new(),
             })
             .collect();
-        let input: usize = blocks.iter().map(|b| b.lines.data.len()).sum();
+        let input: usize = blocks.iter().map(Block::bytes).sum();
         let handed = Arc::new(AtomicUsize::new(0));
         let to = handed.clone();
         let release = InputRelease::new(move |bytes| {

@@ -99,6 +99,14 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         durability.initial(&plan, &state, first - batch_ms, &positions)?;
     }
     let state = Arc::new(state);
+    // Outputs open before any input is read: one that cannot (a broker away) stops the job
+    // before it takes anything.
+    let sinks = plan
+        .outputs
+        .iter()
+        .map(|o| o.output.open(&plan.job.name))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("job '{name}' cannot start"))?;
     let acks = Arc::new(Acks::new(&plan.sources, &positions));
     let halt = Arc::new(AtomicBool::new(false));
     let channel = || match job.trigger {
@@ -107,7 +115,14 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     };
     let (batches_out, batches_in) = channel();
     let started = Instant::now();
-    let receivers = source::start_all(&plan.sources, &buffer, job.trigger, &positions, &acks)?;
+    let receivers = source::start_all(
+        &plan.sources,
+        &buffer,
+        job.trigger,
+        job.batch_interval,
+        &positions,
+        &acks,
+    )?;
     // With a checkpoint directory, batches go through the logger before the runner.
     let (clock_out, logger) = match &durability {
         Some(d) => {
@@ -128,11 +143,7 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         plan: &plan,
         state: &state,
         pool: &pool,
-        sinks: plan
-            .outputs
-            .iter()
-            .map(|o| o.output.open(&plan.job.name))
-            .collect(),
+        sinks,
         buffer: &buffer,
         acks: &acks,
         durability,

@@ -68,7 +68,7 @@ impl<'a> GraphBuilder<'a> {
         host: &'a OperatorHost,
         cache: &'a ComponentCache,
         workers: usize,
-        source_names: &[String],
+        sources: &[(String, StreamType)],
     ) -> GraphBuilder<'a> {
         let mut builder = GraphBuilder {
             pipeline,
@@ -83,8 +83,8 @@ impl<'a> GraphBuilder<'a> {
             all_sources: None,
             last: None,
         };
-        for (i, name) in source_names.iter().enumerate() {
-            let id = builder.add_stream(name.clone(), StreamType::lines(), builder.batch_ms);
+        for (i, (name, types)) in sources.iter().enumerate() {
+            let id = builder.add_stream(name.clone(), types.clone(), builder.batch_ms);
             builder.nodes.push(Node {
                 label: format!("source '{name}'"),
                 kind: NodeKind::Source(i),
@@ -109,17 +109,32 @@ impl<'a> GraphBuilder<'a> {
         self.pipeline.error_at(span, &field, message)
     }
 
-    /// The stream every source feeds, for a first step without `from`.
-    fn sources_union(&mut self) -> StreamId {
+    /// The stream every source feeds, for a first step without `from`; their record types must
+    /// agree.
+    fn sources_union(&mut self) -> Result<StreamId, ConfigError> {
         if let Some(id) = self.all_sources {
-            return id;
+            return Ok(id);
         }
         // Source i wrote stream i.
         let sources: Vec<StreamId> = (0..self.pipeline.file.sources.len()).collect();
         let id = if sources.len() == 1 {
             0
         } else {
-            let id = self.add_stream("(all sources)".into(), StreamType::lines(), self.batch_ms);
+            let types = self.streams[0].types.clone();
+            if let Some(other) = sources.iter().find(|&&s| self.streams[s].types != types) {
+                let (first, other) = (&self.streams[0], &self.streams[*other]);
+                return Err(self.error(
+                    0..0,
+                    "sources".into(),
+                    format!(
+                        "sources '{}' ({}) and '{}' ({}) have different record types, so a \
+                         step or output without `from` cannot read them together: name the \
+                         source it reads with `from`",
+                        first.name, first.types, other.name, other.types
+                    ),
+                ));
+            }
+            let id = self.add_stream("(all sources)".into(), types, self.batch_ms);
             self.nodes.push(Node {
                 label: "union of every source".into(),
                 kind: NodeKind::Union(sources),
@@ -128,13 +143,13 @@ impl<'a> GraphBuilder<'a> {
             id
         };
         self.all_sources = Some(id);
-        id
+        Ok(id)
     }
 
     /// The stream outputs read by default: the last step's, or every source's.
-    pub fn default_output(&mut self) -> StreamId {
+    pub fn default_output(&mut self) -> Result<StreamId, ConfigError> {
         match self.last {
-            Some(id) => id,
+            Some(id) => Ok(id),
             None => self.sources_union(),
         }
     }
@@ -280,7 +295,7 @@ impl<'a> GraphBuilder<'a> {
                 .collect::<Result<Vec<_>, _>>()?,
             None => match self.last {
                 Some(last) => vec![last],
-                None => vec![self.sources_union()],
+                None => vec![self.sources_union()?],
             },
         };
         let wrong = match arity {

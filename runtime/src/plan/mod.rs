@@ -13,6 +13,7 @@ mod graph;
 use crate::checkpoint::OperatorStamp;
 use crate::config::{ConfigError, Pipeline, Trigger};
 use crate::exec::{Dataflow, StreamId, TaskPolicy};
+use crate::record::StreamType;
 use crate::sink::Output;
 use crate::source::NamedSource;
 use crate::wasm::{ComponentCache, EngineSettings, OperatorHost, Usage};
@@ -216,8 +217,11 @@ impl Plan {
             .output_tables()
             .map(|table| crate::sink::configure(&table))
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-        let mut graph = GraphBuilder::new(pipeline, &host, cache, tasks.workers, &source_names);
+        let source_types: Vec<(String, StreamType)> = sources
+            .iter()
+            .map(|s| (s.name.clone(), s.source.stream_type()))
+            .collect();
+        let mut graph = GraphBuilder::new(pipeline, &host, cache, tasks.workers, &source_types);
         for (i, step) in file.steps.iter().enumerate() {
             graph.add_step(i, step)?;
         }
@@ -227,7 +231,7 @@ impl Plan {
                 Some(from) => {
                     graph.stream_named(from.get_ref(), from.span(), format!("outputs[{i}].from"))?
                 }
-                None => graph.default_output(),
+                None => graph.default_output()?,
             };
             outputs.push(OutputPlan {
                 output: output.into(),

@@ -56,8 +56,8 @@ impl Output for CommandOutput {
         Replay::Repeats
     }
 
-    fn open(&self, job: &str) -> Box<dyn Sink> {
-        Box::new(Command::new(self.argv.clone(), job))
+    fn open(&self, job: &str) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(Command::new(self.argv.clone(), job)))
     }
 }
 

@@ -8,6 +8,7 @@
 //! per-connector code.
 
 mod command;
+mod kafka;
 mod print;
 mod text_files;
 
@@ -34,8 +35,9 @@ pub trait Output: Send + Sync + std::fmt::Debug {
     /// What writing a batch again does.
     fn replay(&self) -> Replay;
 
-    /// The sink that writes job `job`'s batches.
-    fn open(&self, job: &str) -> Box<dyn Sink>;
+    /// The sink that writes job `job`'s batches; an error (a server not reachable) stops the
+    /// job before its first batch.
+    fn open(&self, job: &str) -> Result<Box<dyn Sink>>;
 }
 
 /// An output operation's writer.
@@ -57,6 +59,7 @@ pub const TYPES: &[(&str, Build)] = &[
     ("print", print::build),
     ("text-files", text_files::build),
     ("command", command::build),
+    ("kafka", kafka::build),
 ];
 
 /// The output a pipeline table describes.

@@ -39,8 +39,8 @@ impl Output for PrintOutput {
         Replay::Repeats
     }
 
-    fn open(&self, _job: &str) -> Box<dyn Sink> {
-        Box::new(Print::new(self.num, Box::new(std::io::stdout())))
+    fn open(&self, _job: &str) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(Print::new(self.num, Box::new(std::io::stdout()))))
     }
 }
 

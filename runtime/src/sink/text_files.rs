@@ -52,7 +52,7 @@ impl Output for TextFiles {
         Replay::Replaces
     }
 
-    fn open(&self, _job: &str) -> Box<dyn Sink> {
+    fn open(&self, _job: &str) -> Result<Box<dyn Sink>> {
         match self.remove_leftovers() {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -64,7 +64,7 @@ impl Output for TextFiles {
                 self.prefix
             ),
         }
-        Box::new(self.clone())
+        Ok(Box::new(self.clone()))
     }
 }
 

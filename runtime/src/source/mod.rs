@@ -10,6 +10,7 @@
 
 mod bundled;
 mod directory;
+mod kafka;
 mod line_copy;
 pub mod lines;
 mod socket;
@@ -17,10 +18,10 @@ mod socket;
 use crate::batch::BlockBuffer;
 use crate::config::{ConfigError, ConnectorTable, Trigger};
 use crate::position::{Positions, Progress, SourcePosition};
+use crate::record::StreamType;
 use anyhow::{Result, anyhow};
 use spate_guest::Column;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// that positions stay small.
     fn prune(&self, _position: &mut SourcePosition) {}
 
+    /// The key and value types of its records: unkeyed text lines unless it says otherwise.
+    fn stream_type(&self) -> StreamType {
+        StreamType::lines()
+    }
+
     /// Reads input into `context`'s buffer from `context.resume` until the job stops (or,
     /// with `available-now`, until the input present at start is read). An error fails the
     /// job, naming the source.
@@ -53,6 +59,7 @@ pub const TYPES: &[(&str, Build)] = &[
     ("socket", socket::build),
     ("directory", directory::build),
     ("bundled", bundled::build),
+    ("kafka", kafka::build),
 ];
 
 /// The source a pipeline table describes.
@@ -81,35 +88,49 @@ pub struct ReceiverContext {
     pub trigger: Trigger,
     /// Where to resume (a recovered job's position; see [`initial_positions`] otherwise).
     pub resume: SourcePosition,
-    /// Stream offsets that are durable, for the resume protocol's acknowledgements.
+    /// Positions that are durable, for the resume protocol's acknowledgements and Kafka's
+    /// group commits.
     pub acks: Arc<Acks>,
+    /// The job's batch interval (per-batch read limits count in it).
+    pub batch_interval: Duration,
 }
 
-/// Per source, the stream offset up to which input is safe (logged, or processed when the job
-/// keeps no log): what a producer speaking the resume protocol may forget.
-pub struct Acks(Vec<AtomicU64>);
+/// Per source, the position up to which input is safe (logged, or processed when the job keeps
+/// no log): what a producer speaking the resume protocol may forget, and the offsets a Kafka
+/// source commits to its group.
+pub struct Acks(Vec<Mutex<SourcePosition>>);
 
 impl Acks {
-    /// Offsets of `sources` sources, starting at `positions`.
+    /// Positions of `sources` sources, starting at `positions`.
     pub fn new(sources: &[NamedSource], positions: &Positions) -> Self {
         Acks(
             sources
                 .iter()
-                .map(|s| AtomicU64::new(positions.of(&s.name).stream))
+                .map(|s| Mutex::new(positions.of(&s.name)))
                 .collect(),
         )
     }
 
+    fn lock(&self, source: usize) -> Option<MutexGuard<'_, SourcePosition>> {
+        let at = self.0.get(source)?;
+        Some(at.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Source `source` is safe up to `progress`.
     pub fn advance(&self, source: usize, progress: &Progress) {
-        if let (Progress::Stream(offset), Some(at)) = (progress, self.0.get(source)) {
-            at.fetch_max(*offset, Ordering::SeqCst);
+        if let Some(mut at) = self.lock(source) {
+            at.apply(progress);
         }
     }
 
-    /// The safe offset of source `source`.
+    /// The safe stream offset of source `source`.
     pub fn get(&self, source: usize) -> u64 {
-        self.0.get(source).map_or(0, |a| a.load(Ordering::SeqCst))
+        self.lock(source).map_or(0, |at| at.stream)
+    }
+
+    /// The safe position of source `source`.
+    pub fn position(&self, source: usize) -> SourcePosition {
+        self.lock(source).map(|at| at.clone()).unwrap_or_default()
     }
 }
 
@@ -188,6 +209,7 @@ pub fn start_all(
     sources: &[NamedSource],
     buffer: &Arc<BlockBuffer>,
     trigger: Trigger,
+    batch_interval: Duration,
     positions: &Positions,
     acks: &Arc<Acks>,
 ) -> Result<Vec<JoinHandle<()>>> {
@@ -202,6 +224,7 @@ pub fn start_all(
                 trigger,
                 resume: positions.of(&source.name),
                 acks: acks.clone(),
+                batch_interval,
             };
             let connector = source.source.clone();
             buffer.open_source();
@@ -236,6 +259,7 @@ mod tests {
             trigger: Trigger::ProcessingTime,
             resume: SourcePosition::default(),
             acks: Arc::new(Acks(Vec::new())),
+            batch_interval: Duration::from_secs(1),
         };
         let mut splitter = lines::LineSplitter::new("test".into(), 100, BadLinePolicy::Fail);
         let mut lines = context.buffer.block_column(32);

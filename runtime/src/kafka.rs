@@ -1,0 +1,243 @@
+//! What the Kafka source and the Kafka output share: the client settings of a pipeline table
+//! (`bootstrap`, `[...client]` passed through to librdkafka, secrets from the environment or a
+//! file), how record keys and values are encoded in Kafka, and the wording of client errors.
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+use spate_guest::ValueType;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One `[...client]` setting: a literal, or a secret read from the environment or a file so
+/// that it never has to be written in the pipeline file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Setting {
+    /// `"sasl.username" = "spate"`.
+    Text(String),
+    /// `"fetch.min.bytes" = 1`.
+    Integer(i64),
+    /// `"enable.ssl.certificate.verification" = false`.
+    Bool(bool),
+    /// `"sasl.password" = { env = "KAFKA_PASSWORD" }` or `{ file = "/run/secrets/kafka" }`.
+    Secret {
+        /// Environment variable holding the value.
+        env: Option<String>,
+        /// File holding the value (trailing newline removed).
+        file: Option<String>,
+    },
+}
+
+/// Client settings a connector fixes itself: a user may not override them, since exactly-once
+/// and Spate's own offset tracking depend on them.
+const FIXED: &[&str] = &[
+    "bootstrap.servers",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "transactional.id",
+    "group.id",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "allow.auto.create.topics",
+];
+
+/// A librdkafka configuration for `bootstrap` with the table's `client` settings on top of
+/// `defaults`; an error names a setting that is fixed or cannot be read.
+pub fn client_config(
+    bootstrap: &str,
+    defaults: &[(&str, &str)],
+    client: &BTreeMap<String, Setting>,
+) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::new();
+    // librdkafka's own lines reach Spate's log through the connectors' client contexts.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    config.set("bootstrap.servers", bootstrap);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    for (key, setting) in client {
+        if FIXED.contains(&key.as_str()) {
+            return Err(format!(
+                "client setting \"{key}\" is set by Spate (use the connector's own fields)"
+            ));
+        }
+        let value = match setting {
+            Setting::Text(text) => text.clone(),
+            Setting::Integer(n) => n.to_string(),
+            Setting::Bool(b) => b.to_string(),
+            Setting::Secret {
+                env: Some(var),
+                file: None,
+            } => std::env::var(var).map_err(|_| {
+                format!("client setting \"{key}\": environment variable {var} is not set")
+            })?,
+            Setting::Secret {
+                env: None,
+                file: Some(path),
+            } => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("client setting \"{key}\": cannot read {path}: {e}"))?,
+            Setting::Secret { .. } => {
+                return Err(format!(
+                    "client setting \"{key}\": give a value, {{ env = \"VAR\" }} or \
+                     {{ file = \"path\" }}"
+                ));
+            }
+        };
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
+/// How a key or value is encoded in Kafka (`key-type`, `value-type`), and so the Spate type of
+/// the column it becomes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// UTF-8 text (Kafka's StringSerializer); checked when read.
+    #[default]
+    Text,
+    /// Any bytes (ByteArraySerializer).
+    Bytes,
+    /// A 64-bit integer, 8 bytes big-endian (LongSerializer).
+    I64,
+    /// A 64-bit float, 8 bytes big-endian (DoubleSerializer).
+    F64,
+}
+
+impl Encoding {
+    /// The Spate value type of the column.
+    pub fn value_type(self) -> ValueType {
+        match self {
+            Encoding::Text => ValueType::Text,
+            Encoding::Bytes => ValueType::Bytes,
+            Encoding::I64 => ValueType::I64,
+            Encoding::F64 => ValueType::F64,
+        }
+    }
+
+    /// The encoding that writes a Spate value type as Kafka's standard serializer does.
+    pub fn of(value_type: ValueType) -> Encoding {
+        match value_type {
+            ValueType::Text => Encoding::Text,
+            ValueType::Bytes => Encoding::Bytes,
+            ValueType::I64 => Encoding::I64,
+            ValueType::F64 => Encoding::F64,
+        }
+    }
+
+    /// Appends Kafka bytes `raw` (none for a null key or value) to `out` as Spate encodes the
+    /// type; an error says what is wrong with them.
+    pub fn decode_into(self, raw: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), String> {
+        let raw = raw.unwrap_or_default();
+        match self {
+            Encoding::Bytes => out.extend_from_slice(raw),
+            Encoding::Text => match std::str::from_utf8(raw) {
+                Ok(_) => out.extend_from_slice(raw),
+                Err(e) => return Err(format!("not UTF-8 text ({e})")),
+            },
+            Encoding::I64 | Encoding::F64 => {
+                let bytes: [u8; 8] = raw.try_into().map_err(|_| {
+                    format!(
+                        "{} bytes, not the 8 of a big-endian {}",
+                        raw.len(),
+                        self.name()
+                    )
+                })?;
+                // Spate's scalars are little-endian; Kafka's serializers write big-endian.
+                out.extend(bytes.iter().rev());
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends Spate's encoding of the type, `value`, to `out` as Kafka's serializer writes it.
+    pub fn encode_into(self, value: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Encoding::Text | Encoding::Bytes => out.extend_from_slice(value),
+            Encoding::I64 | Encoding::F64 => out.extend(value.iter().rev()),
+        }
+    }
+
+    /// The name in pipeline files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Text => "text",
+            Encoding::Bytes => "bytes",
+            Encoding::I64 => "i64",
+            Encoding::F64 => "f64",
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A topic's partition as Spate names it in positions and messages: `topic/partition`.
+pub fn part_name(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// The topic and partition of a part name (`topic/partition`).
+pub fn parse_part_name(name: &str) -> Option<(&str, i32)> {
+    let (topic, partition) = name.rsplit_once('/')?;
+    Some((topic, partition.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_big_endian_in_kafka_and_little_endian_in_spate() {
+        let mut spate = Vec::new();
+        Encoding::I64
+            .decode_into(Some(&42i64.to_be_bytes()), &mut spate)
+            .unwrap();
+        assert_eq!(spate, 42i64.to_le_bytes());
+        let mut kafka = Vec::new();
+        Encoding::I64.encode_into(&spate, &mut kafka);
+        assert_eq!(kafka, 42i64.to_be_bytes());
+        let err = Encoding::I64.decode_into(Some(b"42"), &mut spate);
+        assert_eq!(err.unwrap_err(), "2 bytes, not the 8 of a big-endian i64");
+        assert!(
+            Encoding::Text
+                .decode_into(Some(b"\xff"), &mut spate)
+                .is_err()
+        );
+        let mut empty = Vec::new();
+        Encoding::Text.decode_into(None, &mut empty).unwrap();
+        assert!(empty.is_empty(), "a null value is empty text");
+    }
+
+    #[test]
+    fn client_settings_pass_through_except_the_fixed_ones() {
+        let mut client = BTreeMap::new();
+        client.insert("fetch.min.bytes".to_owned(), Setting::Integer(1));
+        client.insert(
+            "sasl.password".to_owned(),
+            Setting::Secret {
+                env: Some("SPATE_TEST_UNSET_VARIABLE".into()),
+                file: None,
+            },
+        );
+        let err = client_config("h:1", &[], &client).unwrap_err();
+        assert!(
+            err.contains("SPATE_TEST_UNSET_VARIABLE is not set"),
+            "{err}"
+        );
+        client.remove("sasl.password");
+        let config = client_config("h:1", &[("linger.ms", "5")], &client).unwrap();
+        assert_eq!(config.get("fetch.min.bytes"), Some("1"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        client.insert("group.id".to_owned(), Setting::Text("x".into()));
+        let err = client_config("h:1", &[], &client).unwrap_err();
+        assert!(err.contains("\"group.id\" is set by Spate"), "{err}");
+        assert_eq!(parse_part_name("a/b/3"), Some(("a/b", 3)));
+        assert_eq!(part_name("t", 7), "t/7");
+    }
+}

@@ -1,0 +1,514 @@
+//! A Kafka topic as an output: each record of a batch becomes a Kafka record (the stream's key
+//! and value, encoded as Kafka's standard serializers encode their types), partitioned as
+//! Kafka's default partitioner does (murmur2 of the key), so other Kafka clients co-partition
+//! with Spate's output. The producer is always idempotent.
+//!
+//! `delivery = "exactly-once"` (the default) writes each batch in one Kafka transaction whose
+//! transactional id is derived from tenant, job, topic and the writing task: a restarted job's
+//! producer fences the old one (its open transaction is aborted), and the same transaction
+//! commits the batch time as the offset of a marker group, so a batch replayed after a crash
+//! finds itself committed and is not written twice. `"at-least-once"` writes without
+//! transactions: a replayed batch is written again.
+//!
+//! Every record carries the headers `spate-batch-time` (the batch time in ms), `spate-task`
+//! (the writing task) and `spate-attempt` (one per run of the writer), so that a consumer can
+//! tell batches apart and, where the broker shows aborted transactions' records (a broker
+//! without read_committed isolation), keep only each batch's last attempt.
+
+use super::{Output, Replay, Sink};
+use crate::config::{ConfigError, ConnectorTable};
+use crate::kafka::{Encoding, Setting, client_config};
+use crate::record::{Shape, StreamType, write_value};
+use anyhow::{Context, Result, anyhow, bail};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use spate_guest::Partition;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use toml::Spanned;
+
+/// How long the writer keeps trying a batch while the brokers are away.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// `type = "kafka"`: the fields of the table.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Fields {
+    /// `host:port[,host:port...]`.
+    bootstrap: Option<Spanned<String>>,
+    /// The topic written.
+    topic: Option<Spanned<String>>,
+    /// `exactly-once` (default) or `at-least-once`.
+    delivery: Option<Delivery>,
+    /// `native` (default): scalars as Kafka's serializers write them; `text`: every key and
+    /// value as its text (numbers in decimal, composites as Spark prints them).
+    format: Option<Format>,
+    /// The transactional id prefix (default `spate.<tenant>.<job>.<topic>`); `.task-<n>` is
+    /// appended.
+    transactional_id: Option<String>,
+    /// librdkafka settings passed through (`"linger.ms" = 20`, SASL, TLS).
+    client: Option<BTreeMap<String, Setting>>,
+}
+
+/// What a crash and replay can do to the topic.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Delivery {
+    /// One transaction per batch and task; a replayed batch is not written again.
+    #[default]
+    ExactlyOnce,
+    /// No transactions; a replayed batch is written again.
+    AtLeastOnce,
+}
+
+/// How keys and values are written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Format {
+    /// Kafka's serializers' encoding of scalar types; composites as text.
+    #[default]
+    Native,
+    /// Text for everything.
+    Text,
+}
+
+/// The Kafka output.
+#[derive(Debug)]
+pub struct KafkaOutput {
+    bootstrap: String,
+    topic: String,
+    delivery: Delivery,
+    format: Format,
+    transactional_id: String,
+    client: BTreeMap<String, Setting>,
+}
+
+/// Reads a Kafka output's table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    let bootstrap = table.required("bootstrap", &fields.bootstrap)?.clone();
+    let topic = table.required("topic", &fields.topic)?.clone();
+    let (job, tenant) = table.job_identity();
+    let output = KafkaOutput {
+        bootstrap,
+        transactional_id: fields
+            .transactional_id
+            .unwrap_or_else(|| format!("spate.{tenant}.{job}.{topic}")),
+        topic,
+        delivery: fields.delivery.unwrap_or_default(),
+        format: fields.format.unwrap_or_default(),
+        client: fields.client.unwrap_or_default(),
+    };
+    output
+        .producer_config(0)
+        .map_err(|e| table.error(format!("kafka output: {e}")))?;
+    Ok(Box::new(output))
+}
+
+/// The writing task of a single-process job (scale-out gives each process its own).
+const TASK: u32 = 0;
+
+impl KafkaOutput {
+    fn task_id(&self, task: u32) -> String {
+        format!("{}.task-{task}", self.transactional_id)
+    }
+
+    /// The client settings every client of the output shares.
+    fn client_config(&self) -> Result<rdkafka::ClientConfig, String> {
+        client_config(&self.bootstrap, &[("client.id", "spate")], &self.client)
+    }
+
+    fn producer_config(&self, task: u32) -> Result<rdkafka::ClientConfig, String> {
+        let mut config = self.client_config()?;
+        // Kafka's default partitioner (Java clients): murmur2 of the key.
+        config.set("partitioner", "murmur2_random");
+        if config.get("linger.ms").is_none() {
+            config.set("linger.ms", "5");
+        }
+        // A missing topic is an error, not a topic created with the broker's defaults.
+        config.set("allow.auto.create.topics", "false");
+        config.set("enable.idempotence", "true");
+        if self.delivery == Delivery::ExactlyOnce {
+            config.set("transactional.id", self.task_id(task));
+        }
+        Ok(config)
+    }
+}
+
+impl Output for KafkaOutput {
+    fn describe(&self, stream: &str) -> String {
+        let guarantee = match self.delivery {
+            Delivery::ExactlyOnce => format!(
+                "exactly-once: one transaction per batch (transactional id {}, batch marker in \
+                 group {0}); consumers read with isolation.level=read_committed",
+                self.task_id(TASK)
+            ),
+            Delivery::AtLeastOnce => {
+                "at-least-once: a batch replayed after a crash is written again (dedup by the \
+                 spate-batch-time and spate-task headers)"
+                    .to_owned()
+            }
+        };
+        format!(
+            "kafka '{stream}' to topic '{}' at {} ({:?} format, key murmur2-partitioned); \
+             {guarantee}",
+            self.topic, self.bootstrap, self.format
+        )
+    }
+
+    fn replay(&self) -> Replay {
+        match self.delivery {
+            Delivery::ExactlyOnce => Replay::Replaces,
+            Delivery::AtLeastOnce => Replay::Repeats,
+        }
+    }
+
+    fn open(&self, _job: &str) -> Result<Box<dyn Sink>> {
+        let writer = Writer::open(self, TASK)
+            .with_context(|| format!("kafka output to topic '{}'", self.topic))?;
+        Ok(Box::new(writer))
+    }
+}
+
+/// Delivery failures of the producer, and librdkafka's log lines into Spate's log.
+struct WriterContext {
+    topic: String,
+    failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for WriterContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!("kafka output '{}': {facility}: {message}", self.topic)
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!("kafka output '{}': {facility}: {message}", self.topic)
+            }
+            _ => tracing::debug!("kafka output '{}': {facility}: {message}", self.topic),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!("kafka output '{}': {error}: {reason}", self.topic);
+    }
+}
+
+impl ProducerContext for WriterContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            failure.get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for WriterContext {}
+
+/// One task's writer.
+struct Writer {
+    topic: String,
+    task: u32,
+    transactional: bool,
+    format: Format,
+    producer: BaseProducer<WriterContext>,
+    /// The marker group's metadata, for the batch marker in each transaction.
+    marker: Option<ConsumerGroupMetadata>,
+    /// Batches up to this time are committed (read from the marker at open).
+    committed_through: Option<u64>,
+    /// This run of the writer, in the `spate-attempt` header.
+    attempt: String,
+}
+
+impl Writer {
+    fn open(output: &KafkaOutput, task: u32) -> Result<Writer> {
+        let began = Instant::now();
+        let context = || WriterContext {
+            topic: output.topic.clone(),
+            failure: Mutex::new(None),
+        };
+        let config = output.producer_config(task).map_err(|e| anyhow!(e))?;
+        let producer: BaseProducer<WriterContext> = config
+            .create_with_context(context())
+            .map_err(|e| anyhow!("cannot create a Kafka producer: {e}"))?;
+        let attempt = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+        );
+        let mut writer = Writer {
+            topic: output.topic.clone(),
+            task,
+            transactional: output.delivery == Delivery::ExactlyOnce,
+            format: output.format,
+            producer,
+            marker: None,
+            committed_through: None,
+            attempt,
+        };
+        check_topic(&writer.producer, &output.topic, &output.bootstrap)?;
+        if writer.transactional {
+            // Fences an earlier run's producer of this id and aborts its open transaction.
+            retrying("starting transactions", || {
+                writer
+                    .producer
+                    .init_transactions(Duration::from_secs(30))
+                    .map_err(|e| anyhow!("cannot start transactions: {e}"))
+            })?;
+            let mut config = output.client_config().map_err(|e| anyhow!(e))?;
+            config.set("group.id", output.task_id(task));
+            let marker: BaseConsumer<WriterContext> = config
+                .create_with_context(context())
+                .map_err(|e| anyhow!("cannot create the marker client: {e}"))?;
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&output.topic, 0);
+            let committed = marker
+                .committed_offsets(list, Duration::from_secs(30))
+                .map_err(|e| anyhow!("cannot read the batch marker: {e}"))?;
+            writer.committed_through =
+                committed
+                    .find_partition(&output.topic, 0)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(ms) if ms >= 0 => Some(ms as u64),
+                        _ => None,
+                    });
+            writer.marker = marker.group_metadata();
+        }
+        tracing::info!(
+            "kafka output '{}': ready in {} ms ({}){}",
+            output.topic,
+            began.elapsed().as_millis(),
+            match writer.transactional {
+                true => format!("transactional id {}", output.task_id(task)),
+                false => "at-least-once".to_owned(),
+            },
+            writer.committed_through.map_or(String::new(), |t| format!(
+                "; batches up to {t} ms are committed"
+            ))
+        );
+        Ok(writer)
+    }
+
+    /// Produces every record of the batch (waiting while librdkafka's queue is full).
+    fn produce(&self, time_ms: u64, partitions: &[Partition], types: &StreamType) -> Result<()> {
+        let time = time_ms.to_string();
+        let task = self.task.to_string();
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "spate-batch-time",
+                value: Some(&time),
+            })
+            .insert(Header {
+                key: "spate-task",
+                value: Some(&task),
+            })
+            .insert(Header {
+                key: "spate-attempt",
+                value: Some(&self.attempt),
+            });
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for partition in partitions {
+            for record in partition.records() {
+                value.clear();
+                encode(self.format, record.value, &types.value, &mut value);
+                let mut message = BaseRecord::to(&self.topic)
+                    .payload(&value[..])
+                    .headers(headers.clone());
+                if let (Some(k), Some(shape)) = (record.key, &types.key) {
+                    key.clear();
+                    encode(self.format, k, shape, &mut key);
+                    message = message.key(&key[..]);
+                }
+                if let Some(ms) = record.timestamp {
+                    message = message.timestamp(ms);
+                }
+                loop {
+                    match self.producer.send(message) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            message = back;
+                            self.producer.poll(Duration::from_millis(50));
+                        }
+                        Err((e, _)) => bail!("cannot produce to topic '{}': {e}", self.topic),
+                    }
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn take_failure(&self) -> Option<String> {
+        let mut failure = self
+            .producer
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failure.take()
+    }
+
+    /// One try at writing the batch in a transaction with its marker; aborted if it fails.
+    fn write_transaction(
+        &self,
+        time_ms: u64,
+        partitions: &[Partition],
+        types: &StreamType,
+    ) -> Result<()> {
+        self.producer
+            .begin_transaction()
+            .map_err(transaction_error)?;
+        let result = (|| {
+            self.produce(time_ms, partitions, types)?;
+            if let Some(marker) = &self.marker {
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&self.topic, 0, Offset::Offset(time_ms as i64))?;
+                self.producer
+                    .send_offsets_to_transaction(&list, marker, Duration::from_secs(30))
+                    .map_err(transaction_error)?;
+            }
+            self.producer
+                .commit_transaction(Duration::from_secs(60))
+                .map_err(transaction_error)
+        })();
+        if result.is_err() {
+            let _ = self.producer.abort_transaction(Duration::from_secs(30));
+        }
+        result
+    }
+}
+
+/// A transaction error that trying again cannot mend: the producer was fenced by a newer one
+/// of the same transactional id (another run of the job), or its state is broken.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (another run of this job with the same transactional id took over?)")]
+struct Fatal(KafkaError);
+
+fn transaction_error(error: KafkaError) -> anyhow::Error {
+    match &error {
+        KafkaError::Transaction(e) if e.is_fatal() => Fatal(error).into(),
+        _ => error.into(),
+    }
+}
+
+impl Sink for Writer {
+    fn write(&mut self, time_ms: u64, partitions: &[Partition], types: &StreamType) -> Result<()> {
+        if self.committed_through.is_some_and(|t| time_ms <= t) {
+            tracing::info!(
+                "kafka output '{}': batch {time_ms} ms was committed before the restart; not \
+                 written again",
+                self.topic
+            );
+            return Ok(());
+        }
+        if self.transactional {
+            retrying("writing the batch", || {
+                self.write_transaction(time_ms, partitions, types)
+            })
+            .with_context(|| format!("transaction of batch {time_ms} ms to '{}'", self.topic))?;
+            self.committed_through = Some(time_ms);
+        } else {
+            self.produce(time_ms, partitions, types)?;
+            self.producer
+                .flush(Duration::from_secs(300))
+                .map_err(|e| anyhow!("cannot deliver batch {time_ms} ms: {e}"))?;
+        }
+        if let Some(failure) = self.take_failure() {
+            bail!(
+                "records of batch {time_ms} ms were not delivered to topic '{}': {failure}",
+                self.topic
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The topic must exist (Spate does not create topics: partition count and retention are the
+/// operator's choice).
+fn check_topic(producer: &BaseProducer<WriterContext>, topic: &str, bootstrap: &str) -> Result<()> {
+    let metadata = retrying("reaching the brokers", || {
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the Kafka brokers at {bootstrap} ({e}): is the broker running, \
+                     and is `bootstrap` right?"
+                )
+            })
+    })?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+    if !found {
+        bail!("topic '{topic}' does not exist at {bootstrap} (create it first)");
+    }
+    Ok(())
+}
+
+/// Runs `attempt` until it succeeds or [`RETRY_FOR`] has passed, logging each failure with the
+/// wait before the next try.
+fn retrying<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e) if !e.is::<Fatal>() && Instant::now() + wait < deadline => {
+                tracing::warn!(
+                    "kafka output: {what}: {e:#}; retrying in {}",
+                    humantime::format_duration(wait)
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Appends a key or value of shape `shape` as the output's format writes it.
+fn encode(format: Format, value: &[u8], shape: &Shape, out: &mut Vec<u8>) {
+    match (format, shape) {
+        (Format::Native, Shape::Scalar(t)) => Encoding::of(*t).encode_into(value, out),
+        _ => {
+            let mut text = String::new();
+            write_value(&mut text, value, shape);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_as_kafka_serializers_or_as_text() {
+        let mut out = Vec::new();
+        encode(Format::Native, &7i64.to_le_bytes(), &Shape::I64, &mut out);
+        assert_eq!(out, 7i64.to_be_bytes());
+        out.clear();
+        encode(Format::Text, &7i64.to_le_bytes(), &Shape::I64, &mut out);
+        assert_eq!(out, b"7");
+        out.clear();
+        encode(Format::Native, b"word", &Shape::TEXT, &mut out);
+        assert_eq!(out, b"word");
+    }
+}

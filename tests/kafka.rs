@@ -1,0 +1,392 @@
+//! Kafka in and out, end to end, against a real Kafka-protocol broker (tansu, installed by
+//! `scripts/install-kafka-broker.sh`, started per test on a free 127.0.0.1 port with an empty
+//! store): word counts from a topic to a topic, exactly-once across SIGKILLs, the errors a user
+//! meets (unknown topic, unreachable broker, bad records), and what `spate check` shows.
+//!
+//! The test broker does not honour `isolation.level=read_committed` (records of aborted
+//! transactions are returned to readers; ../shared/ECOSYSTEM.md). Where a test reads Spate's
+//! transactional output it therefore keeps, for each batch time, only the records of the last
+//! attempt (`spate-attempt` header), as a consumer of such a broker must; with a real Kafka
+//! cluster, read_committed does this. What the broker does guarantee is checked directly: the
+//! batch marker committed in each transaction, and that a replayed batch is not written again.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::chaos::*;
+use support::kafka::{Broker, Record, java_murmur2, java_partition};
+use support::*;
+
+/// Word counts from records of (word, i64 big-endian) as Spate's native format writes them.
+fn counts_of(records: &[Record]) -> Counts {
+    let mut counts = Counts::new();
+    for r in records {
+        let word = String::from_utf8(r.key.clone().expect("a key")).unwrap();
+        let n = i64::from_be_bytes(r.value[..].try_into().expect("8 bytes"));
+        *counts.entry(word).or_default() += n;
+    }
+    counts
+}
+
+/// The records of each batch's last attempt, by batch time: what a read_committed consumer
+/// sees of a transactional output whose replays were fenced.
+fn last_attempts(records: &[Record]) -> BTreeMap<u64, Vec<Record>> {
+    let mut by_batch: BTreeMap<u64, BTreeMap<String, Vec<Record>>> = BTreeMap::new();
+    for r in records {
+        let time: u64 = r.headers["spate-batch-time"].parse().unwrap();
+        assert_eq!(r.headers["spate-task"], "0");
+        by_batch
+            .entry(time)
+            .or_default()
+            .entry(r.headers["spate-attempt"].clone())
+            .or_default()
+            .push(r.clone());
+    }
+    by_batch
+        .into_iter()
+        .map(|(time, attempts)| {
+            // Attempts are `<pid>-<start time in µs>`: the latest start is the last attempt.
+            let last = attempts
+                .into_iter()
+                .max_by_key(|(a, _)| a.split_once('-').unwrap().1.parse::<u128>().unwrap())
+                .unwrap();
+            (time, last.1)
+        })
+        .collect()
+}
+
+fn word_count_pipeline(bootstrap: &str, extra_source: &str, outputs: &str) -> String {
+    format!(
+        r#"
+[job]
+batch-interval = "200ms"
+trigger = "available-now"
+
+[sources.lines]
+type = "kafka"
+bootstrap = "{bootstrap}"
+topics = ["lines"]
+starting-offsets = "earliest"
+{extra_source}
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+{outputs}
+"#
+    )
+}
+
+#[test]
+fn murmur2_is_javas() {
+    // Kafka's own test vectors (clients' UtilsTest) for the default partitioner's hash.
+    assert_eq!(java_murmur2(b"21") as i32, -973932308);
+    assert_eq!(java_murmur2(b"foobar") as i32, -790332482);
+    assert_eq!(java_murmur2(b"a-little-bit-long-string") as i32, -985981536);
+    assert_eq!(
+        java_murmur2(b"a-little-bit-longer-string") as i32,
+        -1486304829
+    );
+    assert_eq!(
+        java_murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+        -58897971
+    );
+    assert_eq!(java_murmur2(b"abc") as i32, 479470107);
+}
+
+#[test]
+fn a_word_count_reads_a_topic_and_writes_a_topic_partitioned_as_kafka_clients_do() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    broker.create_topic("counts", 3);
+    let text = lines(&mut Rng(7), 3000);
+    let records: Vec<(Option<&[u8]>, &[u8])> = text.lines().map(|l| (None, l.as_bytes())).collect();
+    broker.produce("lines", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = format!(
+        "[[outputs]]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"counts\"\n",
+        broker.bootstrap()
+    );
+    let pipeline = pipeline(
+        dir.path(),
+        &word_count_pipeline(&broker.bootstrap(), "", &outputs),
+    );
+    let output = run(
+        &["run", pipeline.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = reference_counts(&text, false, false);
+    let written = broker.read_all("counts");
+    assert_eq!(counts_of(&written), expected, "{}", stderr(&output));
+    for r in &written {
+        let key = r.key.as_deref().unwrap();
+        assert_eq!(r.partition, java_partition(key, 3), "key {key:?}");
+        assert!(r.headers.contains_key("spate-batch-time"));
+    }
+}
+
+#[test]
+fn kafka_to_kafka_text_files_and_state_killed_again_and_again_is_exact() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 8);
+    broker.create_topic("counts", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, checkpoints) = (dir.path().join("out"), dir.path().join("ck"));
+    let text_output = |from: &str| {
+        format!(
+            "[[outputs]]\nfrom = \"{from}\"\ntype = \"text-files\"\nprefix = \"{}/{from}\"\n\
+             suffix = \"txt\"\n",
+            out.display()
+        )
+    };
+    let pipeline = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[job]
+batch-interval = "200ms"
+block-interval = "100ms"
+checkpoint-dir = "{}"
+checkpoint-interval = "600ms"
+
+[sources.lines]
+type = "kafka"
+bootstrap = "{bootstrap}"
+topics = ["lines"]
+starting-offsets = "earliest"
+
+[[steps]]
+name = "words"
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+name = "counts"
+op = "reduce-by-key"
+plugin = "sum"
+from = "words"
+
+[[steps]]
+name = "totals"
+op = "map-with-state"
+plugin = "running-sum"
+from = "words"
+
+[[outputs]]
+from = "counts"
+type = "kafka"
+bootstrap = "{bootstrap}"
+topic = "counts"
+delivery = "exactly-once"
+
+{}
+{}
+"#,
+            checkpoints.display(),
+            text_output("counts"),
+            text_output("totals"),
+            bootstrap = broker.bootstrap(),
+        ),
+    );
+    let mut rng = Rng(0x0ca_fca);
+    let chunks: Vec<String> = (0..50).map(|_| lines(&mut rng, 300)).collect();
+    let expected = reference_counts(&chunks.concat(), false, false);
+    let feeder = {
+        let (chunks, broker_address) = (chunks.clone(), broker.bootstrap());
+        let started = checkpoints.clone();
+        std::thread::spawn(move || {
+            assert!(eventually(Duration::from_secs(30), || started.exists()));
+            let producer = Broker::producer_for(&broker_address);
+            for chunk in &chunks {
+                let records: Vec<(Option<&[u8]>, &[u8])> =
+                    chunk.lines().map(|l| (None, l.as_bytes())).collect();
+                Broker::produce_with(&producer, "lines", &records);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let logs = chaos(dir.path(), &pipeline, &mut rng, || {
+        feeder.is_finished() && total(&text_outputs(&out, "counts")) == expected
+    });
+    let per_batch = text_outputs(&out, "counts");
+    let added_up = total(&per_batch);
+    assert!(
+        added_up == expected,
+        "text-files counts, added up: {}",
+        difference(&added_up, &expected)
+    );
+    let mut last_totals = Counts::new();
+    for batch in text_outputs(&out, "totals").values() {
+        last_totals.extend(batch.iter().map(|(w, n)| (w.clone(), *n)));
+    }
+    assert!(
+        last_totals == expected,
+        "running totals: {}",
+        difference(&last_totals, &expected)
+    );
+    let committed = last_attempts(&broker.read_all("counts"));
+    let kafka_total = counts_of(&committed.values().flatten().cloned().collect::<Vec<_>>());
+    assert!(
+        kafka_total == expected,
+        "the Kafka output's batches, added up: {}",
+        difference(&kafka_total, &expected)
+    );
+    for (time, records) in &committed {
+        assert_eq!(
+            counts_of(records),
+            per_batch.get(time).cloned().unwrap_or_default(),
+            "batch {time} in Kafka and in text files"
+        );
+    }
+    let nonempty = per_batch.values().filter(|c| !c.is_empty()).count();
+    assert_eq!(
+        committed.len(),
+        nonempty,
+        "every batch with counts is in Kafka once"
+    );
+    let recoveries = logs.matches("recovered job").count();
+    let skipped = logs.matches("was committed before the restart").count();
+    assert!(
+        recoveries >= kills() && skipped > 0,
+        "{recoveries} recoveries, {skipped} replayed batches found committed: the kills did not \
+         test the transactional output's recovery"
+    );
+}
+
+/// A free port nothing listens on.
+fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn kafka_mistakes_are_reported_naming_the_topic_the_broker_or_the_record() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 2);
+    broker.create_topic("numbers", 1);
+    broker.produce("numbers", &[(None, &7i64.to_be_bytes()), (None, b"42")]);
+    let dir = tempfile::tempdir().unwrap();
+    let print = "[[outputs]]\ntype = \"print\"\n";
+    let run_pipeline = |text: &str| {
+        let path = pipeline(dir.path(), text);
+        run(&["run", path.to_str().unwrap()], Duration::from_secs(60))
+    };
+    let failed = |output: &std::process::Output, needle: &str| {
+        let log = stderr(output);
+        assert!(!output.status.success(), "should fail: {log}");
+        assert!(log.contains(needle), "expected {needle:?} in:\n{log}");
+    };
+
+    // A source topic that does not exist.
+    let source = |bootstrap: &str, topic: &str, extra: &str| {
+        format!(
+            "[job]\ntrigger = \"available-now\"\n\n[sources.in]\ntype = \"kafka\"\n\
+             bootstrap = \"{bootstrap}\"\ntopics = [\"{topic}\"]\nstarting-offsets = \
+             \"earliest\"\n{extra}\n"
+        )
+    };
+    let output = run_pipeline(&format!(
+        "{}{print}",
+        source(&broker.bootstrap(), "nope", "")
+    ));
+    failed(&output, "topic 'nope' does not exist at");
+
+    // No broker at the address: a bounded wait, then a clear error.
+    let dead = dead_address();
+    let output = run_pipeline(&format!(
+        "{}{print}",
+        source(&dead, "lines", "connect-timeout = \"2s\"")
+    ));
+    failed(
+        &output,
+        &format!("cannot reach the Kafka brokers at {dead} within 2s"),
+    );
+
+    // An output topic that does not exist.
+    let output = run_pipeline(&format!(
+        "{}[[outputs]]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"missing\"\n",
+        source(&broker.bootstrap(), "lines", ""),
+        broker.bootstrap()
+    ));
+    failed(&output, "topic 'missing' does not exist at");
+
+    // A record that is not an 8-byte integer: named by partition and offset, or skipped.
+    let numbers = |policy: &str| {
+        format!(
+            "{}{print}",
+            source(
+                &broker.bootstrap(),
+                "numbers",
+                &format!("value-type = \"i64\"\non-bad-record = \"{policy}\"")
+            )
+        )
+    };
+    let output = run_pipeline(&numbers("fail"));
+    failed(
+        &output,
+        "bad record at partition numbers/0 offset 1: value: 2 bytes, not the 8 of a big-endian i64",
+    );
+    let output = run_pipeline(&numbers("skip"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("\n7\n"), "{printed}");
+    assert!(!printed.contains("42"), "{printed}");
+    assert!(stderr(&output).contains("skipped partition numbers/0 offset 1"));
+
+    // A client setting Spate owns is refused at its line.
+    let output = run_pipeline(&format!(
+        "{}{print}",
+        source(
+            &broker.bootstrap(),
+            "lines",
+            "[sources.in.client]\n\"enable.auto.commit\" = true"
+        )
+    ));
+    failed(
+        &output,
+        "client setting \"enable.auto.commit\" is set by Spate",
+    );
+}
+
+#[test]
+fn check_shows_topics_partitions_starting_offsets_and_guarantees() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 3);
+    broker.create_topic("counts", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = format!(
+        "[[outputs]]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"counts\"\n",
+        broker.bootstrap()
+    );
+    let path = pipeline(
+        dir.path(),
+        &word_count_pipeline(
+            &broker.bootstrap(),
+            "max-records-per-partition = 1000",
+            &outputs,
+        ),
+    );
+    let output = run(&["check", path.to_str().unwrap()], Duration::from_secs(60));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for needle in [
+        "kafka topics [\"lines\"]",
+        "partitions lines/0 lines/1 lines/2 (3)",
+        "new job starts at earliest",
+        "at most 1000 records",
+        "exactly-once input with a checkpoint-dir",
+        "to topic 'counts'",
+        "exactly-once: one transaction per batch",
+    ] {
+        assert!(printed.contains(needle), "{needle:?} not in:\n{printed}");
+    }
+}
