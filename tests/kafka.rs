@@ -390,3 +390,78 @@ fn check_shows_topics_partitions_starting_offsets_and_guarantees() {
         assert!(printed.contains(needle), "{needle:?} not in:\n{printed}");
     }
 }
+
+#[test]
+fn record_timestamps_are_event_times_and_keys_a_key_column() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 2);
+    // Minute 0 and minute 1 of 2026-12-01, in ms; keys are users, values pages.
+    let base: i64 = 1_796_083_200_000;
+    let producer = broker.producer();
+    let clicks = [
+        ("ann", "home", base + 1_000),
+        ("bob", "home", base + 2_000),
+        ("ann", "cart", base + 59_000),
+        ("ann", "home", base + 61_000),
+        ("bob", "pay", base + 90_000),
+    ];
+    for (user, page, time) in clicks {
+        let record = rdkafka::producer::BaseRecord::to("clicks")
+            .key(user)
+            .payload(page)
+            .timestamp(time);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[job]
+trigger = "available-now"
+
+[sources.clicks]
+type = "kafka"
+bootstrap = "{}"
+topics = ["clicks"]
+starting-offsets = "earliest"
+key-type = "text"
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "event-time-window"
+plugin = "sum"
+length = "1m"
+
+[[outputs]]
+type = "print"
+num = 100
+
+[[outputs]]
+type = "print"
+from = "clicks"
+num = 100
+"#,
+            broker.bootstrap()
+        ),
+    );
+    let output = run(&["run", path.to_str().unwrap()], Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let minute = |m: i64| base + m * 60_000;
+    // Pages per minute of event time (tokenize reads values), and the source's (key, value).
+    for expected in [
+        format!("(({},home),2)", minute(0)),
+        format!("(({},cart),1)", minute(0)),
+        format!("(({},home),1)", minute(1)),
+        format!("(({},pay),1)", minute(1)),
+        "(ann,cart)".to_owned(),
+        "(bob,pay)".to_owned(),
+    ] {
+        assert!(printed.contains(&expected), "{expected} not in:\n{printed}");
+    }
+}

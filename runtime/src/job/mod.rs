@@ -16,6 +16,7 @@ use durability::Durability;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod clock;
@@ -55,7 +56,7 @@ struct Runner<'a> {
     plan: &'a Arc<Plan>,
     state: &'a Arc<JobState>,
     pool: &'a WorkerPool,
-    sinks: Vec<Box<dyn Sink>>,
+    sinks: Sinks,
     buffer: &'a Arc<BlockBuffer>,
     acks: &'a Acks,
     durability: Option<Durability>,
@@ -67,6 +68,10 @@ struct Runner<'a> {
 /// With a checkpoint directory, it first recovers what a previous run left there.
 pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     let plan = Arc::new(plan);
+    // Outputs open (a Kafka transactional producer takes about half a second) while the job
+    // recovers and its sources start; no batch runs before they are open, and one that cannot
+    // open (a broker away) stops the job before any batch.
+    let opening = open_outputs(&plan)?;
     let job = &plan.job;
     let name = job.name.clone();
     let buffer = Arc::new(BlockBuffer::new(
@@ -99,14 +104,6 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         durability.initial(&plan, &state, first - batch_ms, &positions)?;
     }
     let state = Arc::new(state);
-    // Outputs open before any input is read: one that cannot (a broker away) stops the job
-    // before it takes anything.
-    let sinks = plan
-        .outputs
-        .iter()
-        .map(|o| o.output.open(&plan.job.name))
-        .collect::<Result<Vec<_>>>()
-        .with_context(|| format!("job '{name}' cannot start"))?;
     let acks = Arc::new(Acks::new(&plan.sources, &positions));
     let halt = Arc::new(AtomicBool::new(false));
     let channel = || match job.trigger {
@@ -143,7 +140,7 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         plan: &plan,
         state: &state,
         pool: &pool,
-        sinks,
+        sinks: Vec::new(),
         buffer: &buffer,
         acks: &acks,
         durability,
@@ -151,7 +148,14 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         last_time: None,
     };
     let replay = recovered.map(|r| r.replay).unwrap_or_default();
-    let mut result = runner.run_batches(&replay, &batches_in, options);
+    let mut result = match opening.join() {
+        Ok(Ok(sinks)) => {
+            runner.sinks = sinks;
+            runner.run_batches(&replay, &batches_in, options)
+        }
+        Ok(Err(e)) => Err(e.context("an output cannot open")),
+        Err(_) => Err(anyhow!("internal error: opening the outputs panicked")),
+    };
     buffer.stop();
     halt.store(true, Ordering::SeqCst);
     drop(batches_in);
@@ -180,6 +184,25 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         summary: runner.summary,
         elapsed: started.elapsed(),
     })
+}
+
+/// The sinks of a job's outputs, in output order.
+type Sinks = Vec<Box<dyn Sink>>;
+
+/// Opens every output's sink on a thread of its own.
+fn open_outputs(plan: &Arc<Plan>) -> Result<JoinHandle<Result<Sinks>>> {
+    let plan = plan.clone();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("spate-open-outputs".into())
+        .spawn(move || {
+            let _entered = span.enter();
+            plan.outputs
+                .iter()
+                .map(|o| o.output.open(&plan.job.name))
+                .collect()
+        })
+        .map_err(|e| anyhow!("cannot start a thread: {e}"))
 }
 
 impl Runner<'_> {

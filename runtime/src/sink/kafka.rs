@@ -261,6 +261,7 @@ impl Writer {
             attempt,
         };
         check_topic(&writer.producer, &output.topic, &output.bootstrap)?;
+
         if writer.transactional {
             // Fences an earlier run's producer of this id and aborts its open transaction.
             retrying("starting transactions", || {
@@ -269,6 +270,7 @@ impl Writer {
                     .init_transactions(Duration::from_secs(30))
                     .map_err(|e| anyhow!("cannot start transactions: {e}"))
             })?;
+
             let mut config = output.client_config().map_err(|e| anyhow!(e))?;
             config.set("group.id", output.task_id(task));
             let marker: BaseConsumer<WriterContext> = config

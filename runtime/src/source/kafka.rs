@@ -210,7 +210,11 @@ impl ClientContext for Log {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // The end of a partition is reported as an error event too; the receiver handles it.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
             tracing::warn!("kafka source '{}': {error}: {reason}", self.source);
         }
     }
