@@ -240,4 +240,29 @@ mod tests {
         assert_eq!(parse_part_name("a/b/3"), Some(("a/b", 3)));
         assert_eq!(part_name("t", 7), "t/7");
     }
+
+    #[test]
+    fn this_build_takes_sasl_plain_and_refuses_tls_clearly() {
+        use rdkafka::consumer::BaseConsumer;
+        let with = |pairs: &[(&str, &str)]| {
+            let mut client = BTreeMap::new();
+            for (k, v) in pairs {
+                client.insert((*k).to_owned(), Setting::Text((*v).to_owned()));
+            }
+            client_config("127.0.0.1:1", &[], &client)
+                .unwrap()
+                .create::<BaseConsumer>()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        with(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ])
+        .unwrap();
+        let tls = with(&[("security.protocol", "SSL")]).unwrap_err();
+        assert!(tls.contains("security.protocol"), "{tls}");
+    }
 }

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The broker binary, installed once per test process.
@@ -37,12 +38,87 @@ pub struct Broker {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    /// Clients reach the broker through it when it is there (see [`Broker::start_behind_proxy`]).
+    proxy: Option<Proxy>,
     _dir: tempfile::TempDir,
+}
+
+/// A TCP forwarder in front of the broker that can cut every connection and refuse new ones
+/// for a while: to the clients, the broker is away, as during a restart, while its data stays
+/// (the test broker keeps its data in memory only, so a real restart would lose it).
+struct Proxy {
+    port: u16,
+    down: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_down, streams) = (down.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if is_down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let mut list = streams.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, down, open }
+    }
+
+    /// Cuts every connection and refuses new ones for `pause`.
+    fn cut_for(&self, pause: Duration) {
+        self.down.store(true, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(pause);
+        self.down.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Broker {
     /// Starts a broker with an empty store on a free port.
     pub fn start() -> Broker {
+        Broker::launch(false)
+    }
+
+    /// [`Broker::start`], with clients reaching it through a proxy that
+    /// [`Broker::cut_for`] can take away.
+    pub fn start_behind_proxy() -> Broker {
+        Broker::launch(true)
+    }
+
+    /// Every client connection is cut and new ones are refused for `pause`, as when the broker
+    /// restarts (its data stays).
+    pub fn cut_for(&self, pause: Duration) {
+        self.proxy
+            .as_ref()
+            .expect("a broker started behind a proxy")
+            .cut_for(pause);
+    }
+
+    fn launch(behind_proxy: bool) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -54,16 +130,17 @@ impl Broker {
             child: None,
             port,
             log,
+            proxy: behind_proxy.then(|| Proxy::start(port)),
             _dir: dir,
         };
-        broker.restart();
+        broker.run_process();
         broker
     }
 
-    /// Starts the broker process again on the same port (after [`Broker::stop`]); its
-    /// in-memory store starts empty.
-    pub fn restart(&mut self) {
+    /// Starts the broker process on its port, with an empty in-memory store.
+    fn run_process(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://{}", self.bootstrap());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -75,7 +152,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -99,9 +176,10 @@ impl Broker {
         }
     }
 
-    /// `127.0.0.1:port`, as `bootstrap` takes it.
+    /// `127.0.0.1:port`, as `bootstrap` takes it (the proxy's, if there is one).
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let port = self.proxy.as_ref().map_or(self.port, |p| p.port);
+        format!("127.0.0.1:{port}")
     }
 
     /// What the broker logged.

@@ -371,10 +371,12 @@ impl Writer {
         partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()> {
-        self.producer
-            .begin_transaction()
-            .map_err(transaction_error)?;
         let result = (|| {
+            // After a failed try (the brokers away) the abort may itself have failed: the
+            // begin then fails too, and the abort below runs again.
+            self.producer
+                .begin_transaction()
+                .map_err(transaction_error)?;
             self.produce(time_ms, partitions, types)?;
             if let Some(marker) = &self.marker {
                 let mut list = TopicPartitionList::new();

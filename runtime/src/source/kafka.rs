@@ -187,6 +187,26 @@ fn parse_start(value: &toml::Value) -> Result<Start, String> {
     }
 }
 
+/// A named topic the cluster does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("topic '{topic}' does not exist at {bootstrap} (create it first, or check the name)")]
+struct MissingTopic {
+    topic: String,
+    bootstrap: String,
+}
+
+/// The brokers did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot reach the Kafka brokers at {bootstrap} within {patience} ({error}): is the broker \
+     running, and is `bootstrap` right?"
+)]
+struct Unreachable {
+    bootstrap: String,
+    patience: String,
+    error: String,
+}
+
 /// librdkafka's log lines and client errors, into Spate's log, naming the source.
 struct Log {
     source: String,
@@ -274,12 +294,12 @@ impl Kafka {
                 ),
                 Err(e) => {
                     if Instant::now() + wait >= deadline {
-                        bail!(
-                            "cannot reach the Kafka brokers at {} within {} ({e}): is the \
-                             broker running, and is `bootstrap` right?",
-                            self.bootstrap,
-                            humantime::format_duration(patience)
-                        );
+                        return Err(Unreachable {
+                            bootstrap: self.bootstrap.clone(),
+                            patience: humantime::format_duration(patience).to_string(),
+                            error: e.to_string(),
+                        }
+                        .into());
                     }
                     tracing::warn!(
                         "kafka source '{}': brokers at {} not reachable ({e}); retrying in {}",
@@ -322,11 +342,11 @@ impl Kafka {
                 }
             }
             if !found && !wanted.contains('*') {
-                bail!(
-                    "topic '{wanted}' does not exist at {} (create it first, or check the \
-                     name)",
-                    self.bootstrap
-                );
+                return Err(MissingTopic {
+                    topic: wanted.clone(),
+                    bootstrap: self.bootstrap.clone(),
+                }
+                .into());
             }
         }
         parts.sort();
@@ -467,6 +487,15 @@ fn cached_high_watermark(client: &Client, topic: &str, partition: i32) -> Option
     };
     (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some(high)
+}
+
+/// The error of a position the broker does not have.
+fn out_of_range(part: &str, next: i64, low: i64, end: i64) -> anyhow::Error {
+    anyhow!(
+        "partition {part}: offset {next} is out of range (the broker holds {low} to {end}; \
+         records were deleted by retention, or the topic was recreated). \
+         on-offset-out-of-range = \"earliest\" or \"latest\" goes on from there"
+    )
 }
 
 /// Milliseconds since the Unix epoch.
@@ -634,8 +663,26 @@ impl<'a> Receiver<'a> {
     /// appeared after the job started, from its beginning).
     fn discover(&mut self, patience: Duration) -> Result<()> {
         self.last_discovery = Instant::now();
-        let parts = self.source.partitions(&self.client, patience)?;
         let known = self.lanes.len();
+        let parts = match self.source.partitions(&self.client, patience) {
+            Ok(parts) => parts,
+            // A topic read so far that the cluster no longer has.
+            Err(e) if known > 0 && e.is::<MissingTopic>() => {
+                let topic = e.downcast_ref::<MissingTopic>().map(|m| m.topic.clone());
+                bail!(
+                    "topic '{}' no longer exists (deleted?)",
+                    topic.unwrap_or_default()
+                );
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(gone) = self
+            .lanes
+            .iter()
+            .find(|l| !parts.iter().any(|(t, _)| *t == l.topic))
+        {
+            bail!("topic '{}' no longer exists (deleted?)", gone.topic);
+        }
         for (topic, partition) in parts {
             if self
                 .lanes
@@ -672,14 +719,35 @@ impl<'a> Receiver<'a> {
                 at_end: false,
             });
         }
-        for lane in &mut self.lanes[known..] {
+        let new: Vec<(String, i32)> = self.lanes[known..]
+            .iter()
+            .map(|l| (l.topic.clone(), l.partition))
+            .collect();
+        // Where the broker's range ends, checked by reading (some brokers answer ListOffsets
+        // short, and some answer a fetch past the end with nothing instead of an error).
+        let ends = latest_offsets(&self.client, &new)?;
+        for (lane, end) in self.lanes[known..].iter_mut().zip(ends) {
+            let (low, _) = self
+                .client
+                .fetch_watermarks(&lane.topic, lane.partition, Duration::from_secs(10))
+                .map_err(|e| anyhow!("partition {}: {e}", lane.name))?;
             // A partition read from its beginning: its first offset is the low watermark.
             if lane.next < 0 {
-                let (low, _) = self
-                    .client
-                    .fetch_watermarks(&lane.topic, lane.partition, Duration::from_secs(10))
-                    .map_err(|e| anyhow!("partition {}: {e}", lane.name))?;
                 lane.next = low;
+            } else if lane.next < low || lane.next > end {
+                lane.next = match self.source.on_out_of_range {
+                    OutOfRange::Fail => return Err(out_of_range(&lane.name, lane.next, low, end)),
+                    OutOfRange::Earliest => low,
+                    OutOfRange::Latest => end,
+                };
+                tracing::warn!(
+                    "kafka source '{}': partition {} was out of range; reading from offset {} \
+                     (on-offset-out-of-range = {:?})",
+                    self.source.name,
+                    lane.name,
+                    lane.next,
+                    self.source.on_out_of_range
+                );
             }
         }
         if self.lanes.len() > known || known == 0 {
@@ -724,7 +792,14 @@ impl<'a> Receiver<'a> {
                 self.new_interval()?;
             }
             if self.last_discovery.elapsed() >= self.source.discovery {
-                self.discover(Duration::from_secs(5))?;
+                match self.discover(Duration::from_secs(5)) {
+                    // The brokers away mid-run: reading resumes when librdkafka reconnects,
+                    // and the next discovery tries again.
+                    Err(e) if e.is::<Unreachable>() => {
+                        tracing::warn!("kafka source '{}': {e}", self.source.name)
+                    }
+                    result => result?,
+                }
             }
             self.commit_durable();
             match self.client.poll(Duration::from_millis(50)) {
@@ -886,14 +961,7 @@ impl<'a> Receiver<'a> {
                         .fetch_watermarks(&lane.topic, lane.partition, Duration::from_secs(10))
                         .unwrap_or((-1, -1));
                     if lane.next < low || (high >= 0 && lane.next > high) {
-                        bail!(
-                            "partition {}: offset {} is out of range (the broker holds {low} to \
-                             {high}; records were deleted by retention, or the topic was \
-                             recreated). on-offset-out-of-range = \"earliest\" or \"latest\" goes \
-                             on from there",
-                            lane.name,
-                            lane.next
-                        );
+                        return Err(out_of_range(&lane.name, lane.next, low, high));
                     }
                 }
                 bail!("an offset is out of range: {error}");
