@@ -3,6 +3,8 @@
 //! file), how record keys and values are encoded in Kafka, and the wording of client errors.
 
 use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::Deserialize;
 use spate_guest::ValueType;
 use std::collections::BTreeMap;
@@ -51,7 +53,7 @@ pub fn client_config(
 ) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::new();
     // librdkafka's own lines reach Spate's log through the connectors' client contexts.
-    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    config.set_log_level(RDKafkaLogLevel::Warning);
     config.set("bootstrap.servers", bootstrap);
     for (key, value) in defaults {
         config.set(*key, *value);
@@ -177,6 +179,31 @@ impl fmt::Display for Encoding {
     }
 }
 
+/// A librdkafka log line in Spate's log, naming the connector (`kafka source 'lines'`):
+/// errors and warnings as they are, the rest at debug level.
+pub fn log_client_line(connector: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!("{connector}: {facility}: {message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!("{connector}: {facility}: {message}"),
+        _ => tracing::debug!("{connector}: {facility}: {message}"),
+    }
+}
+
+/// A librdkafka client error event in Spate's log. The end of a partition is reported as an
+/// error event too; it is no error, and is left out.
+pub fn log_client_error(connector: &str, error: &KafkaError, reason: &str) {
+    let end = matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    );
+    if !end {
+        tracing::warn!("{connector}: {error}: {reason}");
+    }
+}
+
 /// A topic's partition as Spate names it in positions and messages: `topic/partition`.
 pub fn part_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
@@ -242,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn this_build_takes_sasl_plain_and_refuses_tls_clearly() {
+    fn this_build_takes_tls_and_sasl_and_refuses_kerberos_clearly() {
         use rdkafka::consumer::BaseConsumer;
         let with = |pairs: &[(&str, &str)]| {
             let mut client = BTreeMap::new();
@@ -262,7 +289,20 @@ mod tests {
             ("sasl.password", "p"),
         ])
         .unwrap();
-        let tls = with(&[("security.protocol", "SSL")]).unwrap_err();
-        assert!(tls.contains("security.protocol"), "{tls}");
+        with(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ])
+        .unwrap();
+        with(&[("security.protocol", "SSL")]).unwrap();
+        let kerberos = with(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "GSSAPI"),
+        ])
+        .unwrap_err();
+        assert!(kerberos.contains("GSSAPI"), "{kerberos}");
     }
 }

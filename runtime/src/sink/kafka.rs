@@ -17,7 +17,7 @@
 
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
-use crate::kafka::{Encoding, Setting, client_config};
+use crate::kafka::{Encoding, Setting, client_config, log_client_error, log_client_line};
 use crate::record::{Shape, StreamType, write_value};
 use anyhow::{Context, Result, anyhow, bail};
 use rdkafka::client::ClientContext;
@@ -185,22 +185,17 @@ struct WriterContext {
 
 impl ClientContext for WriterContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!("kafka output '{}': {facility}: {message}", self.topic)
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!("kafka output '{}': {facility}: {message}", self.topic)
-            }
-            _ => tracing::debug!("kafka output '{}': {facility}: {message}", self.topic),
-        }
+        log_client_line(&self.connector(), level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!("kafka output '{}': {error}: {reason}", self.topic);
+        log_client_error(&self.connector(), &error, reason);
+    }
+}
+
+impl WriterContext {
+    fn connector(&self) -> String {
+        format!("kafka output '{}'", self.topic)
     }
 }
 

@@ -10,7 +10,9 @@
 
 use super::{ReceiverContext, Source};
 use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
-use crate::kafka::{Encoding, Setting, client_config, parse_part_name, part_name};
+use crate::kafka::{
+    Encoding, Setting, client_config, log_client_error, log_client_line, parse_part_name, part_name,
+};
 use crate::position::{Progress, SourcePosition};
 use crate::record::{Shape, StreamType};
 use anyhow::{Result, anyhow, bail};
@@ -214,29 +216,17 @@ struct Log {
 
 impl ClientContext for Log {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!("kafka source '{}': {facility}: {message}", self.source)
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!("kafka source '{}': {facility}: {message}", self.source)
-            }
-            _ => tracing::debug!("kafka source '{}': {facility}: {message}", self.source),
-        }
+        log_client_line(&self.connector(), level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // The end of a partition is reported as an error event too; the receiver handles it.
-        let end = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !end {
-            tracing::warn!("kafka source '{}': {error}: {reason}", self.source);
-        }
+        log_client_error(&self.connector(), &error, reason);
+    }
+}
+
+impl Log {
+    fn connector(&self) -> String {
+        format!("kafka source '{}'", self.source)
     }
 }
 
