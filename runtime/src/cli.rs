@@ -5,7 +5,7 @@ use crate::config::{ConfigError, Pipeline};
 use crate::job::{self, RunOptions};
 use crate::plan::Plan;
 use crate::wasm::ComponentCache;
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,10 @@ enum Command {
         /// Override a pipeline field, e.g. --set job.batch-interval=2s (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         overrides: Vec<String>,
+        /// Also connect to the outputs' servers and check what they write to (a PostgreSQL
+        /// table and its columns).
+        #[arg(long)]
+        connect: bool,
     },
     /// Convert the state one step keeps in the newest checkpoint to a new state schema with a
     /// one-shot migration operator, so that the new pipeline resumes with it
@@ -102,7 +106,8 @@ pub fn main() -> ExitCode {
         Command::Check {
             pipeline,
             overrides,
-        } => check(&pipeline, &overrides),
+            connect,
+        } => check(&pipeline, &overrides, connect),
         Command::Migrate {
             pipeline,
             step,
@@ -278,10 +283,23 @@ fn print_out(text: &str) -> Result<()> {
     }
 }
 
-fn check(path: &Path, overrides: &[String]) -> Result<()> {
+fn check(path: &Path, overrides: &[String], connect: bool) -> Result<()> {
     let plan = load_plan(path, overrides, false)?;
+    let mut reached = String::new();
+    if connect {
+        for (i, output) in plan.outputs.iter().enumerate() {
+            let types = &plan.dataflow.streams[output.stream].types;
+            if let Some(found) = output
+                .output
+                .verify(types)
+                .with_context(|| format!("{}: outputs[{i}]", path.display()))?
+            {
+                reached.push_str(&format!("output {i}: {found}\n"));
+            }
+        }
+    }
     print_out(&format!(
-        "{}ok: {} is valid\n",
+        "{}{reached}ok: {} is valid\n",
         plan.describe(),
         path.display()
     ))

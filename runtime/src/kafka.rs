@@ -2,6 +2,7 @@
 //! (`bootstrap`, `[...client]` passed through to librdkafka, secrets from the environment or a
 //! file), how record keys and values are encoded in Kafka, and the wording of client errors.
 
+use crate::secret::SecretRef;
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,12 +23,7 @@ pub enum Setting {
     /// `"enable.ssl.certificate.verification" = false`.
     Bool(bool),
     /// `"sasl.password" = { env = "KAFKA_PASSWORD" }` or `{ file = "/run/secrets/kafka" }`.
-    Secret {
-        /// Environment variable holding the value.
-        env: Option<String>,
-        /// File holding the value (trailing newline removed).
-        file: Option<String>,
-    },
+    Secret(SecretRef),
 }
 
 /// Client settings a connector fixes itself: a user may not override them, since exactly-once
@@ -68,24 +64,7 @@ pub fn client_config(
             Setting::Text(text) => text.clone(),
             Setting::Integer(n) => n.to_string(),
             Setting::Bool(b) => b.to_string(),
-            Setting::Secret {
-                env: Some(var),
-                file: None,
-            } => std::env::var(var).map_err(|_| {
-                format!("client setting \"{key}\": environment variable {var} is not set")
-            })?,
-            Setting::Secret {
-                env: None,
-                file: Some(path),
-            } => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("client setting \"{key}\": cannot read {path}: {e}"))?,
-            Setting::Secret { .. } => {
-                return Err(format!(
-                    "client setting \"{key}\": give a value, {{ env = \"VAR\" }} or \
-                     {{ file = \"path\" }}"
-                ));
-            }
+            Setting::Secret(secret) => secret.read(&format!("client setting \"{key}\""))?,
         };
         config.set(key, value);
     }
@@ -247,10 +226,10 @@ mod tests {
         client.insert("fetch.min.bytes".to_owned(), Setting::Integer(1));
         client.insert(
             "sasl.password".to_owned(),
-            Setting::Secret {
+            Setting::Secret(SecretRef {
                 env: Some("SPATE_TEST_UNSET_VARIABLE".into()),
                 file: None,
-            },
+            }),
         );
         let err = client_config("h:1", &[], &client).unwrap_err();
         assert!(

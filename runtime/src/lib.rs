@@ -15,8 +15,9 @@
 //! - [`wasm`]: engine, compiled-component cache, operator instances.
 //! - [`batch`]: block buffering, backpressure and the batch grid.
 //! - [`source`]: receivers (socket, directory, bundled text, Kafka) and line cutting.
-//! - [`sink`]: outputs (console print, text files, command, Kafka).
+//! - [`sink`]: outputs (console print, text files, command, Kafka, PostgreSQL).
 //! - [`kafka`]: what the Kafka source and output share (client settings, encodings).
+//! - [`secret`]: secrets named by the pipeline file (an environment variable or a file).
 //! - [`metrics`]: per-batch figures and the run summary.
 //! - [`fault`]: whose fault a failed task is (guest: retried and dead-lettered; host: stops).
 
@@ -36,6 +37,7 @@ pub mod plan;
 pub mod position;
 pub mod record;
 pub mod scaffold;
+pub mod secret;
 pub mod shuffle;
 pub mod sink;
 pub mod source;

@@ -21,16 +21,8 @@ use std::time::{Duration, Instant};
 /// The broker binary, installed once per test process.
 fn broker_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let out = super::script(&super::repo().join("scripts/install-kafka-broker.sh"), &[]);
-        PathBuf::from(
-            out.trim()
-                .lines()
-                .last()
-                .expect("the script prints the path"),
-        )
-    })
-    .clone()
+    PATH.get_or_init(|| super::installed("install-kafka-broker.sh"))
+        .clone()
 }
 
 /// A running broker.
@@ -120,11 +112,7 @@ impl Broker {
 
     fn launch(behind_proxy: bool) -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let log = dir.path().join("broker.log");
         let mut broker = Broker {
             child: None,

@@ -209,6 +209,27 @@ pub fn script(program: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A port nothing listens on at the moment (for a server to take, or to find closed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs one of the repository's install scripts (`scripts/<name>`), which prints the path of
+/// what it installed on its last line, and returns that path.
+pub fn installed(name: &str) -> PathBuf {
+    let out = script(&repo().join("scripts").join(name), &[]);
+    PathBuf::from(
+        out.trim()
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("scripts/{name} printed no path")),
+    )
+}
+
 /// Installs `language`'s toolchain once per test process (the script leaves what is already
 /// installed at the pinned version alone).
 pub fn install_guest_toolchain(language: &str) {
@@ -227,3 +248,4 @@ pub fn install_guest_toolchain(language: &str) {
 
 pub mod chaos;
 pub mod kafka;
+pub mod postgres;

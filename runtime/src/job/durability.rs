@@ -349,9 +349,11 @@ fn start_writer(
 /// The batch logger thread, between the clock and the runner: logs each batch, acknowledges
 /// its input to producers, then passes it on. A failed write (a full disk) stops the job with
 /// the error; the batch is not run, and its input, never acknowledged, is read again after a
-/// restart.
+/// restart. Batches without input are logged only with `log_empty` (an output remembers the
+/// batch times it wrote).
 pub fn start_logger(
     log_dir: &Path,
+    log_empty: bool,
     from_clock: Receiver<BatchInput>,
     to_runner: Sender<BatchInput>,
     acks: Arc<Acks>,
@@ -364,11 +366,14 @@ pub fn start_logger(
         .spawn(move || {
             let _entered = span.enter();
             for input in from_clock {
-                // A batch without input or progress needs no log: recovery makes the same
-                // empty batch again for its time. This keeps a recovered job's catch-up over
-                // its down time free of disk writes.
+                // A batch without input or progress needs no log where recovery may form the
+                // batch of its time again: the batch it forms may then hold input that arrived
+                // since, and writes replace the earlier output. This keeps a recovered job's
+                // catch-up over its down time free of disk writes. An output that skips the
+                // batch times it wrote (a marker) would drop that input: with one, every batch
+                // is logged, so that recovery resumes after it.
                 let empty = input.blocks.is_empty() && input.progress.is_empty();
-                if let Err(e) = (!empty)
+                if let Err(e) = (log_empty || !empty)
                     .then(|| batch_log::write(&log_dir, &input))
                     .transpose()
                 {

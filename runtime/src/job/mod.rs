@@ -124,8 +124,13 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
     let (clock_out, logger) = match &durability {
         Some(d) => {
             let (to_logger, from_clock) = channel();
+            let log_empty = plan
+                .outputs
+                .iter()
+                .any(|o| o.output.remembers_batch_times());
             let logger = durability::start_logger(
                 d.log_dir(),
+                log_empty,
                 from_clock,
                 batches_out,
                 acks.clone(),
@@ -199,7 +204,10 @@ fn open_outputs(plan: &Arc<Plan>) -> Result<JoinHandle<Result<Sinks>>> {
             let _entered = span.enter();
             plan.outputs
                 .iter()
-                .map(|o| o.output.open(&plan.job.name))
+                .map(|o| {
+                    let types = &plan.dataflow.streams[o.stream].types;
+                    o.output.open(&plan.job.name, types)
+                })
                 .collect()
         })
         .map_err(|e| anyhow!("cannot start a thread: {e}"))

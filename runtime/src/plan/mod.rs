@@ -233,6 +233,9 @@ impl Plan {
                 }
                 None => graph.default_output()?,
             };
+            output
+                .accepts(&graph.streams[stream].types)
+                .map_err(|e| pipeline.error(Some(&format!("outputs[{i}]")), e))?;
             outputs.push(OutputPlan {
                 output: output.into(),
                 stream,

@@ -4,5 +4,5 @@
 mod render;
 mod shape;
 
-pub use render::{partition_text, write_part, write_record, write_value};
+pub use render::{json_value, partition_text, write_part, write_record, write_value};
 pub use shape::{Shape, StreamType, type_name};

@@ -1,4 +1,5 @@
-//! Records as text, the way Spark prints them: a pair as `(key,value)`, values by their shape.
+//! Records as text, the way Spark prints them: a pair as `(key,value)`, values by their shape;
+//! and values as JSON, for outputs that store JSON.
 
 use super::{Shape, StreamType};
 use anyhow::{Context, Result};
@@ -79,6 +80,42 @@ fn write_scalar(out: &mut String, bytes: &[u8], value_type: ValueType) {
         }
         _ => out.push_str(&String::from_utf8_lossy(bytes)),
     }
+}
+
+/// A value as JSON, for JSON columns: numbers as numbers (a float that is not finite as
+/// null), text as strings, bytes as lossy text, lists and pairs as arrays, an absent optional
+/// as null.
+pub fn json_value(bytes: &[u8], shape: &Shape) -> serde_json::Value {
+    use serde_json::Value;
+    match shape {
+        Shape::Scalar(value_type) => {
+            let fixed = <[u8; 8]>::try_from(bytes).ok();
+            match (value_type, fixed) {
+                (ValueType::I64, Some(b)) => Value::from(i64::from_le_bytes(b)),
+                (ValueType::F64, Some(b)) => serde_json::Number::from_f64(f64::from_le_bytes(b))
+                    .map_or(Value::Null, Value::Number),
+                _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            }
+        }
+        Shape::List(item) => json_items(bytes, |_| item),
+        Shape::Pair(left, right) => json_items(bytes, |i| if i == 0 { left } else { right }),
+        Shape::Maybe(item) => json_value(bytes, item),
+    }
+}
+
+/// A composite's items as a JSON array; one that does not parse as lossy text.
+fn json_items<'s>(bytes: &[u8], shape_of: impl Fn(usize) -> &'s Shape) -> serde_json::Value {
+    let mut items = Vec::new();
+    for (i, item) in nested::items(bytes).enumerate() {
+        match item {
+            Ok(Some(value)) => items.push(json_value(value, shape_of(i))),
+            Ok(None) => items.push(serde_json::Value::Null),
+            Err(_) => {
+                return serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned());
+            }
+        }
+    }
+    serde_json::Value::Array(items)
 }
 
 /// Appends a record: `(key,value)` for pairs, the value alone otherwise.

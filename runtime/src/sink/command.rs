@@ -56,7 +56,7 @@ impl Output for CommandOutput {
         Replay::Repeats
     }
 
-    fn open(&self, job: &str) -> Result<Box<dyn Sink>> {
+    fn open(&self, job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
         Ok(Box::new(Command::new(self.argv.clone(), job)))
     }
 }

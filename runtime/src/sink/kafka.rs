@@ -15,6 +15,7 @@
 //! tell batches apart and, where the broker shows aborted transactions' records (a broker
 //! without read_committed isolation), keep only each batch's last attempt.
 
+use super::retry::{Permanent, retrying};
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{Encoding, Setting, client_config, log_client_error, log_client_line};
@@ -170,7 +171,11 @@ impl Output for KafkaOutput {
         }
     }
 
-    fn open(&self, _job: &str) -> Result<Box<dyn Sink>> {
+    fn remembers_batch_times(&self) -> bool {
+        self.delivery == Delivery::ExactlyOnce
+    }
+
+    fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
         let writer = Writer::open(self, TASK)
             .with_context(|| format!("kafka output to topic '{}'", self.topic))?;
         Ok(Box::new(writer))
@@ -195,8 +200,13 @@ impl ClientContext for WriterContext {
 
 impl WriterContext {
     fn connector(&self) -> String {
-        format!("kafka output '{}'", self.topic)
+        connector(&self.topic)
     }
+}
+
+/// The output in log lines.
+fn connector(topic: &str) -> String {
+    format!("kafka output '{topic}'")
 }
 
 impl ProducerContext for WriterContext {
@@ -259,12 +269,17 @@ impl Writer {
 
         if writer.transactional {
             // Fences an earlier run's producer of this id and aborts its open transaction.
-            retrying("starting transactions", || {
-                writer
-                    .producer
-                    .init_transactions(Duration::from_secs(30))
-                    .map_err(|e| anyhow!("cannot start transactions: {e}"))
-            })?;
+            retrying(
+                &connector(&output.topic),
+                "starting transactions",
+                RETRY_FOR,
+                || {
+                    writer
+                        .producer
+                        .init_transactions(Duration::from_secs(30))
+                        .map_err(|e| anyhow!("cannot start transactions: {e}"))
+                },
+            )?;
 
             let mut config = output.client_config().map_err(|e| anyhow!(e))?;
             config.set("group.id", output.task_id(task));
@@ -391,15 +406,15 @@ impl Writer {
     }
 }
 
-/// A transaction error that trying again cannot mend: the producer was fenced by a newer one
-/// of the same transactional id (another run of the job), or its state is broken.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} (another run of this job with the same transactional id took over?)")]
-struct Fatal(KafkaError);
-
+/// A transaction error: [`Permanent`] when trying again cannot mend it (the producer was
+/// fenced by a newer one of the same transactional id, another run of the job, or its state is
+/// broken).
 fn transaction_error(error: KafkaError) -> anyhow::Error {
     match &error {
-        KafkaError::Transaction(e) if e.is_fatal() => Fatal(error).into(),
+        KafkaError::Transaction(e) if e.is_fatal() => Permanent(anyhow!(
+            "{error} (another run of this job with the same transactional id took over?)"
+        ))
+        .into(),
         _ => error.into(),
     }
 }
@@ -415,9 +430,12 @@ impl Sink for Writer {
             return Ok(());
         }
         if self.transactional {
-            retrying("writing the batch", || {
-                self.write_transaction(time_ms, partitions, types)
-            })
+            retrying(
+                &connector(&self.topic),
+                "writing the batch",
+                RETRY_FOR,
+                || self.write_transaction(time_ms, partitions, types),
+            )
             .with_context(|| format!("transaction of batch {time_ms} ms to '{}'", self.topic))?;
             self.committed_through = Some(time_ms);
         } else {
@@ -439,7 +457,7 @@ impl Sink for Writer {
 /// The topic must exist (Spate does not create topics: partition count and retention are the
 /// operator's choice).
 fn check_topic(producer: &BaseProducer<WriterContext>, topic: &str, bootstrap: &str) -> Result<()> {
-    let metadata = retrying("reaching the brokers", || {
+    let metadata = retrying(&connector(topic), "reaching the brokers", RETRY_FOR, || {
         producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -459,27 +477,6 @@ fn check_topic(producer: &BaseProducer<WriterContext>, topic: &str, bootstrap: &
         bail!("topic '{topic}' does not exist at {bootstrap} (create it first)");
     }
     Ok(())
-}
-
-/// Runs `attempt` until it succeeds or [`RETRY_FOR`] has passed, logging each failure with the
-/// wait before the next try.
-fn retrying<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
-    let deadline = Instant::now() + RETRY_FOR;
-    let mut wait = Duration::from_millis(250);
-    loop {
-        match attempt() {
-            Ok(value) => return Ok(value),
-            Err(e) if !e.is::<Fatal>() && Instant::now() + wait < deadline => {
-                tracing::warn!(
-                    "kafka output: {what}: {e:#}; retrying in {}",
-                    humantime::format_duration(wait)
-                );
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Appends a key or value of shape `shape` as the output's format writes it.

@@ -9,7 +9,9 @@
 
 mod command;
 mod kafka;
+mod postgres;
 mod print;
+mod retry;
 mod text_files;
 
 use crate::config::{ConfigError, ConnectorTable};
@@ -35,9 +37,30 @@ pub trait Output: Send + Sync + std::fmt::Debug {
     /// What writing a batch again does.
     fn replay(&self) -> Replay;
 
-    /// The sink that writes job `job`'s batches; an error (a server not reachable) stops the
-    /// job before its first batch.
-    fn open(&self, job: &str) -> Result<Box<dyn Sink>>;
+    /// Whether it remembers the last batch time it wrote (a marker) and skips a batch at or
+    /// before it. Every batch that reaches such an output must then be in the batch log, empty
+    /// ones too: otherwise recovery could form a different batch at a time the output already
+    /// took, and the output would skip it.
+    fn remembers_batch_times(&self) -> bool {
+        false
+    }
+
+    /// Whether it can write a stream of `types` (a mode that needs keys, numbers); checked
+    /// when the plan is made, so `spate check` finds it without a server.
+    fn accepts(&self, _types: &StreamType) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// For `spate check --connect`: reaches what it writes to and checks it can write a stream
+    /// of `types` there (a table and its columns); says what it found, or nothing when there
+    /// is nothing to reach.
+    fn verify(&self, _types: &StreamType) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// The sink that writes job `job`'s batches of a stream of `types`; an error (a server not
+    /// reachable, a table that does not fit) stops the job before its first batch.
+    fn open(&self, job: &str, types: &StreamType) -> Result<Box<dyn Sink>>;
 }
 
 /// An output operation's writer.
@@ -60,6 +83,7 @@ pub const TYPES: &[(&str, Build)] = &[
     ("text-files", text_files::build),
     ("command", command::build),
     ("kafka", kafka::build),
+    ("postgres", postgres::build),
 ];
 
 /// The output a pipeline table describes.

@@ -39,7 +39,7 @@ impl Output for PrintOutput {
         Replay::Repeats
     }
 
-    fn open(&self, _job: &str) -> Result<Box<dyn Sink>> {
+    fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
         Ok(Box::new(Print::new(self.num, Box::new(std::io::stdout()))))
     }
 }

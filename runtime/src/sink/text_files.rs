@@ -52,7 +52,7 @@ impl Output for TextFiles {
         Replay::Replaces
     }
 
-    fn open(&self, _job: &str) -> Result<Box<dyn Sink>> {
+    fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
         match self.remove_leftovers() {
             Ok(0) => {}
             Ok(n) => tracing::info!(

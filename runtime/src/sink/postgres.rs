@@ -1,0 +1,1117 @@
+//! A PostgreSQL table as an output, exactly-once in effect: each batch is written in one
+//! transaction that also moves the output's progress marker (job, output, task, batch time) in
+//! a progress table; a batch replayed after a crash finds its marker at or past its time and
+//! writes nothing. A crash between the commit and its acknowledgement is covered the same way:
+//! the retried batch finds the committed marker.
+//!
+//! Modes: `append` bulk-loads every record as a row with binary COPY; `upsert` keeps one row
+//! per key, its value replaced; `accumulate` keeps one row per key, its value added to what is
+//! there (a running total the database keeps). Upserts and accumulations are combined per key
+//! in the batch, COPied into a temporary table and merged with one `INSERT ... ON CONFLICT`.
+//!
+//! The marker is one row per (job, output, task), moved forward by each batch: the markers of
+//! older batches are pruned by that very update, so the progress table never grows. Batches are
+//! written in time order (recovery replays them in order), so a batch at or before the marker
+//! was written.
+
+use super::retry::{Permanent, retrying};
+use super::{Output, Replay, Sink};
+use crate::config::{ConfigError, ConnectorTable, Interval};
+use crate::record::{Shape, StreamType, json_value, write_value};
+use crate::secret::SecretRef;
+use anyhow::{Result, anyhow, bail};
+use bytes::BytesMut;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls, Transaction};
+use serde::Deserialize;
+use spate_guest::{Partition, ValueType};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use toml::Spanned;
+
+/// The writing task of a single-process job (scale-out gives each process its own).
+const TASK: i32 = 0;
+
+/// `type = "postgres"`: the fields of the table.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Fields {
+    /// `postgresql://user@host:port/database` or `host=... user=...` (libpq's forms).
+    url: Option<Spanned<String>>,
+    /// `{ env = "VAR" }` or `{ file = "path" }`; overrides a password in `url`.
+    password: Option<SecretRef>,
+    /// The table written: `name` or `schema.name`, exactly as created (case-sensitive).
+    table: Option<Spanned<String>>,
+    /// `append` (default), `upsert` or `accumulate`.
+    mode: Option<Mode>,
+    /// The column of the record's key (default `key`).
+    key_column: Option<String>,
+    /// The column of the record's value (default `value`).
+    value_column: Option<String>,
+    /// An optional column that gets the batch time (`timestamptz`, `timestamp` or `bigint` ms).
+    batch_time_column: Option<String>,
+    /// Create the table, with columns of the stream's types, if it does not exist.
+    create_table: Option<bool>,
+    /// The progress table (default `spate_progress`), created if missing.
+    progress_table: Option<String>,
+    /// How long a connection attempt may take (default 10 s).
+    connect_timeout: Option<Interval>,
+    /// How long a batch is tried again while the server is away (default 2 min).
+    retry_for: Option<Interval>,
+}
+
+/// What a record does to the table.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    /// Every record is a row.
+    #[default]
+    Append,
+    /// One row per key; its value is replaced.
+    Upsert,
+    /// One row per key; its value is added to the row's.
+    Accumulate,
+}
+
+impl Mode {
+    fn keyed(self) -> bool {
+        self != Mode::Append
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Upsert => "upsert",
+            Mode::Accumulate => "accumulate",
+        }
+    }
+}
+
+/// The PostgreSQL output.
+#[derive(Clone, Debug)]
+pub struct PostgresOutput {
+    connection: postgres::Config,
+    /// `user@host:port/database`, for messages.
+    server: String,
+    /// The table as the pipeline names it (and the output's name in the progress table).
+    table_name: String,
+    table: String,
+    mode: Mode,
+    key_column: String,
+    value_column: String,
+    batch_time_column: Option<String>,
+    create_table: bool,
+    /// The progress table, quoted for SQL, and as the pipeline names it.
+    progress_table: String,
+    progress_name: String,
+    /// The job in the progress table: `<tenant>.<job>`.
+    job: String,
+    retry_for: Duration,
+}
+
+/// Reads a PostgreSQL output's table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    let url = fields
+        .url
+        .as_ref()
+        .ok_or_else(|| table.error("a postgres output needs `url`"))?;
+    let mut connection: postgres::Config = url
+        .get_ref()
+        .parse()
+        .map_err(|e| table.error_at(url.span(), "url", format!("invalid connection url: {e}")))?;
+    if let Some(password) = &fields.password {
+        let password = password
+            .read("password")
+            .map_err(|e| table.error(format!("postgres output: {e}")))?;
+        connection.password(password);
+    }
+    connection.application_name("spate");
+    connection.connect_timeout(
+        fields
+            .connect_timeout
+            .map_or(Duration::from_secs(10), |i| i.0),
+    );
+    let target = table.required("table", &fields.table)?;
+    let name = |text: &str, field: &str, span| {
+        quote_qualified(text).map_err(|e| table.error_at(span, field, e))
+    };
+    let table_span = fields.table.as_ref().map_or(0..0, Spanned::span);
+    let (job, tenant) = table.job_identity();
+    let progress_name = fields
+        .progress_table
+        .unwrap_or_else(|| "spate_progress".into());
+    let output = PostgresOutput {
+        server: server_name(&connection),
+        table: name(target, "table", table_span.clone())?,
+        table_name: target.clone(),
+        mode: fields.mode.unwrap_or_default(),
+        key_column: fields.key_column.unwrap_or_else(|| "key".into()),
+        value_column: fields.value_column.unwrap_or_else(|| "value".into()),
+        batch_time_column: fields.batch_time_column,
+        create_table: fields.create_table.unwrap_or(false),
+        progress_table: name(&progress_name, "progress-table", table_span)?,
+        progress_name,
+        job: format!("{tenant}.{job}"),
+        retry_for: fields.retry_for.map_or(Duration::from_secs(120), |i| i.0),
+        connection,
+    };
+    Ok(Box::new(output))
+}
+
+/// `user@host:port/database` of a connection's settings.
+fn server_name(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("?");
+    let database = config.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{database}")
+}
+
+/// An identifier, quoted for SQL.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `name` or `schema.name`, quoted for SQL.
+fn quote_qualified(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!(
+            "'{text}' is not a table name: write `name` or `schema.name`"
+        ));
+    }
+    Ok(parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join("."))
+}
+
+impl Output for PostgresOutput {
+    fn describe(&self, stream: &str) -> String {
+        let mode = match self.mode {
+            Mode::Append => "append: every record a row, bulk-loaded with COPY",
+            Mode::Upsert => "upsert: one row per key, its value replaced",
+            Mode::Accumulate => "accumulate: one row per key, its value added to the row's",
+        };
+        format!(
+            "postgres '{stream}' into table {} at {} ({mode}); exactly-once: one transaction \
+             per batch with its marker in {}",
+            self.table_name, self.server, self.progress_name
+        )
+    }
+
+    fn replay(&self) -> Replay {
+        Replay::Replaces
+    }
+
+    fn remembers_batch_times(&self) -> bool {
+        true
+    }
+
+    fn accepts(&self, types: &StreamType) -> Result<(), String> {
+        if self.mode.keyed() && types.key.is_none() {
+            return Err(format!(
+                "mode \"{}\" needs a keyed stream (one row per key); this stream has no key: \
+                 use mode = \"append\", or a keyed step before the output",
+                self.mode.name()
+            ));
+        }
+        let numbers = matches!(types.value, Shape::Scalar(ValueType::I64 | ValueType::F64));
+        if self.mode == Mode::Accumulate && !numbers {
+            return Err(format!(
+                "mode \"accumulate\" adds values, so it needs numbers (i64 or f64); this \
+                 stream's values are {}",
+                types.value
+            ));
+        }
+        Ok(())
+    }
+
+    fn verify(&self, types: &StreamType) -> Result<Option<String>> {
+        let mut client = self.connect()?;
+        let layout = self.layout(&mut client, types, false)?;
+        let marker = self.marker(&mut client)?;
+        Ok(Some(format!(
+            "table {} at {}: {}; {}",
+            self.table_name,
+            self.server,
+            layout.summary(),
+            match marker {
+                Some(t) => format!("batches up to {t} ms are written"),
+                None => "no batch written yet".into(),
+            }
+        )))
+    }
+
+    fn open(&self, _job: &str, types: &StreamType) -> Result<Box<dyn Sink>> {
+        let began = Instant::now();
+        let mut client = self.connect()?;
+        self.create_progress_table(&mut client)?;
+        let layout = self.layout(&mut client, types, self.create_table)?;
+        let committed_through = self.marker(&mut client)?;
+        tracing::info!(
+            "postgres output '{}': ready in {} ms ({}){}",
+            self.table_name,
+            began.elapsed().as_millis(),
+            layout.summary(),
+            committed_through.map_or(String::new(), |t| format!(
+                "; batches up to {t} ms are written"
+            ))
+        );
+        let statements = Statements::new(self, &layout);
+        Ok(Box::new(Writer {
+            output: self.clone(),
+            client: Some(client),
+            layout,
+            statements,
+            committed_through,
+        }))
+    }
+}
+
+impl PostgresOutput {
+    fn connector(&self) -> String {
+        format!("postgres output '{}'", self.table_name)
+    }
+
+    /// A new connection; the error says where it was trying to go.
+    fn connect(&self) -> Result<Client> {
+        self.connection.connect(NoTls).map_err(|e| {
+            let hint = match e.code() {
+                Some(c) if *c == SqlState::INVALID_PASSWORD => {
+                    ": are the user and `password` right?"
+                }
+                Some(c) if *c == SqlState::INVALID_CATALOG_NAME => ": does the database exist?",
+                Some(_) => "",
+                None => ": is the server running, and is `url` right?",
+            };
+            let error = anyhow!(
+                "cannot connect to PostgreSQL at {}: {}{hint}",
+                self.server,
+                message(&e)
+            );
+            match connection_lost(&e) {
+                true => error,
+                false => Permanent(error).into(),
+            }
+        })
+    }
+
+    fn create_progress_table(&self, client: &mut Client) -> Result<()> {
+        if table_oid(client, &self.progress_table)?.is_some() {
+            return Ok(());
+        }
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (job text NOT NULL, output text NOT NULL, task \
+             integer NOT NULL, batch_time bigint NOT NULL, batch_rows bigint NOT NULL, \
+             committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, output, task))",
+            self.progress_table
+        );
+        match client.batch_execute(&sql) {
+            Ok(()) => Ok(()),
+            // Two jobs creating it at once: one of them wins.
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(()),
+            Err(e) => bail!(
+                "cannot create the progress table {}: {}",
+                self.progress_name,
+                message(&e)
+            ),
+        }
+    }
+
+    /// The time of the last batch written, from the progress table (none if missing).
+    fn marker(&self, client: &mut Client) -> Result<Option<u64>> {
+        if table_oid(client, &self.progress_table)?.is_none() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT batch_time FROM {} WHERE job = $1 AND output = $2 AND task = $3",
+            self.progress_table
+        );
+        let row = client
+            .query_opt(&sql, &[&self.job, &self.table_name, &TASK])
+            .map_err(|e| anyhow!("cannot read {}: {}", self.progress_name, message(&e)))?;
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
+    /// The columns written and their types, checked against the stream's types and the mode;
+    /// with `create`, a missing table is created first. Every problem found is named.
+    fn layout(&self, client: &mut Client, types: &StreamType, create: bool) -> Result<Layout> {
+        self.accepts(types).map_err(|e| Permanent(anyhow!(e)))?;
+        let oid = match (table_oid(client, &self.table)?, create) {
+            (Some(oid), _) => oid,
+            (None, true) => {
+                client
+                    .batch_execute(&self.create_statement(types))
+                    .map_err(|e| {
+                        anyhow!("cannot create table {}: {}", self.table_name, message(&e))
+                    })?;
+                tracing::info!(
+                    "postgres output: created table {} at {}",
+                    self.table_name,
+                    self.server
+                );
+                table_oid(client, &self.table)?
+                    .ok_or_else(|| anyhow!("table {} vanished", self.table_name))?
+            }
+            (None, false) => {
+                return Err(Permanent(anyhow!(
+                    "table {} does not exist at {} (create it, or set create-table = true)",
+                    self.table_name,
+                    self.server
+                ))
+                .into());
+            }
+        };
+        let rows = client.query(
+            "SELECT attname::text, atttypid, format_type(atttypid, atttypmod), attnotnull, \
+             atthasdef FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped \
+             ORDER BY attnum",
+            &[&oid],
+        )?;
+        let found: Vec<TableColumn> = rows
+            .iter()
+            .map(|r| TableColumn {
+                name: r.get(0),
+                type_: Type::from_oid(r.get(1)),
+                type_name: r.get(2),
+                required: r.get::<_, bool>(3) && !r.get::<_, bool>(4),
+            })
+            .collect();
+        let mut problems = Vec::new();
+        let mut column = |name: &str, shape: Option<&Shape>, role: &str| {
+            let Some(c) = found.iter().find(|c| c.name == name) else {
+                problems.push(format!(
+                    "table {} has no column \"{name}\" (the {role} column)",
+                    self.table_name
+                ));
+                return None;
+            };
+            let kind = c.type_.as_ref().and_then(Kind::of);
+            let fits = match (shape, kind) {
+                (Some(shape), Some(kind)) => kind.holds(shape),
+                (None, Some(kind)) => matches!(kind, Kind::Time | Kind::BigInt),
+                (_, None) => false,
+            };
+            if !fits {
+                let wanted = match shape {
+                    Some(shape) => format!("a {shape} needs {}", Kind::columns_for(shape)),
+                    None => "the batch time needs timestamptz, timestamp or bigint".into(),
+                };
+                problems.push(format!(
+                    "column \"{name}\" of table {} is {}: {wanted}",
+                    self.table_name, c.type_name
+                ));
+                return None;
+            }
+            Some(Written {
+                name: name.to_owned(),
+                type_: c.type_.clone()?,
+                kind: kind?,
+            })
+        };
+        let key = types
+            .key
+            .as_ref()
+            .and_then(|shape| column(&self.key_column, Some(shape), "key"));
+        let value = column(&self.value_column, Some(&types.value), "value");
+        let time = self
+            .batch_time_column
+            .as_ref()
+            .and_then(|name| column(name, None, "batch time"));
+        let written: Vec<&str> = [&key, &value, &time]
+            .iter()
+            .filter_map(|c| c.as_ref().map(|c| c.name.as_str()))
+            .collect();
+        for c in &found {
+            if c.required && !written.contains(&c.name.as_str()) {
+                problems.push(format!(
+                    "column \"{}\" of table {} is NOT NULL without a default, and this output \
+                     does not write it",
+                    c.name, self.table_name
+                ));
+            }
+        }
+        if self.mode.keyed() && !self.key_is_unique(client, oid)? {
+            problems.push(format!(
+                "mode \"{}\" needs a unique index or primary key on exactly column \"{}\" of \
+                 table {} (for ON CONFLICT)",
+                self.mode.name(),
+                self.key_column,
+                self.table_name
+            ));
+        }
+        if let (Mode::Accumulate, Some(v)) = (self.mode, &value)
+            && !matches!(v.kind, Kind::BigInt | Kind::Double)
+        {
+            problems.push(format!(
+                "mode \"accumulate\" adds to column \"{}\", so it must be bigint or double \
+                 precision",
+                v.name
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(Permanent(anyhow!(
+                "table {} at {} does not fit the stream: {}",
+                self.table_name,
+                self.server,
+                problems.join("; ")
+            ))
+            .into());
+        }
+        Ok(Layout {
+            key,
+            value: value.ok_or_else(|| anyhow!("no value column"))?,
+            time,
+        })
+    }
+
+    fn key_is_unique(&self, client: &mut Client, oid: u32) -> Result<bool> {
+        Ok(client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = \
+                 i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = $1 AND i.indisunique \
+                 AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname::text = $2)",
+                &[&oid, &self.key_column],
+            )?
+            .get(0))
+    }
+
+    /// `CREATE TABLE` with the stream's types (the key a primary key in the keyed modes).
+    fn create_statement(&self, types: &StreamType) -> String {
+        let mut columns = Vec::new();
+        if let Some(key) = &types.key {
+            let unique = if self.mode.keyed() {
+                " PRIMARY KEY"
+            } else {
+                ""
+            };
+            columns.push(format!(
+                "{} {}{unique}",
+                quote(&self.key_column),
+                Kind::natural(key).sql()
+            ));
+        }
+        columns.push(format!(
+            "{} {}",
+            quote(&self.value_column),
+            Kind::natural(&types.value).sql()
+        ));
+        if let Some(time) = &self.batch_time_column {
+            columns.push(format!("{} timestamptz", quote(time)));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            self.table,
+            columns.join(", ")
+        )
+    }
+}
+
+/// The catalog id of table `quoted` (a quoted, maybe qualified, name), if it exists.
+fn table_oid(client: &mut Client, quoted: &str) -> Result<Option<u32>> {
+    Ok(client
+        .query_one("SELECT to_regclass($1)::oid", &[&quoted])?
+        .get(0))
+}
+
+/// A column of the table as the catalog describes it.
+struct TableColumn {
+    name: String,
+    type_: Option<Type>,
+    type_name: String,
+    required: bool,
+}
+
+/// A column the output writes.
+#[derive(Clone, Debug)]
+struct Written {
+    name: String,
+    type_: Type,
+    kind: Kind,
+}
+
+/// The columns written, in COPY order: key (if written), value, batch time (if asked).
+#[derive(Debug)]
+struct Layout {
+    key: Option<Written>,
+    value: Written,
+    time: Option<Written>,
+}
+
+impl Layout {
+    fn columns(&self) -> impl Iterator<Item = &Written> {
+        self.key.iter().chain([&self.value]).chain(&self.time)
+    }
+
+    fn summary(&self) -> String {
+        let columns: Vec<String> = self
+            .columns()
+            .map(|c| format!("{} {}", c.name, c.type_))
+            .collect();
+        format!("columns {}", columns.join(", "))
+    }
+}
+
+/// The kinds of column a stream's values go into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    BigInt,
+    Double,
+    Bytea,
+    Json,
+    Time,
+}
+
+impl Kind {
+    fn of(type_: &Type) -> Option<Kind> {
+        Some(match *type_ {
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => Kind::Text,
+            Type::INT8 => Kind::BigInt,
+            Type::FLOAT8 => Kind::Double,
+            Type::BYTEA => Kind::Bytea,
+            Type::JSONB | Type::JSON => Kind::Json,
+            Type::TIMESTAMPTZ | Type::TIMESTAMP => Kind::Time,
+            _ => return None,
+        })
+    }
+
+    /// Whether values of `shape` go into this kind of column: scalars into their own type (or
+    /// JSON), composites into JSON or text (as Spark prints them).
+    fn holds(self, shape: &Shape) -> bool {
+        match shape {
+            Shape::Scalar(ValueType::Text) => matches!(self, Kind::Text | Kind::Json),
+            Shape::Scalar(ValueType::I64) => matches!(self, Kind::BigInt | Kind::Json),
+            Shape::Scalar(ValueType::F64) => matches!(self, Kind::Double | Kind::Json),
+            Shape::Scalar(ValueType::Bytes) => self == Kind::Bytea,
+            _ => matches!(self, Kind::Json | Kind::Text),
+        }
+    }
+
+    /// The column types `holds` accepts for `shape`, in words.
+    fn columns_for(shape: &Shape) -> &'static str {
+        match shape {
+            Shape::Scalar(ValueType::Text) => "text, varchar, char, jsonb or json",
+            Shape::Scalar(ValueType::I64) => "bigint (or jsonb, json)",
+            Shape::Scalar(ValueType::F64) => "double precision (or jsonb, json)",
+            Shape::Scalar(ValueType::Bytes) => "bytea",
+            _ => "jsonb, json or text",
+        }
+    }
+
+    /// The column kind `create-table` gives values of `shape`.
+    fn natural(shape: &Shape) -> Kind {
+        match shape {
+            Shape::Scalar(ValueType::Text) => Kind::Text,
+            Shape::Scalar(ValueType::I64) => Kind::BigInt,
+            Shape::Scalar(ValueType::F64) => Kind::Double,
+            Shape::Scalar(ValueType::Bytes) => Kind::Bytea,
+            _ => Kind::Json,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::BigInt => "bigint",
+            Kind::Double => "double precision",
+            Kind::Bytea => "bytea",
+            Kind::Json => "jsonb",
+            Kind::Time => "timestamptz",
+        }
+    }
+}
+
+/// One value as PostgreSQL receives it.
+#[derive(Debug)]
+enum Cell<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bytes(&'a [u8]),
+    Json(serde_json::Value),
+    Time(SystemTime),
+}
+
+impl ToSql for Cell<'_> {
+    fn to_sql(
+        &self,
+        type_: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Cell::Text(text) => text.as_ref().to_sql(type_, out),
+            Cell::Int(n) => n.to_sql(type_, out),
+            Cell::Float(x) => x.to_sql(type_, out),
+            Cell::Bytes(bytes) => bytes.to_sql(type_, out),
+            Cell::Json(json) => json.to_sql(type_, out),
+            Cell::Time(time) => time.to_sql(type_, out),
+        }
+    }
+
+    // The layout checked every column's type against the stream's before any row is written.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// The value of shape `shape` as a cell of a `kind` column.
+fn cell<'a>(bytes: &'a [u8], shape: &Shape, kind: Kind) -> Result<Cell<'a>, String> {
+    let utf8 = |bytes: &'a [u8]| {
+        std::str::from_utf8(bytes).map_err(|e| format!("text that is not UTF-8 ({e})"))
+    };
+    let fixed = |bytes: &[u8]| {
+        <[u8; 8]>::try_from(bytes).map_err(|_| format!("{} bytes for a number", bytes.len()))
+    };
+    Ok(match (shape, kind) {
+        (Shape::Scalar(ValueType::Text), Kind::Text) => Cell::Text(Cow::Borrowed(utf8(bytes)?)),
+        (Shape::Scalar(ValueType::Text), Kind::Json) => Cell::Json(
+            serde_json::from_str(utf8(bytes)?)
+                .map_err(|e| format!("text that is not JSON ({e})"))?,
+        ),
+        (Shape::Scalar(ValueType::I64), Kind::BigInt) => {
+            Cell::Int(i64::from_le_bytes(fixed(bytes)?))
+        }
+        (Shape::Scalar(ValueType::F64), Kind::Double) => {
+            Cell::Float(f64::from_le_bytes(fixed(bytes)?))
+        }
+        (Shape::Scalar(ValueType::Bytes), Kind::Bytea) => Cell::Bytes(bytes),
+        (_, Kind::Json) => Cell::Json(json_value(bytes, shape)),
+        (_, Kind::Text) => {
+            let mut text = String::new();
+            write_value(&mut text, bytes, shape);
+            Cell::Text(Cow::Owned(text))
+        }
+        (_, kind) => return Err(format!("no {kind:?} column for this value")),
+    })
+}
+
+/// The batch time as a cell of a `kind` column.
+fn time_cell(batch_time_ms: u64, kind: Kind) -> Cell<'static> {
+    match kind {
+        Kind::BigInt => Cell::Int(batch_time_ms as i64),
+        _ => Cell::Time(UNIX_EPOCH + Duration::from_millis(batch_time_ms)),
+    }
+}
+
+/// The SQL a writer runs, made once from the layout.
+struct Statements {
+    /// Moves the marker forward; touches no row if the batch was written.
+    mark: String,
+    /// COPY into the table (append) or the staging table (upsert, accumulate).
+    copy: String,
+    /// Creates the staging table (dropped at commit).
+    stage: Option<String>,
+    /// Merges the staging table into the table.
+    merge: Option<String>,
+}
+
+impl Statements {
+    fn new(output: &PostgresOutput, layout: &Layout) -> Statements {
+        let names: Vec<String> = layout.columns().map(|c| quote(&c.name)).collect();
+        let list = names.join(", ");
+        let mark = format!(
+            "INSERT INTO {0} AS p (job, output, task, batch_time, batch_rows) VALUES ($1, $2, \
+             $3, $4, $5) ON CONFLICT (job, output, task) DO UPDATE SET batch_time = \
+             EXCLUDED.batch_time, batch_rows = EXCLUDED.batch_rows, committed_at = now() WHERE \
+             p.batch_time < EXCLUDED.batch_time",
+            output.progress_table
+        );
+        if !output.mode.keyed() {
+            return Statements {
+                mark,
+                copy: format!("COPY {} ({list}) FROM STDIN BINARY", output.table),
+                stage: None,
+                merge: None,
+            };
+        }
+        let key = quote(&output.key_column);
+        let value = quote(&output.value_column);
+        let mut updates = vec![match output.mode {
+            Mode::Accumulate => format!("{value} = coalesce(t.{value}, 0) + EXCLUDED.{value}"),
+            _ => format!("{value} = EXCLUDED.{value}"),
+        }];
+        if let Some(time) = &layout.time {
+            let time = quote(&time.name);
+            updates.push(format!("{time} = EXCLUDED.{time}"));
+        }
+        Statements {
+            mark,
+            copy: format!("COPY spate_stage ({list}) FROM STDIN BINARY"),
+            stage: Some(format!(
+                "CREATE TEMPORARY TABLE spate_stage ON COMMIT DROP AS SELECT {list} FROM {} \
+                 WITH NO DATA",
+                output.table
+            )),
+            merge: Some(format!(
+                "INSERT INTO {} AS t ({list}) SELECT {list} FROM spate_stage ON CONFLICT ({key}) \
+                 DO UPDATE SET {}",
+                output.table,
+                updates.join(", ")
+            )),
+        }
+    }
+}
+
+/// One task's writer.
+struct Writer {
+    output: PostgresOutput,
+    /// The connection; none after it was lost, until the next try reconnects.
+    client: Option<Client>,
+    layout: Layout,
+    statements: Statements,
+    /// Batches up to this time are written (read from the marker at open).
+    committed_through: Option<u64>,
+}
+
+/// A row: key (if written) and value.
+struct Row<'a> {
+    key: Option<Cell<'a>>,
+    value: Cell<'a>,
+}
+
+/// What a try at a batch did.
+enum Outcome {
+    Written(usize),
+    WrittenBefore,
+}
+
+impl Writer {
+    /// The batch's rows: every record in append mode; one row per key otherwise (the last
+    /// value for upsert, the sum for accumulate).
+    fn rows<'a>(
+        &self,
+        partitions: &'a [Partition],
+        types: &StreamType,
+    ) -> Result<Vec<Row<'a>>, String> {
+        let key_kind = self.layout.key.as_ref().map(|k| k.kind);
+        let value_kind = self.layout.value.kind;
+        let key_shape = types.key.as_ref();
+        let records = partitions.iter().flat_map(|p| p.records());
+        let named = |key: Option<&[u8]>, e: String| match (key, key_shape) {
+            (Some(key), Some(shape)) => {
+                let mut text = String::new();
+                write_value(&mut text, key, shape);
+                format!("record with key '{}': {e}", text.escape_debug())
+            }
+            _ => format!("record: {e}"),
+        };
+        let key_cell = |key: Option<&'a [u8]>| -> Result<Option<Cell<'a>>, String> {
+            match (key, key_shape, key_kind) {
+                (Some(bytes), Some(shape), Some(kind)) => cell(bytes, shape, kind)
+                    .map(Some)
+                    .map_err(|e| named(key, format!("key: {e}"))),
+                _ => Ok(None),
+            }
+        };
+        if !self.output.mode.keyed() {
+            return records
+                .map(|r| {
+                    Ok(Row {
+                        key: key_cell(r.key)?,
+                        value: cell(r.value, &types.value, value_kind)
+                            .map_err(|e| named(r.key, format!("value: {e}")))?,
+                    })
+                })
+                .collect();
+        }
+        // One entry per key, in the order keys first appear.
+        let accumulate = self.output.mode == Mode::Accumulate;
+        let mut index: HashMap<&[u8], usize> = HashMap::new();
+        let mut combined: Vec<(&'a [u8], Cell<'a>)> = Vec::new();
+        for record in records {
+            let key = record.key.unwrap_or_default();
+            let value = cell(record.value, &types.value, value_kind)
+                .map_err(|e| named(record.key, format!("value: {e}")))?;
+            match index.get(key) {
+                Some(&i) if accumulate => {
+                    let sum = std::mem::replace(&mut combined[i].1, Cell::Int(0));
+                    combined[i].1 = add(sum, value).map_err(|e| named(record.key, e))?;
+                }
+                Some(&i) => combined[i].1 = value,
+                None => {
+                    index.insert(key, combined.len());
+                    combined.push((key, value));
+                }
+            }
+        }
+        combined
+            .into_iter()
+            .map(|(key, value)| {
+                Ok(Row {
+                    key: key_cell(Some(key))?,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    /// One try at writing the batch, in one transaction with its marker.
+    fn write_once(&mut self, time_ms: u64, rows: &[Row<'_>]) -> Result<Outcome> {
+        let client = match &mut self.client {
+            Some(client) if !client.is_closed() => client,
+            _ => {
+                self.client = None;
+                self.client.insert(self.output.connect()?)
+            }
+        };
+        let result = write_transaction(
+            client,
+            &self.output,
+            &self.layout,
+            &self.statements,
+            time_ms,
+            rows,
+        );
+        result.map_err(|e| {
+            if connection_lost(&e) {
+                self.client = None;
+                anyhow!("{}", message(&e))
+            } else {
+                Permanent(anyhow!(
+                    "batch {time_ms} ms was refused by table {} (nothing of it was written): {}",
+                    self.output.table_name,
+                    message(&e)
+                ))
+                .into()
+            }
+        })
+    }
+}
+
+fn write_transaction(
+    client: &mut Client,
+    output: &PostgresOutput,
+    layout: &Layout,
+    statements: &Statements,
+    time_ms: u64,
+    rows: &[Row<'_>],
+) -> Result<Outcome, postgres::Error> {
+    let mut transaction = client.transaction()?;
+    let moved = transaction.execute(
+        &statements.mark,
+        &[
+            &output.job,
+            &output.table_name,
+            &TASK,
+            &(time_ms as i64),
+            &(rows.len() as i64),
+        ],
+    )?;
+    if moved == 0 {
+        // Dropping the transaction rolls it back.
+        return Ok(Outcome::WrittenBefore);
+    }
+    if let Some(stage) = &statements.stage {
+        transaction.batch_execute(stage)?;
+    }
+    copy_rows(&mut transaction, &statements.copy, layout, time_ms, rows)?;
+    if let Some(merge) = &statements.merge {
+        transaction.execute(merge, &[])?;
+    }
+    transaction.commit()?;
+    Ok(Outcome::Written(rows.len()))
+}
+
+/// Bulk-loads `rows` with binary COPY.
+fn copy_rows(
+    transaction: &mut Transaction<'_>,
+    copy: &str,
+    layout: &Layout,
+    time_ms: u64,
+    rows: &[Row<'_>],
+) -> Result<(), postgres::Error> {
+    let types: Vec<Type> = layout.columns().map(|c| c.type_.clone()).collect();
+    let time = layout.time.as_ref().map(|c| time_cell(time_ms, c.kind));
+    let sink = transaction.copy_in(copy)?;
+    let mut writer = BinaryCopyInWriter::new(sink, &types);
+    let mut cells: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(3);
+    for row in rows {
+        cells.clear();
+        if let Some(key) = &row.key {
+            cells.push(key);
+        }
+        cells.push(&row.value);
+        if let Some(time) = &time {
+            cells.push(time);
+        }
+        writer.write(&cells)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+/// `sum` plus `value` (numbers of one type), checked for overflow.
+fn add<'a>(sum: Cell<'a>, value: Cell<'a>) -> Result<Cell<'a>, String> {
+    match (sum, value) {
+        (Cell::Int(sum), Cell::Int(value)) => sum
+            .checked_add(value)
+            .map(Cell::Int)
+            .ok_or_else(|| "the sum of the batch's values overflows a bigint".to_owned()),
+        (Cell::Float(sum), Cell::Float(value)) => Ok(Cell::Float(sum + value)),
+        (sum, value) => Err(format!("cannot add {value:?} to {sum:?}")),
+    }
+}
+
+impl Sink for Writer {
+    fn write(&mut self, time_ms: u64, partitions: &[Partition], types: &StreamType) -> Result<()> {
+        if self.committed_through.is_some_and(|t| time_ms <= t) {
+            tracing::info!(
+                "postgres output '{}': batch {time_ms} ms was written before the restart; not \
+                 written again",
+                self.output.table_name
+            );
+            return Ok(());
+        }
+        let rows = self.rows(partitions, types).map_err(|e| {
+            anyhow!(
+                "batch {time_ms} ms cannot go into table {}: {e} (nothing of it was written)",
+                self.output.table_name
+            )
+        })?;
+        let connector = self.output.connector();
+        let retry_for = self.output.retry_for;
+        let outcome = retrying(
+            &connector,
+            &format!("writing batch {time_ms} ms"),
+            retry_for,
+            || self.write_once(time_ms, &rows),
+        )?;
+        match outcome {
+            Outcome::Written(rows) => tracing::debug!(
+                "postgres output '{}': batch {time_ms} ms: {rows} rows",
+                self.output.table_name
+            ),
+            Outcome::WrittenBefore => tracing::info!(
+                "postgres output '{}': batch {time_ms} ms was already written (its marker is in \
+                 {}); not written again",
+                self.output.table_name,
+                self.output.progress_name
+            ),
+        }
+        self.committed_through = Some(time_ms);
+        Ok(())
+    }
+}
+
+/// Whether `error` is the connection going away (worth reconnecting and trying again), not
+/// something the statement did.
+fn connection_lost(error: &postgres::Error) -> bool {
+    if let Some(code) = error.code() {
+        let code = code.code();
+        return code.starts_with("08")
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+            );
+    }
+    if error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    error.to_string().contains("timeout")
+}
+
+/// A PostgreSQL error as one line: the server's message with its detail, the constraint, and
+/// the SQLSTATE code; a client-side error as the client words it.
+fn message(error: &postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        // The client's wording already ends with its cause.
+        return error.to_string();
+    };
+    let mut text = format!("{}: {}", db.severity(), db.message());
+    if let Some(detail) = db.detail() {
+        let _ = write!(text, " ({detail})");
+    }
+    if let Some(constraint) = db.constraint() {
+        let _ = write!(text, " [constraint {constraint}]");
+    }
+    let _ = write!(text, " [SQLSTATE {}]", db.code().code());
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_and_bad_ones_refused() {
+        assert_eq!(quote_qualified("counts").unwrap(), "\"counts\"");
+        assert_eq!(quote_qualified("app.Counts").unwrap(), "\"app\".\"Counts\"");
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+        assert!(quote_qualified("a.b.c").is_err());
+        assert!(quote_qualified("a.").is_err());
+    }
+
+    #[test]
+    fn values_become_cells_of_their_column_kind() {
+        let seven = 7i64.to_le_bytes();
+        assert!(matches!(
+            cell(&seven, &Shape::I64, Kind::BigInt),
+            Ok(Cell::Int(7))
+        ));
+        assert!(matches!(
+            cell(b"word", &Shape::TEXT, Kind::Text),
+            Ok(Cell::Text(t)) if t == "word"
+        ));
+        assert!(
+            cell(b"\xff", &Shape::TEXT, Kind::Text)
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        assert!(
+            cell(b"{not json", &Shape::TEXT, Kind::Json)
+                .unwrap_err()
+                .contains("JSON")
+        );
+        let mut list = Vec::new();
+        spate_guest::nested::push_item(&mut list, Some(&seven));
+        let shape = Shape::list(Shape::I64);
+        assert!(matches!(
+            cell(&list, &shape, Kind::Json),
+            Ok(Cell::Json(j)) if j == serde_json::json!([7])
+        ));
+        assert!(matches!(
+            cell(&list, &shape, Kind::Text),
+            Ok(Cell::Text(t)) if t == "[7]"
+        ));
+    }
+
+    #[test]
+    fn column_types_fit_the_stream_types_they_can_hold() {
+        assert!(Kind::BigInt.holds(&Shape::I64));
+        assert!(!Kind::Text.holds(&Shape::I64));
+        assert!(!Kind::Double.holds(&Shape::I64));
+        assert!(Kind::Json.holds(&Shape::list(Shape::TEXT)));
+        assert!(!Kind::Bytea.holds(&Shape::TEXT));
+        for shape in [Shape::TEXT, Shape::I64, Shape::list(Shape::I64)] {
+            assert!(Kind::natural(&shape).holds(&shape));
+        }
+    }
+
+    #[test]
+    fn accumulated_sums_are_checked_for_overflow() {
+        assert!(matches!(add(Cell::Int(2), Cell::Int(1)), Ok(Cell::Int(3))));
+        assert!(add(Cell::Int(i64::MAX), Cell::Int(1)).is_err());
+        assert!(matches!(
+            add(Cell::Float(0.5), Cell::Float(1.0)),
+            Ok(Cell::Float(1.5))
+        ));
+    }
+}

@@ -1,0 +1,479 @@
+//! The PostgreSQL output end to end, against a real server (a throwaway cluster on a free
+//! 127.0.0.1 port) and the real `spate` binary: word counts accumulated exactly once while
+//! `spate run` is killed again and again, upsert and append against references, the database
+//! restarted mid-run, and every error a user can meet (server away, wrong password, missing
+//! table, a column that does not fit, a constraint of the user's schema).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::chaos::*;
+use support::postgres::{PASSWORD, PASSWORD_VAR, Server};
+use support::*;
+
+/// The `[[outputs]]` table of a postgres output into `table` with `extra` fields.
+fn output(server: &Server, from: &str, table: &str, extra: &str) -> String {
+    format!(
+        "[[outputs]]\nfrom = \"{from}\"\ntype = \"postgres\"\nurl = \"{}\"\npassword = {{ file = \"{}\" }}\ntable = \"{table}\"\n{extra}\n",
+        server.url(),
+        server.dir().join("password").display()
+    )
+}
+
+/// Word count from a directory: per-batch counts (`counts`) and running totals (`totals`).
+fn word_count(input: &Path, job: &str, outputs: &str) -> String {
+    format!(
+        r#"
+[job]
+batch-interval = "200ms"
+block-interval = "50ms"
+{job}
+
+[sources.files]
+type = "directory"
+path = "{}"
+poll-interval = "50ms"
+
+[[steps]]
+name = "words"
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+name = "counts"
+op = "reduce-by-key"
+plugin = "sum"
+from = "words"
+
+[[steps]]
+name = "totals"
+op = "map-with-state"
+plugin = "running-sum"
+from = "words"
+
+{outputs}
+"#,
+        input.display()
+    )
+}
+
+/// The rows of `(text, bigint)` query `sql`, as counts.
+fn counts_of(server: &Server, sql: &str) -> Counts {
+    server
+        .client()
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect()
+}
+
+/// Drops `files` into `input` one at a time (each renamed into place), `pause` apart, once
+/// `ready` exists (files already there when a job first starts are not new to it).
+fn feed(
+    input: PathBuf,
+    files: Vec<String>,
+    ready: PathBuf,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        assert!(eventually(Duration::from_secs(60), || ready.exists()));
+        for (i, text) in files.iter().enumerate() {
+            let staged = input.join(format!(".f{i:03}"));
+            std::fs::write(&staged, text).unwrap();
+            std::fs::rename(&staged, input.join(format!("f{i:03}.txt"))).unwrap();
+            std::thread::sleep(pause);
+        }
+    })
+}
+
+/// A checkpointed word count accumulated into the table `word_counts`, over files fed while
+/// it runs.
+struct FedJob {
+    pipeline: PathBuf,
+    /// The counts of every file fed.
+    expected: Counts,
+    feeder: std::thread::JoinHandle<()>,
+    rng: Rng,
+}
+
+/// [`FedJob`] with `job` and `columns` added to its job and output tables, fed `files.0`
+/// files `files.1` apart.
+fn fed_job(
+    server: &Server,
+    dir: &Path,
+    job: &str,
+    columns: &str,
+    files: (usize, Duration),
+    seed: u64,
+) -> FedJob {
+    let input = dir.join("in");
+    std::fs::create_dir(&input).unwrap();
+    let checkpoints = dir.join("ck");
+    let text = word_count(
+        &input,
+        &format!("{job}checkpoint-dir = \"{}\"", checkpoints.display()),
+        &output(
+            server,
+            "counts",
+            "word_counts",
+            &format!("mode = \"accumulate\"\ncreate-table = true\n{columns}"),
+        ),
+    );
+    let mut rng = Rng(seed);
+    let texts: Vec<String> = (0..files.0).map(|_| lines(&mut rng, 300)).collect();
+    FedJob {
+        pipeline: pipeline(dir, &text),
+        expected: reference_counts(&texts.concat(), false, false),
+        feeder: feed(input, texts, checkpoints, files.1),
+        rng,
+    }
+}
+
+#[test]
+fn accumulated_word_counts_are_exact_while_spate_is_killed_again_and_again() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let FedJob {
+        pipeline,
+        expected,
+        feeder,
+        mut rng,
+    } = fed_job(
+        &server,
+        dir.path(),
+        "checkpoint-interval = \"600ms\"\n",
+        "key-column = \"word\"\nvalue-column = \"n\"",
+        (60, Duration::from_millis(200)),
+        0x0905_19e5,
+    );
+    let in_table = || counts_of(&server, "SELECT word, n FROM word_counts");
+    let logs = chaos(dir.path(), &pipeline, &mut rng, || {
+        feeder.is_finished() && in_table() == expected
+    });
+    let got = in_table();
+    assert!(
+        got == expected,
+        "the table differs from the input: {}",
+        difference(&got, &expected)
+    );
+    let recoveries = logs.matches("recovered job").count();
+    let replays = logs.matches("replaying batch").count();
+    assert!(
+        recoveries >= kills() && replays > 0,
+        "{recoveries} recoveries and {replays} replayed batches: the kills did not test recovery"
+    );
+    // Batches written before a kill and replayed after it: the markers kept them out.
+    let skipped = logs.matches("not written again").count();
+    assert!(
+        skipped > 0,
+        "no replayed batch met its marker: the kills did not test it"
+    );
+    // One marker row for the job's one output and task: older markers are not kept.
+    let markers: i64 = server
+        .client()
+        .query_one("SELECT count(*) FROM spate_progress", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(markers, 1);
+}
+
+#[test]
+fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
+    let server = Server::start();
+    server.execute(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.totals (word varchar(40) PRIMARY KEY, total bigint, updated timestamptz);
+         CREATE TABLE counts (id bigserial PRIMARY KEY, key text NOT NULL, value bigint NOT NULL, batch bigint NOT NULL);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let files: Vec<String> = {
+        let mut rng = Rng(0x00a9_9e7d);
+        (0..6).map(|_| lines(&mut rng, 500)).collect()
+    };
+    for (i, text) in files.iter().enumerate() {
+        std::fs::write(input.join(format!("f{i}.txt")), text).unwrap();
+    }
+    let out = dir.path().join("out");
+    let outputs = [
+        output(
+            &server,
+            "totals",
+            "app.totals",
+            "mode = \"upsert\"\nkey-column = \"word\"\nvalue-column = \"total\"\nbatch-time-column = \"updated\"",
+        ),
+        output(&server, "counts", "counts", "batch-time-column = \"batch\""),
+        format!(
+            "[[outputs]]\nfrom = \"counts\"\ntype = \"text-files\"\nprefix = \"{}/counts\"\nsuffix = \"txt\"\n",
+            out.display()
+        ),
+    ];
+    let text = word_count(
+        &input,
+        "trigger = \"available-now\"\nmax-block-bytes = \"2 KiB\"\nmax-batch-bytes = \"8 KiB\"",
+        &outputs.concat(),
+    );
+    let path = pipeline(dir.path(), &text);
+    let run = run(&["run", path.to_str().unwrap()], Duration::from_secs(120));
+    let log = stderr(&run);
+    assert!(run.status.success(), "{log}");
+
+    let expected = reference_counts(&files.concat(), false, false);
+    let totals = counts_of(&server, "SELECT word::text, total FROM app.totals");
+    assert!(
+        totals == expected,
+        "upsert: {}",
+        difference(&totals, &expected)
+    );
+    // Append: each batch's rows are exactly what the text-files output wrote for that batch.
+    let batches = text_outputs(&out, "counts");
+    assert!(
+        batches.len() >= 3,
+        "too few batches: {}\n{log}",
+        batches.len()
+    );
+    for (time, counts) in &batches {
+        let rows = counts_of(
+            &server,
+            &format!("SELECT key, value FROM counts WHERE batch = {time}"),
+        );
+        assert_eq!(&rows, counts, "batch {time}");
+    }
+    let rows: i64 = server
+        .client()
+        .query_one("SELECT count(*) FROM counts", &[])
+        .unwrap()
+        .get(0);
+    let expected_rows: usize = batches.values().map(|c| c.len()).sum();
+    assert_eq!(rows as usize, expected_rows);
+    // The upsert's batch time column holds the last batch that changed the row.
+    let last: i64 = server
+        .client()
+        .query_one(
+            "SELECT (extract(epoch FROM max(updated)) * 1000)::bigint FROM app.totals",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let last_with_words = batches
+        .iter()
+        .filter(|(_, c)| !c.is_empty())
+        .map(|(t, _)| *t)
+        .max();
+    assert_eq!(Some(last as u64), last_with_words);
+}
+
+#[test]
+fn a_database_restart_mid_run_loses_and_doubles_nothing() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let FedJob {
+        pipeline,
+        expected,
+        feeder,
+        ..
+    } = fed_job(
+        &server,
+        dir.path(),
+        "",
+        "",
+        (30, Duration::from_millis(100)),
+        0x07e5_7a27,
+    );
+    let log = dir.path().join("run.log");
+    let child = start(&pipeline, &log);
+    let in_table = || counts_of(&server, "SELECT key, value FROM word_counts");
+    assert!(
+        eventually(Duration::from_secs(60), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("postgres output 'word_counts': ready"))),
+        "the job did not start:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    server.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    server.run();
+    feeder.join().unwrap();
+    eventually(Duration::from_secs(60), || in_table() == expected);
+    interrupt(&child);
+    let run = wait(child, Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(run.status.success(), "{log}");
+    let got = in_table();
+    assert!(got == expected, "{}\n{log}", difference(&got, &expected));
+    assert!(
+        log.contains("retrying in"),
+        "the restart was not noticed:\n{log}"
+    );
+}
+
+/// Runs `spate` with the test password in its environment.
+fn spate_with_password(args: &[&str], password: &str) -> std::process::Output {
+    let child = spate()
+        .args(args)
+        .env(PASSWORD_VAR, password)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait(child, Duration::from_secs(60))
+}
+
+/// A one-batch word count of `line` into `table` (password from the environment).
+fn one_batch(dir: &Path, url: &str, table: &str, extra: &str, line: &str) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("f.txt"), line).unwrap();
+    let outputs = format!(
+        "[[outputs]]\nfrom = \"counts\"\ntype = \"postgres\"\nurl = \"{url}\"\npassword = {{ env = \"{PASSWORD_VAR}\" }}\ntable = \"{table}\"\n{extra}\n"
+    );
+    let job = format!(
+        "trigger = \"available-now\"\ncheckpoint-dir = \"{}\"",
+        dir.join("ck").display()
+    );
+    pipeline(dir, &word_count(&input, &job, &outputs))
+}
+
+#[test]
+fn every_failure_has_a_clear_error_and_loses_nothing() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run_it = |path: &Path, password: &str| {
+        spate_with_password(&["run", path.to_str().unwrap()], password)
+    };
+    let failed = |output: &std::process::Output, wanted: &[&str]| {
+        let log = stderr(output);
+        assert!(!output.status.success(), "should have failed:\n{log}");
+        for w in wanted {
+            assert!(log.contains(w), "no {w:?} in:\n{log}");
+        }
+        assert!(!log.contains("panicked"), "{log}");
+    };
+
+    // Nothing listens there.
+    let closed = free_port();
+    let url = format!("postgresql://spate@127.0.0.1:{closed}/postgres");
+    let path = one_batch(&dir.path().join("away"), &url, "t", "", "a b");
+    failed(
+        &run_it(&path, PASSWORD),
+        &[
+            &format!("cannot connect to PostgreSQL at spate@127.0.0.1:{closed}/postgres"),
+            "is the server running",
+        ],
+    );
+
+    // Wrong password; then a password variable that is not set.
+    let path = one_batch(&dir.path().join("pw"), &server.url(), "t", "", "a b");
+    failed(
+        &run_it(&path, "not-the-password"),
+        &[
+            "password authentication failed",
+            "are the user and `password` right?",
+        ],
+    );
+    let unset = spate()
+        .args(["check", path.to_str().unwrap()])
+        .env_remove(PASSWORD_VAR)
+        .output()
+        .unwrap();
+    failed(
+        &unset,
+        &[&format!("environment variable {PASSWORD_VAR} is not set")],
+    );
+
+    // A table that does not exist.
+    failed(
+        &run_it(&path, PASSWORD),
+        &["table t does not exist", "create-table = true"],
+    );
+
+    // A column that does not fit the stream, found by `spate check --connect`.
+    server.execute("CREATE TABLE wrong (key text PRIMARY KEY, value text)");
+    let path = one_batch(
+        &dir.path().join("types"),
+        &server.url(),
+        "wrong",
+        "mode = \"upsert\"",
+        "a b",
+    );
+    let check = spate_with_password(&["check", path.to_str().unwrap()], PASSWORD);
+    assert!(check.status.success(), "{}", stderr(&check));
+    failed(
+        &spate_with_password(&["check", "--connect", path.to_str().unwrap()], PASSWORD),
+        &["column \"value\" of table wrong is text: a i64 needs bigint"],
+    );
+    server.execute("CREATE TABLE fine (key text PRIMARY KEY, value bigint)");
+    let path = one_batch(
+        &dir.path().join("fine"),
+        &server.url(),
+        "fine",
+        "mode = \"upsert\"",
+        "a b",
+    );
+    let check = spate_with_password(&["check", "--connect", path.to_str().unwrap()], PASSWORD);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("table fine at spate@127.0.0.1"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // Upsert without a unique key; accumulate of an unkeyed stream (refused without a server).
+    server.execute("CREATE TABLE loose (key text, value bigint)");
+    let path = one_batch(
+        &dir.path().join("loose"),
+        &server.url(),
+        "loose",
+        "mode = \"upsert\"",
+        "a b",
+    );
+    failed(
+        &run_it(&path, PASSWORD),
+        &["needs a unique index or primary key on exactly column \"key\""],
+    );
+    let unkeyed = one_batch(
+        &dir.path().join("unkeyed"),
+        &server.url(),
+        "x",
+        "mode = \"accumulate\"",
+        "a b",
+    );
+    let text = std::fs::read_to_string(&unkeyed).unwrap().replace(
+        "from = \"counts\"\ntype = \"postgres\"",
+        "from = \"files\"\ntype = \"postgres\"",
+    );
+    std::fs::write(&unkeyed, text).unwrap();
+    failed(
+        &spate_with_password(&["check", unkeyed.to_str().unwrap()], PASSWORD),
+        &["outputs[0]", "needs a keyed stream"],
+    );
+
+    // A constraint of the user's schema refuses a batch: the job stops naming the batch, and
+    // once the schema is mended the batch is written from the batch log, not lost.
+    server.execute(
+        "CREATE TABLE limited (key text PRIMARY KEY, value bigint CONSTRAINT small CHECK (value < 3))",
+    );
+    let path = one_batch(
+        &dir.path().join("constraint"),
+        &server.url(),
+        "limited",
+        "mode = \"accumulate\"",
+        "a a a b\n",
+    );
+    failed(
+        &run_it(&path, PASSWORD),
+        &[
+            "was refused by table limited",
+            "constraint small",
+            "SQLSTATE 23514",
+        ],
+    );
+    server.execute("ALTER TABLE limited DROP CONSTRAINT small");
+    let mended = run_it(&path, PASSWORD);
+    assert!(mended.status.success(), "{}", stderr(&mended));
+    let got = counts_of(&server, "SELECT key, value FROM limited");
+    assert_eq!(got, Counts::from([("a".into(), 3), ("b".into(), 1)]));
+}
