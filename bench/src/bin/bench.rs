@@ -1,5 +1,5 @@
 //! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
-//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka]`; an unknown argument is refused
+//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres]`; an unknown argument is refused
 //! (exit 2).
 //! Run it through `bench/run` (or `just bench`), which first builds spate and runs the
 //! criterion benchmarks.
@@ -7,7 +7,9 @@
 use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
 use spate_bench::criterion_results::{self, Boundary};
-use spate_bench::workloads::{ingest, kafka, sandbox, startup, state, tenants, wordcount};
+use spate_bench::workloads::{
+    ingest, kafka, postgres, sandbox, startup, state, tenants, wordcount,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,7 @@ struct Results {
     tenants: Option<tenants::Tenants>,
     state: Option<state::StateCost>,
     kafka: Option<kafka::KafkaFigures>,
+    postgres: Option<postgres::PostgresFigures>,
 }
 
 fn machine() -> String {
@@ -53,10 +56,10 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount] \
-                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka]";
+                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres]";
 
 /// The flags [`Selection::from_args`] and `main` read.
-const FLAGS: [&str; 7] = [
+const FLAGS: [&str; 8] = [
     "--quick",
     "--skip-ingest",
     "--only-wordcount",
@@ -64,6 +67,7 @@ const FLAGS: [&str; 7] = [
     "--only-ingest",
     "--only-state",
     "--only-kafka",
+    "--only-postgres",
 ];
 
 /// Refuses an argument the harness does not know: ignored, it would run the whole suite
@@ -91,6 +95,7 @@ struct Selection {
     boundary: bool,
     state: bool,
     kafka: bool,
+    postgres: bool,
 }
 
 impl Selection {
@@ -106,6 +111,7 @@ impl Selection {
             "--only-ingest",
             "--only-state",
             "--only-kafka",
+            "--only-postgres",
         ];
         let all = !only.iter().any(|f| has(f));
         let sandbox = all || has("--only-sandbox");
@@ -117,6 +123,7 @@ impl Selection {
             boundary: all || has("--only-sandbox"),
             state: all || has("--only-state"),
             kafka: all || has("--only-kafka"),
+            postgres: all || has("--only-postgres"),
         }
     }
 }
@@ -226,6 +233,13 @@ fn main() -> Result<()> {
             &root, &corpus, bytes, reps, steady_s, &cache, &work,
         )?)
     };
+    let postgres = if !run.postgres {
+        None
+    } else {
+        eprintln!("postgresql: append and upsert against COPY from a file ...");
+        let bytes = if quick { 4_000_000 } else { 20_000_000 };
+        Some(postgres::run(&corpus, bytes, reps, &cache, &work)?)
+    };
     let results = Results {
         machine: machine(),
         corpus_mb: mb as f64,
@@ -237,6 +251,7 @@ fn main() -> Result<()> {
         tenants,
         state,
         kafka,
+        postgres,
     };
     print_table(&results);
     let mut file = std::fs::File::create(&json_path)?;
@@ -369,6 +384,9 @@ fn print_table(r: &Results) {
     if let Some(k) = &r.kafka {
         print_kafka(k);
     }
+    if let Some(p) = &r.postgres {
+        print_postgres(p);
+    }
     if let Some(s) = &r.state {
         print_state(s);
     }
@@ -414,6 +432,25 @@ fn print_kafka(k: &kafka::KafkaFigures) {
         k.median_lag_records,
         k.max_lag_records
     );
+}
+
+fn print_postgres(p: &postgres::PostgresFigures) {
+    println!("\nPostgreSQL (throwaway server on 127.0.0.1; spate run end to end vs COPY alone)");
+    println!(
+        "{:<46} {:>9.0} r/s {:>10.0} r/s {:>9.2}x",
+        format!("  append, {} rows (binary COPY per batch)", p.append_rows),
+        p.append_rows_s,
+        p.copy_rows_s,
+        p.append_ratio
+    );
+    println!(
+        "{:<46} {:>9.0} r/s {:>10.0} r/s {:>9.2}x",
+        format!("  upsert, {} rows (COPY + ON CONFLICT)", p.upsert_rows),
+        p.upsert_rows_s,
+        p.upsert_copy_rows_s,
+        p.upsert_ratio
+    );
+    println!("    baseline: server-side COPY of the same rows from a file");
 }
 
 fn print_state(s: &state::StateCost) {

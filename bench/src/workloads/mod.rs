@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod kafka;
+pub mod postgres;
 pub mod sandbox;
 pub mod startup;
 pub mod state;

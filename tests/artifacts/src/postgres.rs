@@ -1,0 +1,192 @@
+//! A real PostgreSQL server for the tests and the benchmark (Debian's package, installed by
+//! `scripts/install-postgres.sh`): a throwaway cluster in a temporary directory on a free
+//! 127.0.0.1 port, with password authentication, stopped and removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The superuser the tests connect as.
+pub const USER: &str = "spate";
+/// Its password (the pipelines read it from the environment variable [`PASSWORD_VAR`]).
+pub const PASSWORD: &str = "spate-test-password";
+/// The environment variable the test pipelines take the password from.
+pub const PASSWORD_VAR: &str = "SPATE_TEST_PG_PASSWORD";
+
+/// PostgreSQL's program directory, installed once per test process.
+fn bin_dir() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-postgres.sh");
+        let output = Command::new(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let out = String::from_utf8_lossy(&output.stdout);
+        PathBuf::from(
+            out.trim()
+                .lines()
+                .last()
+                .expect("the script prints the path"),
+        )
+    })
+    .clone()
+}
+
+/// Whether this process runs as root: PostgreSQL refuses to, so its programs then run as the
+/// `postgres` user the Debian package creates.
+fn as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// A PostgreSQL program, run as the `postgres` user when the tests run as root.
+fn program(name: &str) -> Command {
+    let path = bin_dir().join(name);
+    let mut command = if as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(path);
+        command
+    } else {
+        Command::new(path)
+    };
+    // Somewhere the postgres user may read.
+    command.current_dir("/");
+    command
+}
+
+fn succeed(command: &mut Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running throwaway server.
+pub struct Server {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Server {
+    /// Initialises a cluster in a temporary directory and starts it on a free port.
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Server { dir, port };
+        std::fs::write(server.path("password"), PASSWORD).unwrap();
+        if as_root() {
+            succeed(
+                Command::new("chown")
+                    .args(["-R", "postgres:"])
+                    .arg(server.dir.path()),
+                "chown the test cluster's directory",
+            );
+        }
+        succeed(
+            program("initdb")
+                .args([
+                    "--auth=scram-sha-256",
+                    "--username",
+                    USER,
+                    "--no-sync",
+                    "--pwfile",
+                ])
+                .arg(server.path("password"))
+                .arg("-D")
+                .arg(server.path("data")),
+            "initdb",
+        );
+        server.run();
+        server
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts the server process (waiting until it takes connections).
+    pub fn run(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        succeed(
+            program("pg_ctl")
+                .arg("-D")
+                .arg(self.path("data"))
+                .arg("-l")
+                .arg(self.path("server.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"]),
+            "pg_ctl start",
+        );
+    }
+
+    /// Stops the server (`fast`: open connections are ended, as in a restart).
+    pub fn stop(&self) {
+        let _ = program("pg_ctl")
+            .arg("-D")
+            .arg(self.path("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The connection url, without the password.
+    pub fn url(&self) -> String {
+        format!("postgresql://{USER}@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A client connection, for the tests' own queries.
+    pub fn client(&self) -> postgres::Client {
+        let mut config: postgres::Config = self.url().parse().unwrap();
+        config.password(PASSWORD);
+        config.connect(postgres::NoTls).unwrap()
+    }
+
+    /// Runs SQL statements.
+    pub fn execute(&self, sql: &str) {
+        self.client()
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// What the server logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("server.log")).unwrap_or_default()
+    }
+
+    /// The directory of the cluster.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = program("pg_ctl")
+            .arg("-D")
+            .arg(self.path("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
