@@ -6,10 +6,10 @@
 
 mod support;
 
+use spate_test_artifacts::postgres::{PASSWORD, PASSWORD_VAR, Server};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::chaos::*;
-use support::postgres::{PASSWORD, PASSWORD_VAR, Server};
 use support::*;
 
 /// The `[[outputs]]` table of a postgres output into `table` with `extra` fields.
@@ -264,6 +264,77 @@ fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
         .map(|(t, _)| *t)
         .max();
     assert_eq!(Some(last as u64), last_with_words);
+}
+
+#[test]
+fn composite_values_go_into_json_and_text_columns_and_odd_text_arrives_intact() {
+    let server = Server::start();
+    server.execute("CREATE TABLE groups_text (key text, value text)");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // A backslash, quotes and non-ASCII text: COPY's escapes and JSON's both get exercised.
+    let text = "back\\slash \"quoted\" grüße back\\slash\nx x x\n";
+    std::fs::write(input.join("f.txt"), text).unwrap();
+    let outputs = [
+        output(&server, "groups", "groups_json", "create-table = true"),
+        output(&server, "groups", "groups_text", ""),
+    ];
+    let pipeline_text = format!(
+        r#"
+[job]
+trigger = "available-now"
+
+[sources.files]
+type = "directory"
+path = "{}"
+
+[[steps]]
+name = "words"
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+name = "groups"
+op = "group-by-key"
+
+{}
+"#,
+        input.display(),
+        outputs.concat()
+    );
+    let path = pipeline(dir.path(), &pipeline_text);
+    let run = run(&["run", path.to_str().unwrap()], Duration::from_secs(60));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = reference_counts(text, false, false);
+    let json = counts_of(
+        &server,
+        "SELECT key, jsonb_array_length(value)::bigint FROM groups_json",
+    );
+    assert_eq!(json, expected);
+    let kind: String = server
+        .client()
+        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'groups_json'::regclass AND attname = 'value'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "jsonb");
+    let mut printed = server
+        .client()
+        .query("SELECT key, value FROM groups_text", &[])
+        .unwrap()
+        .iter()
+        .map(|r| format!("({},{})", r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>();
+    printed.sort();
+    assert_eq!(
+        printed,
+        [
+            "(\"quoted\",[1])",
+            "(back\\slash,[1, 1])",
+            "(grüße,[1])",
+            "(x,[1, 1, 1])"
+        ]
+    );
 }
 
 #[test]

@@ -248,4 +248,3 @@ pub fn install_guest_toolchain(language: &str) {
 
 pub mod chaos;
 pub mod kafka;
-pub mod postgres;

@@ -438,7 +438,7 @@ fn print_postgres(p: &postgres::PostgresFigures) {
     println!("\nPostgreSQL (throwaway server on 127.0.0.1; spate run end to end vs COPY alone)");
     println!(
         "{:<46} {:>9.0} r/s {:>10.0} r/s {:>9.2}x",
-        format!("  append, {} rows (binary COPY per batch)", p.append_rows),
+        format!("  append, {} rows (COPY per batch)", p.append_rows),
         p.append_rows_s,
         p.copy_rows_s,
         p.append_ratio

@@ -4,7 +4,7 @@
 //! writes nothing. A crash between the commit and its acknowledgement is covered the same way:
 //! the retried batch finds the committed marker.
 //!
-//! Modes: `append` bulk-loads every record as a row with binary COPY; `upsert` keeps one row
+//! Modes: `append` bulk-loads every record as a row with COPY; `upsert` keeps one row
 //! per key, its value replaced; `accumulate` keeps one row per key, its value added to what is
 //! there (a running total the database keeps). Upserts and accumulations are combined per key
 //! in the batch, COPied into a temporary table and merged with one `INSERT ... ON CONFLICT`.
@@ -20,17 +20,15 @@ use crate::config::{ConfigError, ConnectorTable, Interval};
 use crate::record::{Shape, StreamType, json_value, write_value};
 use crate::secret::SecretRef;
 use anyhow::{Result, anyhow, bail};
-use bytes::BytesMut;
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::types::Type;
 use postgres::{Client, NoTls, Transaction};
 use serde::Deserialize;
 use spate_guest::{Partition, ValueType};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use toml::Spanned;
 
 /// The writing task of a single-process job (scale-out gives each process its own).
@@ -638,31 +636,62 @@ enum Cell<'a> {
     Float(f64),
     Bytes(&'a [u8]),
     Json(serde_json::Value),
-    Time(SystemTime),
+    /// Milliseconds since the Unix epoch.
+    Time(u64),
 }
 
-impl ToSql for Cell<'_> {
-    fn to_sql(
-        &self,
-        type_: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match self {
-            Cell::Text(text) => text.as_ref().to_sql(type_, out),
-            Cell::Int(n) => n.to_sql(type_, out),
-            Cell::Float(x) => x.to_sql(type_, out),
-            Cell::Bytes(bytes) => bytes.to_sql(type_, out),
-            Cell::Json(json) => json.to_sql(type_, out),
-            Cell::Time(time) => time.to_sql(type_, out),
+impl Cell<'_> {
+    /// Appends the cell as a field of COPY's text format. The text format, not the binary
+    /// one: the server ingests it about 1.5 times as fast (`bench --only-postgres`: 42 ms
+    /// against 65 ms per 200,000 (text, bigint) rows), and it is the same for every column
+    /// type a kind covers.
+    fn write_text(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        // Writing into a Vec cannot fail.
+        let _ = match self {
+            Cell::Text(text) => {
+                escape_copy_text(text.as_bytes(), out);
+                Ok(())
+            }
+            Cell::Int(n) => write!(out, "{n}"),
+            // Rust prints the shortest text that reads back as the same double; PostgreSQL
+            // reads `NaN`, `inf` and `-inf`.
+            Cell::Float(x) => write!(out, "{x}"),
+            Cell::Bytes(bytes) => {
+                // bytea's hex form, its backslash escaped for COPY.
+                out.extend_from_slice(b"\\\\x");
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                for byte in *bytes {
+                    out.extend_from_slice(&[
+                        HEX[usize::from(byte >> 4)],
+                        HEX[usize::from(byte & 15)],
+                    ]);
+                }
+                Ok(())
+            }
+            Cell::Json(json) => {
+                escape_copy_text(json.to_string().as_bytes(), out);
+                Ok(())
+            }
+            Cell::Time(ms) => {
+                let time = UNIX_EPOCH + Duration::from_millis(*ms);
+                write!(out, "{}", humantime::format_rfc3339_millis(time))
+            }
+        };
+    }
+}
+
+/// Appends `text` with the characters COPY's text format gives a meaning escaped.
+fn escape_copy_text(text: &[u8], out: &mut Vec<u8>) {
+    for &byte in text {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(byte),
         }
     }
-
-    // The layout checked every column's type against the stream's before any row is written.
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
 }
 
 /// The value of shape `shape` as a cell of a `kind` column.
@@ -700,7 +729,7 @@ fn cell<'a>(bytes: &'a [u8], shape: &Shape, kind: Kind) -> Result<Cell<'a>, Stri
 fn time_cell(batch_time_ms: u64, kind: Kind) -> Cell<'static> {
     match kind {
         Kind::BigInt => Cell::Int(batch_time_ms as i64),
-        _ => Cell::Time(UNIX_EPOCH + Duration::from_millis(batch_time_ms)),
+        _ => Cell::Time(batch_time_ms),
     }
 }
 
@@ -730,7 +759,7 @@ impl Statements {
         if !output.mode.keyed() {
             return Statements {
                 mark,
-                copy: format!("COPY {} ({list}) FROM STDIN BINARY", output.table),
+                copy: format!("COPY {} ({list}) FROM STDIN", output.table),
                 stage: None,
                 merge: None,
             };
@@ -747,7 +776,7 @@ impl Statements {
         }
         Statements {
             mark,
-            copy: format!("COPY spate_stage ({list}) FROM STDIN BINARY"),
+            copy: format!("COPY spate_stage ({list}) FROM STDIN"),
             stage: Some(format!(
                 "CREATE TEMPORARY TABLE spate_stage ON COMMIT DROP AS SELECT {list} FROM {} \
                  WITH NO DATA",
@@ -873,7 +902,14 @@ impl Writer {
             time_ms,
             rows,
         );
-        result.map_err(|e| {
+        result.map_err(|failure| {
+            let e = match failure {
+                Failure::Sending(e) => {
+                    self.client = None;
+                    return anyhow!("sending the rows: {e}");
+                }
+                Failure::Server(e) => e,
+            };
             if connection_lost(&e) {
                 self.client = None;
                 anyhow!("{}", message(&e))
@@ -889,6 +925,20 @@ impl Writer {
     }
 }
 
+/// Why a try at writing a batch failed.
+enum Failure {
+    /// The server's answer (or the client's, about the connection).
+    Server(postgres::Error),
+    /// The rows could not be sent (the connection broke during COPY).
+    Sending(std::io::Error),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(error: postgres::Error) -> Self {
+        Failure::Server(error)
+    }
+}
+
 fn write_transaction(
     client: &mut Client,
     output: &PostgresOutput,
@@ -896,7 +946,7 @@ fn write_transaction(
     statements: &Statements,
     time_ms: u64,
     rows: &[Row<'_>],
-) -> Result<Outcome, postgres::Error> {
+) -> Result<Outcome, Failure> {
     let mut transaction = client.transaction()?;
     let moved = transaction.execute(
         &statements.mark,
@@ -923,32 +973,45 @@ fn write_transaction(
     Ok(Outcome::Written(rows.len()))
 }
 
-/// Bulk-loads `rows` with binary COPY.
+/// Bulk-loads `rows` with COPY (text format), sent in chunks as they are encoded.
 fn copy_rows(
     transaction: &mut Transaction<'_>,
     copy: &str,
     layout: &Layout,
     time_ms: u64,
     rows: &[Row<'_>],
-) -> Result<(), postgres::Error> {
-    let types: Vec<Type> = layout.columns().map(|c| c.type_.clone()).collect();
+) -> Result<(), Failure> {
+    use std::io::Write;
+    const CHUNK: usize = 256 * 1024;
     let time = layout.time.as_ref().map(|c| time_cell(time_ms, c.kind));
-    let sink = transaction.copy_in(copy)?;
-    let mut writer = BinaryCopyInWriter::new(sink, &types);
-    let mut cells: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(3);
+    let mut sink = transaction.copy_in(copy)?;
+    let mut buffer = Vec::with_capacity(CHUNK + 4096);
+    let mut sent: std::io::Result<()> = Ok(());
     for row in rows {
-        cells.clear();
         if let Some(key) = &row.key {
-            cells.push(key);
+            key.write_text(&mut buffer);
+            buffer.push(b'\t');
         }
-        cells.push(&row.value);
+        row.value.write_text(&mut buffer);
         if let Some(time) = &time {
-            cells.push(time);
+            buffer.push(b'\t');
+            time.write_text(&mut buffer);
         }
-        writer.write(&cells)?;
+        buffer.push(b'\n');
+        if buffer.len() >= CHUNK && sent.is_ok() {
+            sent = sink.write_all(&buffer);
+            buffer.clear();
+        }
     }
-    writer.finish()?;
-    Ok(())
+    if sent.is_ok() {
+        sent = sink.write_all(&buffer);
+    }
+    // After a failed send, the server's own error (from `finish`) says more, if it has one.
+    match (sent, sink.finish()) {
+        (_, Err(e)) => Err(Failure::Server(e)),
+        (Err(e), Ok(_)) => Err(Failure::Sending(e)),
+        (Ok(()), Ok(_)) => Ok(()),
+    }
 }
 
 /// `sum` plus `value` (numbers of one type), checked for overflow.
@@ -1091,6 +1154,25 @@ mod tests {
             cell(&list, &shape, Kind::Text),
             Ok(Cell::Text(t)) if t == "[7]"
         ));
+    }
+
+    #[test]
+    fn cells_are_written_in_copys_text_format() {
+        let text = |cell: Cell<'_>| {
+            let mut out = Vec::new();
+            cell.write_text(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(Cell::Text("a\tb\\c\nd".into())), "a\\tb\\\\c\\nd");
+        assert_eq!(text(Cell::Int(-42)), "-42");
+        assert_eq!(text(Cell::Float(0.1)), "0.1");
+        assert_eq!(text(Cell::Float(f64::NEG_INFINITY)), "-inf");
+        assert_eq!(text(Cell::Bytes(&[0, 255, 16])), "\\\\x00ff10");
+        assert_eq!(
+            text(Cell::Json(serde_json::json!({"k": "a\nb"}))),
+            "{\"k\":\"a\\\\nb\"}"
+        );
+        assert_eq!(text(Cell::Time(1_000)), "1970-01-01T00:00:01.000Z");
     }
 
     #[test]
