@@ -522,6 +522,23 @@ fn every_failure_has_a_clear_error_and_loses_nothing() {
         &["outputs[0]", "needs a keyed stream"],
     );
 
+    // Two outputs of one job into one table would share its marker: refused.
+    server.execute("CREATE TABLE shared (key text, value bigint)");
+    let path = one_batch(
+        &dir.path().join("shared"),
+        &server.url(),
+        "shared",
+        "",
+        "a b",
+    );
+    let twice = std::fs::read_to_string(&path).unwrap();
+    let second = twice[twice.find("[[outputs]]").unwrap()..].replace("\"counts\"", "\"words\"");
+    std::fs::write(&path, format!("{twice}\n{second}")).unwrap();
+    failed(
+        &run_it(&path, PASSWORD),
+        &["writes table shared", "its own `progress-table`"],
+    );
+
     // A constraint of the user's schema refuses a batch: the job stops naming the batch, and
     // once the schema is mended the batch is written from the batch log, not lost.
     server.execute(
