@@ -434,6 +434,35 @@ fn check_shows_topics_partitions_starting_offsets_and_guarantees() {
     ] {
         assert!(printed.contains(needle), "{needle:?} not in:\n{printed}");
     }
+    // --connect reaches the brokers: the output's topic and its partitions; a missing topic
+    // is an error naming it.
+    let output = run(
+        &["check", "--connect", path.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        printed.contains(&format!(
+            "output 0: topic 'counts' at {}: 2 partitions",
+            broker.bootstrap()
+        )),
+        "{printed}"
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("topic = \"counts\"", "topic = \"nowhere\"");
+    std::fs::write(&path, text).unwrap();
+    let output = run(
+        &["check", "--connect", path.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("topic 'nowhere' does not exist"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -175,6 +175,24 @@ impl Output for KafkaOutput {
         self.delivery == Delivery::ExactlyOnce
     }
 
+    fn verify(&self, _types: &StreamType) -> Result<Option<String>> {
+        let mut config = self.client_config().map_err(|e| anyhow!(e))?;
+        // A check creates nothing: no topic from the metadata request.
+        config.set("allow.auto.create.topics", "false");
+        let producer: BaseProducer<WriterContext> = config
+            .create_with_context(WriterContext {
+                topic: self.topic.clone(),
+                failure: Mutex::new(None),
+            })
+            .map_err(|e| anyhow!("cannot create a Kafka client: {e}"))?;
+        // One try: `spate check` reports what it finds now.
+        let partitions = check_topic(&producer, &self.topic, &self.bootstrap, Duration::ZERO)?;
+        Ok(Some(format!(
+            "topic '{}' at {}: {partitions} partitions",
+            self.topic, self.bootstrap
+        )))
+    }
+
     fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
         let writer = Writer::open(self, TASK)
             .with_context(|| format!("kafka output to topic '{}'", self.topic))?;
@@ -265,7 +283,12 @@ impl Writer {
             committed_through: None,
             attempt,
         };
-        check_topic(&writer.producer, &output.topic, &output.bootstrap)?;
+        check_topic(
+            &writer.producer,
+            &output.topic,
+            &output.bootstrap,
+            RETRY_FOR,
+        )?;
 
         if writer.transactional {
             // Fences an earlier run's producer of this id and aborts its open transaction.
@@ -455,9 +478,14 @@ impl Sink for Writer {
 }
 
 /// The topic must exist (Spate does not create topics: partition count and retention are the
-/// operator's choice).
-fn check_topic(producer: &BaseProducer<WriterContext>, topic: &str, bootstrap: &str) -> Result<()> {
-    let metadata = retrying(&connector(topic), "reaching the brokers", RETRY_FOR, || {
+/// operator's choice); returns its partition count. The brokers are tried for `retry_for`.
+fn check_topic(
+    producer: &BaseProducer<WriterContext>,
+    topic: &str,
+    bootstrap: &str,
+    retry_for: Duration,
+) -> Result<usize> {
+    let metadata = retrying(&connector(topic), "reaching the brokers", retry_for, || {
         producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -468,15 +496,15 @@ fn check_topic(producer: &BaseProducer<WriterContext>, topic: &str, bootstrap: &
                 )
             })
     })?;
-    let found = metadata
+    let partitions = metadata
         .topics()
         .iter()
-        .find(|t| t.name() == topic)
-        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
-    if !found {
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
         bail!("topic '{topic}' does not exist at {bootstrap} (create it first)");
     }
-    Ok(())
+    Ok(partitions)
 }
 
 /// Appends a key or value of shape `shape` as the output's format writes it.
