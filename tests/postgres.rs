@@ -492,6 +492,32 @@ fn every_failure_has_a_clear_error_and_loses_nothing() {
         String::from_utf8_lossy(&check.stdout)
     );
 
+    // A missing table with create-table: the check says what the start will create, and
+    // creates nothing.
+    let path = one_batch(
+        &dir.path().join("later"),
+        &server.url(),
+        "later",
+        "mode = \"accumulate\"\ncreate-table = true",
+        "a b",
+    );
+    let check = spate_with_password(&["check", "--connect", path.to_str().unwrap()], PASSWORD);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(
+            "table later at spate@127.0.0.1:"
+        ) && String::from_utf8_lossy(&check.stdout)
+            .contains("the job will create it: CREATE TABLE IF NOT EXISTS \"later\" (\"key\" text PRIMARY KEY, \"value\" bigint)"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let exists: bool = server
+        .client()
+        .query_one("SELECT to_regclass('later') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!exists, "a check created the table");
+
     // Upsert without a unique key; accumulate of an unkeyed stream (refused without a server).
     server.execute("CREATE TABLE loose (key text, value bigint)");
     let path = one_batch(

@@ -235,6 +235,16 @@ impl Output for PostgresOutput {
 
     fn verify(&self, types: &StreamType) -> Result<Option<String>> {
         let mut client = self.connect()?;
+        if self.create_table && table_oid(&mut client, &self.table)?.is_none() {
+            // Nothing is created by a check: say what the start will create.
+            self.accepts(types).map_err(|e| anyhow!(e))?;
+            return Ok(Some(format!(
+                "table {} at {} does not exist yet; the job will create it: {}",
+                self.table_name,
+                self.server,
+                self.create_statement(types)
+            )));
+        }
         let layout = self.layout(&mut client, types, false)?;
         let marker = self.marker(&mut client)?;
         Ok(Some(format!(
