@@ -364,6 +364,18 @@ fn kafka_mistakes_are_reported_naming_the_topic_the_broker_or_the_record() {
     ));
     failed(&output, "topic 'missing' does not exist at");
 
+    // Two exactly-once outputs to one topic would share a transactional id and fence each
+    // other: the second is refused.
+    let to_lines = format!(
+        "[[outputs]]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"lines\"\n",
+        broker.bootstrap()
+    );
+    let output = run_pipeline(&format!(
+        "{}{to_lines}{to_lines}",
+        source(&broker.bootstrap(), "numbers", "")
+    ));
+    failed(&output, "give one of them its own `transactional-id`");
+
     // A record that is not an 8-byte integer: named by partition and offset, or skipped.
     let numbers = |policy: &str| {
         format!(

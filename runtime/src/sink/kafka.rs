@@ -15,6 +15,7 @@
 //! tell batches apart and, where the broker shows aborted transactions' records (a broker
 //! without read_committed isolation), keep only each batch's last attempt.
 
+use super::claim::Claim;
 use super::retry::{Permanent, retrying};
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
@@ -242,6 +243,8 @@ impl rdkafka::consumer::ConsumerContext for WriterContext {}
 
 /// One task's writer.
 struct Writer {
+    /// The transactional id, which no other writer of the process may use (exactly-once).
+    _claim: Option<Claim>,
     topic: String,
     task: u32,
     transactional: bool,
@@ -273,10 +276,24 @@ impl Writer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros())
         );
+        let transactional = output.delivery == Delivery::ExactlyOnce;
+        let claim = transactional
+            .then(|| {
+                let id = output.task_id(task);
+                Claim::take(format!("kafka transactional id {id}")).map_err(|_| {
+                    anyhow!(
+                        "another output of this job uses transactional id {id} (two outputs to \
+                         topic '{}'?): give one of them its own `transactional-id`",
+                        output.topic
+                    )
+                })
+            })
+            .transpose()?;
         let mut writer = Writer {
+            _claim: claim,
             topic: output.topic.clone(),
             task,
-            transactional: output.delivery == Delivery::ExactlyOnce,
+            transactional,
             format: output.format,
             producer,
             marker: None,

@@ -7,6 +7,7 @@
 //! ([`Replay`]): recovery replays logged batches through the same sinks and needs no
 //! per-connector code.
 
+mod claim;
 mod command;
 mod kafka;
 mod postgres;

@@ -14,6 +14,7 @@
 //! written in time order (recovery replays them in order), so a batch at or before the marker
 //! was written.
 
+use super::claim::Claim;
 use super::retry::{Permanent, retrying};
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable, Interval};
@@ -26,9 +27,8 @@ use postgres::{Client, NoTls, Transaction};
 use serde::Deserialize;
 use spate_guest::{Partition, ValueType};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use toml::Spanned;
 
@@ -261,7 +261,7 @@ impl Output for PostgresOutput {
 
     fn open(&self, _job: &str, types: &StreamType) -> Result<Box<dyn Sink>> {
         let began = Instant::now();
-        let claim = MarkerClaim::take(self)?;
+        let claim = claim_marker(self)?;
         let mut client = self.connect()?;
         self.create_progress_table(&mut client)?;
         let layout = self.layout(&mut client, types, self.create_table)?;
@@ -805,48 +805,30 @@ impl Statements {
     }
 }
 
-/// The markers the writers of this process use, by server, progress table, job, output and
-/// task. Two outputs of one job into one table would share a marker, and the second would skip
-/// every batch the first had written: the second is refused instead.
-static MARKERS_IN_USE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-/// A marker held by a writer, released when the writer is dropped.
-struct MarkerClaim(String);
-
-impl MarkerClaim {
-    fn take(output: &PostgresOutput) -> Result<MarkerClaim> {
-        let key = format!(
-            "{} {} {} {} {TASK}",
-            output.server, output.progress_table, output.job, output.table_name
-        );
-        let mut in_use = MARKERS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-        if !in_use.insert(key.clone()) {
-            return Err(Permanent(anyhow!(
-                "another output of job '{}' writes table {} at {} with the same marker in {}: \
-                 give one of them its own `progress-table`",
-                output.job,
-                output.table_name,
-                output.server,
-                output.progress_name
-            ))
-            .into());
-        }
-        Ok(MarkerClaim(key))
-    }
-}
-
-impl Drop for MarkerClaim {
-    fn drop(&mut self) {
-        let mut in_use = MARKERS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-        in_use.remove(&self.0);
-    }
+/// Claims the output's marker (server, progress table, job, output, task) for one writer.
+fn claim_marker(output: &PostgresOutput) -> Result<Claim> {
+    Claim::take(format!(
+        "postgres marker {} {} {} {} {TASK}",
+        output.server, output.progress_table, output.job, output.table_name
+    ))
+    .map_err(|_| {
+        Permanent(anyhow!(
+            "another output of job '{}' writes table {} at {} with the same marker in {}: \
+             give one of them its own `progress-table`",
+            output.job,
+            output.table_name,
+            output.server,
+            output.progress_name
+        ))
+        .into()
+    })
 }
 
 /// One task's writer.
 struct Writer {
     output: PostgresOutput,
     /// This writer's marker, which no other writer of the process may use.
-    _claim: MarkerClaim,
+    _claim: Claim,
     /// The connection; none after it was lost, until the next try reconnects.
     client: Option<Client>,
     layout: Layout,
