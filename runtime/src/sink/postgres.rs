@@ -7,12 +7,14 @@
 //! Modes: `append` bulk-loads every record as a row with COPY; `upsert` keeps one row
 //! per key, its value replaced; `accumulate` keeps one row per key, its value added to what is
 //! there (a running total the database keeps). Upserts and accumulations are combined per key
-//! in the batch, COPied into a temporary table and merged with one `INSERT ... ON CONFLICT`.
+//! in the batch, copied into a temporary table and merged with one `INSERT ... ON CONFLICT`.
 //!
 //! The marker is one row per (job, output, task), moved forward by each batch: the markers of
 //! older batches are pruned by that very update, so the progress table never grows. Batches are
 //! written in time order (recovery replays them in order), so a batch at or before the marker
-//! was written.
+//! was written; and every batch that reaches the output is in the batch log
+//! ([`Output::remembers_batch_times`]), so recovery never forms another batch at a time the
+//! marker has passed.
 
 use super::claim::Claim;
 use super::retry::{Permanent, retrying};
