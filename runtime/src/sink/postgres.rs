@@ -239,7 +239,6 @@ impl Output for PostgresOutput {
         let mut client = self.connect()?;
         if self.create_table && table_oid(&mut client, &self.table)?.is_none() {
             // Nothing is created by a check: say what the start will create.
-            self.accepts(types).map_err(|e| anyhow!(e))?;
             return Ok(Some(format!(
                 "table {} at {} does not exist yet; the job will create it: {}",
                 self.table_name,
@@ -357,7 +356,6 @@ impl PostgresOutput {
     /// The columns written and their types, checked against the stream's types and the mode;
     /// with `create`, a missing table is created first. Every problem found is named.
     fn layout(&self, client: &mut Client, types: &StreamType, create: bool) -> Result<Layout> {
-        self.accepts(types).map_err(|e| Permanent(anyhow!(e)))?;
         let oid = match (table_oid(client, &self.table)?, create) {
             (Some(oid), _) => oid,
             (None, true) => {
