@@ -338,6 +338,91 @@ op = "group-by-key"
 }
 
 #[test]
+fn bytes_keys_and_float_values_go_into_bytea_and_double_precision_columns() {
+    // Bytes and f64 columns from a Kafka topic (key-type bytes, value-type f64).
+    let broker = support::kafka::Broker::start();
+    broker.create_topic("readings", 1);
+    let (a, b): (&[u8], &[u8]) = (&[0, 255, b'\\', b'\t'], b"sensor-b");
+    let values = [1.5f64, -0.25, 1e-7, 2.5];
+    let encoded: Vec<[u8; 8]> = values.iter().map(|v| v.to_be_bytes()).collect();
+    broker.produce(
+        "readings",
+        &[
+            (Some(a), &encoded[0]),
+            (Some(b), &encoded[1]),
+            (Some(a), &encoded[2]),
+            (Some(b), &encoded[3]),
+        ],
+    );
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[job]
+trigger = "available-now"
+
+[sources.readings]
+type = "kafka"
+bootstrap = "{}"
+topics = ["readings"]
+starting-offsets = "earliest"
+key-type = "bytes"
+value-type = "f64"
+
+{}{}"#,
+        broker.bootstrap(),
+        output(&server, "readings", "every_reading", "create-table = true"),
+        output(
+            &server,
+            "readings",
+            "totals",
+            "mode = \"accumulate\"\ncreate-table = true\nprogress-table = \"totals_progress\""
+        ),
+    );
+    let path = pipeline(dir.path(), &text);
+    let run = run(&["run", path.to_str().unwrap()], Duration::from_secs(60));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows = |sql: &str| -> Vec<(Vec<u8>, f64)> {
+        let mut rows: Vec<(Vec<u8>, f64)> = server
+            .client()
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        rows.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        rows
+    };
+    let mut every = vec![
+        (a.to_vec(), values[0]),
+        (b.to_vec(), values[1]),
+        (a.to_vec(), values[2]),
+        (b.to_vec(), values[3]),
+    ];
+    every.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    assert_eq!(rows("SELECT key, value FROM every_reading"), every);
+    assert_eq!(
+        rows("SELECT key, value FROM totals"),
+        [
+            (a.to_vec(), values[0] + values[2]),
+            (b.to_vec(), values[1] + values[3])
+        ]
+    );
+    let types: Vec<String> = server
+        .client()
+        .query(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = \
+             'every_reading'::regclass AND attnum > 0 ORDER BY attnum",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(types, ["bytea", "double precision"]);
+}
+
+#[test]
 fn a_database_restart_mid_run_loses_and_doubles_nothing() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
