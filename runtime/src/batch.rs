@@ -171,6 +171,14 @@ impl BlockBuffer {
         self.lock().stopping
     }
 
+    /// Waits until a stop is asked for (the job's last batch is done, or it failed).
+    pub fn wait_until_stopping(&self) {
+        let mut state = self.lock();
+        while !state.stopping {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     /// The first receiver failure, if any.
     pub fn failure(&self) -> Option<String> {
         self.lock().failure.clone()

@@ -515,15 +515,27 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
     rest.is_empty()
 }
 
-impl Source for Kafka {
-    fn describe(&self) -> String {
-        let start = match &self.start {
+impl Kafka {
+    /// Where a new job starts, in words (for `spate check` and the start's log line).
+    fn describe_start(&self) -> String {
+        match &self.start {
             Start::Earliest => "earliest".to_owned(),
             Start::Latest => "latest".to_owned(),
             Start::Committed => format!("group '{}' committed offsets", self.group),
-            Start::Time(ms) => format!("the first record at or after {ms} ms"),
+            Start::Time(ms) => format!(
+                "the first record at or after {}",
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + Duration::from_millis(*ms as u64)
+                )
+            ),
             Start::Offsets(given) => format!("{given:?} (others earliest)"),
-        };
+        }
+    }
+}
+
+impl Source for Kafka {
+    fn describe(&self) -> String {
+        let start = self.describe_start();
         let limits = match (self.max_records, self.max_bytes) {
             (None, None) => "no per-batch limit".to_owned(),
             (records, bytes) => format!(
@@ -570,11 +582,11 @@ impl Source for Kafka {
         let parts = self.partitions(&client, self.connect_timeout)?;
         let offsets = self.starting_offsets(&client, &parts)?;
         tracing::info!(
-            "kafka source '{}': a new job starts {} partitions of {:?} at {:?} (resolved in {} ms)",
+            "kafka source '{}': a new job starts {} partitions of {:?} at {} (resolved in {} ms)",
             self.name,
             parts.len(),
             self.topics,
-            self.start,
+            self.describe_start(),
             began.elapsed().as_millis()
         );
         Ok(parts
@@ -774,6 +786,7 @@ impl<'a> Receiver<'a> {
         loop {
             if self.context.buffer.is_stopping() {
                 self.deliver_all();
+                self.commit_durable(CommitMode::Sync);
                 return Ok(());
             }
             let interval = now_ms() / interval_ms;
@@ -791,13 +804,20 @@ impl<'a> Receiver<'a> {
                     result => result?,
                 }
             }
-            self.commit_durable();
+            if self.last_commit.elapsed() >= Duration::from_secs(1) {
+                self.commit_durable(CommitMode::Async);
+            }
             match self.client.poll(Duration::from_millis(50)) {
                 None => {
                     if !self.deliver_all() {
                         return Ok(());
                     }
                     if available_now && self.lanes.iter().all(|l| l.at_end) {
+                        // The job ends once what was read is processed; then the group gets
+                        // the final offsets, so lag tools show the run caught up.
+                        self.context.end_input();
+                        self.context.buffer.wait_until_stopping();
+                        self.commit_durable(CommitMode::Sync);
                         return Ok(());
                     }
                 }
@@ -908,11 +928,10 @@ impl<'a> Receiver<'a> {
         going
     }
 
-    /// Commits the durable offsets to the group (at most once a second), for lag tools.
-    fn commit_durable(&mut self) {
-        if self.last_commit.elapsed() < Duration::from_secs(1) {
-            return;
-        }
+    /// Commits the durable offsets to the group, for lag tools: once a second while running
+    /// (`Async`), and when the job ends (`Sync`, so that the group holds where it ended before
+    /// the process exits; a broker away then delays the exit by librdkafka's request timeout).
+    fn commit_durable(&mut self, mode: CommitMode) {
         self.last_commit = Instant::now();
         let durable = self.context.acks.position(self.context.index).parts;
         let mut list = TopicPartitionList::new();
@@ -929,7 +948,7 @@ impl<'a> Receiver<'a> {
             }
         }
         if list.count() > 0
-            && let Err(e) = self.client.commit(&list, CommitMode::Async)
+            && let Err(e) = self.client.commit(&list, mode)
         {
             tracing::debug!(
                 "kafka source '{}': offsets not committed to group '{}': {e}",

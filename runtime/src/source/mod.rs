@@ -21,6 +21,7 @@ use crate::position::{Positions, Progress, SourcePosition};
 use crate::record::StreamType;
 use anyhow::{Result, anyhow};
 use spate_guest::Column;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -93,6 +94,8 @@ pub struct ReceiverContext {
     pub acks: Arc<Acks>,
     /// The job's batch interval (per-batch read limits count in it).
     pub batch_interval: Duration,
+    /// Set once the receiver's input has ended (see [`ReceiverContext::end_input`]).
+    pub input_ended: AtomicBool,
 }
 
 /// Per source, the position up to which input is safe (logged, or processed when the job keeps
@@ -135,6 +138,16 @@ impl Acks {
 }
 
 impl ReceiverContext {
+    /// This receiver has no more input: an `available-now` job may end once what it delivered
+    /// is processed. Called when `receive` returns; a receiver that must act after the job's
+    /// last batch (a Kafka source's final group commit) calls it first, then waits for
+    /// [`BlockBuffer::wait_until_stopping`].
+    pub fn end_input(&self) {
+        if !self.input_ended.swap(true, Ordering::SeqCst) {
+            self.buffer.close_source();
+        }
+    }
+
     /// Hands lines to the buffer with the source's position after them; false when the job is
     /// stopping.
     pub fn deliver(
@@ -225,6 +238,7 @@ pub fn start_all(
                 resume: positions.of(&source.name),
                 acks: acks.clone(),
                 batch_interval,
+                input_ended: AtomicBool::new(false),
             };
             let connector = source.source.clone();
             buffer.open_source();
@@ -238,7 +252,7 @@ pub fn start_all(
                             .buffer
                             .fail(format!("source '{}': {e:#}", context.name));
                     }
-                    context.buffer.close_source();
+                    context.end_input();
                 })
                 .map_err(|e| anyhow!("cannot start the receiver of source '{}': {e}", source.name))
         })
@@ -260,6 +274,7 @@ mod tests {
             resume: SourcePosition::default(),
             acks: Arc::new(Acks(Vec::new())),
             batch_interval: Duration::from_secs(1),
+            input_ended: AtomicBool::new(false),
         };
         let mut splitter = lines::LineSplitter::new("test".into(), 100, BadLinePolicy::Fail);
         let mut lines = context.buffer.block_column(32);
