@@ -4,6 +4,7 @@ use crate::bundled;
 use crate::config::{ConfigError, Pipeline};
 use crate::job::{self, RunOptions};
 use crate::plan::Plan;
+use crate::status::Registry;
 use crate::wasm::ComponentCache;
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
@@ -95,6 +96,12 @@ struct JobArgs {
     /// aside (renamed `<dir>.before-<time>`), not deleted.
     #[arg(long)]
     fresh: bool,
+    /// Serve the web UI on this port (0: any free port); overrides `[ui] port`.
+    #[arg(long, value_name = "PORT")]
+    ui_port: Option<u16>,
+    /// Do not serve the web UI; overrides `[ui] enabled`.
+    #[arg(long)]
+    no_ui: bool,
 }
 
 /// Entry point of the `spate` binary.
@@ -204,7 +211,9 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
         max_batches: args.max_batches,
         stop: stop_flag(),
         fresh: args.fresh,
+        registry: Arc::new(Registry::default()),
     };
+    serve_ui(&pipelines, args, &options.registry);
     // Each job plans (its plugins' describe and configure run tenant code) and runs on its own
     // thread: a slow or failing start delays and fails that job alone.
     std::thread::scope(|scope| {
@@ -305,6 +314,27 @@ fn check(path: &Path, overrides: &[String], connect: bool) -> Result<()> {
     ))
 }
 
+/// Starts the web UI as the first pipeline's `[ui]` and the flags say. A UI that cannot start
+/// is logged, and the jobs run without it.
+fn serve_ui(pipelines: &[Pipeline], args: &JobArgs, registry: &Arc<Registry>) {
+    let mut settings = pipelines
+        .iter()
+        .find_map(|p| p.file.ui.clone())
+        .unwrap_or_default();
+    if let Some(port) = args.ui_port {
+        settings.port = port;
+    }
+    if args.no_ui || !settings.enabled {
+        return;
+    }
+    match crate::ui::start(&settings, registry.clone()) {
+        Ok(address) => tracing::info!(
+            "web UI at http://{address}/ (JSON API under /api/v1, Prometheus metrics at /metrics)"
+        ),
+        Err(e) => tracing::warn!("{e:#}; the jobs run without it"),
+    }
+}
+
 fn demo(args: &JobArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("spate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -315,7 +345,6 @@ fn demo(args: &JobArgs) -> Result<()> {
     result
 }
 
-/// A flag set by the first Ctrl-C (graceful stop); a second Ctrl-C exits at once.
 /// A flag set by Ctrl-C or SIGTERM (a graceful stop); a second one aborts.
 fn stop_flag() -> Arc<AtomicBool> {
     use tokio::signal::unix::{SignalKind, signal};

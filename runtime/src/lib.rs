@@ -42,4 +42,7 @@ pub mod shuffle;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod status;
+pub mod ui;
+pub mod wallclock;
 pub mod wasm;

@@ -14,6 +14,8 @@ pub struct BatchReport {
     pub input_records: usize,
     /// Input bytes.
     pub input_bytes: usize,
+    /// Input records and bytes per source (plan order).
+    pub per_source: Vec<(usize, usize)>,
     /// Input partitions (blocks).
     pub partitions: usize,
     /// Records reaching the outputs.

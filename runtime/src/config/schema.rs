@@ -4,6 +4,7 @@
 use super::units::{ByteSize, Interval};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -22,6 +23,31 @@ pub struct PipelineFile {
     /// Output operations, run once per batch in batch order.
     #[serde(default)]
     pub outputs: Vec<OutputTable>,
+    /// The web UI of the process (`spate run`): the first pipeline's `[ui]` counts.
+    pub ui: Option<UiSettings>,
+}
+
+/// `[ui]` in a pipeline file, and `--ui-port`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct UiSettings {
+    /// Serve the UI at all.
+    pub enabled: bool,
+    /// The address to listen on: loopback unless set (then the UI and its API are open to
+    /// whoever reaches that address; docs/UI.md).
+    pub bind: IpAddr,
+    /// The first port tried (0: any free port).
+    pub port: u16,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            enabled: true,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 4040,
+        }
+    }
 }
 
 /// When batches run.

@@ -10,6 +10,7 @@ use crate::plan::Plan;
 use crate::sink::Sink;
 use crate::source::{self, Acks};
 use crate::state::JobState;
+use crate::status::{JobDescription, JobStatus, Registry};
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use durability::Durability;
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod clock;
 mod durability;
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Start without earlier runs' state (`--fresh`).
     pub fresh: bool,
+    /// Where the job reports its state and batches (the web UI reads them).
+    pub registry: Arc<Registry>,
 }
 
 /// A finished run.
@@ -44,12 +47,7 @@ pub struct RunOutcome {
     pub elapsed: Duration,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::wallclock::now_ms;
 
 /// What the runner works with.
 struct Runner<'a> {
@@ -62,12 +60,43 @@ struct Runner<'a> {
     durability: Option<Durability>,
     summary: Summary,
     last_time: Option<u64>,
+    status: &'a JobStatus,
 }
 
 /// Runs `plan` until its sources end, `max_batches` batches are done, or a stop is asked for.
 /// With a checkpoint directory, it first recovers what a previous run left there.
 pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
+    let status = options.registry.add(JobDescription {
+        name: plan.job.name.clone(),
+        tenant: plan.job.tenant.clone(),
+        batch_interval_ms: plan.job.batch_interval.as_millis() as u64,
+        trigger: match plan.job.trigger {
+            Trigger::ProcessingTime => "processing-time",
+            Trigger::AvailableNow => "available-now",
+        }
+        .to_owned(),
+        sources: plan.sources.iter().map(|s| s.name.clone()).collect(),
+        started_ms: now_ms(),
+    });
     let plan = Arc::new(plan);
+    {
+        // Describing asks a Kafka source's brokers for partitions: not on the job's way.
+        let (plan, status) = (plan.clone(), status.clone());
+        let _ = std::thread::Builder::new()
+            .name("spate-describe".into())
+            .spawn(move || status.set_plan(plan.describe()));
+    }
+    let result = run_reporting(plan, options, &status);
+    status.ended(result.as_ref().err().map(|e| format!("{e:#}")));
+    result
+}
+
+/// [`run`], reporting to `status`.
+fn run_reporting(
+    plan: Arc<Plan>,
+    options: &RunOptions,
+    status: &Arc<JobStatus>,
+) -> Result<RunOutcome> {
     // Outputs open (a Kafka transactional producer takes about half a second) while the job
     // recovers and its sources start; no batch runs before they are open, and one that cannot
     // open (a broker away) stops the job before any batch.
@@ -151,11 +180,13 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
         durability,
         summary: Summary::default(),
         last_time: None,
+        status,
     };
     let replay = recovered.map(|r| r.replay).unwrap_or_default();
     let mut result = match opening.join() {
         Ok(Ok(sinks)) => {
             runner.sinks = sinks;
+            status.running(buffer.clone());
             runner.run_batches(&replay, &batches_in, options)
         }
         Ok(Err(e)) => Err(e.context("an output cannot open")),
@@ -257,6 +288,7 @@ impl Runner<'_> {
             input,
         )?;
         tracing::info!("{report}");
+        self.status.batch_done(&report);
         self.summary.record(report);
         self.last_time = Some(time);
         match &mut self.durability {
@@ -290,6 +322,13 @@ fn run_one(
     let scheduling_delay = start.saturating_duration_since(input.submitted);
     let (input_bytes, input_records, partitions) =
         (input.bytes(), input.records(), input.blocks.len());
+    let mut per_source = vec![(0, 0); plan.sources.len()];
+    for block in &input.blocks {
+        if let Some(source) = per_source.get_mut(block.source) {
+            source.0 += block.records.len();
+            source.1 += block.bytes();
+        }
+    }
     let to_buffer = buffer.clone();
     let release = InputRelease::new(move |bytes| to_buffer.release(bytes));
     let times = (input.time_ms, input.end_of_input);
@@ -311,6 +350,7 @@ fn run_one(
         time_ms: input.time_ms,
         input_records,
         input_bytes,
+        per_source,
         partitions,
         output_records,
         skipped_lines: buffer.take_skipped(),

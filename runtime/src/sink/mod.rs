@@ -9,6 +9,7 @@
 
 mod claim;
 mod command;
+pub mod dashboard;
 mod kafka;
 mod postgres;
 mod print;
@@ -85,6 +86,7 @@ pub const TYPES: &[(&str, Build)] = &[
     ("command", command::build),
     ("kafka", kafka::build),
     ("postgres", postgres::build),
+    ("dashboard", dashboard::build),
 ];
 
 /// The output a pipeline table describes.

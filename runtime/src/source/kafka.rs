@@ -15,6 +15,7 @@ use crate::kafka::{
 };
 use crate::position::{Progress, SourcePosition};
 use crate::record::{Shape, StreamType};
+use crate::wallclock::now_ms;
 use anyhow::{Result, anyhow, bail};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -486,13 +487,6 @@ fn out_of_range(part: &str, next: i64, low: i64, end: i64) -> anyhow::Error {
          records were deleted by retention, or the topic was recreated). \
          on-offset-out-of-range = \"earliest\" or \"latest\" goes on from there"
     )
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `*` matches any run of characters.

@@ -1,0 +1,159 @@
+//! The UI's routes: pages, the JSON API (`/api/v1/...`), `/metrics`, and the event stream
+//! that tells open pages something changed.
+
+use super::{pages, prometheus};
+use crate::sink::dashboard;
+use crate::status::{BatchSummary, JobSnapshot, Registry};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The UI's routes over the jobs of `registry`.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/", get(|| async { pages::page("jobs", "Spate") }))
+        .route(
+            "/jobs/{name}",
+            get(|Path(name): Path<String>| async move { pages::page("job", &name) }),
+        )
+        .route(
+            "/jobs/{name}/batches/{time}",
+            get(|Path((name, _)): Path<(String, u64)>| async move { pages::page("batch", &name) }),
+        )
+        .route(
+            "/dashboards/{name}",
+            get(|Path(name): Path<String>| async move { pages::page("dashboard", &name) }),
+        )
+        .route("/assets/{file}", get(asset))
+        .route("/api/v1/jobs", get(jobs))
+        .route("/api/v1/jobs/{name}", get(job))
+        .route("/api/v1/jobs/{name}/batches", get(batches))
+        .route("/api/v1/jobs/{name}/batches/{time}", get(batch))
+        .route("/api/v1/dashboards", get(dashboards))
+        .route("/api/v1/dashboards/{name}", get(dashboard))
+        .route("/api/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .with_state(registry)
+}
+
+type Shared = State<Arc<Registry>>;
+
+fn not_found(what: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": what })),
+    )
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match pages::asset(&file) {
+        Some((mime, body)) => ([(header::CONTENT_TYPE, mime)], body).into_response(),
+        None => not_found(format!("no asset '{file}'")),
+    }
+}
+
+async fn jobs(State(registry): Shared) -> Json<Vec<JobSnapshot>> {
+    Json(registry.jobs().iter().map(|j| j.snapshot()).collect())
+}
+
+async fn job(State(registry): Shared, Path(name): Path<String>) -> Response {
+    match registry.job(&name) {
+        Some(job) => Json(job.snapshot()).into_response(),
+        None => not_found(format!("no job '{name}'")),
+    }
+}
+
+/// `?limit=N`: the last N batches (default 100, at most every one kept).
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn batches(
+    State(registry): Shared,
+    Path(name): Path<String>,
+    Query(limit): Query<Limit>,
+) -> Response {
+    match registry.job(&name) {
+        Some(job) => {
+            let batches: Vec<BatchSummary> = job.recent(limit.limit.unwrap_or(100));
+            Json(batches).into_response()
+        }
+        None => not_found(format!("no job '{name}'")),
+    }
+}
+
+async fn batch(State(registry): Shared, Path((name, time)): Path<(String, u64)>) -> Response {
+    let Some(job) = registry.job(&name) else {
+        return not_found(format!("no job '{name}'"));
+    };
+    match job.batch(time) {
+        Some(batch) => Json(batch).into_response(),
+        None => not_found(format!(
+            "job '{name}' has no batch {time} ms (the last {} are kept)",
+            crate::status::RETAINED_BATCHES
+        )),
+    }
+}
+
+async fn dashboards() -> Json<Vec<serde_json::Value>> {
+    Json(
+        dashboard::boards()
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.settings.name,
+                    "title": b.settings.title,
+                    "job": b.job,
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn dashboard(Path(name): Path<String>) -> Response {
+    match dashboard::boards()
+        .into_iter()
+        .find(|b| b.settings.name == name)
+    {
+        Some(board) => Json(board.view()).into_response(),
+        None => not_found(format!("no dashboard '{name}'")),
+    }
+}
+
+/// An event named `change` (its data: a version number) whenever a job changes; several
+/// changes within a quarter second make one event, so a page refreshes at most 4 times a second.
+async fn events(
+    State(registry): Shared,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let changes = registry.subscribe();
+    let stream = futures_util::stream::unfold(changes, |mut changes| async move {
+        changes.changed().await.ok()?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let version = *changes.borrow_and_update();
+        Some((
+            Ok(Event::default().event("change").data(version.to_string())),
+            changes,
+        ))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn metrics(State(registry): Shared) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus::render(&registry),
+    )
+}

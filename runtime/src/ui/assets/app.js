@@ -1,0 +1,267 @@
+// Spate's web UI: renders each page from the JSON API (/api/v1/...) and refreshes it when the
+// server's event stream says a job changed. Text from jobs (names, keys, errors) is only ever
+// set as textContent, never parsed as HTML.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const main = document.getElementById("main");
+const page = document.body.dataset.page;
+const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+
+function el(tag, attrs, ...children) {
+  const node = tag.startsWith("svg:")
+    ? document.createElementNS(SVG, tag.slice(4))
+    : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+function link(href, text) {
+  return el("a", { href }, text);
+}
+
+function ms(v) {
+  if (v >= 1000) return (v / 1000).toFixed(2) + " s";
+  return v.toFixed(1) + " ms";
+}
+
+function when(t) {
+  return new Date(t).toISOString().replace("T", " ").replace("Z", "");
+}
+
+function duration(msTotal) {
+  const s = Math.floor(msTotal / 1000);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return (h ? h + "h " : "") + (h || m ? m + "m " : "") + (s % 60) + "s";
+}
+
+async function get(path) {
+  // A request the server does not answer must not hold the page's refreshes forever.
+  const response = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(10000) });
+  if (!response.ok) throw new Error((await response.json()).error || response.statusText);
+  return response.json();
+}
+
+function table(id, headings, rows) {
+  const t = el("table", { id });
+  t.append(el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {}, h)))));
+  const body = el("tbody");
+  for (const row of rows) body.append(el("tr", {}, ...row.map((c) => el("td", {}, c))));
+  t.append(body);
+  return t;
+}
+
+function state(job) {
+  return job.state + (job.error ? ": " + job.error : "");
+}
+
+// A line chart: `series` is [{name, values}] over `xs`; `guide` draws a dashed line at a y
+// (the batch interval on a delay chart: Spark's stability line).
+function lineChart(id, title, xs, series, unit, guide) {
+  const W = 640, H = 180, L = 56, B = 22, T = 8, R = 8;
+  const svg = el("svg:svg", { id, viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+  svg.append(el("svg:title", {}, title));
+  const all = series.flatMap((s) => s.values.filter((v) => v !== null));
+  const top = Math.max(1e-9, guide || 0, ...all) * 1.1;
+  const x0 = xs.length ? xs[0] : 0, x1 = xs.length ? xs[xs.length - 1] : 1;
+  const X = (x) => L + ((x - x0) / Math.max(1, x1 - x0)) * (W - L - R);
+  const Y = (y) => T + (1 - y / top) * (H - T - B);
+  svg.append(el("svg:line", { x1: L, y1: Y(0), x2: W - R, y2: Y(0), class: "axis" }));
+  svg.append(el("svg:text", { x: L - 4, y: T + 10, class: "tick", "text-anchor": "end" },
+    unit === "ms" ? ms(top) : Math.round(top)));
+  svg.append(el("svg:text", { x: L - 4, y: Y(0), class: "tick", "text-anchor": "end" }, "0"));
+  if (guide) {
+    svg.append(el("svg:line", { x1: L, y1: Y(guide), x2: W - R, y2: Y(guide), class: "guide" }));
+  }
+  series.forEach((s, i) => {
+    const points = [];
+    s.values.forEach((v, j) => {
+      if (v !== null) points.push(`${X(xs[j]).toFixed(1)},${Y(v).toFixed(1)}`);
+    });
+    const line = el("svg:polyline", { points: points.join(" "), class: "series s" + (i % 8) });
+    line.dataset.name = s.name;
+    line.dataset.points = points.length;
+    line.append(el("svg:title", {}, s.name));
+    svg.append(line);
+  });
+  const box = el("figure", {}, el("figcaption", {}, title), svg);
+  if (series.length > 1) {
+    box.append(el("div", { class: "legend" },
+      ...series.map((s, i) => el("span", { class: "key s" + (i % 8) }, s.name))));
+  }
+  return box;
+}
+
+// A histogram of `values` in 10 bins.
+function histogram(id, title, values) {
+  const W = 300, H = 180, B = 22, T = 8, bins = 10;
+  const svg = el("svg:svg", { id, viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+  const hi = Math.max(1e-9, ...values);
+  const counts = new Array(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.floor((v / hi) * bins))]++;
+  const most = Math.max(1, ...counts);
+  counts.forEach((c, i) => {
+    const h = (c / most) * (H - T - B);
+    const bar = el("svg:rect", { x: 4 + i * ((W - 8) / bins), y: H - B - h,
+      width: (W - 8) / bins - 2, height: h, class: "bar" });
+    bar.append(el("svg:title", {}, `${ms((i * hi) / bins)} - ${ms(((i + 1) * hi) / bins)}: ${c}`));
+    svg.append(bar);
+  });
+  svg.append(el("svg:text", { x: W - 4, y: H - 6, class: "tick", "text-anchor": "end" }, ms(hi)));
+  return el("figure", {}, el("figcaption", {}, title), svg);
+}
+
+function barChart(id, title, rows) {
+  const W = 640, row = 22, L = 160;
+  const H = Math.max(1, rows.length) * row + 8;
+  const svg = el("svg:svg", { id, viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+  const hi = Math.max(1e-9, ...rows.map((r) => r.number || 0));
+  rows.forEach((r, i) => {
+    const w = ((r.number || 0) / hi) * (W - L - 60);
+    svg.append(el("svg:text", { x: L - 6, y: i * row + 19, class: "label", "text-anchor": "end" },
+      r.key.length > 24 ? r.key.slice(0, 23) + "…" : r.key));
+    const bar = el("svg:rect", { x: L, y: i * row + 6, width: Math.max(1, w), height: row - 6, class: "bar" });
+    bar.dataset.key = r.key;
+    bar.dataset.value = r.value;
+    svg.append(bar);
+    svg.append(el("svg:text", { x: L + w + 4, y: i * row + 19, class: "tick" }, r.value));
+  });
+  return el("figure", {}, el("figcaption", {}, title), svg);
+}
+
+const pages = {
+  async jobs() {
+    const [jobs, boards] = await Promise.all([get("/api/v1/jobs"), get("/api/v1/dashboards")]);
+    const now = Date.now();
+    const rows = jobs.map((j) => [
+      link("/jobs/" + encodeURIComponent(j.name), j.name), j.tenant, state(j),
+      duration((j.ended_ms || now) - j.started_ms), ms(j.batch_interval_ms), j.trigger,
+      j.batches_done, j.totals.task_retries + j.totals.skipped_tasks + j.totals.traps,
+    ]);
+    const out = [el("h1", {}, "Jobs"), table("jobs", ["Job", "Tenant", "State", "Uptime",
+      "Batch interval", "Trigger", "Batches done", "Failures (retries, skipped tasks, traps)"], rows)];
+    out.push(el("h2", {}, "Dashboards"));
+    out.push(boards.length
+      ? el("ul", { id: "dashboards" }, ...boards.map((b) => el("li", {},
+        link("/dashboards/" + encodeURIComponent(b.name), b.title), ` (job ${b.job})`)))
+      : el("p", {}, "No dashboard output in these jobs."));
+    return out;
+  },
+
+  async job() {
+    const name = parts[1];
+    const base = "/api/v1/jobs/" + encodeURIComponent(name);
+    const [job, batches] = await Promise.all([get(base), get(base + "/batches?limit=300")]);
+    const xs = batches.map((b) => b.time_ms);
+    const interval = job.batch_interval_ms;
+    const col = (f) => batches.map(f);
+    const records = batches.reduce((n, b) => n + b.input_records, 0);
+    const span = batches.length ? (xs[xs.length - 1] - xs[0]) / 1000 + interval / 1000 : 0;
+    const rate = (b, i) => (b.source_records[i] || 0) / (interval / 1000);
+    const out = [
+      el("h1", {}, "Streaming: " + job.name),
+      el("p", { class: "facts" }, `tenant ${job.tenant} · ${state(job)} · batch interval `,
+        ms(interval), ` · ${job.batches_done} batches done · started ${when(job.started_ms)}`,
+        ` · ${batches.length ? (records / Math.max(span, 1e-3)).toFixed(1) : 0} records/s over the last ${batches.length} batches`,
+        ` · buffered ${job.buffered_bytes} bytes`),
+      el("div", { class: "row" },
+        lineChart("input-rate", "Input rate (records/s, per source)", xs,
+          job.sources.map((s, i) => ({ name: s, values: batches.map((b) => rate(b, i)) })), "n"),
+        histogram("input-rate-hist", "Input rate distribution", col((b) => b.input_records))),
+      el("div", { class: "row" },
+        lineChart("scheduling-delay", "Scheduling delay", xs,
+          [{ name: "scheduling delay", values: col((b) => b.scheduling_delay_ms) }], "ms"),
+        histogram("scheduling-delay-hist", "Scheduling delay", col((b) => b.scheduling_delay_ms))),
+      el("div", { class: "row" },
+        lineChart("processing-time", "Processing time (dashed: the batch interval)", xs,
+          [{ name: "processing time", values: col((b) => b.processing_time_ms) }], "ms", interval),
+        histogram("processing-time-hist", "Processing time", col((b) => b.processing_time_ms))),
+      el("div", { class: "row" },
+        lineChart("total-delay", "Total delay", xs,
+          [{ name: "total delay", values: col((b) => b.total_delay_ms) }], "ms"),
+        histogram("total-delay-hist", "Total delay", col((b) => b.total_delay_ms))),
+      el("h2", {}, `Completed batches (last ${Math.min(batches.length, 100)})`),
+      table("batches", ["Batch time", "Input records", "Scheduling delay", "Processing time",
+        "Total delay", "Output records", "Wasm time", "Retries", "Dead-lettered"],
+        batches.slice(-100).reverse().map((b) => [
+          link(`/jobs/${encodeURIComponent(name)}/batches/${b.time_ms}`, when(b.time_ms)),
+          b.input_records, ms(b.scheduling_delay_ms), ms(b.processing_time_ms),
+          ms(b.total_delay_ms), b.output_records, ms(b.wasm_ms), b.task_retries,
+          b.dead_lettered_records])),
+      el("h2", {}, "Plan"),
+      el("pre", { id: "plan" }, job.plan),
+    ];
+    return out;
+  },
+
+  async batch() {
+    const [name, time] = [parts[1], parts[3]];
+    const b = await get(`/api/v1/jobs/${encodeURIComponent(name)}/batches/${time}`);
+    const job = await get("/api/v1/jobs/" + encodeURIComponent(name));
+    const rows = [
+      ["Batch time", `${when(b.time_ms)} (${b.time_ms} ms)`],
+      ["Input", `${b.input_records} records, ${b.input_bytes} bytes, ${b.partitions} partitions`],
+      ...job.sources.map((s, i) => [`Source ${s}`, `${b.source_records[i] || 0} records`]),
+      ["Scheduling delay", ms(b.scheduling_delay_ms)],
+      ["Processing time", ms(b.processing_time_ms)],
+      ["Total delay", ms(b.total_delay_ms)],
+      ["Output records", b.output_records],
+      ["Wasm", `${b.wasm_calls} calls, ${ms(b.wasm_ms)}, fuel ${b.fuel}, peak memory ${b.peak_memory} B, ${b.traps} traps, ${b.limit_hits} limit hits`],
+      ["Tasks", `${b.task_retries} retries, ${b.skipped_tasks} skipped (${b.dead_lettered_records} records dead-lettered)`],
+      ["Dead letters", b.dead_letters.join(", ") || "none"],
+      ["Late records", b.late_records],
+      ["Bad lines skipped", b.skipped_lines],
+      ["Records in state", b.state_records],
+    ];
+    return [el("h1", {}, "Batch " + when(b.time_ms)),
+      el("p", {}, link("/jobs/" + encodeURIComponent(name), "job " + name)),
+      table("batch", ["", ""], rows)];
+  },
+
+  async dashboard() {
+    const v = await get("/api/v1/dashboards/" + encodeURIComponent(parts[1]));
+    const out = [el("h1", {}, v.title),
+      el("p", { class: "facts" }, `job ${v.job} · `,
+        v.batch_time_ms ? `batch ${when(v.batch_time_ms)} · ${v.records} records` : "no batch yet")];
+    if (v.chart !== "line") out.push(barChart("bars", `Top ${v.top}`, v.rows.filter((r) => r.number !== null)));
+    if (v.chart !== "bar") {
+      out.push(lineChart("lines", "Over the last batches", v.times,
+        Object.entries(v.series).map(([name, values]) => ({ name, values })), "n"));
+    }
+    out.push(table("rows", ["Key", "Value"], v.rows.map((r) => [r.key, r.value])));
+    return out;
+  },
+};
+
+// One render at a time; a change that comes during one renders again after it.
+let version = 0;
+let pending = false;
+let again = false;
+async function render() {
+  if (pending) {
+    again = true;
+    return;
+  }
+  pending = true;
+  try {
+    const content = await pages[page]();
+    main.replaceChildren(...content);
+    document.body.dataset.version = ++version;
+  } catch (e) {
+    main.replaceChildren(el("p", { class: "error" }, String(e.message || e)));
+  } finally {
+    pending = false;
+    if (again) {
+      again = false;
+      render();
+    }
+  }
+}
+
+render();
+const live = document.getElementById("live");
+const events = new EventSource("/api/v1/events");
+events.addEventListener("change", render);
+events.onopen = () => { live.textContent = "● live"; live.className = "on"; };
+events.onerror = () => { live.textContent = "○ not connected"; live.className = "off"; };

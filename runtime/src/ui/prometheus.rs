@@ -1,0 +1,264 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4): every job's counters,
+//! gauges and delay histograms, labelled by job and tenant (and source), rendered from a
+//! snapshot at each scrape. Times are in seconds, as Prometheus names them.
+
+use crate::status::{DELAY_BUCKETS_MS, JobSnapshot, JobState, Registry};
+use std::fmt::Write;
+
+/// A metric family being written: its samples follow one `# HELP` and `# TYPE`.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", escape(value));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+    }
+}
+
+/// A label value as the format wants it: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(value: f64) -> String {
+    if value == f64::INFINITY {
+        "+Inf".into()
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    Family { out }
+}
+
+/// Every job's metrics.
+pub fn render(registry: &Registry) -> String {
+    let jobs: Vec<JobSnapshot> = registry.jobs().iter().map(|j| j.snapshot()).collect();
+    let mut out = String::new();
+    let per_job = |out: &mut String,
+                   name: &str,
+                   kind: &str,
+                   help: &str,
+                   value: &dyn Fn(&JobSnapshot) -> f64| {
+        let mut f = family(out, name, kind, help);
+        for job in &jobs {
+            let labels = [
+                ("job", job.description.name.as_str()),
+                ("tenant", job.description.tenant.as_str()),
+            ];
+            f.sample(name, &labels, value(job));
+        }
+    };
+    per_job(
+        &mut out,
+        "spate_job_running",
+        "gauge",
+        "1 while the job runs batches, 0 before and after.",
+        &|j| f64::from(u8::from(j.state == JobState::Running)),
+    );
+    per_job(
+        &mut out,
+        "spate_job_failed",
+        "gauge",
+        "1 once the job has failed.",
+        &|j| f64::from(u8::from(matches!(j.state, JobState::Failed(_)))),
+    );
+    per_job(
+        &mut out,
+        "spate_batch_interval_seconds",
+        "gauge",
+        "The job's batch interval.",
+        &|j| j.description.batch_interval_ms as f64 / 1000.0,
+    );
+    per_job(
+        &mut out,
+        "spate_batches_total",
+        "counter",
+        "Batches completed.",
+        &|j| j.batches_done as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_output_records_total",
+        "counter",
+        "Records that reached the outputs.",
+        &|j| j.totals.output_records as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_buffered_bytes",
+        "gauge",
+        "Input received and not yet processed.",
+        &|j| j.buffered_bytes as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_wasm_calls_total",
+        "counter",
+        "Operator (Wasm) calls.",
+        &|j| j.totals.wasm_calls as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_wasm_seconds_total",
+        "counter",
+        "Time inside operator calls, summed over workers.",
+        &|j| j.totals.wasm_ms / 1000.0,
+    );
+    per_job(
+        &mut out,
+        "spate_wasm_fuel_total",
+        "counter",
+        "Fuel burnt by operators (0 unless limits.fuel is set).",
+        &|j| j.totals.fuel as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_wasm_traps_total",
+        "counter",
+        "Operator calls that trapped.",
+        &|j| j.totals.traps as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_wasm_limit_hits_total",
+        "counter",
+        "Operator calls that hit a limit (time, fuel, memory).",
+        &|j| j.totals.limit_hits as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_wasm_peak_memory_bytes",
+        "gauge",
+        "Largest linear memory of any operator instance so far.",
+        &|j| j.totals.peak_memory as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_task_retries_total",
+        "counter",
+        "Task attempts that failed and ran again.",
+        &|j| j.totals.task_retries as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_tasks_skipped_total",
+        "counter",
+        "Tasks skipped (their input dead-lettered) after their last attempt failed.",
+        &|j| j.totals.skipped_tasks as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_bad_lines_skipped_total",
+        "counter",
+        "Input lines skipped by on-bad-line = \"skip\".",
+        &|j| j.totals.skipped_lines as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_late_records_total",
+        "counter",
+        "Event-time records that came after their window closed.",
+        &|j| j.totals.late_records as f64,
+    );
+    for (name, help, of) in [
+        (
+            "spate_input_records_total",
+            "Input records, per source.",
+            &(|j: &JobSnapshot, i: usize| j.totals.source_records.get(i).copied())
+                as &dyn Fn(&JobSnapshot, usize) -> Option<u64>,
+        ),
+        (
+            "spate_input_bytes_total",
+            "Input bytes, per source.",
+            &|j: &JobSnapshot, i: usize| j.totals.source_bytes.get(i).copied(),
+        ),
+    ] {
+        let mut f = family(&mut out, name, "counter", help);
+        for job in &jobs {
+            for (i, source) in job.description.sources.iter().enumerate() {
+                let labels = [
+                    ("job", job.description.name.as_str()),
+                    ("tenant", job.description.tenant.as_str()),
+                    ("source", source.as_str()),
+                ];
+                f.sample(name, &labels, of(job, i).unwrap_or(0) as f64);
+            }
+        }
+    }
+    for (name, help, buckets, sum) in [
+        (
+            "spate_batch_processing_seconds",
+            "Batch processing time (outputs included).",
+            &(|j: &JobSnapshot| j.totals.processing_buckets.clone())
+                as &dyn Fn(&JobSnapshot) -> Vec<u64>,
+            &(|j: &JobSnapshot| j.totals.processing_ms) as &dyn Fn(&JobSnapshot) -> f64,
+        ),
+        (
+            "spate_batch_total_delay_seconds",
+            "Batch total delay: scheduling delay plus processing time.",
+            &|j: &JobSnapshot| j.totals.total_delay_buckets.clone(),
+            &|j: &JobSnapshot| j.totals.total_delay_ms,
+        ),
+    ] {
+        let mut f = family(&mut out, name, "histogram", help);
+        for job in &jobs {
+            let (job_name, tenant) = (
+                job.description.name.as_str(),
+                job.description.tenant.as_str(),
+            );
+            let counts = buckets(job);
+            let mut cumulative = 0;
+            for (i, bound) in DELAY_BUCKETS_MS
+                .iter()
+                .map(|b| b / 1000.0)
+                .chain([f64::INFINITY])
+                .enumerate()
+            {
+                cumulative += counts.get(i).copied().unwrap_or(0);
+                let le = number(bound);
+                f.sample(
+                    &format!("{name}_bucket"),
+                    &[("job", job_name), ("tenant", tenant), ("le", &le)],
+                    cumulative as f64,
+                );
+            }
+            let labels = [("job", job_name), ("tenant", tenant)];
+            f.sample(&format!("{name}_sum"), &labels, sum(job) / 1000.0);
+            f.sample(&format!("{name}_count"), &labels, cumulative as f64);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_numbers_plain() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+    }
+}
