@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import (NoSuchElementException,
+                                        StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.support.ui import WebDriverWait
 
 base, job, dashboard, expected, shots = sys.argv[1:6]
@@ -30,9 +32,13 @@ def get(path):
 
 
 def until(driver, what, check, timeout=20):
+    # Pages re-render as batches come: an element read a moment ago can be gone (stale), so
+    # that is retried like an element not there yet.
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: check())
-    except Exception:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=[StaleElementReferenceException,
+                                                 NoSuchElementException]).until(lambda d: check())
+    except TimeoutException:
         sys.exit(f"browse.py: timed out waiting for {what} on {driver.current_url}:\n"
                  + driver.find_element(By.TAG_NAME, "body").text[:2000])
 
@@ -48,69 +54,76 @@ seen = {}
 try:
     # The jobs page: a row for the job, linked to its page.
     driver.get(base + "/")
-    until(driver, "the job's row", lambda: [
-        r for r in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
-        if r.find_elements(By.TAG_NAME, "td")[0].text == job])
-    row = [r for r in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
-           if r.find_elements(By.TAG_NAME, "td")[0].text == job][0]
-    seen["jobs_row"] = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
-    seen["dashboard_links"] = [a.get_attribute("href") for a in
-                               driver.find_elements(By.CSS_SELECTOR, "#dashboards a")]
+    jobs = f"""const row = [...document.querySelectorAll('#jobs tbody tr')]
+            .find((r) => r.cells[0].textContent === {json.dumps(job)});
+        return row ? {{ row: [...row.cells].map((c) => c.textContent),
+                       links: [...document.querySelectorAll('#dashboards a')].map((a) => a.href) }}
+                   : null;"""
+    until(driver, "the job's row", lambda: driver.execute_script(jobs))
+    found = driver.execute_script(jobs)
+    seen["jobs_row"] = found["row"]
+    seen["dashboard_links"] = found["links"]
     driver.save_screenshot(f"{shots}/jobs.png")
 
     # The streaming page: charts with points, batches listed; it advances by itself.
     driver.get(f"{base}/jobs/{job}")
 
     def points(chart):
-        lines = driver.find_elements(By.CSS_SELECTOR, f"#{chart} polyline")
-        return sum(int(line.get_attribute("data-points") or 0) for line in lines)
+        return driver.execute_script(
+            f"return [...document.querySelectorAll('#{chart} polyline')]"
+            ".reduce((n, l) => n + Number(l.dataset.points || 0), 0);")
 
     until(driver, "charts with points", lambda: points("processing-time") >= 2)
-    first_rows = len(driver.find_elements(By.CSS_SELECTOR, "#batches tbody tr"))
-    first_batch = driver.find_element(By.CSS_SELECTOR, "#batches tbody tr td").text
-    version = int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-version"))
+    # One script reads what one render drew (a render replaces the page at once).
+    newest = """const cell = document.querySelector('#batches tbody tr td');
+        return [cell ? cell.textContent : null, Number(document.body.dataset.version),
+                document.querySelectorAll('#batches tbody tr').length];"""
+    first_batch, version, first_rows = driver.execute_script(newest)
     driver.execute_script("window.notReloaded = true")
-    until(driver, "a newer batch without a reload", lambda: driver.find_element(
-        By.CSS_SELECTOR, "#batches tbody tr td").text != first_batch)
+    until(driver, "a newer batch without a reload",
+          lambda: driver.execute_script(newest)[0] != first_batch)
+    later_batch, later_version, later_rows = driver.execute_script(newest)
     seen["live"] = {
         "reloaded": not driver.execute_script("return window.notReloaded === true"),
-        "versions": [version, int(driver.find_element(By.TAG_NAME, "body")
-                                  .get_attribute("data-version"))],
+        "versions": [version, later_version],
         "first_batch": first_batch,
-        "later_batch": driver.find_element(By.CSS_SELECTOR, "#batches tbody tr td").text,
-        "rows": [first_rows, len(driver.find_elements(By.CSS_SELECTOR, "#batches tbody tr"))],
+        "later_batch": later_batch,
+        "rows": [first_rows, later_rows],
     }
     seen["charts"] = {c: points(c) for c in
                       ["input-rate", "scheduling-delay", "processing-time", "total-delay"]}
     seen["stability_line"] = len(driver.find_elements(By.CSS_SELECTOR, "#processing-time line.guide"))
     seen["histogram_bars"] = len(driver.find_elements(By.CSS_SELECTOR, "#processing-time-hist rect"))
-    seen["plan"] = driver.find_element(By.ID, "plan").text
+    seen["plan"] = driver.execute_script("return document.getElementById('plan').textContent")
     driver.save_screenshot(f"{shots}/streaming.png")
 
     # A batch's page, through its link.
-    link = driver.find_element(By.CSS_SELECTOR, "#batches tbody tr td a")
-    link.click()
-    until(driver, "the batch table", lambda: driver.find_elements(By.CSS_SELECTOR, "#batch tbody tr"))
-    seen["batch_page"] = {r.find_elements(By.TAG_NAME, "td")[0].text:
-                          r.find_elements(By.TAG_NAME, "td")[1].text
-                          for r in driver.find_elements(By.CSS_SELECTOR, "#batch tbody tr")}
+    driver.get(driver.execute_script(
+        "return document.querySelector('#batches tbody tr td a').href"))
+    batch = """return Object.fromEntries([...document.querySelectorAll('#batch tbody tr')]
+        .map((r) => [r.cells[0].textContent, r.cells[1].textContent]));"""
+    until(driver, "the batch table", lambda: driver.execute_script(batch))
+    seen["batch_page"] = driver.execute_script(batch)
     driver.save_screenshot(f"{shots}/batch.png")
 
     # The dashboard: bars and the table of the latest batch, lines over recent batches.
     driver.get(f"{base}/dashboards/{dashboard}")
     until(driver, "bars", lambda: driver.find_elements(By.CSS_SELECTOR, "#bars rect"))
     until(driver, "lines with points", lambda: points("lines") >= 2)
+    # What one render shows: its batch time, bars, table rows and lines.
+    board = driver.execute_script("""
+        const text = (q) => [...document.querySelectorAll(q)];
+        return {
+          title: document.querySelector('h1').textContent,
+          batch_time_ms: Number(document.getElementById('main').dataset.batchTime),
+          bars: text('#bars rect').map((b) => [b.dataset.key, b.dataset.value]),
+          rows: text('#rows tbody tr').map((r) => [...r.cells].map((c) => c.textContent)),
+          lines: text('#lines polyline').length,
+        };""")
     view = json.loads(get(f"/api/v1/dashboards/{dashboard}"))
-    seen["dashboard"] = {
-        "title": driver.find_element(By.TAG_NAME, "h1").text,
-        "bars": [(b.get_attribute("data-key"), b.get_attribute("data-value"))
-                 for b in driver.find_elements(By.CSS_SELECTOR, "#bars rect")],
-        "rows": [[td.text for td in r.find_elements(By.TAG_NAME, "td")]
-                 for r in driver.find_elements(By.CSS_SELECTOR, "#rows tbody tr")],
-        "lines": len(driver.find_elements(By.CSS_SELECTOR, "#lines polyline")),
-        "api_batch_time_ms": view["batch_time_ms"],
-        "api_rows": [[r["key"], r["value"]] for r in view["rows"]],
-    }
+    board["api_batch_time_ms"] = view["batch_time_ms"]
+    board["api_rows"] = [[r["key"], r["value"]] for r in view["rows"]]
+    seen["dashboard"] = board
     driver.save_screenshot(f"{shots}/dashboard.png")
 finally:
     driver.quit()

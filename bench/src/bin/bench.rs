@@ -1,5 +1,5 @@
 //! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
-//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres]`; an unknown argument is refused
+//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres] [--only-ui]`; an unknown argument is refused
 //! (exit 2).
 //! Run it through `bench/run` (or `just bench`), which first builds spate and runs the
 //! criterion benchmarks.
@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
 use spate_bench::criterion_results::{self, Boundary};
 use spate_bench::workloads::{
-    ingest, kafka, postgres, sandbox, startup, state, tenants, wordcount,
+    ingest, kafka, postgres, sandbox, startup, state, tenants, ui, wordcount,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,7 @@ struct Results {
     state: Option<state::StateCost>,
     kafka: Option<kafka::KafkaFigures>,
     postgres: Option<postgres::PostgresFigures>,
+    ui: Option<ui::UiCost>,
 }
 
 fn machine() -> String {
@@ -56,10 +57,11 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount] \
-                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres]";
+                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres] \
+                     [--only-ui]";
 
 /// The flags [`Selection::from_args`] and `main` read.
-const FLAGS: [&str; 8] = [
+const FLAGS: [&str; 9] = [
     "--quick",
     "--skip-ingest",
     "--only-wordcount",
@@ -68,6 +70,7 @@ const FLAGS: [&str; 8] = [
     "--only-state",
     "--only-kafka",
     "--only-postgres",
+    "--only-ui",
 ];
 
 /// Refuses an argument the harness does not know: ignored, it would run the whole suite
@@ -96,6 +99,7 @@ struct Selection {
     state: bool,
     kafka: bool,
     postgres: bool,
+    ui: bool,
 }
 
 impl Selection {
@@ -112,6 +116,7 @@ impl Selection {
             "--only-state",
             "--only-kafka",
             "--only-postgres",
+            "--only-ui",
         ];
         let all = !only.iter().any(|f| has(f));
         let sandbox = all || has("--only-sandbox");
@@ -124,6 +129,7 @@ impl Selection {
             state: all || has("--only-state"),
             kafka: all || has("--only-kafka"),
             postgres: all || has("--only-postgres"),
+            ui: all || has("--only-ui"),
         }
     }
 }
@@ -240,6 +246,12 @@ fn main() -> Result<()> {
         let bytes = if quick { 4_000_000 } else { 20_000_000 };
         Some(postgres::run(&corpus, bytes, reps, &cache, &work)?)
     };
+    let ui = if !run.ui {
+        None
+    } else {
+        eprintln!("web UI: the word count with the UI off, and on with a page open ...");
+        Some(ui::run(&corpus, reps.max(5), &cache, &work)?)
+    };
     let results = Results {
         machine: machine(),
         corpus_mb: mb as f64,
@@ -252,6 +264,7 @@ fn main() -> Result<()> {
         state,
         kafka,
         postgres,
+        ui,
     };
     print_table(&results);
     let mut file = std::fs::File::create(&json_path)?;
@@ -389,6 +402,16 @@ fn print_table(r: &Results) {
     }
     if let Some(s) = &r.state {
         print_state(s);
+    }
+    if let Some(u) = &r.ui {
+        println!(
+            "\nWeb UI ({:.0} MB word count, available-now; a page open: events + 4 requests/s)",
+            u.mb
+        );
+        println!(
+            "  UI off {:.2} s, UI on {:.2} s: {:.3}x throughput with the UI ({} requests)",
+            u.off_s, u.on_s, u.ratio, u.requests
+        );
     }
 }
 

@@ -7,6 +7,7 @@ pub mod sandbox;
 pub mod startup;
 pub mod state;
 pub mod tenants;
+pub mod ui;
 pub mod wordcount;
 
 use std::path::Path;

@@ -287,7 +287,9 @@ impl Sink for DashboardSink {
         }
         let mut charted: BTreeMap<String, f64> = BTreeMap::new();
         if settings.keys.is_empty() {
-            for row in rows.iter().take(settings.top) {
+            // More keys than the top are kept per batch, so that a key rising into the top
+            // already has its recent history to draw.
+            for row in rows.iter().take((settings.top * 5).max(50)) {
                 if let Some(n) = row.number {
                     charted.insert(row.key.clone(), n);
                 }

@@ -85,7 +85,7 @@ function lineChart(id, title, xs, series, unit, guide) {
     line.append(el("svg:title", {}, s.name));
     svg.append(line);
   });
-  const box = el("figure", {}, el("figcaption", {}, title), svg);
+  const box = el("figure", { class: "timeline" }, el("figcaption", {}, title), svg);
   if (series.length > 1) {
     box.append(el("div", { class: "legend" },
       ...series.map((s, i) => el("span", { class: "key s" + (i % 8) }, s.name))));
@@ -93,8 +93,9 @@ function lineChart(id, title, xs, series, unit, guide) {
   return box;
 }
 
-// A histogram of `values` in 10 bins.
-function histogram(id, title, values) {
+// A histogram of `values` in 10 bins; `unit` "ms" for times, anything else for counts.
+function histogram(id, title, values, unit) {
+  const show = (v) => (unit === "ms" ? ms(v) : v.toFixed(1));
   const W = 300, H = 180, B = 22, T = 8, bins = 10;
   const svg = el("svg:svg", { id, viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
   const hi = Math.max(1e-9, ...values);
@@ -105,11 +106,11 @@ function histogram(id, title, values) {
     const h = (c / most) * (H - T - B);
     const bar = el("svg:rect", { x: 4 + i * ((W - 8) / bins), y: H - B - h,
       width: (W - 8) / bins - 2, height: h, class: "bar" });
-    bar.append(el("svg:title", {}, `${ms((i * hi) / bins)} - ${ms(((i + 1) * hi) / bins)}: ${c}`));
+    bar.append(el("svg:title", {}, `${show((i * hi) / bins)} - ${show(((i + 1) * hi) / bins)}: ${c}`));
     svg.append(bar);
   });
-  svg.append(el("svg:text", { x: W - 4, y: H - 6, class: "tick", "text-anchor": "end" }, ms(hi)));
-  return el("figure", {}, el("figcaption", {}, title), svg);
+  svg.append(el("svg:text", { x: W - 4, y: H - 6, class: "tick", "text-anchor": "end" }, show(hi)));
+  return el("figure", { class: "histogram" }, el("figcaption", {}, title), svg);
 }
 
 function barChart(id, title, rows) {
@@ -168,19 +169,19 @@ const pages = {
       el("div", { class: "row" },
         lineChart("input-rate", "Input rate (records/s, per source)", xs,
           job.sources.map((s, i) => ({ name: s, values: batches.map((b) => rate(b, i)) })), "n"),
-        histogram("input-rate-hist", "Input rate distribution", col((b) => b.input_records))),
+        histogram("input-rate-hist", "Input records per batch", col((b) => b.input_records), "n")),
       el("div", { class: "row" },
         lineChart("scheduling-delay", "Scheduling delay", xs,
           [{ name: "scheduling delay", values: col((b) => b.scheduling_delay_ms) }], "ms"),
-        histogram("scheduling-delay-hist", "Scheduling delay", col((b) => b.scheduling_delay_ms))),
+        histogram("scheduling-delay-hist", "Scheduling delay", col((b) => b.scheduling_delay_ms), "ms")),
       el("div", { class: "row" },
         lineChart("processing-time", "Processing time (dashed: the batch interval)", xs,
           [{ name: "processing time", values: col((b) => b.processing_time_ms) }], "ms", interval),
-        histogram("processing-time-hist", "Processing time", col((b) => b.processing_time_ms))),
+        histogram("processing-time-hist", "Processing time", col((b) => b.processing_time_ms), "ms")),
       el("div", { class: "row" },
         lineChart("total-delay", "Total delay", xs,
           [{ name: "total delay", values: col((b) => b.total_delay_ms) }], "ms"),
-        histogram("total-delay-hist", "Total delay", col((b) => b.total_delay_ms))),
+        histogram("total-delay-hist", "Total delay", col((b) => b.total_delay_ms), "ms")),
       el("h2", {}, `Completed batches (last ${Math.min(batches.length, 100)})`),
       table("batches", ["Batch time", "Input records", "Scheduling delay", "Processing time",
         "Total delay", "Output records", "Wasm time", "Retries", "Dead-lettered"],
@@ -230,6 +231,7 @@ const pages = {
         Object.entries(v.series).map(([name, values]) => ({ name, values })), "n"));
     }
     out.push(table("rows", ["Key", "Value"], v.rows.map((r) => [r.key, r.value])));
+    out.batchTime = v.batch_time_ms;
     return out;
   },
 };
@@ -247,6 +249,7 @@ async function render() {
   try {
     const content = await pages[page]();
     main.replaceChildren(...content);
+    main.dataset.batchTime = content.batchTime || "";
     document.body.dataset.version = ++version;
   } catch (e) {
     main.replaceChildren(el("p", { class: "error" }, String(e.message || e)));
