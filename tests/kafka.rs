@@ -814,3 +814,117 @@ fn a_job_starts_at_a_time_or_where_its_group_left_off_and_lag_tools_see_its_comm
     send("c", 10);
     assert_eq!(run_from("committed"), wave("c", 10));
 }
+
+/// The UI's sources page (its JSON API) shows where each partition ends and how far behind the
+/// job is: while a per-batch limit spreads a backlog over batches the lag is above 0 and the
+/// end is the partition's record count; caught up, the lag is 0; `/metrics` has it too.
+#[test]
+fn the_sources_page_shows_each_partitions_end_and_the_lag() {
+    let broker = Broker::start();
+    broker.create_topic("backlog", 2);
+    let values: Vec<String> = (0..1000).map(|i| format!("record {i}")).collect();
+    let records: Vec<(Option<&[u8]>, &[u8])> = values
+        .iter()
+        .map(|v| (Some(&v.as_bytes()[v.len() - 1..]), v.as_bytes()))
+        .collect();
+    broker.produce("backlog", &records);
+    // Keyed records go where Kafka's default partitioner puts them.
+    let mut ends: BTreeMap<i32, u64> = BTreeMap::new();
+    for (key, _) in &records {
+        *ends.entry(java_partition(key.unwrap(), 2)).or_default() += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[job]
+name = "lagging"
+batch-interval = "400ms"
+
+[sources.in]
+type = "kafka"
+bootstrap = "{}"
+topics = ["backlog"]
+starting-offsets = "earliest"
+max-records-per-partition = 40
+
+[[outputs]]
+type = "print"
+num = 1
+"#,
+            broker.bootstrap()
+        ),
+    );
+    let log = dir.path().join("run.log");
+    let child = spate()
+        .args(["run", path.to_str().unwrap(), "--ui-port", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(30), || ui_address(&read()).is_some()),
+        "{}",
+        read()
+    );
+    let base = ui_address(&read()).unwrap();
+    let source = || -> Option<serde_json::Value> {
+        let body = http_get(&base, "/api/v1/jobs/lagging/sources")?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()?[0]
+            .take()
+            .into()
+    };
+    let lag_of = |s: &serde_json::Value| -> u64 {
+        s["lag"]
+            .as_object()
+            .map_or(0, |l| l.values().map(|v| v.as_u64().unwrap()).sum())
+    };
+    let ends_of = |s: &serde_json::Value| -> BTreeMap<String, u64> {
+        s["gauges"]["ends"]
+            .as_object()
+            .map(|e| {
+                e.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let expected_ends: BTreeMap<String, u64> = ends
+        .iter()
+        .map(|(p, end)| (format!("backlog/{p}"), *end))
+        .collect();
+    let mut behind = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let Some(s) = source() else { return false };
+            if behind.is_none() && lag_of(&s) > 0 && ends_of(&s) == expected_ends {
+                behind = Some(s.clone());
+            }
+            behind.is_some() && lag_of(&s) == 0 && s["records"] == 1000
+        }),
+        "never seen behind then caught up: {behind:?}\n{}",
+        read()
+    );
+    let behind = behind.unwrap();
+    // Behind: each part's lag is its end less its position.
+    for (part, end) in &expected_ends {
+        let at = behind["position"]["parts"][part].as_u64().unwrap_or(0);
+        assert_eq!(behind["lag"][part].as_u64(), Some(end - at), "{behind}");
+    }
+    let caught_up = source().unwrap();
+    for (part, end) in &expected_ends {
+        assert_eq!(caught_up["position"]["parts"][part].as_u64(), Some(*end));
+    }
+    let metrics = http_get(&base, "/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "spate_source_lag_records{job=\"lagging\",tenant=\"lagging\",part=\"in:backlog/0\"} 0"
+        ),
+        "{metrics}"
+    );
+    interrupt(&child);
+    let output = wait(child, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", read());
+}

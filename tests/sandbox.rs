@@ -358,6 +358,42 @@ fn a_read_only_grant_reads_but_does_not_write() {
     assert!(!arena.path().join("granted/new.txt").exists());
 }
 
+/// A FIFO in a granted directory: opening it to read waits for a writer, and opening it to
+/// write waits for a reader, inside the host (where `call-time` used to reach no further than
+/// the Wasm code), holding the worker and a host thread for ever. Both opens are refused at
+/// once, and the good job beside it is untouched.
+#[test]
+fn a_fifo_in_a_granted_directory_is_refused_not_waited_on() {
+    let arena = Arena::new();
+    let granted = arena.path().join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(granted.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (attack, mode) in [("read-file", "read-only"), ("write-file", "read-write")] {
+        let hostile = arena.hostile(
+            &test_plugin("hostile"),
+            // A wait that is bounded but not refused would end at this limit, and say so.
+            "[job.limits]\ncall-time = \"20s\"",
+            &format!(
+                "params = {{ attack = \"{attack}\", path = \"/granted/fifo\" }}\n\
+                 [[steps.grants.dirs]]\npath = \"{}\"\nguest-path = \"/granted\"\nmode = \"{mode}\"",
+                granted.display()
+            ),
+        );
+        let log = stderr(&arena.run_side_by_side(&hostile));
+        let line = failure_line(&log);
+        // Refused, not ended by the call-time limit (a bounded but endless wait).
+        assert!(
+            line.contains(&format!("{attack} /granted/fifo refused"))
+                && line.to_lowercase().contains("permission denied"),
+            "{log}"
+        );
+    }
+}
+
 #[test]
 fn a_panic_fails_the_task_with_its_message() {
     let arena = Arena::new();

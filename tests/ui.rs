@@ -14,12 +14,6 @@ use support::*;
 
 const FILES: usize = 14;
 
-/// The address `spate run` printed for its UI.
-fn ui_address(log: &str) -> Option<String> {
-    let at = log.find("web UI at http://")? + "web UI at ".len();
-    Some(log[at..].split('/').take(3).collect::<Vec<_>>().join("/"))
-}
-
 /// The records Spark's print shows for batch `time` in `stdout`.
 fn printed_batch(stdout: &str, time: u64) -> Vec<(String, i64)> {
     let header = format!("Time: {time} ms\n");
@@ -66,6 +60,8 @@ fn a_browser_sees_the_job_live_and_the_ui_agrees_with_the_jobs_output() {
 [job]
 name = "wordcount"
 batch-interval = "1s"
+checkpoint-dir = "{}"
+checkpoint-interval = "2s"
 
 [sources.lines]
 type = "directory"
@@ -89,6 +85,7 @@ top = 5
 type = "print"
 num = 100000
 "#,
+            dir.path().join("checkpoints").display(),
             input.display()
         ),
     );
@@ -110,6 +107,7 @@ num = 100000
     let mut rng = chaos::Rng(11);
     let texts: Vec<String> = (0..FILES).map(|_| chaos::lines(&mut rng, 40)).collect();
     let expected: usize = texts.iter().map(|t| t.lines().count()).sum();
+    let lengths: Vec<usize> = texts.iter().map(String::len).collect();
     let feeder = {
         let input = input.clone();
         std::thread::spawn(move || {
@@ -127,6 +125,7 @@ num = 100000
         .arg(repo().join("tests/ui/browse.py"))
         .args([&base, "wordcount", "words", &expected.to_string()])
         .arg(&shots)
+        .arg(FILES.to_string())
         .output()
         .unwrap();
     feeder.join().unwrap();
@@ -175,6 +174,8 @@ num = 100000
             .contains("reduce-by-key 'sum'")
     );
     assert!(seen["batch_page"]["Batch time"].as_str().is_some());
+    check_plan_graph(&seen);
+    check_batch_tasks(&seen);
 
     // Dashboard: its top keys are the printed batch's, largest first.
     let board = &seen["dashboard"];
@@ -241,8 +242,131 @@ num = 100000
             "batch {time}"
         );
     }
-    for shot in ["jobs", "streaming", "batch", "dashboard"] {
+    // Per operator and per output, and the checkpoints.
+    for operator in ["tokenize", "sum"] {
+        let calls = metric(
+            "spate_operator_calls_total",
+            &format!("job=wordcount,operator={operator},tenant=wordcount"),
+        );
+        assert!(calls > 0.0, "{operator}");
+    }
+    let written: f64 = ["outputs[0] dashboard", "outputs[1] print"]
+        .iter()
+        .map(|prefix| {
+            let (key, value) = metrics
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| {
+                    k.starts_with("spate_output_written_records_total") && k.contains(prefix)
+                })
+                .unwrap_or_else(|| panic!("{prefix} missing"));
+            assert!(key.contains("job=wordcount"), "{key}");
+            value.as_f64().unwrap()
+        })
+        .sum();
+    assert_eq!(written, logged_output as f64);
+    assert!(metric("spate_checkpoints_total", labels) >= 1.0);
+
+    // Sources, operators and checkpoints pages.
+    let positions = &seen["positions"];
+    for (i, length) in lengths.iter().enumerate() {
+        assert_eq!(
+            positions[format!("f{i}.txt")][0],
+            length.to_string(),
+            "{positions}"
+        );
+    }
+    for operator in ["tokenize", "sum"] {
+        let table = &seen["operators"][operator];
+        let hash = table["Version (blake3)"][0].as_str().unwrap();
+        assert!(
+            hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{table}"
+        );
+        let over_run = table["Over the run"][0].as_str().unwrap();
+        assert!(
+            over_run.starts_with("Calls ") && !over_run.starts_with("Calls 0 "),
+            "{table}"
+        );
+        assert!(table["Limits"][0].as_str().unwrap().contains("call-time"));
+    }
+    let checkpoints = seen["checkpoints"].as_array().unwrap();
+    assert!(!checkpoints.is_empty());
+    assert!(
+        checkpoints[0][2]
+            .as_str()
+            .unwrap()
+            .contains(dir.path().join("checkpoints").to_str().unwrap()),
+        "{checkpoints:?}"
+    );
+
+    for shot in [
+        "jobs",
+        "streaming",
+        "batch",
+        "dashboard",
+        "sources",
+        "operators",
+        "checkpoints",
+    ] {
         assert!(shots.join(format!("{shot}.png")).metadata().unwrap().len() > 1000);
+    }
+}
+
+/// The plan graph has the job's nodes, linked, and shows where time went.
+fn check_plan_graph(seen: &serde_json::Value) {
+    let graph = seen["graph"].as_array().unwrap();
+    let labels: Vec<&str> = graph.iter().map(|n| n[0].as_str().unwrap()).collect();
+    assert!(labels.len() >= 2, "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.contains("reduce-by-key")),
+        "{labels:?}"
+    );
+    assert!(seen["graph_edges"].as_u64().unwrap() as usize >= labels.len() - 1);
+    assert!(
+        graph.iter().any(|n| n[1].as_f64().unwrap() > 0.0),
+        "no busy time: {graph:?}"
+    );
+}
+
+/// The batch page's task tables add up to the batch's own figures: the first stage's tasks
+/// read the batch's input, and the last stage's write what each output got.
+fn check_batch_tasks(seen: &serde_json::Value) {
+    let tables = seen["batch_tasks"].as_object().unwrap();
+    assert!(!tables.is_empty(), "no task tables");
+    let stage = |id: &str| -> usize { id.split('-').nth(1).unwrap().parse().unwrap() };
+    let column = |id: &str, c: usize| -> u64 {
+        tables[id]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[c].as_str().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let first = tables.keys().min_by_key(|id| stage(id)).unwrap();
+    let input: u64 = seen["batch_page"]["Input"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(column(first, 3), input, "records in of {first}: {tables:?}");
+    let last = tables
+        .keys()
+        .filter(|id| id.ends_with("-reduce"))
+        .max_by_key(|id| stage(id))
+        .expect("a reduce side");
+    let outputs = seen["batch_outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    for output in outputs {
+        assert_eq!(
+            output[1].as_str().unwrap(),
+            column(last, 4).to_string(),
+            "{output:?} {tables:?}"
+        );
     }
 }
 
@@ -263,4 +387,63 @@ fn a_pipeline_can_switch_the_ui_off_or_move_it() {
     let output = run(&["run", bad.to_str().unwrap()], Duration::from_secs(60));
     assert!(!output.status.success());
     assert!(stderr(&output).contains("ui.port"), "{}", stderr(&output));
+}
+
+/// An `available-now` run shows how much of its input is done: redrawn in place on a terminal
+/// (a pseudo-terminal from `script`), a plain log line otherwise; both end at 100%.
+#[test]
+fn an_available_now_run_shows_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let mut rng = chaos::Rng(5);
+    let mut total = 0;
+    for i in 0..3 {
+        let text = chaos::lines(&mut rng, 2000);
+        total += text.len();
+        std::fs::write(input.join(format!("f{i}.txt")), text).unwrap();
+    }
+    let path = pipeline(
+        dir.path(),
+        &format!(
+            "[job]\ntrigger = \"available-now\"\n\n[sources.text]\ntype = \"directory\"\n\
+             path = \"{}\"\n\n[[outputs]]\ntype = \"print\"\nnum = 1\n",
+            input.display()
+        ),
+    );
+    let done = format!("of {:.1} KiB (100%)", total as f64 / 1024.0);
+    let output = run(
+        &["run", path.to_str().unwrap(), "--no-ui"],
+        Duration::from_secs(60),
+    );
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("progress: "))
+        .unwrap_or_else(|| panic!("no progress line\n{log}"));
+    assert!(line.contains(&done) && line.contains("done"), "{line}");
+    assert!(!log.contains('\r'), "redrawn off a terminal\n{log}");
+
+    let command = format!(
+        "{} run {} --no-ui",
+        env!("CARGO_BIN_EXE_spate"),
+        path.display()
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env(
+            "SPATE_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("spate-cache"),
+        )
+        .env("SPATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(on_terminal.status.success(), "{shown}");
+    assert!(
+        shown.contains("\r\x1b[2K") && shown.contains(&done),
+        "no progress line redrawn on the terminal:\n{shown:?}"
+    );
 }

@@ -2,6 +2,7 @@
 
 use crate::exec::TaskFigures;
 use crate::wasm::UsageReport;
+use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
 
@@ -28,10 +29,23 @@ pub struct BatchReport {
     pub processing_time: Duration,
     /// What the job's operators consumed in this batch (for billing and throttling a tenant).
     pub usage: UsageReport,
+    /// The same per operator (in the dataflow's operator order).
+    pub per_operator: Vec<UsageReport>,
+    /// Each output's write, in output order; None where its stream had no batch at this time.
+    pub outputs: Vec<Option<OutputWrite>>,
     /// Retried and skipped tasks, late records.
     pub tasks: TaskFigures,
     /// Records held in state (keys, window entries) after the batch.
     pub state_records: usize,
+}
+
+/// One output's write of one batch.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct OutputWrite {
+    /// Records written.
+    pub records: usize,
+    /// Time the write took, in microseconds (retries included).
+    pub micros: u64,
 }
 
 impl BatchReport {

@@ -3,16 +3,26 @@
 //! snapshots; a version number that grows with every change lets live pages wait for news.
 
 use crate::batch::BlockBuffer;
-use crate::metrics::BatchReport;
+use crate::exec::TaskRecord;
+use crate::metrics::{BatchReport, OutputWrite};
+use crate::position::SourcePosition;
+use crate::source::{Acks, GaugeReading, SourceGauges};
 use crate::wallclock::now_ms;
+use crate::wasm::UsageReport;
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Completed batches kept per job for the UI (Spark keeps 1000 as well:
 /// `spark.streaming.ui.retainedBatches`).
 pub const RETAINED_BATCHES: usize = 1000;
+
+/// Batches whose every task's figures are kept, for the batch pages (tasks are many).
+pub const TASK_DETAIL_BATCHES: usize = 100;
+
+/// Checkpoints remembered per job.
+pub const RETAINED_CHECKPOINTS: usize = 100;
 
 /// Every job of the process.
 pub struct Registry {
@@ -80,6 +90,133 @@ pub struct JobDescription {
     pub sources: Vec<String>,
     /// When the job started (ms since the epoch).
     pub started_ms: u64,
+    /// Each source's `type`, in plan order.
+    pub source_types: Vec<String>,
+    /// The plan as a graph, in plan order (a node's inputs come before it).
+    pub graph: Vec<GraphNode>,
+    /// The job's operators, in the order of the batches' per-operator figures.
+    pub operators: Vec<OperatorDescription>,
+    /// The outputs, in the order of the batches' per-output figures.
+    pub outputs: Vec<String>,
+}
+
+/// A node of the plan graph.
+#[derive(Clone, Debug, Serialize)]
+pub struct GraphNode {
+    /// Its number (the stage of errors, dead letters and task figures).
+    pub id: usize,
+    /// What `spate check` calls it.
+    pub label: String,
+    /// `source`, `narrow`, `union`, `keyed` or `global`.
+    pub kind: String,
+    /// The nodes it reads from.
+    pub inputs: Vec<usize>,
+    /// Whether it reads through a shuffle (by key) of its inputs.
+    pub shuffle: bool,
+    /// Partitions after its shuffle.
+    pub partitions: Option<usize>,
+    /// The streams it writes.
+    pub streams: Vec<String>,
+}
+
+/// An operator as the operators page shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorDescription {
+    /// The name the pipeline gives it.
+    pub name: String,
+    /// Where its plugin comes from.
+    pub plugin: String,
+    /// blake3 of the plugin's bytes (16 hex digits).
+    pub hash: String,
+    /// The plugin's size.
+    pub wasm_bytes: usize,
+    /// The world it implements.
+    pub export: String,
+    /// What it says it does (escaped guest text).
+    pub description: String,
+    /// Its parameters.
+    pub params: BTreeMap<String, String>,
+    /// What it is granted.
+    pub grants: String,
+    /// Its limits.
+    pub limits: String,
+}
+
+/// What operators consumed, per batch or summed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OperatorUsage {
+    /// Calls.
+    pub calls: u64,
+    /// Time in Wasm, ms.
+    pub wasm_ms: f64,
+    /// Fuel burnt.
+    pub fuel: u64,
+    /// Largest linear memory of an instance, bytes.
+    pub peak_memory: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls that hit a limit.
+    pub limit_hits: u64,
+}
+
+impl OperatorUsage {
+    fn add(&mut self, usage: &UsageReport) {
+        self.calls += usage.calls;
+        self.wasm_ms += ms(usage.wasm_time);
+        self.fuel += usage.fuel;
+        self.peak_memory = self.peak_memory.max(usage.peak_memory as u64);
+        self.traps += usage.traps;
+        self.limit_hits += usage.limit_hits;
+    }
+}
+
+impl From<&UsageReport> for OperatorUsage {
+    fn from(usage: &UsageReport) -> Self {
+        let mut figures = OperatorUsage::default();
+        figures.add(usage);
+        figures
+    }
+}
+
+/// A checkpoint written.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckpointRecord {
+    /// The batch it follows.
+    pub batch_time_ms: u64,
+    /// When it was written (ms since the epoch).
+    pub written_ms: u64,
+    /// The file.
+    pub path: String,
+    /// Bytes of state it holds (before compression).
+    pub state_bytes: u64,
+    /// Time copying the state took (the part that holds batches up), ms.
+    pub copy_ms: f64,
+    /// Time compressing and writing took (on its own thread), ms.
+    pub write_ms: f64,
+}
+
+/// A start that recovered from a checkpoint or the batch log.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecoveryRecord {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// From what: the checkpoint file and its batch, or the batch log alone.
+    pub from: String,
+    /// Logged batches replayed.
+    pub replayed_batches: usize,
+    /// Their input, bytes.
+    pub replayed_bytes: usize,
+}
+
+/// The batch being processed.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunningBatch {
+    /// Batch time in ms.
+    pub time_ms: u64,
+    /// When its processing started (ms since the epoch).
+    pub started_ms: u64,
+    /// Its input records.
+    pub input_records: usize,
 }
 
 /// A job's state.
@@ -100,12 +237,25 @@ pub enum JobState {
 #[derive(Default)]
 struct Live {
     plan: String,
+    source_descriptions: Vec<String>,
     state: JobState,
     ended_ms: Option<u64>,
     batches_done: u64,
     recent: VecDeque<BatchSummary>,
+    tasks: VecDeque<(u64, Vec<TaskRecord>)>,
+    checkpoints: VecDeque<CheckpointRecord>,
+    recoveries: Vec<RecoveryRecord>,
+    running: Option<RunningBatch>,
+    queued: usize,
     totals: Totals,
     buffer: Option<Arc<BlockBuffer>>,
+    inputs: Option<Inputs>,
+}
+
+/// Where a running job's sources are.
+struct Inputs {
+    acks: Arc<Acks>,
+    gauges: Vec<Arc<SourceGauges>>,
 }
 
 /// Figures summed over a whole run (the counters of `/metrics`).
@@ -146,6 +296,18 @@ pub struct Totals {
     pub total_delay_buckets: Vec<u64>,
     /// Sum of total delays, in ms.
     pub total_delay_ms: f64,
+    /// Per operator (in the job's operator order).
+    pub operators: Vec<OperatorUsage>,
+    /// Per output: records written.
+    pub output_writes: Vec<u64>,
+    /// Per output: time writing, ms.
+    pub output_ms: Vec<f64>,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Time they took to copy, summed, ms.
+    pub checkpoint_copy_ms: f64,
+    /// Time they took to compress and write, summed, ms.
+    pub checkpoint_write_ms: f64,
 }
 
 /// Upper bounds (ms) of the delay histograms' buckets.
@@ -200,6 +362,66 @@ pub struct BatchSummary {
     pub skipped_lines: u64,
     /// Records held in state after the batch.
     pub state_records: usize,
+    /// What each operator consumed (job's operator order).
+    pub operators: Vec<OperatorUsage>,
+    /// Each output's write (output order; null where its stream had no batch).
+    pub outputs: Vec<Option<OutputWrite>>,
+}
+
+/// A batch with its tasks, for the batch page.
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchDetail {
+    /// The batch's figures.
+    #[serde(flatten)]
+    pub summary: BatchSummary,
+    /// Every task's figures (null once the batch is older than the last
+    /// [`TASK_DETAIL_BATCHES`]).
+    pub tasks: Option<Vec<TaskRecord>>,
+}
+
+/// A source as the sources page shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceView {
+    /// Its name.
+    pub name: String,
+    /// Its `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What `spate check` says of it (empty until known).
+    pub description: String,
+    /// Records read so far.
+    pub records: u64,
+    /// Bytes read so far.
+    pub bytes: u64,
+    /// The position up to which its input is safe (logged, or processed).
+    pub position: SourcePosition,
+    /// What its receiver knows beyond the records.
+    pub gauges: GaugeReading,
+    /// Per part with a known end: records between the position and the end.
+    pub lag: BTreeMap<String, u64>,
+}
+
+/// An operator with what it consumed, for the operators page.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorView {
+    /// What does not change.
+    #[serde(flatten)]
+    pub description: OperatorDescription,
+    /// Summed over the run.
+    pub totals: OperatorUsage,
+    /// Per batch, over the recent batches: (batch time, figures).
+    pub recent: Vec<(u64, OperatorUsage)>,
+}
+
+/// A job's checkpoints and recoveries.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckpointView {
+    /// Checkpoints written in this run.
+    pub count: u64,
+    /// The recent ones, newest last.
+    pub recent: Vec<CheckpointRecord>,
+    /// The recoveries this run started with.
+    pub recoveries: Vec<RecoveryRecord>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -236,6 +458,8 @@ impl From<&BatchReport> for BatchSummary {
             late_records: r.tasks.late_records,
             skipped_lines: r.skipped_lines,
             state_records: r.state_records,
+            operators: r.per_operator.iter().map(OperatorUsage::from).collect(),
+            outputs: r.outputs.clone(),
         }
     }
 }
@@ -265,6 +489,10 @@ pub struct JobSnapshot {
     pub batches_done: u64,
     /// Input received and not yet processed, in bytes.
     pub buffered_bytes: u64,
+    /// The batch being processed.
+    pub running: Option<RunningBatch>,
+    /// Batches cut and waiting for the one running.
+    pub queued_batches: usize,
     /// Figures over the whole run.
     pub totals: Totals,
 }
@@ -274,18 +502,66 @@ impl JobStatus {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// What `spate check` prints for the job (found after the start: it may ask brokers).
-    pub fn set_plan(&self, plan: String) {
-        lock(&self.live).plan = plan;
+    /// What `spate check` prints for the job and for each source (found after the start: it
+    /// may ask brokers).
+    pub fn set_plan(&self, plan: String, sources: Vec<String>) {
+        {
+            let mut live = lock(&self.live);
+            live.plan = plan;
+            live.source_descriptions = sources;
+        }
         self.changed();
     }
 
-    /// The job runs batches now, its input held in `buffer` until processed.
-    pub fn running(&self, buffer: Arc<BlockBuffer>) {
+    /// The job runs batches now, its input held in `buffer` until processed; `acks` and
+    /// `gauges` say where its sources are.
+    pub fn running(
+        &self,
+        buffer: Arc<BlockBuffer>,
+        acks: Arc<Acks>,
+        gauges: Vec<Arc<SourceGauges>>,
+    ) {
         {
             let mut live = lock(&self.live);
             live.state = JobState::Running;
             live.buffer = Some(buffer);
+            live.inputs = Some(Inputs { acks, gauges });
+        }
+        self.changed();
+    }
+
+    /// The job recovered from a checkpoint or its batch log before starting.
+    pub fn recovered(&self, recovery: RecoveryRecord) {
+        lock(&self.live).recoveries.push(recovery);
+        self.changed();
+    }
+
+    /// A checkpoint was written.
+    pub fn checkpoint_written(&self, checkpoint: CheckpointRecord) {
+        {
+            let mut live = lock(&self.live);
+            let live = &mut *live;
+            live.totals.checkpoints += 1;
+            live.totals.checkpoint_copy_ms += checkpoint.copy_ms;
+            live.totals.checkpoint_write_ms += checkpoint.write_ms;
+            if live.checkpoints.len() == RETAINED_CHECKPOINTS {
+                live.checkpoints.pop_front();
+            }
+            live.checkpoints.push_back(checkpoint);
+        }
+        self.changed();
+    }
+
+    /// Batch `time_ms` started processing, `queued` more waiting behind it.
+    pub fn batch_started(&self, time_ms: u64, input_records: usize, queued: usize) {
+        {
+            let mut live = lock(&self.live);
+            live.running = Some(RunningBatch {
+                time_ms,
+                started_ms: now_ms(),
+                input_records,
+            });
+            live.queued = queued;
         }
         self.changed();
     }
@@ -300,6 +576,8 @@ impl JobStatus {
             };
             live.ended_ms = Some(now_ms());
             live.buffer = None;
+            live.running = None;
+            live.queued = 0;
         }
         self.changed();
     }
@@ -310,11 +588,30 @@ impl JobStatus {
             let mut live = lock(&self.live);
             let live = &mut *live;
             live.batches_done += 1;
+            live.running = None;
             if live.recent.len() == RETAINED_BATCHES {
                 live.recent.pop_front();
             }
             live.recent.push_back(BatchSummary::from(report));
+            if live.tasks.len() == TASK_DETAIL_BATCHES {
+                live.tasks.pop_front();
+            }
+            live.tasks
+                .push_back((report.time_ms, report.tasks.tasks.clone()));
             let t = &mut live.totals;
+            t.operators
+                .resize(report.per_operator.len(), OperatorUsage::default());
+            for (total, usage) in t.operators.iter_mut().zip(&report.per_operator) {
+                total.add(usage);
+            }
+            t.output_writes.resize(report.outputs.len(), 0);
+            t.output_ms.resize(report.outputs.len(), 0.0);
+            for (i, write) in report.outputs.iter().enumerate() {
+                if let Some(write) = write {
+                    t.output_writes[i] += write.records as u64;
+                    t.output_ms[i] += write.micros as f64 / 1000.0;
+                }
+            }
             let sources = self.description.sources.len();
             t.source_records.resize(sources, 0);
             t.source_bytes.resize(sources, 0);
@@ -356,6 +653,8 @@ impl JobStatus {
                 .buffer
                 .as_ref()
                 .map_or(0, |b| b.buffered_bytes() as u64),
+            running: live.running.clone(),
+            queued_batches: live.queued,
             totals: live.totals.clone(),
         }
     }
@@ -367,13 +666,88 @@ impl JobStatus {
         live.recent.iter().skip(skip).cloned().collect()
     }
 
-    /// The retained batch at `time_ms`.
-    pub fn batch(&self, time_ms: u64) -> Option<BatchSummary> {
-        lock(&self.live)
-            .recent
+    /// The retained batch at `time_ms`, with its tasks if they are still kept.
+    pub fn batch(&self, time_ms: u64) -> Option<BatchDetail> {
+        let live = lock(&self.live);
+        let summary = live.recent.iter().find(|b| b.time_ms == time_ms)?.clone();
+        let tasks = live
+            .tasks
             .iter()
-            .find(|b| b.time_ms == time_ms)
-            .cloned()
+            .find(|(t, _)| *t == time_ms)
+            .map(|(_, tasks)| tasks.clone());
+        Some(BatchDetail { summary, tasks })
+    }
+
+    /// The sources: what they read and where they are.
+    pub fn sources(&self) -> Vec<SourceView> {
+        let live = lock(&self.live);
+        let d = &self.description;
+        d.sources
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let position = live
+                    .inputs
+                    .as_ref()
+                    .map(|inputs| inputs.acks.position(i))
+                    .unwrap_or_default();
+                let gauges = live
+                    .inputs
+                    .as_ref()
+                    .and_then(|inputs| inputs.gauges.get(i))
+                    .map(|g| g.read())
+                    .unwrap_or_default();
+                let lag = gauges
+                    .ends
+                    .iter()
+                    .map(|(part, end)| {
+                        let at = position.parts.get(part).copied().unwrap_or(0);
+                        (part.clone(), end.saturating_sub(at))
+                    })
+                    .collect();
+                SourceView {
+                    name: name.clone(),
+                    kind: d.source_types.get(i).cloned().unwrap_or_default(),
+                    description: live.source_descriptions.get(i).cloned().unwrap_or_default(),
+                    records: live.totals.source_records.get(i).copied().unwrap_or(0),
+                    bytes: live.totals.source_bytes.get(i).copied().unwrap_or(0),
+                    position,
+                    gauges,
+                    lag,
+                }
+            })
+            .collect()
+    }
+
+    /// The operators with what they consumed, per batch over the last `n` batches.
+    pub fn operators(&self, n: usize) -> Vec<OperatorView> {
+        let live = lock(&self.live);
+        let skip = live.recent.len().saturating_sub(n);
+        self.description
+            .operators
+            .iter()
+            .enumerate()
+            .map(|(i, description)| OperatorView {
+                description: description.clone(),
+                totals: live.totals.operators.get(i).cloned().unwrap_or_default(),
+                recent: live
+                    .recent
+                    .iter()
+                    .skip(skip)
+                    .filter_map(|b| Some((b.time_ms, b.operators.get(i)?.clone())))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The checkpoints and recoveries.
+    pub fn checkpoints(&self) -> CheckpointView {
+        let live = lock(&self.live);
+        CheckpointView {
+            count: live.totals.checkpoints,
+            recent: live.checkpoints.iter().cloned().collect(),
+            recoveries: live.recoveries.clone(),
+        }
     }
 }
 

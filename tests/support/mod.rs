@@ -248,3 +248,29 @@ pub fn install_guest_toolchain(language: &str) {
 
 pub mod chaos;
 pub mod kafka;
+
+/// The address `spate run` printed for its web UI (`http://127.0.0.1:port`), once it has.
+pub fn ui_address(log: &str) -> Option<String> {
+    let at = log.find("web UI at http://")? + "web UI at ".len();
+    Some(log[at..].split('/').take(3).collect::<Vec<_>>().join("/"))
+}
+
+/// The body of `GET path` from the HTTP server at `base` (`http://host:port`), or None if it
+/// cannot be read or the status is not 200.
+pub fn http_get(base: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let host = base.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}

@@ -1,11 +1,12 @@
 """Drives a real headless Chromium through Spate's web UI for tests/ui.rs.
 
-Usage: browse.py BASE_URL JOB DASHBOARD EXPECTED_INPUT_RECORDS SCREENSHOT_DIR
+Usage: browse.py BASE_URL JOB DASHBOARD EXPECTED_INPUT_RECORDS SCREENSHOT_DIR FILES
 
 Opens the jobs page, the job's streaming page (and checks that it advances while batches run,
-without a reload), a batch's page and the dashboard, saving a screenshot of each; then waits
-until the job has read EXPECTED_INPUT_RECORDS records and reads /metrics with the Prometheus
-project's own parser and the batches from the JSON API. Prints one JSON object with what it saw;
+without a reload), a batch's page (with its tasks per stage) and the dashboard, saving a
+screenshot of each; waits until the job has read EXPECTED_INPUT_RECORDS records, then opens
+the sources, operators and checkpoints pages, and reads /metrics with the Prometheus project's
+own parser and the batches from the JSON API. Prints one JSON object with what it saw;
 tests/ui.rs compares it with the job's own output. Exits non-zero with a message on any failure.
 """
 
@@ -95,6 +96,10 @@ try:
     seen["stability_line"] = len(driver.find_elements(By.CSS_SELECTOR, "#processing-time line.guide"))
     seen["histogram_bars"] = len(driver.find_elements(By.CSS_SELECTOR, "#processing-time-hist rect"))
     seen["plan"] = driver.execute_script("return document.getElementById('plan').textContent")
+    seen["graph"] = driver.execute_script(
+        "return [...document.querySelectorAll('#plan-graph g.node')]"
+        ".map((g) => [g.querySelector('text').textContent, Number(g.dataset.busyMs)]);")
+    seen["graph_edges"] = len(driver.find_elements(By.CSS_SELECTOR, "#plan-graph line.edge"))
     driver.save_screenshot(f"{shots}/streaming.png")
 
     # A batch's page, through its link.
@@ -104,6 +109,12 @@ try:
         .map((r) => [r.cells[0].textContent, r.cells[1].textContent]));"""
     until(driver, "the batch table", lambda: driver.execute_script(batch))
     seen["batch_page"] = driver.execute_script(batch)
+    seen["batch_tasks"] = driver.execute_script("""
+        return Object.fromEntries([...document.querySelectorAll('table.tasks')].map((t) => [
+          t.id, [...t.querySelectorAll('tbody tr')].map((r) => [...r.cells].map((c) => c.textContent))]));""")
+    seen["batch_outputs"] = driver.execute_script(
+        "return [...document.querySelectorAll('#outputs tbody tr')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent));")
     driver.save_screenshot(f"{shots}/batch.png")
 
     # The dashboard: bars and the table of the latest batch, lines over recent batches.
@@ -125,18 +136,40 @@ try:
     board["api_rows"] = [[r["key"], r["value"]] for r in view["rows"]]
     seen["dashboard"] = board
     driver.save_screenshot(f"{shots}/dashboard.png")
+
+    # Once every record is in, the sources page shows where each file was read to.
+    deadline = time.time() + 60
+    while True:
+        state = json.loads(get(f"/api/v1/jobs/{job}"))
+        if sum(state["totals"]["source_records"]) >= expected:
+            break
+        if time.time() > deadline:
+            sys.exit(f"browse.py: the job read {state['totals']['source_records']} of {expected}")
+        time.sleep(0.2)
+    table = """return Object.fromEntries([...document.querySelectorAll(arguments[0] + ' tbody tr')]
+        .map((r) => [r.cells[0].textContent, [...r.cells].slice(1).map((c) => c.textContent)]));"""
+    driver.get(f"{base}/jobs/{job}/sources")
+    until(driver, "every file's position",
+          lambda: len(driver.execute_script(table, "table.positions")) >= int(sys.argv[6]))
+    seen["positions"] = driver.execute_script(table, "table.positions")
+    driver.save_screenshot(f"{shots}/sources.png")
+    driver.get(f"{base}/jobs/{job}/operators")
+    until(driver, "the operators", lambda: driver.find_elements(By.CSS_SELECTOR, "h2"))
+    seen["operators"] = {
+        name: driver.execute_script(table, f"#operator-{name}")
+        for name in driver.execute_script(
+            "return [...document.querySelectorAll('h2')].map((h) => h.textContent);")}
+    driver.save_screenshot(f"{shots}/operators.png")
+    driver.get(f"{base}/jobs/{job}/checkpoints")
+    until(driver, "a checkpoint", lambda: driver.find_elements(By.CSS_SELECTOR, "#checkpoints tbody tr"))
+    seen["checkpoints"] = driver.execute_script(
+        "return [...document.querySelectorAll('#checkpoints tbody tr')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent));")
+    driver.save_screenshot(f"{shots}/checkpoints.png")
 finally:
     driver.quit()
 
-# Once every record is in, /metrics and the JSON API agree with the job's log (tests/ui.rs).
-deadline = time.time() + 60
-while True:
-    state = json.loads(get(f"/api/v1/jobs/{job}"))
-    if sum(state["totals"]["source_records"]) >= expected:
-        break
-    if time.time() > deadline:
-        sys.exit(f"browse.py: the job read {state['totals']['source_records']} of {expected}")
-    time.sleep(0.2)
+# /metrics and the JSON API agree with the job's log (tests/ui.rs).
 metrics = {}
 for family in text_string_to_metric_families(get("/metrics")):
     for sample in family.samples:

@@ -421,7 +421,7 @@ impl Dataflow {
 }
 
 /// An operator's limits as `spate check` prints them.
-fn describe_limits(limits: &Limits) -> String {
+pub fn describe_limits(limits: &Limits) -> String {
     if *limits == UNLIMITED {
         return "off (job.enforce-limits = false)".to_owned();
     }

@@ -16,4 +16,4 @@ pub use dataflow::*;
 pub use input_release::InputRelease;
 pub use pool::{Worker, WorkerPool};
 pub use run::{BatchOutput, GlobalTask, run_batch, single};
-pub use tasks::TaskFigures;
+pub use tasks::{TaskFigures, TaskRecord};

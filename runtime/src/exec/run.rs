@@ -10,7 +10,7 @@ use super::keyed::{
 };
 use super::narrow;
 use super::pool::{Worker, WorkerPool};
-use super::tasks::{TaskFigures, TaskId, attempt};
+use super::tasks::{Phase, TaskClock, TaskFigures, TaskId, TaskOutput, attempt};
 use crate::batch::Block;
 use crate::record::StreamType;
 use crate::shuffle::Folder;
@@ -79,13 +79,16 @@ fn map_share_task(
 ) -> Result<(Option<Vec<Partition>>, TaskFigures)> {
     let (dataflow, input, partitions) = (&side.dataflow, &side.input, side.partitions);
     worker.begin_batch(batch_time);
+    let clock = TaskClock::start();
     let mut taken = Vec::new();
     let mut taken_bytes = 0;
+    let mut taken_records = 0;
     let next = || {
         let part = queue.take();
-        taken_bytes += part
-            .as_ref()
-            .map_or(0, |(_, batch)| crate::batch::partition_bytes(batch));
+        if let Some((_, batch)) = &part {
+            taken_bytes += crate::batch::partition_bytes(batch);
+            taken_records += batch.len() as u64;
+        }
         part
     };
     let held = map_side_deferred(
@@ -93,11 +96,18 @@ fn map_share_task(
     );
     let error = match held {
         Ok(buckets) => {
+            let mut figures = TaskFigures::default();
+            if let Some((first, _)) = taken.first() {
+                let records = (taken_records, buckets.records() as u64);
+                figures
+                    .tasks
+                    .push(clock.record(*first, taken.len(), records));
+            }
             drop(taken);
             if let Some(release) = release {
                 release.release(taken_bytes);
             }
-            return Ok((Some(buckets), TaskFigures::default()));
+            return Ok((Some(buckets), figures));
         }
         Err(e) => e,
     };
@@ -246,10 +256,11 @@ impl BatchRun<'_> {
             .then(|| self.release.clone())
     }
 
-    fn id(&self, node: usize, partition: usize) -> TaskId {
+    fn id(&self, node: usize, phase: Phase, partition: usize) -> TaskId {
         TaskId {
             batch_time: self.time,
             node,
+            phase,
             partition,
         }
     }
@@ -285,8 +296,11 @@ impl BatchRun<'_> {
                     .into_iter()
                     .enumerate()
                     .map(|(p, batch)| {
-                        let (dataflow, id, types) =
-                            (dataflow.clone(), self.id(n, p), types.clone());
+                        let (dataflow, id, types) = (
+                            dataflow.clone(),
+                            self.id(n, Phase::Narrow, p),
+                            types.clone(),
+                        );
                         let steps = steps.clone();
                         move |worker: &mut Worker| {
                             attempt(worker, &dataflow, id, &mut [batch], &types, |w, inputs| {
@@ -343,7 +357,7 @@ impl BatchRun<'_> {
             let parts: Vec<(TaskId, Partition)> = parts
                 .into_iter()
                 .enumerate()
-                .map(|(p, batch)| (self.id(n, first_id + p), batch))
+                .map(|(p, batch)| (self.id(n, Phase::Map, first_id + p), batch))
                 .collect();
             let map_input = Arc::new(MapInput {
                 dataflow: dataflow.clone(),
@@ -397,7 +411,7 @@ impl BatchRun<'_> {
             .map(|(r, buckets)| {
                 let (dataflow, state, types) =
                     (dataflow.clone(), self.state.clone(), types.clone());
-                let (id, time, op) = (self.id(n, r), self.time, op.clone());
+                let (id, time, op) = (self.id(n, Phase::Reduce, r), self.time, op.clone());
                 let mut buckets = buckets;
                 move |worker: &mut Worker| {
                     attempt(worker, &dataflow, id, &mut buckets, &types, |w, buckets| {
@@ -453,14 +467,15 @@ impl BatchRun<'_> {
         let tasks: Vec<_> = parts
             .into_iter()
             .enumerate()
-            .map(|(p, batch)| task(self.id(n, p), vec![batch]))
+            .map(|(p, batch)| task(self.id(n, Phase::Combine, p), vec![batch]))
             .collect();
         let partials: Vec<Option<Vec<u8>>> = self.run_tasks(tasks)?;
         let partials: Vec<Partition> = partials.into_iter().flatten().map(|v| single(&v)).collect();
         if partials.len() <= 1 {
             return Ok(partials.first().map(|b| b.values.get(0).to_vec()));
         }
-        let finals: Vec<Option<Vec<u8>>> = self.run_tasks(vec![task(self.id(n, 0), partials)])?;
+        let finals: Vec<Option<Vec<u8>>> =
+            self.run_tasks(vec![task(self.id(n, Phase::Combine, 0), partials)])?;
         Ok(finals.into_iter().next().flatten())
     }
 }

@@ -2,14 +2,17 @@
 //! fails either fails the batch or, if the job says so, is skipped with its input dead-lettered.
 
 use super::dataflow::Dataflow;
+use super::dataflow::ReduceOutput;
 use super::dead_letter;
 use super::pool::Worker;
 use crate::config::TaskFailurePolicy;
 use crate::fault::is_host_fault;
 use crate::record::StreamType;
 use anyhow::{Context, Result};
+use serde::Serialize;
 use spate_guest::Partition;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// How the tasks of a batch went, beyond their output.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,6 +27,110 @@ pub struct TaskFigures {
     pub dead_letters: Vec<PathBuf>,
     /// Event-time records that arrived after the watermark had passed their window.
     pub late_records: u64,
+    /// Every task's own figures, for the UI's batch page.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// One task's figures: where it ran, how long, how much went in and out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskRecord {
+    /// The plan node (stage).
+    pub node: usize,
+    /// Its part of the node's work.
+    pub phase: Phase,
+    /// The (first) partition.
+    pub partition: usize,
+    /// Partitions the task took: 1, or a worker's whole share when an operator combines what
+    /// it emits across partitions (`deferred-combine`).
+    pub partitions: usize,
+    /// Wall time of all its attempts, in microseconds.
+    pub micros: u64,
+    /// Time inside operator calls, in microseconds.
+    pub wasm_micros: u64,
+    /// Records in.
+    pub records_in: u64,
+    /// Records out.
+    pub records_out: u64,
+    /// Attempts (1 unless retried).
+    pub attempts: u64,
+    /// Skipped after its last attempt, its input dead-lettered.
+    pub skipped: bool,
+}
+
+/// Times a task: its wall time and the operator time of its thread.
+pub struct TaskClock {
+    started: Instant,
+    wasm_before: Duration,
+}
+
+impl TaskClock {
+    /// Starts timing a task on this thread.
+    pub fn start() -> Self {
+        TaskClock {
+            started: Instant::now(),
+            wasm_before: crate::wasm::thread_wasm_time(),
+        }
+    }
+
+    /// The task's record, its time measured until now.
+    pub fn record(&self, id: TaskId, partitions: usize, records: (u64, u64)) -> TaskRecord {
+        TaskRecord {
+            node: id.node,
+            phase: id.phase,
+            partition: id.partition,
+            partitions,
+            micros: self.started.elapsed().as_micros() as u64,
+            wasm_micros: crate::wasm::thread_wasm_time()
+                .saturating_sub(self.wasm_before)
+                .as_micros() as u64,
+            records_in: records.0,
+            records_out: records.1,
+            attempts: 1,
+            skipped: false,
+        }
+    }
+}
+
+/// What a task produced, counted in records.
+pub trait TaskOutput {
+    /// Records produced.
+    fn records(&self) -> usize;
+}
+
+impl TaskOutput for () {
+    fn records(&self) -> usize {
+        0
+    }
+}
+
+impl TaskOutput for Partition {
+    fn records(&self) -> usize {
+        self.len()
+    }
+}
+
+impl TaskOutput for Vec<Partition> {
+    fn records(&self) -> usize {
+        self.iter().map(Partition::len).sum()
+    }
+}
+
+impl TaskOutput for ReduceOutput {
+    fn records(&self) -> usize {
+        self.main.as_ref().map_or(0, Partition::len) + self.side.as_ref().map_or(0, Partition::len)
+    }
+}
+
+/// A global reduce's partial or final value.
+impl TaskOutput for Option<Vec<u8>> {
+    fn records(&self) -> usize {
+        usize::from(self.is_some())
+    }
+}
+
+/// Records in `inputs`.
+pub fn records_in(inputs: &[Partition]) -> u64 {
+    inputs.iter().map(|b| b.len() as u64).sum()
 }
 
 impl TaskFigures {
@@ -34,7 +141,22 @@ impl TaskFigures {
         self.skipped_records += other.skipped_records;
         self.dead_letters.extend(other.dead_letters);
         self.late_records += other.late_records;
+        self.tasks.extend(other.tasks);
     }
+}
+
+/// Which part of its node's work a task does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Narrow steps over one partition.
+    Narrow,
+    /// The map side of a shuffle: narrow steps, then combining and bucketing by key.
+    Map,
+    /// The reduce side of a shuffle: one partition's buckets through the node's op.
+    Reduce,
+    /// A whole-batch reduce: one partition's partial value, or the partials into the final.
+    Combine,
 }
 
 /// Where a task sits, for messages and dead-letter names.
@@ -44,6 +166,8 @@ pub struct TaskId {
     pub batch_time: u64,
     /// The plan node (its stage number in `spate check`).
     pub node: usize,
+    /// Its part of the node's work.
+    pub phase: Phase,
     /// The partition.
     pub partition: usize,
 }
@@ -63,7 +187,7 @@ impl std::fmt::Display for TaskId {
 /// directory). A host fault ([`crate::fault`]) is neither retried nor skipped: it fails the
 /// batch at once. `task` must not change state it keeps across batches until it cannot fail
 /// any more, so that a retry starts from the same state.
-pub fn attempt<T>(
+pub fn attempt<T: TaskOutput>(
     worker: &mut Worker,
     dataflow: &Dataflow,
     id: TaskId,
@@ -72,11 +196,18 @@ pub fn attempt<T>(
     mut task: impl FnMut(&mut Worker, &mut [Partition]) -> Result<T>,
 ) -> Result<(Option<T>, TaskFigures)> {
     worker.begin_batch(id.batch_time);
+    let clock = TaskClock::start();
+    let records = records_in(inputs);
     let policy = &dataflow.tasks;
     let mut figures = TaskFigures::default();
     let error = loop {
         match task(worker, inputs) {
-            Ok(output) => return Ok((Some(output), figures)),
+            Ok(output) => {
+                let mut record = clock.record(id, 1, (records, output.records() as u64));
+                record.attempts = figures.retries + 1;
+                figures.tasks.push(record);
+                return Ok((Some(output), figures));
+            }
             Err(e) if is_host_fault(&e) => {
                 worker.discard_instances();
                 return Err(e.context(id.to_string()));
@@ -113,8 +244,12 @@ pub fn attempt<T>(
         path.display()
     );
     figures.skipped_tasks = 1;
-    figures.skipped_records = inputs.iter().map(|b| b.len() as u64).sum();
+    figures.skipped_records = records;
     figures.dead_letters.push(path);
+    let mut record = clock.record(id, 1, (records, 0));
+    record.attempts = figures.retries + 1;
+    record.skipped = true;
+    figures.tasks.push(record);
     Ok((None, figures))
 }
 
@@ -149,6 +284,7 @@ mod tests {
         let id = TaskId {
             batch_time: 1000,
             node: 1,
+            phase: Phase::Narrow,
             partition: 0,
         };
         let task = move |worker: &mut Worker| {

@@ -21,6 +21,8 @@ use crate::plan::{CheckpointSettings, Plan};
 use crate::position::Positions;
 use crate::source::{self, Acks};
 use crate::state::JobState;
+use crate::status::{CheckpointRecord, JobStatus, RecoveryRecord};
+use crate::wallclock::now_ms;
 use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::path::{Path, PathBuf};
@@ -76,7 +78,11 @@ pub fn set_aside(dir: &Path, now_ms: u64) -> Result<()> {
 impl Durability {
     /// Recovers `state` from the checkpoint directory (if it holds anything) and starts the
     /// checkpoint writer. Returns None as the recovery when there was nothing to recover.
-    pub fn open(plan: &Plan, state: &mut JobState) -> Result<(Durability, Option<Recovered>)> {
+    pub fn open(
+        plan: &Plan,
+        state: &mut JobState,
+        status: &Arc<JobStatus>,
+    ) -> Result<(Durability, Option<Recovered>)> {
         let settings = plan.job.checkpoint.clone().expect("checkpointing is on");
         let lock = checkpoint::lock_dir(&settings.dir)?;
         let log_dir = batch_log::dir(&settings.dir);
@@ -115,7 +121,14 @@ impl Durability {
         }
         let logs = batch_log::newer(&log_dir, after);
         let recovered = if found.is_some() || !logs.is_empty() {
-            Some(recover(plan, &positions, after, logs, found.as_ref())?)
+            Some(recover(
+                plan,
+                &positions,
+                after,
+                logs,
+                found.as_ref(),
+                status,
+            )?)
         } else {
             tracing::info!(
                 "no checkpoint in {}: starting fresh",
@@ -124,7 +137,7 @@ impl Durability {
             None
         };
         let failure = Arc::new(Mutex::new(None));
-        let writer = start_writer(&settings, &log_dir, &failure)?;
+        let writer = start_writer(&settings, &log_dir, &failure, status.clone())?;
         Ok((
             Durability {
                 job: plan.job.name.clone(),
@@ -250,6 +263,7 @@ fn recover(
     after: Option<u64>,
     logs: Vec<(u64, PathBuf)>,
     found: Option<&checkpoint::Checkpoint>,
+    status: &JobStatus,
 ) -> Result<Recovered> {
     let mut positions = checkpointed.clone();
     let mut bytes = 0;
@@ -291,6 +305,12 @@ fn recover(
         plan.job.name,
         positions.summary()
     );
+    status.recovered(RecoveryRecord {
+        at_ms: now_ms(),
+        from,
+        replayed_batches: logs.len(),
+        replayed_bytes: bytes,
+    });
     Ok(Recovered {
         positions,
         replay: logs.into_iter().map(|(_, p)| p).collect(),
@@ -305,6 +325,7 @@ fn start_writer(
     settings: &CheckpointSettings,
     log_dir: &Path,
     failure: &Arc<Mutex<Option<String>>>,
+    status: Arc<JobStatus>,
 ) -> Result<Writer> {
     let (sender, receiver): (_, Receiver<CheckpointJob>) = crossbeam_channel::bounded(1);
     let (settings, log_dir, failure) = (settings.clone(), log_dir.to_owned(), failure.clone());
@@ -324,14 +345,25 @@ fn start_writer(
                         Ok(path)
                     });
                 match written {
-                    Ok(path) => tracing::info!(
-                        "checkpoint {} written: {} bytes of state, copied in {:.1} ms, \
-                         compressed and written in {:.1} ms",
-                        path.display(),
-                        state.len(),
-                        copied.as_secs_f64() * 1e3,
-                        started.elapsed().as_secs_f64() * 1e3
-                    ),
+                    Ok(path) => {
+                        let record = CheckpointRecord {
+                            batch_time_ms: metadata.batch_time,
+                            written_ms: now_ms(),
+                            path: path.display().to_string(),
+                            state_bytes: state.len() as u64,
+                            copy_ms: copied.as_secs_f64() * 1e3,
+                            write_ms: started.elapsed().as_secs_f64() * 1e3,
+                        };
+                        tracing::info!(
+                            "checkpoint {} written: {} bytes of state, copied in {:.1} ms, \
+                             compressed and written in {:.1} ms",
+                            record.path,
+                            record.state_bytes,
+                            record.copy_ms,
+                            record.write_ms
+                        );
+                        status.checkpoint_written(record);
+                    }
                     Err(e) => {
                         let why =
                             format!("checkpoint of batch {} failed: {e:#}", metadata.batch_time);

@@ -5,12 +5,12 @@ use crate::batch::{BatchInput, BlockBuffer};
 use crate::checkpoint::batch_log;
 use crate::config::Trigger;
 use crate::exec::{InputRelease, WorkerPool, run_batch};
-use crate::metrics::{BatchReport, Summary};
+use crate::metrics::{BatchReport, OutputWrite, Summary};
 use crate::plan::Plan;
 use crate::sink::Sink;
-use crate::source::{self, Acks};
+use crate::source::{self, Acks, SourceGauges};
 use crate::state::JobState;
-use crate::status::{JobDescription, JobStatus, Registry};
+use crate::status::{JobStatus, Registry};
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use durability::Durability;
@@ -21,7 +21,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod clock;
+mod description;
 mod durability;
+mod progress;
 
 pub use durability::set_aside;
 
@@ -66,27 +68,24 @@ struct Runner<'a> {
 /// Runs `plan` until its sources end, `max_batches` batches are done, or a stop is asked for.
 /// With a checkpoint directory, it first recovers what a previous run left there.
 pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
-    let status = options.registry.add(JobDescription {
-        name: plan.job.name.clone(),
-        tenant: plan.job.tenant.clone(),
-        batch_interval_ms: plan.job.batch_interval.as_millis() as u64,
-        trigger: match plan.job.trigger {
-            Trigger::ProcessingTime => "processing-time",
-            Trigger::AvailableNow => "available-now",
-        }
-        .to_owned(),
-        sources: plan.sources.iter().map(|s| s.name.clone()).collect(),
-        started_ms: now_ms(),
-    });
+    let status = options.registry.add(description::describe(&plan));
     let plan = Arc::new(plan);
     {
         // Describing asks a Kafka source's brokers for partitions: not on the job's way.
         let (plan, status) = (plan.clone(), status.clone());
         let _ = std::thread::Builder::new()
             .name("spate-describe".into())
-            .spawn(move || status.set_plan(plan.describe()));
+            .spawn(move || {
+                let sources = plan.sources.iter().map(|s| s.source.describe()).collect();
+                status.set_plan(plan.describe(), sources)
+            });
     }
+    let progress = (plan.job.trigger == Trigger::AvailableNow)
+        .then(|| progress::Progress::start(status.clone()));
     let result = run_reporting(plan, options, &status);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     status.ended(result.as_ref().err().map(|e| format!("{e:#}")));
     result
 }
@@ -112,7 +111,7 @@ fn run_reporting(
     let mut state = dataflow.new_state(now_ms())?;
     let (durability, recovered) = match job.checkpoint {
         Some(_) => {
-            let (durability, recovered) = Durability::open(&plan, &mut state)
+            let (durability, recovered) = Durability::open(&plan, &mut state, status)
                 .with_context(|| format!("job '{name}' cannot start"))?;
             (Some(durability), recovered)
         }
@@ -134,6 +133,7 @@ fn run_reporting(
     }
     let state = Arc::new(state);
     let acks = Arc::new(Acks::new(&plan.sources, &positions));
+    let gauges: Vec<Arc<SourceGauges>> = plan.sources.iter().map(|_| Arc::default()).collect();
     let halt = Arc::new(AtomicBool::new(false));
     let channel = || match job.trigger {
         Trigger::ProcessingTime => crossbeam_channel::unbounded(),
@@ -148,6 +148,7 @@ fn run_reporting(
         job.batch_interval,
         &positions,
         &acks,
+        &gauges,
     )?;
     // With a checkpoint directory, batches go through the logger before the runner.
     let (clock_out, logger) = match &durability {
@@ -186,7 +187,7 @@ fn run_reporting(
     let mut result = match opening.join() {
         Ok(Ok(sinks)) => {
             runner.sinks = sinks;
-            status.running(buffer.clone());
+            status.running(buffer.clone(), acks.clone(), gauges);
             runner.run_batches(&replay, &batches_in, options)
         }
         Ok(Err(e)) => Err(e.context("an output cannot open")),
@@ -252,10 +253,10 @@ impl Runner<'_> {
         batches: &Receiver<BatchInput>,
         options: &RunOptions,
     ) -> Result<()> {
-        for path in replay {
+        for (i, path) in replay.iter().enumerate() {
             let input = batch_log::read(path)?;
             tracing::info!("replaying batch {} from the batch log", input.time_ms);
-            if self.run_and_report(input, options)? {
+            if self.run_and_report(input, replay.len() - i - 1, options)? {
                 return Ok(());
             }
         }
@@ -270,16 +271,22 @@ impl Runner<'_> {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
-            if self.run_and_report(input, options)? {
+            if self.run_and_report(input, batches.len(), options)? {
                 return Ok(());
             }
         }
     }
 
-    /// Runs one batch; true when the run should end (`--max-batches`).
-    fn run_and_report(&mut self, input: BatchInput, options: &RunOptions) -> Result<bool> {
+    /// Runs one batch, `queued` more waiting; true when the run should end (`--max-batches`).
+    fn run_and_report(
+        &mut self,
+        input: BatchInput,
+        queued: usize,
+        options: &RunOptions,
+    ) -> Result<bool> {
         let (time, progress) = (input.time_ms, input.progress.clone());
-        let report = run_one(
+        self.status.batch_started(time, input.records(), queued);
+        let mut report = run_one(
             self.plan,
             self.state,
             self.pool,
@@ -289,6 +296,9 @@ impl Runner<'_> {
         )?;
         tracing::info!("{report}");
         self.status.batch_done(&report);
+        // Each task's figures are for the UI, which has them now; the run summary keeps every
+        // batch, and they would grow it by a record per task.
+        report.tasks.tasks = Vec::new();
         self.summary.record(report);
         self.last_time = Some(time);
         match &mut self.durability {
@@ -334,15 +344,23 @@ fn run_one(
     let times = (input.time_ms, input.end_of_input);
     let output = run_batch(pool, &plan.dataflow, state, input.blocks, times, &release)?;
     let mut output_records = 0;
+    let mut outputs = Vec::with_capacity(sinks.len());
     for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
         let Some(partitions) = &output.streams[out.stream] else {
             // The stream has no batch at this time (a window between its slides).
+            outputs.push(None);
             continue;
         };
-        output_records += partitions.iter().map(|b| b.len()).sum::<usize>();
+        let records = partitions.iter().map(|b| b.len()).sum::<usize>();
+        output_records += records;
         let types = &plan.dataflow.streams[out.stream].types;
+        let writing = Instant::now();
         sink.write(input.time_ms, partitions, types)
             .with_context(|| format!("batch {} ms", input.time_ms))?;
+        outputs.push(Some(OutputWrite {
+            records,
+            micros: writing.elapsed().as_micros() as u64,
+        }));
     }
     // The input bytes the tasks did not hand back (blocks that more than one reader kept).
     buffer.release(input_bytes.saturating_sub(release.released()));
@@ -357,6 +375,13 @@ fn run_one(
         scheduling_delay,
         processing_time: start.elapsed(),
         usage: plan.usage.take(),
+        per_operator: plan
+            .dataflow
+            .operators
+            .iter()
+            .map(|o| o.usage().take())
+            .collect(),
+        outputs,
         tasks: output.figures,
         state_records: state.records(),
     })

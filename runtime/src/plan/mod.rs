@@ -25,6 +25,8 @@ use std::time::Duration;
 /// An output and the stream it writes.
 #[derive(Clone, Debug)]
 pub struct OutputPlan {
+    /// What the UI calls it: `outputs[0] text-files from 'counts'`.
+    pub label: String,
     /// What it does.
     pub output: Arc<dyn Output>,
     /// The stream written.
@@ -209,6 +211,7 @@ impl Plan {
             .map(|(name, table)| {
                 Ok(NamedSource {
                     name: name.to_owned(),
+                    kind: table.kind().to_owned(),
                     source: crate::source::configure(&table)?.into(),
                 })
             })
@@ -237,6 +240,11 @@ impl Plan {
                 .accepts(&graph.streams[stream].types)
                 .map_err(|e| pipeline.error(Some(&format!("outputs[{i}]")), e))?;
             outputs.push(OutputPlan {
+                label: format!(
+                    "outputs[{i}] {} from '{}'",
+                    table.kind.get_ref(),
+                    graph.streams[stream].name
+                ),
                 output: output.into(),
                 stream,
             });

@@ -126,6 +126,7 @@ fn run(context: &ReceiverContext, spec: &Directory) -> Result<()> {
             let name = file_name(&file);
             let start = context.resume.files.get(&name).copied().unwrap_or(0);
             let whole = std::fs::metadata(&file).map_or(0, |m| m.len());
+            context.gauges.add_known_bytes(whole);
             if start < whole || start == 0 {
                 let mut splitter = rules.splitter(format!("file {}", file.display()), start);
                 let mut reader = FileReader {

@@ -927,6 +927,12 @@ impl<'a> Receiver<'a> {
     /// the process exits; a broker away then delays the exit by librdkafka's request timeout).
     fn commit_durable(&mut self, mode: CommitMode) {
         self.last_commit = Instant::now();
+        // Where each partition ends, as the last fetch saw it: the UI shows the lag.
+        for lane in &self.lanes {
+            if let Some(high) = cached_high_watermark(&self.client, &lane.topic, lane.partition) {
+                self.context.gauges.set_end(&lane.name, high.max(0) as u64);
+            }
+        }
         let durable = self.context.acks.position(self.context.index).parts;
         let mut list = TopicPartitionList::new();
         for (name, next) in &durable {
@@ -985,6 +991,7 @@ impl<'a> Receiver<'a> {
                 Ok(())
             }
             _ => {
+                self.context.gauges.error(error.to_string());
                 tracing::warn!("kafka source '{}': {error}", self.source.name);
                 Ok(())
             }

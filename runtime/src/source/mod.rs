@@ -10,6 +10,7 @@
 
 mod bundled;
 mod directory;
+mod gauges;
 mod kafka;
 mod line_copy;
 pub mod lines;
@@ -20,6 +21,7 @@ use crate::config::{ConfigError, ConnectorTable, Trigger};
 use crate::position::{Positions, Progress, SourcePosition};
 use crate::record::StreamType;
 use anyhow::{Result, anyhow};
+pub use gauges::{GaugeReading, SourceGauges};
 use spate_guest::Column;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,6 +75,8 @@ pub fn configure(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigEr
 pub struct NamedSource {
     /// The name in `[sources.<name>]`.
     pub name: String,
+    /// Its `type`.
+    pub kind: String,
     /// The connector.
     pub source: Arc<dyn Source>,
 }
@@ -96,6 +100,8 @@ pub struct ReceiverContext {
     pub batch_interval: Duration,
     /// Set once the receiver's input has ended (see [`ReceiverContext::end_input`]).
     pub input_ended: AtomicBool,
+    /// What the receiver knows of its input beyond the records (ends, reconnects, errors).
+    pub gauges: Arc<SourceGauges>,
 }
 
 /// Per source, the position up to which input is safe (logged, or processed when the job keeps
@@ -225,6 +231,7 @@ pub fn start_all(
     batch_interval: Duration,
     positions: &Positions,
     acks: &Arc<Acks>,
+    gauges: &[Arc<SourceGauges>],
 ) -> Result<Vec<JoinHandle<()>>> {
     sources
         .iter()
@@ -239,6 +246,7 @@ pub fn start_all(
                 acks: acks.clone(),
                 batch_interval,
                 input_ended: AtomicBool::new(false),
+                gauges: gauges.get(index).cloned().unwrap_or_default(),
             };
             let connector = source.source.clone();
             buffer.open_source();
@@ -275,6 +283,7 @@ mod tests {
             acks: Arc::new(Acks(Vec::new())),
             batch_interval: Duration::from_secs(1),
             input_ended: AtomicBool::new(false),
+            gauges: Arc::default(),
         };
         let mut splitter = lines::LineSplitter::new("test".into(), 100, BadLinePolicy::Fail);
         let mut lines = context.buffer.block_column(32);

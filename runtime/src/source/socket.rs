@@ -100,6 +100,9 @@ fn run(context: &ReceiverContext, spec: &Socket) -> Result<()> {
         let stream = match connect(&address, resume_protocol.then_some(offset)) {
             Ok(stream) => stream,
             Err(e) => {
+                context
+                    .gauges
+                    .error(format!("cannot connect to {address}: {e}"));
                 tracing::warn!(
                     "source '{}': cannot connect to {address} ({e}); retrying in {}",
                     context.name,
@@ -113,6 +116,9 @@ fn run(context: &ReceiverContext, spec: &Socket) -> Result<()> {
             }
         };
         connection += 1;
+        if connection > 1 {
+            context.gauges.reconnected();
+        }
         backoff = FIRST_BACKOFF;
         tracing::info!("source '{}': connected to {address}", context.name);
         let origin = format!("socket {address} (connection {connection})");
@@ -130,6 +136,7 @@ fn run(context: &ReceiverContext, spec: &Socket) -> Result<()> {
             break;
         }
         if let Some(reason) = ended {
+            context.gauges.error(reason.clone());
             tracing::warn!(
                 "source '{}': {reason}; reconnecting to {address}",
                 context.name

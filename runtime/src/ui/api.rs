@@ -29,6 +29,17 @@ pub fn router(registry: Arc<Registry>) -> Router {
             get(|Path((name, _)): Path<(String, u64)>| async move { pages::page("batch", &name) }),
         )
         .route(
+            "/jobs/{name}/{view}",
+            get(|Path((name, view)): Path<(String, String)>| async move {
+                match view.as_str() {
+                    "sources" | "operators" | "checkpoints" => {
+                        pages::page(&view, &name).into_response()
+                    }
+                    _ => not_found(format!("no page '{view}'")),
+                }
+            }),
+        )
+        .route(
             "/dashboards/{name}",
             get(|Path(name): Path<String>| async move { pages::page("dashboard", &name) }),
         )
@@ -37,6 +48,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/api/v1/jobs/{name}", get(job))
         .route("/api/v1/jobs/{name}/batches", get(batches))
         .route("/api/v1/jobs/{name}/batches/{time}", get(batch))
+        .route("/api/v1/jobs/{name}/sources", get(sources))
+        .route("/api/v1/jobs/{name}/operators", get(operators))
+        .route("/api/v1/jobs/{name}/checkpoints", get(checkpoints))
         .route("/api/v1/dashboards", get(dashboards))
         .route("/api/v1/dashboards/{name}", get(dashboard))
         .route("/api/v1/events", get(events))
@@ -102,6 +116,34 @@ async fn batch(State(registry): Shared, Path((name, time)): Path<(String, u64)>)
             "job '{name}' has no batch {time} ms (the last {} are kept)",
             crate::status::RETAINED_BATCHES
         )),
+    }
+}
+
+/// Where each source is: position, rate, lag, reconnects, errors.
+async fn sources(State(registry): Shared, Path(name): Path<String>) -> Response {
+    match registry.job(&name) {
+        Some(job) => Json(job.sources()).into_response(),
+        None => not_found(format!("no job '{name}'")),
+    }
+}
+
+/// Each operator with what it consumed, per batch over the last `?limit=N` (default 100).
+async fn operators(
+    State(registry): Shared,
+    Path(name): Path<String>,
+    Query(limit): Query<Limit>,
+) -> Response {
+    match registry.job(&name) {
+        Some(job) => Json(job.operators(limit.limit.unwrap_or(100))).into_response(),
+        None => not_found(format!("no job '{name}'")),
+    }
+}
+
+/// The checkpoints written and the recoveries.
+async fn checkpoints(State(registry): Shared, Path(name): Path<String>) -> Response {
+    match registry.job(&name) {
+        Some(job) => Json(job.checkpoints()).into_response(),
+        None => not_found(format!("no job '{name}'")),
     }
 }
 

@@ -2,7 +2,7 @@
 //! gauges and delay histograms, labelled by job and tenant (and source), rendered from a
 //! snapshot at each scrape. Times are in seconds, as Prometheus names them.
 
-use crate::status::{DELAY_BUCKETS_MS, JobSnapshot, JobState, Registry};
+use crate::status::{DELAY_BUCKETS_MS, JobSnapshot, JobState, OperatorUsage, Registry};
 use std::fmt::Write;
 
 /// A metric family being written: its samples follow one `# HELP` and `# TYPE`.
@@ -50,9 +50,36 @@ fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family
     Family { out }
 }
 
+/// The items of job number `i` (its sources, operators or outputs), named, with a value each.
+type Items<'a> = dyn Fn(usize, &JobSnapshot) -> Vec<(String, f64)> + 'a;
+
+/// A family with a sample per job and item (a source, operator or output), the item's name
+/// under label `label`.
+fn per_item(
+    out: &mut String,
+    jobs: &[JobSnapshot],
+    (name, kind): (&str, &str),
+    help: &str,
+    label: &str,
+    items: &Items<'_>,
+) {
+    let mut f = family(out, name, kind, help);
+    for (i, job) in jobs.iter().enumerate() {
+        for (item, value) in items(i, job) {
+            let labels = [
+                ("job", job.description.name.as_str()),
+                ("tenant", job.description.tenant.as_str()),
+                (label, item.as_str()),
+            ];
+            f.sample(name, &labels, value);
+        }
+    }
+}
+
 /// Every job's metrics.
 pub fn render(registry: &Registry) -> String {
-    let jobs: Vec<JobSnapshot> = registry.jobs().iter().map(|j| j.snapshot()).collect();
+    let statuses = registry.jobs();
+    let jobs: Vec<JobSnapshot> = statuses.iter().map(|j| j.snapshot()).collect();
     let mut out = String::new();
     let per_job = |out: &mut String,
                    name: &str,
@@ -180,31 +207,155 @@ pub fn render(registry: &Registry) -> String {
         "Event-time records that came after their window closed.",
         &|j| j.totals.late_records as f64,
     );
-    for (name, help, of) in [
+    let per_source = |j: &JobSnapshot, of: &dyn Fn(usize) -> Option<u64>| -> Vec<(String, f64)> {
+        let sources = j.description.sources.iter().enumerate();
+        sources
+            .map(|(i, s)| (s.clone(), of(i).unwrap_or(0) as f64))
+            .collect()
+    };
+    per_item(
+        &mut out,
+        &jobs,
+        ("spate_input_records_total", "counter"),
+        "Input records, per source.",
+        "source",
+        &|_, j| per_source(j, &|i| j.totals.source_records.get(i).copied()),
+    );
+    per_item(
+        &mut out,
+        &jobs,
+        ("spate_input_bytes_total", "counter"),
+        "Input bytes, per source.",
+        "source",
+        &|_, j| per_source(j, &|i| j.totals.source_bytes.get(i).copied()),
+    );
+    let lags: Vec<Vec<(String, f64)>> = statuses
+        .iter()
+        .map(|job| {
+            job.sources()
+                .into_iter()
+                .flat_map(|s| {
+                    let source = s.name;
+                    s.lag
+                        .into_iter()
+                        .map(move |(part, lag)| (format!("{source}:{part}"), lag as f64))
+                })
+                .collect()
+        })
+        .collect();
+    per_item(
+        &mut out,
+        &jobs,
+        ("spate_source_lag_records", "gauge"),
+        "Records between a source part's safe position and its end (Kafka: the high \
+         watermark), labelled source:topic/partition.",
+        "part",
+        &|i, _| lags.get(i).cloned().unwrap_or_default(),
+    );
+    let per_operator = |j: &JobSnapshot, of: &dyn Fn(&OperatorUsage) -> f64| {
+        let operators = j.description.operators.iter().zip(&j.totals.operators);
+        operators
+            .map(|(d, usage)| (d.name.clone(), of(usage)))
+            .collect::<Vec<_>>()
+    };
+    for (name, kind, help, of) in [
         (
-            "spate_input_records_total",
-            "Input records, per source.",
-            &(|j: &JobSnapshot, i: usize| j.totals.source_records.get(i).copied())
-                as &dyn Fn(&JobSnapshot, usize) -> Option<u64>,
+            "spate_operator_calls_total",
+            "counter",
+            "Calls, per operator.",
+            &(|u: &OperatorUsage| u.calls as f64) as &dyn Fn(&OperatorUsage) -> f64,
         ),
         (
-            "spate_input_bytes_total",
-            "Input bytes, per source.",
-            &|j: &JobSnapshot, i: usize| j.totals.source_bytes.get(i).copied(),
+            "spate_operator_wasm_seconds_total",
+            "counter",
+            "Time inside calls, per operator, summed over workers.",
+            &|u: &OperatorUsage| u.wasm_ms / 1000.0,
+        ),
+        (
+            "spate_operator_fuel_total",
+            "counter",
+            "Fuel burnt, per operator (0 unless limits.fuel is set).",
+            &|u: &OperatorUsage| u.fuel as f64,
+        ),
+        (
+            "spate_operator_traps_total",
+            "counter",
+            "Calls that trapped, per operator.",
+            &|u: &OperatorUsage| u.traps as f64,
+        ),
+        (
+            "spate_operator_limit_hits_total",
+            "counter",
+            "Calls that hit a limit, per operator.",
+            &|u: &OperatorUsage| u.limit_hits as f64,
+        ),
+        (
+            "spate_operator_peak_memory_bytes",
+            "gauge",
+            "Largest linear memory of an instance, per operator.",
+            &|u: &OperatorUsage| u.peak_memory as f64,
         ),
     ] {
-        let mut f = family(&mut out, name, "counter", help);
-        for job in &jobs {
-            for (i, source) in job.description.sources.iter().enumerate() {
-                let labels = [
-                    ("job", job.description.name.as_str()),
-                    ("tenant", job.description.tenant.as_str()),
-                    ("source", source.as_str()),
-                ];
-                f.sample(name, &labels, of(job, i).unwrap_or(0) as f64);
-            }
-        }
+        per_item(&mut out, &jobs, (name, kind), help, "operator", &|_, j| {
+            per_operator(j, of)
+        });
     }
+    let per_output = |j: &JobSnapshot, of: &[f64]| -> Vec<(String, f64)> {
+        let outputs = j.description.outputs.iter().enumerate();
+        outputs
+            .map(|(i, o)| (o.clone(), of.get(i).copied().unwrap_or(0.0)))
+            .collect()
+    };
+    per_item(
+        &mut out,
+        &jobs,
+        ("spate_output_written_records_total", "counter"),
+        "Records written, per output.",
+        "output",
+        &|_, j| {
+            let written: Vec<f64> = j.totals.output_writes.iter().map(|&n| n as f64).collect();
+            per_output(j, &written)
+        },
+    );
+    per_item(
+        &mut out,
+        &jobs,
+        ("spate_output_write_seconds_total", "counter"),
+        "Time spent writing, per output (retries included).",
+        "output",
+        &|_, j| {
+            let seconds: Vec<f64> = j.totals.output_ms.iter().map(|ms| ms / 1000.0).collect();
+            per_output(j, &seconds)
+        },
+    );
+    per_job(
+        &mut out,
+        "spate_checkpoints_total",
+        "counter",
+        "Checkpoints written.",
+        &|j| j.totals.checkpoints as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_checkpoint_copy_seconds_total",
+        "counter",
+        "Time copying state for checkpoints (the part that holds batches up).",
+        &|j| j.totals.checkpoint_copy_ms / 1000.0,
+    );
+    per_job(
+        &mut out,
+        "spate_checkpoint_write_seconds_total",
+        "counter",
+        "Time compressing and writing checkpoints (on their own thread).",
+        &|j| j.totals.checkpoint_write_ms / 1000.0,
+    );
+    per_job(
+        &mut out,
+        "spate_queued_batches",
+        "gauge",
+        "Batches cut and waiting for the one being processed.",
+        &|j| j.queued_batches as f64,
+    );
     for (name, help, buckets, sum) in [
         (
             "spate_batch_processing_seconds",

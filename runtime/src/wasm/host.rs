@@ -7,13 +7,10 @@ use anyhow::{Context, Result};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Linker, Resource, ResourceTable};
-use wasmtime::{Engine, Store, StoreContextMut};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
-use wasmtime_wasi::p2::DynPollable;
-use wasmtime_wasi::runtime::in_tokio;
 use wasmtime_wasi::{Deterministic, FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as _, HostPollable as _};
 
 /// A host directory an operator may use, as a WASI preopen (a `cap-std` directory handle:
 /// paths resolve beneath it, `..` and symlinks cannot leave it).
@@ -80,7 +77,7 @@ pub struct HostState {
     /// `limits.call-time`.
     call_time: Duration,
     /// When the current call must end: epoch interruption stops Wasm code then, and a wait in
-    /// a host call ends then too (see [`new_linker`]).
+    /// a host call ends then too (see `bounded_wasi`).
     deadline: Option<Instant>,
 }
 
@@ -90,8 +87,18 @@ impl HostState {
         self.deadline = Instant::now().checked_add(self.call_time);
     }
 
+    /// When the current call must end.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The instance's WASI resources.
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// The error of a wait that would outlast the call's deadline.
-    fn past_deadline(&self, waiting: &str) -> wasmtime::Error {
+    pub(super) fn past_deadline(&self, waiting: &str) -> wasmtime::Error {
         wasmtime::Error::new(LimitExceeded {
             kind: LimitKind::CallTime,
             limit: humantime::format_duration(self.call_time).to_string(),
@@ -203,61 +210,8 @@ pub fn new_store(
 pub fn new_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    bound_waits(&mut linker)?;
+    super::bounded_wasi::bound_waits(&mut linker)?;
     Ok(linker)
-}
-
-/// Waits for the future `wait` makes of the instance's resource table until the current call's
-/// deadline: None when the deadline came first.
-fn until_deadline<'t, F: std::future::Future>(
-    state: &'t mut HostState,
-    wait: impl FnOnce(&'t mut ResourceTable) -> F,
-) -> Option<F::Output> {
-    let deadline = state.deadline;
-    let waiting = wait(&mut state.table);
-    in_tokio(async {
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at.into(), waiting).await.ok(),
-            None => Some(waiting.await),
-        }
-    })
-}
-
-/// The WASI package whose `poll` interface [`bound_waits`] replaces: the version
-/// wasmtime-wasi defines (guests importing an earlier 0.2 version link to it too).
-const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
-
-/// Replaces WASI's two blocking waits, `poll` and `pollable.block`, with ones that end at the
-/// call's deadline. Epoch interruption only stops Wasm code: a guest that sleeps or polls a
-/// clock subscription (`std::thread::sleep`) waits inside the host, where no epoch check runs,
-/// and would hold its worker past `call-time` (forever, for a long enough sleep). A wait that
-/// would outlast the deadline fails the call with the call-time limit's error, as a loop would.
-fn bound_waits(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    linker.allow_shadowing(true);
-    let mut poll = linker.instance(WASI_IO_POLL)?;
-    poll.func_wrap(
-        "poll",
-        |mut store: StoreContextMut<'_, HostState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
-            let ready = until_deadline(store.data_mut(), |table| table.poll(pollables));
-            match ready {
-                Some(ready) => Ok((ready?,)),
-                None => Err(store.data().past_deadline("wait in wasi:io/poll#poll")),
-            }
-        },
-    )?;
-    poll.func_wrap(
-        "[method]pollable.block",
-        |mut store: StoreContextMut<'_, HostState>, (pollable,): (Resource<DynPollable>,)| {
-            match until_deadline(store.data_mut(), |table| table.block(pollable)) {
-                Some(ready) => ready,
-                None => Err(store
-                    .data()
-                    .past_deadline("wait in wasi:io/poll#[method]pollable.block (a sleep?)")),
-            }
-        },
-    )?;
-    linker.allow_shadowing(false);
-    Ok(())
 }
 
 #[cfg(test)]

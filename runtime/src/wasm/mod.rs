@@ -6,6 +6,7 @@
 //! only the operator's grants, and the limits of `limits.rs` on every call.
 
 mod bindings;
+mod bounded_wasi;
 mod cache;
 mod engine;
 mod guest_output;
@@ -24,4 +25,4 @@ pub use host::{DirGrant, Grants, HostState, new_linker, new_store};
 pub use instance::{CombinerInstance, OperatorInstance, StateInstance, TransformInstance};
 pub use limits::{LimitExceeded, LimitKind, Limits, bytes};
 pub use operator::{OperatorHost, OperatorKind, OperatorSpec, PluginOrigin, PreparedOperator};
-pub use usage::{Usage, UsageReport};
+pub use usage::{Usage, UsageReport, thread_wasm_time};

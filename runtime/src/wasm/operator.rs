@@ -163,6 +163,13 @@ pub struct PreparedOperator {
     pub(super) usage: Arc<Usage>,
 }
 
+impl PreparedOperator {
+    /// What this operator's instances consumed (they add to the job's figures too).
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
+    }
+}
+
 /// The linked, type-checked world.
 pub(super) enum Pre {
     Transform {
@@ -354,7 +361,7 @@ impl PreparedOperator {
             engine: engine.clone(),
             pre,
             fuel_metered: host.fuel_metered,
-            usage: host.usage.clone(),
+            usage: Arc::new(Usage::child_of(host.usage.clone())),
         };
         prepared.info = OperatorInstance::describe(&prepared)?;
         // Instantiating and configuring once checks the parameters now rather than mid-batch.

@@ -1,14 +1,29 @@
 //! What a job's operators consumed: the figures a platform bills and throttles a tenant by.
-//! Every instance of a job adds to one shared [`Usage`]; the runner takes the figures after
-//! each batch.
+//! Every instance of an operator adds to its operator's [`Usage`], which adds to the job's;
+//! the runner takes both after each batch. Each thread also counts its own time in Wasm, so
+//! that a task can tell how much of its time its operators took.
 
+use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Counters shared by all instances of one job.
+thread_local! {
+    /// Time this thread spent inside operator calls, in nanoseconds.
+    static THREAD_WASM_NANOS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Time the current thread has spent inside operator calls so far.
+pub fn thread_wasm_time() -> Duration {
+    Duration::from_nanos(THREAD_WASM_NANOS.with(Cell::get))
+}
+
+/// Counters shared by all instances of one operator (with a parent: the job's counters, which
+/// every call also adds to), or of one job.
 #[derive(Debug, Default)]
 pub struct Usage {
+    parent: Option<Arc<Usage>>,
     calls: AtomicU64,
     wasm_nanos: AtomicU64,
     fuel: AtomicU64,
@@ -33,8 +48,24 @@ pub struct CallUsage {
 }
 
 impl Usage {
-    /// Adds one call.
+    /// Counters that also add to `parent`'s.
+    pub fn child_of(parent: Arc<Usage>) -> Usage {
+        Usage {
+            parent: Some(parent),
+            ..Usage::default()
+        }
+    }
+
+    /// Adds one call made on this thread.
     pub fn add(&self, call: CallUsage) {
+        THREAD_WASM_NANOS.with(|n| n.set(n.get() + call.time.as_nanos() as u64));
+        self.count(call);
+    }
+
+    fn count(&self, call: CallUsage) {
+        if let Some(parent) = &self.parent {
+            parent.count(call);
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.wasm_nanos
             .fetch_add(call.time.as_nanos() as u64, Ordering::Relaxed);
@@ -50,6 +81,9 @@ impl Usage {
     /// Counts a limit hit found after a call returned (an output cap), the call itself being
     /// counted already.
     pub fn add_limit_hit(&self) {
+        if let Some(parent) = &self.parent {
+            parent.add_limit_hit();
+        }
         self.limit_hits.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -129,5 +163,24 @@ mod tests {
         let second = usage.take();
         assert_eq!((second.calls, second.fuel), (0, 0));
         assert_eq!(second.peak_memory, 1 << 20);
+    }
+
+    #[test]
+    fn an_operator_adds_to_its_job_and_its_thread() {
+        let job = Arc::new(Usage::default());
+        let (a, b) = (Usage::child_of(job.clone()), Usage::child_of(job.clone()));
+        let before = thread_wasm_time();
+        let call = CallUsage {
+            time: Duration::from_millis(3),
+            fuel: 5,
+            ..CallUsage::default()
+        };
+        a.add(call);
+        b.add(call);
+        b.add_limit_hit();
+        assert_eq!(thread_wasm_time() - before, Duration::from_millis(6));
+        assert_eq!((a.take().calls, b.take().limit_hits), (1, 1));
+        let total = job.take();
+        assert_eq!((total.calls, total.fuel, total.limit_hits), (2, 10, 1));
     }
 }

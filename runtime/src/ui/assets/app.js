@@ -131,6 +131,89 @@ function barChart(id, title, rows) {
   return el("figure", {}, el("figcaption", {}, title), svg);
 }
 
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+function jobBase(name) {
+  return "/api/v1/jobs/" + encodeURIComponent(name);
+}
+
+// The links between a job's pages; `current` is not a link.
+function nav(name, current) {
+  const pagesOf = [["", "Streaming"], ["/sources", "Sources"], ["/operators", "Operators"],
+    ["/checkpoints", "Checkpoints"]];
+  const items = pagesOf.map(([path, title]) => title === current
+    ? el("strong", {}, title)
+    : link("/jobs/" + encodeURIComponent(name) + path, title));
+  const out = el("nav", { class: "tabs" }, link("/", "Jobs"));
+  for (const item of items) out.append(" · ", item);
+  return out;
+}
+
+// Busy time (ms) per plan node in a batch's tasks.
+function busyPerNode(tasks) {
+  const busy = {};
+  for (const t of tasks || []) busy[t.node] = (busy[t.node] || 0) + t.micros / 1000;
+  return busy;
+}
+
+// The plan as a graph: a column per depth, each node a box coloured by its busy time in
+// `busy` (ms per node; darker is busier), edges from inputs (dashed through a shuffle).
+function planGraph(id, graph, busy) {
+  const depth = [];
+  for (const n of graph) depth[n.id] = n.inputs.length ? 1 + Math.max(...n.inputs.map((i) => depth[i])) : 0;
+  const columns = [];
+  for (const n of graph) (columns[depth[n.id]] = columns[depth[n.id]] || []).push(n.id);
+  const BW = 190, BH = 46, GX = 50, GY = 14;
+  const rows = Math.max(1, ...columns.map((c) => c.length));
+  const W = columns.length * (BW + GX), H = rows * (BH + GY) + GY;
+  const at = {};
+  columns.forEach((c, x) => c.forEach((n, y) => { at[n] = { x: 8 + x * (BW + GX), y: GY + y * (BH + GY) }; }));
+  // At its own size (scaled down only to fit), so that text stays text-sized.
+  const svg = el("svg:svg", { id, viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "graph",
+    role: "img" });
+  const most = Math.max(1e-9, ...Object.values(busy || {}));
+  for (const n of graph) {
+    for (const i of n.inputs) {
+      const edge = el("svg:line", { x1: at[i].x + BW, y1: at[i].y + BH / 2, x2: at[n.id].x,
+        y2: at[n.id].y + BH / 2, class: n.shuffle ? "edge shuffle" : "edge" });
+      svg.append(edge);
+    }
+  }
+  for (const n of graph) {
+    const share = ((busy || {})[n.id] || 0) / most;
+    const g = el("svg:g", { class: "node " + n.kind });
+    g.dataset.node = n.id;
+    g.dataset.busyMs = ((busy || {})[n.id] || 0).toFixed(3);
+    const light = Math.round(95 - share * 45);
+    g.append(el("svg:rect", { x: at[n.id].x, y: at[n.id].y, width: BW, height: BH, rx: 4,
+      style: `fill: hsl(210, 70%, ${light}%)` }));
+    const label = `${n.id}: ${n.label}`;
+    // Light text on the darker (busier) nodes.
+    const ink = light < 65 ? "fill: #fff" : "";
+    g.append(el("svg:text", { x: at[n.id].x + 6, y: at[n.id].y + 18, class: "label", style: ink },
+      label.length > 30 ? label.slice(0, 29) + "…" : label));
+    const detail = (n.shuffle ? `shuffle into ${n.partitions} · ` : n.kind + " · ") +
+      ms((busy || {})[n.id] || 0) + " busy";
+    g.append(el("svg:text", { x: at[n.id].x + 6, y: at[n.id].y + 36, class: "tick", style: ink },
+      detail));
+    g.append(el("svg:title", {}, `${label}\nwrites ${n.streams.join(", ")}\n${detail}`));
+    svg.append(g);
+  }
+  return el("figure", { class: "plan" }, el("figcaption", {},
+    "Plan (nodes coloured by busy time in the last batch; dashed: through a shuffle)"), svg);
+}
+
+function usageRow(u) {
+  return [u.calls, ms(u.wasm_ms), u.fuel, bytes(u.peak_memory), u.traps, u.limit_hits];
+}
+const USAGE_HEADINGS = ["Calls", "Wasm time", "Fuel", "Peak memory", "Traps", "Limit hits"];
+
 const pages = {
   async jobs() {
     const [jobs, boards] = await Promise.all([get("/api/v1/jobs"), get("/api/v1/dashboards")]);
@@ -154,13 +237,21 @@ const pages = {
     const name = parts[1];
     const base = "/api/v1/jobs/" + encodeURIComponent(name);
     const [job, batches] = await Promise.all([get(base), get(base + "/batches?limit=300")]);
+    const last = batches.length ? await get(`${base}/batches/${batches[batches.length - 1].time_ms}`) : null;
     const xs = batches.map((b) => b.time_ms);
     const interval = job.batch_interval_ms;
     const col = (f) => batches.map(f);
     const records = batches.reduce((n, b) => n + b.input_records, 0);
     const span = batches.length ? (xs[xs.length - 1] - xs[0]) / 1000 + interval / 1000 : 0;
     const rate = (b, i) => (b.source_records[i] || 0) / (interval / 1000);
+    const active = [];
+    if (job.running) {
+      active.push([when(job.running.time_ms), job.running.input_records, "processing",
+        ms(Date.now() - job.running.started_ms)]);
+    }
+    if (job.queued_batches) active.push([`${job.queued_batches} more`, "", "queued", ""]);
     const out = [
+      nav(name, "Streaming"),
       el("h1", {}, "Streaming: " + job.name),
       el("p", { class: "facts" }, `tenant ${job.tenant} · ${state(job)} · batch interval `,
         ms(interval), ` · ${job.batches_done} batches done · started ${when(job.started_ms)}`,
@@ -182,6 +273,10 @@ const pages = {
         lineChart("total-delay", "Total delay", xs,
           [{ name: "total delay", values: col((b) => b.total_delay_ms) }], "ms"),
         histogram("total-delay-hist", "Total delay", col((b) => b.total_delay_ms), "ms")),
+      el("h2", {}, "Active batches"),
+      active.length
+        ? table("active", ["Batch time", "Input records", "Status", "For"], active)
+        : el("p", { id: "active" }, "None."),
       el("h2", {}, `Completed batches (last ${Math.min(batches.length, 100)})`),
       table("batches", ["Batch time", "Input records", "Scheduling delay", "Processing time",
         "Total delay", "Output records", "Wasm time", "Retries", "Dead-lettered"],
@@ -191,6 +286,7 @@ const pages = {
           ms(b.total_delay_ms), b.output_records, ms(b.wasm_ms), b.task_retries,
           b.dead_lettered_records])),
       el("h2", {}, "Plan"),
+      planGraph("plan-graph", job.graph, busyPerNode(last && last.tasks)),
       el("pre", { id: "plan" }, job.plan),
     ];
     return out;
@@ -215,9 +311,122 @@ const pages = {
       ["Bad lines skipped", b.skipped_lines],
       ["Records in state", b.state_records],
     ];
-    return [el("h1", {}, "Batch " + when(b.time_ms)),
+    const out = [nav(name, ""), el("h1", {}, "Batch " + when(b.time_ms)),
       el("p", {}, link("/jobs/" + encodeURIComponent(name), "job " + name)),
       table("batch", ["", ""], rows)];
+    out.push(el("h2", {}, "Outputs"));
+    out.push(table("outputs", ["Output", "Records", "Time"], job.outputs.map((o, i) => {
+      const w = b.outputs[i];
+      return [o, w ? w.records : "no batch at this time", w ? ms(w.micros / 1000) : ""];
+    })));
+    out.push(el("h2", {}, "Operators"));
+    out.push(table("operators", ["Operator", ...USAGE_HEADINGS],
+      job.operators.map((o, i) => [o.name, ...usageRow(b.operators[i] || {})])));
+    out.push(el("h2", {}, "Tasks per stage"));
+    if (!b.tasks) {
+      out.push(el("p", {}, "Task figures are kept for the last batches only."));
+      return out;
+    }
+    out.push(planGraph("plan-graph", job.graph, busyPerNode(b.tasks)));
+    const PHASES = { narrow: "tasks", map: "map side (before the shuffle)",
+      reduce: "reduce side (after the shuffle)", combine: "partial and final values" };
+    for (const n of job.graph) for (const [phase, title] of Object.entries(PHASES)) {
+      const tasks = b.tasks.filter((t) => t.node === n.id && t.phase === phase);
+      if (!tasks.length) continue;
+      const sum = (f) => tasks.reduce((a, t) => a + f(t), 0);
+      out.push(el("h3", {}, `Stage ${n.id}: ${n.label}, ${title}`));
+      out.push(el("p", { class: "facts" }, `${tasks.length} tasks · ${ms(sum((t) => t.micros) / 1000)} busy · ` +
+        `${ms(sum((t) => t.wasm_micros) / 1000)} in Wasm · ${sum((t) => t.records_in)} records in · ` +
+        `${sum((t) => t.records_out)} out` + (n.shuffle ? ` · shuffled into ${n.partitions} partitions` : "")));
+      const t = table(`tasks-${n.id}-${phase}`, ["Partition", "Time", "Wasm time", "Records in", "Records out",
+        "Attempts", "Dead-lettered"], tasks.map((t) => [
+        t.partitions > 1 ? `${t.partition} (+${t.partitions - 1}, one worker's share)` : t.partition,
+        ms(t.micros / 1000), ms(t.wasm_micros / 1000), t.records_in, t.records_out, t.attempts,
+        t.skipped ? "yes" : "no"]));
+      t.classList.add("tasks");
+      out.push(t);
+    }
+    return out;
+  },
+
+  async sources() {
+    const name = parts[1];
+    const [job, sources] = await Promise.all([get(jobBase(name)), get(jobBase(name) + "/sources")]);
+    const out = [nav(name, "Sources"), el("h1", {}, "Sources: " + name)];
+    const seconds = ((job.ended_ms || Date.now()) - job.started_ms) / 1000;
+    for (const s of sources) {
+      out.push(el("h2", {}, `${s.name} (${s.type})`));
+      out.push(el("p", { class: "facts" }, s.description || "(being described)"));
+      const g = s.gauges;
+      out.push(table("source-" + s.name, ["", ""], [
+        ["Records read", s.records], ["Bytes read", bytes(s.bytes)],
+        ["Average rate", (s.records / Math.max(seconds, 1e-3)).toFixed(1) + " records/s"],
+        ["Known input", g.known_bytes ? bytes(g.known_bytes) : "unknown"],
+        ["Reconnects", g.reconnects], ["Errors", g.errors + (g.last_error ? " (last: " + g.last_error + ")" : "")],
+      ]));
+      const rows = [];
+      if (s.position.stream) rows.push(["stream", s.position.stream, "", ""]);
+      for (const [file, offset] of Object.entries(s.position.files || {})) rows.push([file, offset, "", ""]);
+      const partsSeen = new Set([...Object.keys(s.position.parts || {}), ...Object.keys(g.ends)]);
+      for (const part of [...partsSeen].sort()) {
+        rows.push([part, (s.position.parts || {})[part] ?? "", g.ends[part] ?? "", s.lag[part] ?? ""]);
+      }
+      const t = table("positions-" + s.name, ["Part", "Position (safe)", "End", "Lag (records)"], rows);
+      t.classList.add("positions");
+      out.push(t);
+    }
+    return out;
+  },
+
+  async operators() {
+    const name = parts[1];
+    const operators = await get(jobBase(name) + "/operators?limit=50");
+    const out = [nav(name, "Operators"), el("h1", {}, "Operators: " + name)];
+    if (!operators.length) out.push(el("p", {}, "This job has no Wasm operators."));
+    for (const o of operators) {
+      out.push(el("h2", {}, o.name));
+      out.push(table("operator-" + o.name, ["", ""], [
+        ["Plugin", o.plugin], ["Version (blake3)", o.hash], ["Size", bytes(o.wasm_bytes)],
+        ["World", o.export], ["Says it does", o.description],
+        ["Params", Object.entries(o.params).map(([k, v]) => k + "=" + v).join(", ") || "none"],
+        ["Grants", o.grants], ["Limits", o.limits],
+        ["Over the run", USAGE_HEADINGS.map((h, i) => h + " " + usageRow(o.totals)[i]).join(" · ")],
+      ]));
+      out.push(table("usage-" + o.name, ["Batch", ...USAGE_HEADINGS],
+        o.recent.slice().reverse().map(([t, u]) => [when(t), ...usageRow(u)])));
+    }
+    return out;
+  },
+
+  async checkpoints() {
+    const name = parts[1];
+    const c = await get(jobBase(name) + "/checkpoints");
+    const out = [nav(name, "Checkpoints"), el("h1", {}, "Checkpoints: " + name),
+      el("p", { class: "facts" }, `${c.count} checkpoints written in this run`)];
+    const last = c.recent[c.recent.length - 1];
+    if (last) {
+      out.push(table("last-checkpoint", ["", ""], [
+        ["Last", `${last.path} after batch ${when(last.batch_time_ms)}`],
+        ["Written", when(last.written_ms)], ["State", bytes(last.state_bytes)],
+        ["Duration", `${ms(last.copy_ms)} copying (holds batches up), ${ms(last.write_ms)} compressing and writing`],
+      ]));
+      out.push(lineChart("checkpoint-durations", "Checkpoint durations (copy + write)",
+        c.recent.map((r) => r.batch_time_ms),
+        [{ name: "copy", values: c.recent.map((r) => r.copy_ms) },
+          { name: "write", values: c.recent.map((r) => r.write_ms) }], "ms"));
+    } else {
+      out.push(el("p", {}, "No checkpoint written yet (a job without checkpoint-dir writes none)."));
+    }
+    out.push(el("h2", {}, "History"));
+    out.push(table("checkpoints", ["Batch", "Written", "File", "State", "Copy", "Write"],
+      c.recent.slice().reverse().map((r) => [when(r.batch_time_ms), when(r.written_ms), r.path,
+        bytes(r.state_bytes), ms(r.copy_ms), ms(r.write_ms)])));
+    out.push(el("h2", {}, "Recoveries"));
+    out.push(c.recoveries.length
+      ? table("recoveries", ["At", "From", "Batches replayed", "Bytes replayed"],
+        c.recoveries.map((r) => [when(r.at_ms), r.from, r.replayed_batches, bytes(r.replayed_bytes)]))
+      : el("p", { id: "recoveries" }, "This run started fresh."));
+    return out;
   },
 
   async dashboard() {
