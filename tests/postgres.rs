@@ -6,7 +6,7 @@
 
 mod support;
 
-use spate_test_artifacts::postgres::{PASSWORD, PASSWORD_VAR, Server};
+use spate_test_artifacts::postgres::{PASSWORD, PASSWORD_VAR, Server, TLS_USER};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::chaos::*;
@@ -379,6 +379,14 @@ value-type = "f64"
             "mode = \"accumulate\"\ncreate-table = true\nprogress-table = \"totals_progress\""
         ),
     );
+    // The same values into real and numeric columns of the user's tables.
+    server.execute("CREATE TABLE as_real (key bytea, value real)");
+    server.execute("CREATE TABLE as_numeric (key bytea, value numeric)");
+    let text = format!(
+        "{text}{}{}",
+        output(&server, "readings", "as_real", ""),
+        output(&server, "readings", "as_numeric", "")
+    );
     let path = pipeline(dir.path(), &text);
     let run = run(&["run", path.to_str().unwrap()], Duration::from_secs(60));
     assert!(run.status.success(), "{}", stderr(&run));
@@ -420,6 +428,57 @@ value-type = "f64"
         .map(|r| r.get(0))
         .collect();
     assert_eq!(types, ["bytea", "double precision"]);
+    let as_real: Vec<(Vec<u8>, f64)> = every
+        .iter()
+        .map(|(k, v)| (k.clone(), f64::from(*v as f32)))
+        .collect();
+    assert_eq!(rows("SELECT key, value::float8 FROM as_real"), as_real);
+    assert_eq!(rows("SELECT key, value::float8 FROM as_numeric"), every);
+}
+
+#[test]
+fn counts_go_into_integer_smallint_and_numeric_columns() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (table, column, mode) in [
+        ("as_integer", "integer", "accumulate"),
+        ("as_smallint", "smallint", "upsert"),
+        ("as_numeric", "numeric", "append"),
+    ] {
+        let key = if mode == "append" { "" } else { " PRIMARY KEY" };
+        server.execute(&format!(
+            "CREATE TABLE {table} (key text{key}, value {column})"
+        ));
+        let path = one_batch(
+            &dir.path().join(table),
+            &server.url(),
+            table,
+            &format!("mode = \"{mode}\""),
+            "a b a c a\n",
+        );
+        let run = spate_with_password(&["run", path.to_str().unwrap()], PASSWORD);
+        assert!(run.status.success(), "{table}: {}", stderr(&run));
+        let got = counts_of(&server, &format!("SELECT key, value::bigint FROM {table}"));
+        let expected = Counts::from([("a".into(), 3), ("b".into(), 1), ("c".into(), 1)]);
+        assert_eq!(got, expected, "{table}");
+    }
+    // A column that cannot hold the stream's values is refused at start, naming the ones
+    // that can.
+    server.execute("CREATE TABLE as_real (key text PRIMARY KEY, value real)");
+    let path = one_batch(
+        &dir.path().join("as_real"),
+        &server.url(),
+        "as_real",
+        "mode = \"upsert\"",
+        "a\n",
+    );
+    let run = spate_with_password(&["run", path.to_str().unwrap()], PASSWORD);
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("bigint, integer, smallint or numeric"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 #[test]
@@ -675,4 +734,60 @@ fn every_failure_has_a_clear_error_and_loses_nothing() {
     assert!(mended.status.success(), "{}", stderr(&mended));
     let got = counts_of(&server, "SELECT key, value FROM limited");
     assert_eq!(got, Counts::from([("a".into(), 3), ("b".into(), 1)]));
+}
+
+/// TLS as libpq's `sslmode` says: `require` encrypts (the server accepts this user only over
+/// TLS), `verify-full` checks the certificate against `sslrootcert` and the host name, a
+/// certificate from another CA is refused, and a plain connection the server refuses says to
+/// ask for TLS.
+#[test]
+fn tls_is_used_and_checked_as_sslmode_says() {
+    let server = Server::start();
+    let ca = server.enable_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let port = server.port();
+    let url =
+        |host: &str, query: &str| format!("postgresql://{TLS_USER}@{host}:{port}/postgres?{query}");
+    let run_with = |name: &str, url: &str, line: &str| {
+        let path = one_batch(
+            &dir.path().join(name),
+            url,
+            name,
+            "create-table = true",
+            line,
+        );
+        spate_with_password(&["run", path.to_str().unwrap()], PASSWORD)
+    };
+    let required = run_with("encrypted", &url("127.0.0.1", "sslmode=require"), "a b a\n");
+    assert!(required.status.success(), "{}", stderr(&required));
+    assert_eq!(
+        counts_of(&server, "SELECT key, value FROM encrypted"),
+        Counts::from([("a".into(), 2), ("b".into(), 1)])
+    );
+    let checked = format!("sslmode=verify-full&sslrootcert={}", ca.display());
+    let verified = run_with("verified", &url("localhost", &checked), "c\n");
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(
+        counts_of(&server, "SELECT key, value FROM verified"),
+        Counts::from([("c".into(), 1)])
+    );
+
+    let (other, other_key) = (dir.path().join("other.crt"), dir.path().join("other.key"));
+    spate_test_artifacts::postgres::self_signed(&other, &other_key, "localhost");
+    let wrong_ca = format!("sslmode=verify-ca&sslrootcert={}", other.display());
+    let refused = run_with("unverified", &url("127.0.0.1", &wrong_ca), "d\n");
+    let log = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        log.contains("certificate verify failed") && log.contains("sslrootcert"),
+        "{log}"
+    );
+    let plain = run_with("plain", &url("127.0.0.1", "sslmode=disable"), "e\n");
+    let log = stderr(&plain);
+    assert!(!plain.status.success());
+    assert!(
+        log.contains("pg_hba.conf") && log.contains("sslmode=require"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }

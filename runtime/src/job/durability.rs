@@ -176,19 +176,22 @@ impl Durability {
     }
 
     /// Batch `input` was processed: records its sources' progress and takes a checkpoint when
-    /// one is due. Fails if an earlier checkpoint could not be written.
+    /// one is due, after `sync_outputs` (a checkpoint must not run ahead of the outputs: the
+    /// batches it covers are never replayed). Fails if an earlier checkpoint could not be
+    /// written.
     pub fn after_batch(
         &mut self,
         plan: &Plan,
         state: &JobState,
-        time: u64,
-        progress: &[(usize, crate::position::Progress)],
+        (time, progress): (u64, &[(usize, crate::position::Progress)]),
+        sync_outputs: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         for (source, p) in progress {
             self.positions.apply(&plan.sources[*source].name, p);
         }
         self.check()?;
         if time.is_multiple_of(self.settings.interval.as_millis() as u64) {
+            sync_outputs()?;
             self.checkpoint(plan, state, time, false)?;
         }
         Ok(())

@@ -7,6 +7,7 @@ use crate::config::Trigger;
 use crate::exec::{InputRelease, WorkerPool, run_batch};
 use crate::metrics::{BatchReport, OutputWrite, Summary};
 use crate::plan::Plan;
+use crate::position::Progress;
 use crate::sink::Sink;
 use crate::source::{self, Acks, SourceGauges};
 use crate::state::JobState;
@@ -63,6 +64,9 @@ struct Runner<'a> {
     summary: Summary,
     last_time: Option<u64>,
     status: &'a JobStatus,
+    /// Without a checkpoint directory: each processed batch's source progress, until its
+    /// outputs are written (then the input is acknowledged).
+    unacked: Vec<Vec<(usize, Progress)>>,
 }
 
 /// Runs `plan` until its sources end, `max_batches` batches are done, or a stop is asked for.
@@ -81,7 +85,7 @@ pub fn run(plan: Plan, options: &RunOptions) -> Result<RunOutcome> {
             });
     }
     let progress = (plan.job.trigger == Trigger::AvailableNow)
-        .then(|| progress::Progress::start(status.clone()));
+        .then(|| progress::ProgressReport::start(status.clone()));
     let result = run_reporting(plan, options, &status);
     if let Some(progress) = progress {
         progress.finish();
@@ -182,6 +186,7 @@ fn run_reporting(
         summary: Summary::default(),
         last_time: None,
         status,
+        unacked: Vec::new(),
     };
     let replay = recovered.map(|r| r.replay).unwrap_or_default();
     let mut result = match opening.join() {
@@ -202,6 +207,11 @@ fn run_reporting(
     }
     for receiver in receivers {
         let _ = receiver.join();
+    }
+    if result.is_ok() {
+        // Batches still being written (an output writing in the background) are finished
+        // before the final checkpoint and before the job counts as done.
+        result = runner.sync_outputs();
     }
     if let Some(durability) = &mut runner.durability {
         // A graceful end leaves a checkpoint of everything processed.
@@ -225,6 +235,11 @@ fn run_reporting(
 
 /// The sinks of a job's outputs, in output order.
 type Sinks = Vec<Box<dyn Sink>>;
+
+/// Waits until every sink has written every batch it was given.
+fn sync_all(sinks: &mut Sinks) -> Result<()> {
+    sinks.iter_mut().try_for_each(|sink| sink.sync())
+}
 
 /// Opens every output's sink on a thread of its own.
 fn open_outputs(plan: &Arc<Plan>) -> Result<JoinHandle<Result<Sinks>>> {
@@ -277,6 +292,22 @@ impl Runner<'_> {
         }
     }
 
+    /// Acknowledges the input of the first `n` batches waiting for it.
+    fn advance_acks(&mut self, n: usize) {
+        for progress in self.unacked.drain(..n) {
+            for (source, p) in &progress {
+                self.acks.advance(*source, p);
+            }
+        }
+    }
+
+    /// Waits until every output has written every batch; then their input is safe.
+    fn sync_outputs(&mut self) -> Result<()> {
+        sync_all(&mut self.sinks)?;
+        self.advance_acks(self.unacked.len());
+        Ok(())
+    }
+
     /// Runs one batch, `queued` more waiting; true when the run should end (`--max-batches`).
     fn run_and_report(
         &mut self,
@@ -302,10 +333,18 @@ impl Runner<'_> {
         self.summary.record(report);
         self.last_time = Some(time);
         match &mut self.durability {
-            Some(durability) => durability.after_batch(self.plan, self.state, time, &progress)?,
-            None => progress
-                .iter()
-                .for_each(|(source, p)| self.acks.advance(*source, p)),
+            Some(durability) => {
+                let sinks = &mut self.sinks;
+                durability
+                    .after_batch(self.plan, self.state, (time, &progress), || sync_all(sinks))?
+            }
+            None => {
+                // Input is safe once its outputs are written. Writing this batch finished the
+                // one before it; this one may still be in flight.
+                self.unacked.push(progress);
+                let in_flight = usize::from(self.sinks.iter().any(|s| s.pending()));
+                self.advance_acks(self.unacked.len() - in_flight);
+            }
         }
         let done = options
             .max_batches

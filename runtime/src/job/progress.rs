@@ -4,8 +4,7 @@
 
 use crate::status::{JobStatus, SourceView};
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -88,69 +87,68 @@ fn line(sources: &[SourceView], elapsed: Duration) -> Option<String> {
 }
 
 /// Reports the progress of `status`'s job until the returned handle is finished.
-pub struct Progress {
-    stop: Arc<AtomicBool>,
+pub struct ProgressReport {
+    /// Dropped (or sent to) to stop the reporter at once, not at its next tick.
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Progress {
+impl ProgressReport {
     /// Starts reporting.
-    pub fn start(status: Arc<JobStatus>) -> Progress {
-        let stop = Arc::new(AtomicBool::new(false));
+    pub fn start(status: Arc<JobStatus>) -> ProgressReport {
+        let (stop, stopped) = mpsc::channel();
         let terminal = std::io::stderr().is_terminal();
-        let thread = {
-            let stop = stop.clone();
-            let span = tracing::Span::current();
-            std::thread::Builder::new()
-                .name("spate-progress".into())
-                .spawn(move || {
-                    let _entered = span.enter();
-                    report(&status, &stop, terminal)
-                })
-                .ok()
-        };
-        Progress { stop, thread }
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new()
+            .name("spate-progress".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                report(&status, &stopped, terminal)
+            })
+            .ok();
+        ProgressReport {
+            stop: Some(stop),
+            thread,
+        }
     }
 
     /// Stops reporting, with a last line.
     pub fn finish(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn report(status: &JobStatus, stop: &AtomicBool, terminal: bool) {
+fn report(status: &JobStatus, stopped: &mpsc::Receiver<()>, terminal: bool) {
     let started = Instant::now();
     let every = if terminal {
         Duration::from_millis(500)
     } else {
         Duration::from_secs(5)
     };
-    let mut last = Instant::now();
     let mut drawn = false;
     loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        if stopping || last.elapsed() >= every {
-            last = Instant::now();
-            if let Some(text) = line(&status.sources(), started.elapsed()) {
-                if terminal {
-                    // Redrawn in place: back to the line's start, clear it.
-                    let mut err = std::io::stderr().lock();
-                    let job = &status.description.name;
-                    let _ = write!(err, "\r\x1b[2K{job}: {text}");
-                    let _ = err.flush();
-                    drawn = true;
-                } else {
-                    tracing::info!("{text}");
-                }
+        let stopping = !matches!(
+            stopped.recv_timeout(every),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if let Some(text) = line(&status.sources(), started.elapsed()) {
+            if terminal {
+                // Redrawn in place: back to the line's start, clear it.
+                let mut err = std::io::stderr().lock();
+                let job = &status.description.name;
+                let _ = write!(err, "\r\x1b[2K{job}: {text}");
+                let _ = err.flush();
+                drawn = true;
+            } else {
+                tracing::info!("{text}");
             }
         }
         if stopping {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     if drawn {
         let _ = writeln!(std::io::stderr());

@@ -23,6 +23,8 @@ impl Shape {
     pub const TEXT: Shape = Shape::Scalar(ValueType::Text);
     /// A 64-bit integer.
     pub const I64: Shape = Shape::Scalar(ValueType::I64);
+    /// A 64-bit float.
+    pub const F64: Shape = Shape::Scalar(ValueType::F64);
 
     /// A pair of `left` and `right`.
     pub fn pair(left: Shape, right: Shape) -> Shape {

@@ -67,13 +67,26 @@ pub trait Output: Send + Sync + std::fmt::Debug {
 
 /// An output operation's writer.
 pub trait Sink: Send {
-    /// Writes one batch's final partitions.
+    /// Writes one batch's final partitions. A sink may return before the batch is written and
+    /// finish it in the background while the next batch is computed; it must then finish it
+    /// before it writes the next one (or in [`Sink::sync`]), and report its failure there.
     fn write(
         &mut self,
         batch_time_ms: u64,
         partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()>;
+
+    /// Waits until every batch handed to [`Sink::write`] is written; its failure if one was
+    /// not. Called before a checkpoint is taken and when the job ends.
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether a batch is still being written in the background.
+    fn pending(&self) -> bool {
+        false
+    }
 }
 
 /// Builds an output of one `type` from its table.

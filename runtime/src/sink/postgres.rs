@@ -20,12 +20,13 @@ use super::claim::Claim;
 use super::retry::{Permanent, retrying};
 use super::{Output, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable, Interval};
+use crate::fault::host_fault;
 use crate::record::{Shape, StreamType, json_value, write_value};
 use crate::secret::SecretRef;
 use anyhow::{Result, anyhow, bail};
 use postgres::error::SqlState;
 use postgres::types::Type;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 use serde::Deserialize;
 use spate_guest::{Partition, ValueType};
 use std::borrow::Cow;
@@ -96,6 +97,8 @@ impl Mode {
 #[derive(Clone, Debug)]
 pub struct PostgresOutput {
     connection: postgres::Config,
+    /// How the connection is secured.
+    tls: Tls,
     /// `user@host:port/database`, for messages.
     server: String,
     /// The table as the pipeline names it (and the output's name in the progress table).
@@ -121,8 +124,9 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         .url
         .as_ref()
         .ok_or_else(|| table.error("a postgres output needs `url`"))?;
-    let mut connection: postgres::Config = url
-        .get_ref()
+    let (url_text, tls) = Tls::from_url(url.get_ref())
+        .map_err(|e| table.error_at(url.span(), "url", format!("invalid connection url: {e}")))?;
+    let mut connection: postgres::Config = url_text
         .parse()
         .map_err(|e| table.error_at(url.span(), "url", format!("invalid connection url: {e}")))?;
     if let Some(password) = &fields.password {
@@ -160,8 +164,128 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         job: format!("{tenant}.{job}"),
         retry_for: fields.retry_for.map_or(Duration::from_secs(120), |i| i.0),
         connection,
+        tls,
     };
     Ok(Box::new(output))
+}
+
+/// How far the server's certificate is checked: libpq's `sslmode` beyond `require`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verify {
+    /// Not at all (`disable`, `prefer`, `require`: TLS against eavesdropping only).
+    Nothing,
+    /// Signed by a trusted CA (`verify-ca`).
+    Ca,
+    /// That, and issued for the host connected to (`verify-full`).
+    Full,
+}
+
+/// The connection's TLS settings, read from the url as libpq reads them: `sslmode` (`disable`,
+/// `prefer` (the default: TLS when the server offers it), `require`, `verify-ca`,
+/// `verify-full`) and `sslrootcert` (the CA certificates to trust; libpq's default
+/// `~/.postgresql/root.crt`). The postgres crate knows neither the verify modes nor
+/// `sslrootcert`, so they are taken out of the url here and it gets `sslmode=require`.
+#[derive(Clone, Debug)]
+struct Tls {
+    verify: Verify,
+    root_cert: Option<std::path::PathBuf>,
+}
+
+impl Tls {
+    /// The url without what the postgres crate cannot read, and the TLS settings.
+    fn from_url(url: &str) -> Result<(String, Tls), String> {
+        let mut tls = Tls {
+            verify: Verify::Nothing,
+            root_cert: None,
+        };
+        let mut take = |key: &str, value: &str| -> Result<Option<String>, String> {
+            match (key, value) {
+                ("sslmode", "verify-ca" | "verify-full") => {
+                    tls.verify = match value {
+                        "verify-ca" => Verify::Ca,
+                        _ => Verify::Full,
+                    };
+                    Ok(Some("require".into()))
+                }
+                ("sslrootcert", path) => {
+                    tls.root_cert = Some(path.into());
+                    Ok(None)
+                }
+                (_, value) => Ok(Some(value.to_owned())),
+            }
+        };
+        let url = if let Some((base, query)) = url
+            .split_once('?')
+            .filter(|_| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            let mut kept = Vec::new();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if let Some(value) = take(key, value)? {
+                    kept.push(format!("{key}={value}"));
+                }
+            }
+            match kept.is_empty() {
+                true => base.to_owned(),
+                false => format!("{base}?{}", kept.join("&")),
+            }
+        } else if url.contains('=') && !url.contains("://") {
+            let mut kept = Vec::new();
+            for pair in url.split_whitespace() {
+                match pair.split_once('=') {
+                    Some((key, value)) => {
+                        if let Some(value) = take(key, value)? {
+                            kept.push(format!("{key}={value}"));
+                        }
+                    }
+                    None => kept.push(pair.to_owned()),
+                }
+            }
+            kept.join(" ")
+        } else {
+            url.to_owned()
+        };
+        if tls.verify != Verify::Nothing && tls.root_cert.is_none() {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let default = home.map(|h| h.join(".postgresql/root.crt"));
+            match default.filter(|path| path.is_file()) {
+                Some(path) => tls.root_cert = Some(path),
+                None => {
+                    return Err(
+                        "sslmode=verify-ca and verify-full need the CA certificates to \
+                                trust: add sslrootcert=<file> to the url (libpq's default, \
+                                ~/.postgresql/root.crt, is not there)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        Ok((url, tls))
+    }
+
+    /// The TLS connector: it checks the server's certificate as `verify` says.
+    fn connector(&self) -> Result<postgres_openssl::MakeTlsConnector> {
+        use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+        let mut builder = SslConnector::builder(SslMethod::tls())
+            .map_err(|e| anyhow!("cannot set up TLS: {e}"))?;
+        match (&self.root_cert, self.verify) {
+            (_, Verify::Nothing) => builder.set_verify(SslVerifyMode::NONE),
+            (Some(path), _) => builder.set_ca_file(path).map_err(|e| {
+                Permanent(anyhow!(
+                    "cannot read the CA certificates in {} (sslrootcert): {e}",
+                    path.display()
+                ))
+            })?,
+            (None, _) => {}
+        }
+        let mut connector = postgres_openssl::MakeTlsConnector::new(builder.build());
+        let full = self.verify == Verify::Full;
+        connector.set_callback(move |config, _host| {
+            config.set_verify_hostname(full);
+            Ok(())
+        });
+        Ok(connector)
+    }
 }
 
 /// `user@host:port/database` of a connection's settings.
@@ -280,9 +404,13 @@ impl Output for PostgresOutput {
         Ok(Box::new(Writer {
             output: self.clone(),
             _claim: claim,
-            client: Some(client),
             layout,
-            statements,
+            connection: Some(Connection {
+                output: self.clone(),
+                client: Some(client),
+                statements,
+            }),
+            in_flight: None,
             committed_through,
         }))
     }
@@ -295,13 +423,21 @@ impl PostgresOutput {
 
     /// A new connection; the error says where it was trying to go.
     fn connect(&self) -> Result<Client> {
-        self.connection.connect(NoTls).map_err(|e| {
+        let connector = self.tls.connector()?;
+        self.connection.connect(connector).map_err(|e| {
+            let text = e.to_string();
             let hint = match e.code() {
                 Some(c) if *c == SqlState::INVALID_PASSWORD => {
                     ": are the user and `password` right?"
                 }
                 Some(c) if *c == SqlState::INVALID_CATALOG_NAME => ": does the database exist?",
+                Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                    ": does the server's pg_hba.conf want TLS (`sslmode=require` in `url`)?"
+                }
                 Some(_) => "",
+                None if text.contains("TLS") || text.contains("certificate") => {
+                    ": check `sslmode` and `sslrootcert` in `url`"
+                }
                 None => ": is the server running, and is `url` right?",
             };
             let error = anyhow!(
@@ -460,11 +596,19 @@ impl PostgresOutput {
             ));
         }
         if let (Mode::Accumulate, Some(v)) = (self.mode, &value)
-            && !matches!(v.kind, Kind::BigInt | Kind::Double)
+            && !matches!(
+                v.kind,
+                Kind::BigInt
+                    | Kind::Integer
+                    | Kind::SmallInt
+                    | Kind::Numeric
+                    | Kind::Double
+                    | Kind::Real
+            )
         {
             problems.push(format!(
-                "mode \"accumulate\" adds to column \"{}\", so it must be bigint or double \
-                 precision",
+                "mode \"accumulate\" adds to column \"{}\", so it must be a number (bigint, \
+                 integer, smallint, numeric, double precision or real)",
                 v.name
             ));
         }
@@ -576,7 +720,11 @@ impl Layout {
 enum Kind {
     Text,
     BigInt,
+    Integer,
+    SmallInt,
+    Numeric,
     Double,
+    Real,
     Bytea,
     Json,
     Time,
@@ -587,7 +735,11 @@ impl Kind {
         Some(match *type_ {
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => Kind::Text,
             Type::INT8 => Kind::BigInt,
+            Type::INT4 => Kind::Integer,
+            Type::INT2 => Kind::SmallInt,
+            Type::NUMERIC => Kind::Numeric,
             Type::FLOAT8 => Kind::Double,
+            Type::FLOAT4 => Kind::Real,
             Type::BYTEA => Kind::Bytea,
             Type::JSONB | Type::JSON => Kind::Json,
             Type::TIMESTAMPTZ | Type::TIMESTAMP => Kind::Time,
@@ -600,8 +752,13 @@ impl Kind {
     fn holds(self, shape: &Shape) -> bool {
         match shape {
             Shape::Scalar(ValueType::Text) => matches!(self, Kind::Text | Kind::Json),
-            Shape::Scalar(ValueType::I64) => matches!(self, Kind::BigInt | Kind::Json),
-            Shape::Scalar(ValueType::F64) => matches!(self, Kind::Double | Kind::Json),
+            Shape::Scalar(ValueType::I64) => matches!(
+                self,
+                Kind::BigInt | Kind::Integer | Kind::SmallInt | Kind::Numeric | Kind::Json
+            ),
+            Shape::Scalar(ValueType::F64) => {
+                matches!(self, Kind::Double | Kind::Real | Kind::Numeric | Kind::Json)
+            }
             Shape::Scalar(ValueType::Bytes) => self == Kind::Bytea,
             _ => matches!(self, Kind::Json | Kind::Text),
         }
@@ -611,8 +768,10 @@ impl Kind {
     fn columns_for(shape: &Shape) -> &'static str {
         match shape {
             Shape::Scalar(ValueType::Text) => "text, varchar, char, jsonb or json",
-            Shape::Scalar(ValueType::I64) => "bigint (or jsonb, json)",
-            Shape::Scalar(ValueType::F64) => "double precision (or jsonb, json)",
+            Shape::Scalar(ValueType::I64) => {
+                "bigint, integer, smallint or numeric (or jsonb, json)"
+            }
+            Shape::Scalar(ValueType::F64) => "double precision, real or numeric (or jsonb, json)",
             Shape::Scalar(ValueType::Bytes) => "bytea",
             _ => "jsonb, json or text",
         }
@@ -633,7 +792,11 @@ impl Kind {
         match self {
             Kind::Text => "text",
             Kind::BigInt => "bigint",
+            Kind::Integer => "integer",
+            Kind::SmallInt => "smallint",
+            Kind::Numeric => "numeric",
             Kind::Double => "double precision",
+            Kind::Real => "real",
             Kind::Bytea => "bytea",
             Kind::Json => "jsonb",
             Kind::Time => "timestamptz",
@@ -721,10 +884,21 @@ fn cell<'a>(bytes: &'a [u8], shape: &Shape, kind: Kind) -> Result<Cell<'a>, Stri
             serde_json::from_str(utf8(bytes)?)
                 .map_err(|e| format!("text that is not JSON ({e})"))?,
         ),
-        (Shape::Scalar(ValueType::I64), Kind::BigInt) => {
+        (Shape::Scalar(ValueType::I64), Kind::BigInt | Kind::Numeric) => {
             Cell::Int(i64::from_le_bytes(fixed(bytes)?))
         }
-        (Shape::Scalar(ValueType::F64), Kind::Double) => {
+        (Shape::Scalar(ValueType::I64), Kind::Integer | Kind::SmallInt) => {
+            let n = i64::from_le_bytes(fixed(bytes)?);
+            let fits = match kind {
+                Kind::Integer => i32::try_from(n).is_ok(),
+                _ => i16::try_from(n).is_ok(),
+            };
+            if !fits {
+                return Err(format!("{n} does not fit a column of type {}", kind.sql()));
+            }
+            Cell::Int(n)
+        }
+        (Shape::Scalar(ValueType::F64), Kind::Double | Kind::Real | Kind::Numeric) => {
             Cell::Float(f64::from_le_bytes(fixed(bytes)?))
         }
         (Shape::Scalar(ValueType::Bytes), Kind::Bytea) => Cell::Bytes(bytes),
@@ -824,17 +998,33 @@ fn claim_marker(output: &PostgresOutput) -> Result<Claim> {
     })
 }
 
-/// One task's writer.
+/// One task's writer. A batch is encoded (COPY's text format) on the runner's thread, then
+/// written by a thread of its own while the job computes the next batch: the server's ingest
+/// and Spate's batch work overlap. The next `write` (or `sync`) waits for it first, so at most
+/// one batch is in flight, batches commit in order, and a failure is reported before anything
+/// later is written.
 struct Writer {
     output: PostgresOutput,
     /// This writer's marker, which no other writer of the process may use.
     _claim: Claim,
-    /// The connection; none after it was lost, until the next try reconnects.
-    client: Option<Client>,
     layout: Layout,
-    statements: Statements,
+    /// The connection, when no batch is in flight (the batch's thread holds it meanwhile).
+    connection: Option<Connection>,
+    /// The batch being written and its thread, which hands the connection back.
+    in_flight: Option<(u64, InFlight)>,
     /// Batches up to this time are written (read from the marker at open).
     committed_through: Option<u64>,
+}
+
+/// A batch's writing thread: it returns the connection and what the write did.
+type InFlight = std::thread::JoinHandle<(Connection, Result<Outcome>)>;
+
+/// A writer's connection and the SQL it runs.
+struct Connection {
+    output: PostgresOutput,
+    /// None after it was lost, until the next try reconnects.
+    client: Option<Client>,
+    statements: Statements,
 }
 
 /// A row: key (if written) and value.
@@ -919,8 +1109,74 @@ impl Writer {
             .collect()
     }
 
+    /// The batch's rows in COPY's text format (key, value, batch time per line).
+    fn encode(&self, time_ms: u64, rows: &[Row<'_>]) -> Vec<u8> {
+        let time = self
+            .layout
+            .time
+            .as_ref()
+            .map(|c| time_cell(time_ms, c.kind));
+        let mut out = Vec::with_capacity(rows.len() * 16);
+        for row in rows {
+            if let Some(key) = &row.key {
+                key.write_text(&mut out);
+                out.push(b'\t');
+            }
+            row.value.write_text(&mut out);
+            if let Some(time) = &time {
+                out.push(b'\t');
+                time.write_text(&mut out);
+            }
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Waits for the batch in flight, if any: its failure is this call's.
+    fn finish_in_flight(&mut self) -> Result<()> {
+        let Some((time_ms, thread)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (connection, outcome) = thread.join().map_err(|_| {
+            host_fault(format!(
+                "the thread writing batch {time_ms} ms into table {} panicked",
+                self.output.table_name
+            ))
+        })?;
+        self.connection = Some(connection);
+        match outcome? {
+            Outcome::Written(rows) => tracing::debug!(
+                "postgres output '{}': batch {time_ms} ms: {rows} rows",
+                self.output.table_name
+            ),
+            Outcome::WrittenBefore => tracing::info!(
+                "postgres output '{}': batch {time_ms} ms was already written (its marker is in \
+                 {}); not written again",
+                self.output.table_name,
+                self.output.progress_name
+            ),
+        }
+        self.committed_through = Some(time_ms);
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// Writes batch `time_ms` (`rows` rows, encoded in `copy`), trying again with backoff
+    /// while the server is away.
+    fn write(&mut self, time_ms: u64, copy: &[u8], rows: usize) -> Result<Outcome> {
+        let connector = self.output.connector();
+        let retry_for = self.output.retry_for;
+        retrying(
+            &connector,
+            &format!("writing batch {time_ms} ms"),
+            retry_for,
+            || self.write_once(time_ms, copy, rows),
+        )
+    }
+
     /// One try at writing the batch, in one transaction with its marker.
-    fn write_once(&mut self, time_ms: u64, rows: &[Row<'_>]) -> Result<Outcome> {
+    fn write_once(&mut self, time_ms: u64, copy: &[u8], rows: usize) -> Result<Outcome> {
         let client = match &mut self.client {
             Some(client) if !client.is_closed() => client,
             _ => {
@@ -931,10 +1187,9 @@ impl Writer {
         let result = write_transaction(
             client,
             &self.output,
-            &self.layout,
             &self.statements,
             time_ms,
-            rows,
+            (copy, rows),
         );
         result.map_err(|failure| {
             let e = match failure {
@@ -973,13 +1228,15 @@ impl From<postgres::Error> for Failure {
     }
 }
 
+/// The batch in one transaction: the marker moved first (a batch written before stops here),
+/// then the rows (`copy`, `rows` of them) by COPY, merged into the table for upsert and
+/// accumulate.
 fn write_transaction(
     client: &mut Client,
     output: &PostgresOutput,
-    layout: &Layout,
     statements: &Statements,
     time_ms: u64,
-    rows: &[Row<'_>],
+    (copy, rows): (&[u8], usize),
 ) -> Result<Outcome, Failure> {
     let mut transaction = client.transaction()?;
     let moved = transaction.execute(
@@ -989,7 +1246,7 @@ fn write_transaction(
             &output.table_name,
             &TASK,
             &(time_ms as i64),
-            &(rows.len() as i64),
+            &(rows as i64),
         ],
     )?;
     if moved == 0 {
@@ -999,47 +1256,22 @@ fn write_transaction(
     if let Some(stage) = &statements.stage {
         transaction.batch_execute(stage)?;
     }
-    copy_rows(&mut transaction, &statements.copy, layout, time_ms, rows)?;
+    copy_rows(&mut transaction, &statements.copy, copy)?;
     if let Some(merge) = &statements.merge {
         transaction.execute(merge, &[])?;
     }
     transaction.commit()?;
-    Ok(Outcome::Written(rows.len()))
+    Ok(Outcome::Written(rows))
 }
 
-/// Bulk-loads `rows` with COPY (text format), sent in chunks as they are encoded.
-fn copy_rows(
-    transaction: &mut Transaction<'_>,
-    copy: &str,
-    layout: &Layout,
-    time_ms: u64,
-    rows: &[Row<'_>],
-) -> Result<(), Failure> {
+/// Bulk-loads the encoded rows with COPY, sent in chunks.
+fn copy_rows(transaction: &mut Transaction<'_>, copy: &str, rows: &[u8]) -> Result<(), Failure> {
     use std::io::Write;
     const CHUNK: usize = 256 * 1024;
-    let time = layout.time.as_ref().map(|c| time_cell(time_ms, c.kind));
     let mut sink = transaction.copy_in(copy)?;
-    let mut buffer = Vec::with_capacity(CHUNK + 4096);
-    let mut sent: std::io::Result<()> = Ok(());
-    for row in rows {
-        if let Some(key) = &row.key {
-            key.write_text(&mut buffer);
-            buffer.push(b'\t');
-        }
-        row.value.write_text(&mut buffer);
-        if let Some(time) = &time {
-            buffer.push(b'\t');
-            time.write_text(&mut buffer);
-        }
-        buffer.push(b'\n');
-        if buffer.len() >= CHUNK && sent.is_ok() {
-            sent = sink.write_all(&buffer);
-            buffer.clear();
-        }
-    }
-    if sent.is_ok() {
-        sent = sink.write_all(&buffer);
-    }
+    let sent = rows
+        .chunks(CHUNK)
+        .try_for_each(|chunk| sink.write_all(chunk));
     // After a failed send, the server's own error (from `finish`) says more, if it has one.
     match (sent, sink.finish()) {
         (_, Err(e)) => Err(Failure::Server(e)),
@@ -1076,28 +1308,33 @@ impl Sink for Writer {
                 self.output.table_name
             )
         })?;
-        let connector = self.output.connector();
-        let retry_for = self.output.retry_for;
-        let outcome = retrying(
-            &connector,
-            &format!("writing batch {time_ms} ms"),
-            retry_for,
-            || self.write_once(time_ms, &rows),
-        )?;
-        match outcome {
-            Outcome::Written(rows) => tracing::debug!(
-                "postgres output '{}': batch {time_ms} ms: {rows} rows",
-                self.output.table_name
-            ),
-            Outcome::WrittenBefore => tracing::info!(
-                "postgres output '{}': batch {time_ms} ms was already written (its marker is in \
-                 {}); not written again",
-                self.output.table_name,
-                self.output.progress_name
-            ),
-        }
-        self.committed_through = Some(time_ms);
+        let copy = self.encode(time_ms, &rows);
+        let count = rows.len();
+        drop(rows);
+        self.finish_in_flight()?;
+        let mut connection = self
+            .connection
+            .take()
+            .ok_or_else(|| host_fault("a postgres writer lost its connection".to_owned()))?;
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new()
+            .name("spate-postgres".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                let outcome = connection.write(time_ms, &copy, count);
+                (connection, outcome)
+            })
+            .map_err(|e| anyhow!("cannot start a thread: {e}"))?;
+        self.in_flight = Some((time_ms, thread));
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.finish_in_flight()
+    }
+
+    fn pending(&self) -> bool {
+        self.in_flight.is_some()
     }
 }
 
@@ -1129,8 +1366,17 @@ fn connection_lost(error: &postgres::Error) -> bool {
 /// the SQLSTATE code; a client-side error as the client words it.
 fn message(error: &postgres::Error) -> String {
     let Some(db) = error.as_db_error() else {
-        // The client's wording already ends with its cause.
-        return error.to_string();
+        // The client's wording, then its causes (a TLS handshake's says what failed).
+        let mut text = error.to_string();
+        let mut cause = std::error::Error::source(error);
+        while let Some(e) = cause {
+            let said = e.to_string();
+            if !text.contains(&said) {
+                let _ = write!(text, ": {said}");
+            }
+            cause = e.source();
+        }
+        return text;
     };
     let mut text = format!("{}: {}", db.severity(), db.message());
     if let Some(detail) = db.detail() {
@@ -1188,6 +1434,33 @@ mod tests {
             cell(&list, &shape, Kind::Text),
             Ok(Cell::Text(t)) if t == "[7]"
         ));
+    }
+
+    #[test]
+    fn numbers_go_into_narrower_columns_only_when_they_fit() {
+        let small = 30_000i64.to_le_bytes();
+        let large = 40_000i64.to_le_bytes();
+        assert!(matches!(
+            cell(&small, &Shape::I64, Kind::SmallInt),
+            Ok(Cell::Int(30_000))
+        ));
+        assert_eq!(
+            cell(&large, &Shape::I64, Kind::SmallInt).unwrap_err(),
+            "40000 does not fit a column of type smallint"
+        );
+        assert!(cell(&large, &Shape::I64, Kind::Integer).is_ok());
+        let huge = i64::MAX.to_le_bytes();
+        assert!(cell(&huge, &Shape::I64, Kind::Integer).is_err());
+        assert!(matches!(
+            cell(&huge, &Shape::I64, Kind::Numeric),
+            Ok(Cell::Int(i64::MAX))
+        ));
+        let half = 0.5f64.to_le_bytes();
+        for kind in [Kind::Real, Kind::Numeric, Kind::Double] {
+            assert!(matches!(cell(&half, &Shape::F64, kind), Ok(Cell::Float(x)) if x == 0.5));
+        }
+        assert!(!Kind::Integer.holds(&Shape::F64));
+        assert!(!Kind::Real.holds(&Shape::I64));
     }
 
     #[test]

@@ -71,6 +71,32 @@ fn succeed(command: &mut Command, what: &str) {
     );
 }
 
+/// The user [`Server::enable_tls`] adds, accepted only over TLS.
+pub const TLS_USER: &str = "spate_tls";
+
+/// Writes a self-signed certificate for `host` (and 127.0.0.1) and its key, with the
+/// `openssl` program: the key readable by its owner only, as PostgreSQL wants.
+pub fn self_signed(cert: &Path, key: &Path, host: &str) {
+    succeed(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", &format!("/CN={host}")])
+            .args([
+                "-addext",
+                &format!("subjectAltName=DNS:{host},IP:127.0.0.1"),
+            ])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert),
+        "openssl req",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A running throwaway server.
 pub struct Server {
     dir: tempfile::TempDir,
@@ -168,6 +194,49 @@ impl Server {
         self.client()
             .batch_execute(sql)
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Turns TLS on and adds the user [`TLS_USER`] (same password), whom the server accepts
+    /// only over TLS. The server's certificate is self-signed for `localhost` and 127.0.0.1;
+    /// returns its file, the CA a client must trust.
+    pub fn enable_tls(&self) -> PathBuf {
+        let (cert, key) = (self.path("data/server.crt"), self.path("data/server.key"));
+        self_signed(&cert, &key, "localhost");
+        if as_root() {
+            succeed(
+                Command::new("chown").arg("postgres:").arg(&cert).arg(&key),
+                "chown the server's certificate",
+            );
+        }
+        let hba = self.path("data/pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!(
+                "hostssl all {TLS_USER} 127.0.0.1/32 scram-sha-256\n\
+                 hostnossl all {TLS_USER} 127.0.0.1/32 reject\n{rules}"
+            ),
+        )
+        .unwrap();
+        // One at a time: ALTER SYSTEM may not run in the transaction a batch of statements is.
+        for sql in [
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+            format!("CREATE ROLE {TLS_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            self.execute(&sql);
+        }
+        // The reload is asynchronous: wait until the server speaks TLS.
+        for _ in 0..100 {
+            let on: String = self.client().query_one("SHOW ssl", &[]).unwrap().get(0);
+            if on == "on" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        cert
     }
 
     /// What the server logged.
