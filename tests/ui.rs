@@ -359,6 +359,12 @@ fn check_batch_tasks(seen: &serde_json::Value) {
         .filter(|id| id.ends_with("-reduce"))
         .max_by_key(|id| stage(id))
         .expect("a reduce side");
+    // What the map side wrote into the shuffle is what the reduce side read from it.
+    let map_side = last.replace("-reduce", "-map");
+    assert_eq!(column(&map_side, 4), column(last, 3), "{tables:?}");
+    for row in tables[last.as_str()].as_array().unwrap() {
+        assert!(row[5].as_str().unwrap().ends_with('B'), "bytes in: {row:?}");
+    }
     let outputs = seen["batch_outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 2);
     for output in outputs {

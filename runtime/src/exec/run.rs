@@ -10,7 +10,7 @@ use super::keyed::{
 };
 use super::narrow;
 use super::pool::{Worker, WorkerPool};
-use super::tasks::{Phase, TaskClock, TaskFigures, TaskId, TaskOutput, attempt};
+use super::tasks::{Phase, Size, TaskClock, TaskFigures, TaskId, TaskOutput, attempt};
 use crate::batch::Block;
 use crate::record::StreamType;
 use crate::shuffle::Folder;
@@ -98,10 +98,12 @@ fn map_share_task(
         Ok(buckets) => {
             let mut figures = TaskFigures::default();
             if let Some((first, _)) = taken.first() {
-                let records = (taken_records, buckets.records() as u64);
-                figures
-                    .tasks
-                    .push(clock.record(*first, taken.len(), records));
+                let input = Size {
+                    records: taken_records,
+                    bytes: taken_bytes as u64,
+                };
+                let record = clock.record(*first, taken.len(), input, buckets.size());
+                figures.tasks.push(record);
             }
             drop(taken);
             if let Some(release) = release {

@@ -5,6 +5,7 @@ use super::dataflow::Dataflow;
 use super::dataflow::ReduceOutput;
 use super::dead_letter;
 use super::pool::Worker;
+use crate::batch::partition_bytes;
 use crate::config::TaskFailurePolicy;
 use crate::fault::is_host_fault;
 use crate::record::StreamType;
@@ -51,6 +52,10 @@ pub struct TaskRecord {
     pub records_in: u64,
     /// Records out.
     pub records_out: u64,
+    /// Bytes in (keys and values; on a reduce side, what it read from the shuffle).
+    pub bytes_in: u64,
+    /// Bytes out (on a map side, what it wrote into the shuffle).
+    pub bytes_out: u64,
     /// Attempts (1 unless retried).
     pub attempts: u64,
     /// Skipped after its last attempt, its input dead-lettered.
@@ -72,8 +77,9 @@ impl TaskClock {
         }
     }
 
-    /// The task's record, its time measured until now.
-    pub fn record(&self, id: TaskId, partitions: usize, records: (u64, u64)) -> TaskRecord {
+    /// The task's record, its time measured until now; `input` and `output` in records and
+    /// bytes.
+    pub fn record(&self, id: TaskId, partitions: usize, input: Size, output: Size) -> TaskRecord {
         TaskRecord {
             node: id.node,
             phase: id.phase,
@@ -83,54 +89,73 @@ impl TaskClock {
             wasm_micros: crate::wasm::thread_wasm_time()
                 .saturating_sub(self.wasm_before)
                 .as_micros() as u64,
-            records_in: records.0,
-            records_out: records.1,
+            records_in: input.records,
+            records_out: output.records,
+            bytes_in: input.bytes,
+            bytes_out: output.bytes,
             attempts: 1,
             skipped: false,
         }
     }
 }
 
-/// What a task produced, counted in records.
+/// How much went into or out of a task.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Size {
+    /// Records.
+    pub records: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
+}
+
+impl Size {
+    /// The size of `partitions`.
+    pub fn of<'a>(partitions: impl IntoIterator<Item = &'a Partition>) -> Size {
+        partitions.into_iter().fold(Size::default(), |sum, p| Size {
+            records: sum.records + p.len() as u64,
+            bytes: sum.bytes + partition_bytes(p) as u64,
+        })
+    }
+}
+
+/// What a task produced, sized.
 pub trait TaskOutput {
-    /// Records produced.
-    fn records(&self) -> usize;
+    /// Its size.
+    fn size(&self) -> Size;
 }
 
 impl TaskOutput for () {
-    fn records(&self) -> usize {
-        0
+    fn size(&self) -> Size {
+        Size::default()
     }
 }
 
 impl TaskOutput for Partition {
-    fn records(&self) -> usize {
-        self.len()
+    fn size(&self) -> Size {
+        Size::of([self])
     }
 }
 
 impl TaskOutput for Vec<Partition> {
-    fn records(&self) -> usize {
-        self.iter().map(Partition::len).sum()
+    fn size(&self) -> Size {
+        Size::of(self)
     }
 }
 
 impl TaskOutput for ReduceOutput {
-    fn records(&self) -> usize {
-        self.main.as_ref().map_or(0, Partition::len) + self.side.as_ref().map_or(0, Partition::len)
+    fn size(&self) -> Size {
+        Size::of(self.main.iter().chain(&self.side))
     }
 }
 
 /// A global reduce's partial or final value.
 impl TaskOutput for Option<Vec<u8>> {
-    fn records(&self) -> usize {
-        usize::from(self.is_some())
+    fn size(&self) -> Size {
+        Size {
+            records: u64::from(self.is_some()),
+            bytes: self.as_ref().map_or(0, |v| v.len() as u64),
+        }
     }
-}
-
-/// Records in `inputs`.
-pub fn records_in(inputs: &[Partition]) -> u64 {
-    inputs.iter().map(|b| b.len() as u64).sum()
 }
 
 impl TaskFigures {
@@ -197,13 +222,13 @@ pub fn attempt<T: TaskOutput>(
 ) -> Result<(Option<T>, TaskFigures)> {
     worker.begin_batch(id.batch_time);
     let clock = TaskClock::start();
-    let records = records_in(inputs);
+    let input = Size::of(inputs.iter());
     let policy = &dataflow.tasks;
     let mut figures = TaskFigures::default();
     let error = loop {
         match task(worker, inputs) {
             Ok(output) => {
-                let mut record = clock.record(id, 1, (records, output.records() as u64));
+                let mut record = clock.record(id, 1, input, output.size());
                 record.attempts = figures.retries + 1;
                 figures.tasks.push(record);
                 return Ok((Some(output), figures));
@@ -244,9 +269,9 @@ pub fn attempt<T: TaskOutput>(
         path.display()
     );
     figures.skipped_tasks = 1;
-    figures.skipped_records = records;
+    figures.skipped_records = input.records;
     figures.dead_letters.push(path);
-    let mut record = clock.record(id, 1, (records, 0));
+    let mut record = clock.record(id, 1, input, Size::default());
     record.attempts = figures.retries + 1;
     record.skipped = true;
     figures.tasks.push(record);

@@ -335,14 +335,17 @@ const pages = {
       if (!tasks.length) continue;
       const sum = (f) => tasks.reduce((a, t) => a + f(t), 0);
       out.push(el("h3", {}, `Stage ${n.id}: ${n.label}, ${title}`));
+      const shuffle = phase === "map" ? ` · shuffle write ${bytes(sum((t) => t.bytes_out))}`
+        : phase === "reduce" ? ` · shuffle read ${bytes(sum((t) => t.bytes_in))}` : "";
       out.push(el("p", { class: "facts" }, `${tasks.length} tasks · ${ms(sum((t) => t.micros) / 1000)} busy · ` +
         `${ms(sum((t) => t.wasm_micros) / 1000)} in Wasm · ${sum((t) => t.records_in)} records in · ` +
-        `${sum((t) => t.records_out)} out` + (n.shuffle ? ` · shuffled into ${n.partitions} partitions` : "")));
+        `${sum((t) => t.records_out)} out` + shuffle +
+        (n.shuffle ? ` · shuffled into ${n.partitions} partitions` : "")));
       const t = table(`tasks-${n.id}-${phase}`, ["Partition", "Time", "Wasm time", "Records in", "Records out",
-        "Attempts", "Dead-lettered"], tasks.map((t) => [
+        "Bytes in", "Bytes out", "Attempts", "Dead-lettered"], tasks.map((t) => [
         t.partitions > 1 ? `${t.partition} (+${t.partitions - 1}, one worker's share)` : t.partition,
-        ms(t.micros / 1000), ms(t.wasm_micros / 1000), t.records_in, t.records_out, t.attempts,
-        t.skipped ? "yes" : "no"]));
+        ms(t.micros / 1000), ms(t.wasm_micros / 1000), t.records_in, t.records_out,
+        bytes(t.bytes_in), bytes(t.bytes_out), t.attempts, t.skipped ? "yes" : "no"]));
       t.classList.add("tasks");
       out.push(t);
     }
