@@ -103,6 +103,14 @@ num = 100000
         read()
     );
     let base = ui_address(&read()).unwrap();
+    // The UI is up before the job has started; a file there before the directory source first
+    // looks would count as existing and not be read (no `include-existing`). The first batch
+    // line says the source is looking.
+    assert!(
+        eventually(Duration::from_secs(60), || read().contains(" ms: ")),
+        "{}",
+        read()
+    );
     // Files of words keep coming while the browser looks.
     let mut rng = chaos::Rng(11);
     let texts: Vec<String> = (0..FILES).map(|_| chaos::lines(&mut rng, 40)).collect();
@@ -267,6 +275,28 @@ num = 100000
         .sum();
     assert_eq!(written, logged_output as f64);
     assert!(metric("spate_checkpoints_total", labels) >= 1.0);
+    // Per plan node: the word count's keyed node was busy and read every word the tokenizer
+    // emitted (records in: lines into its map side, plus the map side's output into its reduce
+    // side, so at least the input's lines).
+    let (node_key, busy) = metrics
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| {
+            k.starts_with("spate_node_busy_seconds_total") && k.contains("reduce-by-key")
+        })
+        .expect("a busy-time sample for the reduce-by-key node");
+    assert!(busy.as_f64().unwrap() > 0.0, "{node_key}");
+    let node_in = metrics[node_key.replace(
+        "spate_node_busy_seconds_total",
+        "spate_node_records_in_total",
+    )]
+    .as_f64()
+    .unwrap();
+    assert!(
+        node_in >= expected as f64,
+        "{node_key}: {node_in} < {expected}"
+    );
 
     // Sources, operators and checkpoints pages.
     let positions = &seen["positions"];

@@ -178,6 +178,21 @@ impl From<&UsageReport> for OperatorUsage {
     }
 }
 
+/// What one plan node's tasks did over a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeTotals {
+    /// Tasks run.
+    pub tasks: u64,
+    /// Their wall time, summed over workers, ms.
+    pub busy_ms: f64,
+    /// Their time inside operator calls, ms.
+    pub wasm_ms: f64,
+    /// Records into them.
+    pub records_in: u64,
+    /// Records out of them.
+    pub records_out: u64,
+}
+
 /// A checkpoint written.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckpointRecord {
@@ -302,6 +317,8 @@ pub struct Totals {
     pub output_writes: Vec<u64>,
     /// Per output: time writing, ms.
     pub output_ms: Vec<f64>,
+    /// Per plan node (by its number): what its tasks did.
+    pub nodes: Vec<NodeTotals>,
     /// Checkpoints written.
     pub checkpoints: u64,
     /// Time they took to copy, summed, ms.
@@ -599,6 +616,17 @@ impl JobStatus {
             live.tasks
                 .push_back((report.time_ms, report.tasks.tasks.clone()));
             let t = &mut live.totals;
+            for task in &report.tasks.tasks {
+                if t.nodes.len() <= task.node {
+                    t.nodes.resize(task.node + 1, NodeTotals::default());
+                }
+                let node = &mut t.nodes[task.node];
+                node.tasks += 1;
+                node.busy_ms += task.micros as f64 / 1000.0;
+                node.wasm_ms += task.wasm_micros as f64 / 1000.0;
+                node.records_in += task.records_in;
+                node.records_out += task.records_out;
+            }
             t.operators
                 .resize(report.per_operator.len(), OperatorUsage::default());
             for (total, usage) in t.operators.iter_mut().zip(&report.per_operator) {

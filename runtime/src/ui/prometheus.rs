@@ -2,7 +2,7 @@
 //! gauges and delay histograms, labelled by job and tenant (and source), rendered from a
 //! snapshot at each scrape. Times are in seconds, as Prometheus names them.
 
-use crate::status::{DELAY_BUCKETS_MS, JobSnapshot, JobState, OperatorUsage, Registry};
+use crate::status::{DELAY_BUCKETS_MS, JobSnapshot, JobState, NodeTotals, OperatorUsage, Registry};
 use std::fmt::Write;
 
 /// A metric family being written: its samples follow one `# HELP` and `# TYPE`.
@@ -328,6 +328,46 @@ pub fn render(registry: &Registry) -> String {
             per_output(j, &seconds)
         },
     );
+    let per_node = |j: &JobSnapshot, of: &dyn Fn(&NodeTotals) -> f64| -> Vec<(String, f64)> {
+        let nodes = j.description.graph.iter();
+        nodes
+            .map(|n| {
+                let totals = j.totals.nodes.get(n.id).cloned().unwrap_or_default();
+                (format!("{}: {}", n.id, n.label), of(&totals))
+            })
+            .collect()
+    };
+    for (name, help, of) in [
+        (
+            "spate_node_tasks_total",
+            "Tasks run, per plan node (`<stage>: <label>`).",
+            &(|n: &NodeTotals| n.tasks as f64) as &dyn Fn(&NodeTotals) -> f64,
+        ),
+        (
+            "spate_node_busy_seconds_total",
+            "Wall time of a node's tasks, summed over workers.",
+            &|n: &NodeTotals| n.busy_ms / 1000.0,
+        ),
+        (
+            "spate_node_wasm_seconds_total",
+            "Time a node's tasks spent inside operator calls.",
+            &|n: &NodeTotals| n.wasm_ms / 1000.0,
+        ),
+        (
+            "spate_node_records_in_total",
+            "Records into a node's tasks.",
+            &|n: &NodeTotals| n.records_in as f64,
+        ),
+        (
+            "spate_node_records_out_total",
+            "Records out of a node's tasks.",
+            &|n: &NodeTotals| n.records_out as f64,
+        ),
+    ] {
+        per_item(&mut out, &jobs, (name, "counter"), help, "node", &|_, j| {
+            per_node(j, of)
+        });
+    }
     per_job(
         &mut out,
         "spate_checkpoints_total",
