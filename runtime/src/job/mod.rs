@@ -198,6 +198,12 @@ fn run_reporting(
         Ok(Err(e)) => Err(e.context("an output cannot open")),
         Err(_) => Err(anyhow!("internal error: opening the outputs panicked")),
     };
+    if result.is_ok() {
+        // Batches still being written (an output writing in the background) are finished
+        // before the job counts as done, and before the receivers end: their input is then
+        // acknowledged, in time for a Kafka source's final group commit.
+        result = runner.sync_outputs();
+    }
     buffer.stop();
     halt.store(true, Ordering::SeqCst);
     drop(batches_in);
@@ -207,11 +213,6 @@ fn run_reporting(
     }
     for receiver in receivers {
         let _ = receiver.join();
-    }
-    if result.is_ok() {
-        // Batches still being written (an output writing in the background) are finished
-        // before the final checkpoint and before the job counts as done.
-        result = runner.sync_outputs();
     }
     if let Some(durability) = &mut runner.durability {
         // A graceful end leaves a checkpoint of everything processed.
