@@ -857,19 +857,8 @@ num = 1
         ),
     );
     let log = dir.path().join("run.log");
-    let child = spate()
-        .args(["run", path.to_str().unwrap(), "--ui-port", "0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (child, base) = run_with_ui(&path, &log, std::process::Stdio::null());
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        eventually(Duration::from_secs(30), || ui_address(&read()).is_some()),
-        "{}",
-        read()
-    );
-    let base = ui_address(&read()).unwrap();
     let source = || -> Option<serde_json::Value> {
         let body = http_get(&base, "/api/v1/jobs/lagging/sources")?;
         serde_json::from_str::<serde_json::Value>(&body).ok()?[0]

@@ -90,19 +90,8 @@ num = 100000
         ),
     );
     let log = dir.path().join("run.log");
-    let child = spate()
-        .args(["run", path.to_str().unwrap(), "--ui-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (child, base) = run_with_ui(&path, &log, Stdio::piped());
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        eventually(Duration::from_secs(30), || ui_address(&read()).is_some()),
-        "{}",
-        read()
-    );
-    let base = ui_address(&read()).unwrap();
     // The UI is up before the job has started; a file there before the directory source first
     // looks would count as existing and not be read (no `include-existing`). The first batch
     // line says the source is looking.

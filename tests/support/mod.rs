@@ -274,3 +274,22 @@ pub fn http_get(base: &str, path: &str) -> Option<String> {
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
+
+/// Starts `spate run pipeline` with its web UI on any free port, stderr into `log` and stdout
+/// to `stdout`; returns the process and the UI's address once it has printed it.
+pub fn run_with_ui(pipeline: &Path, log: &Path, stdout: Stdio) -> (Child, String) {
+    let child = spate()
+        .args(["run", pipeline.to_str().unwrap(), "--ui-port", "0"])
+        .stdout(stdout)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(30), || ui_address(&read()).is_some()),
+        "{}",
+        read()
+    );
+    let base = ui_address(&read()).unwrap();
+    (child, base)
+}
