@@ -906,6 +906,14 @@ num = 1
     for (part, end) in &expected_ends {
         assert_eq!(caught_up["position"]["parts"][part].as_u64(), Some(*end));
     }
+    // Each partition is rated in records (offsets per second); each was read within the last
+    // batches, so its rate is not 0.
+    for (part, end) in &expected_ends {
+        let rate = &caught_up["rates"][part];
+        assert_eq!(rate["unit"], "records", "{caught_up}");
+        let per_second = rate["per_second"].as_f64().unwrap();
+        assert!(per_second > 0.0 || *end == 0, "{caught_up}");
+    }
     let metrics = http_get(&base, "/metrics").unwrap();
     assert!(
         metrics.contains(

@@ -499,7 +499,7 @@ fn a_database_restart_mid_run_loses_and_doubles_nothing() {
         0x07e5_7a27,
     );
     let log = dir.path().join("run.log");
-    let child = start(&pipeline, &log);
+    let (child, ui) = run_with_ui(&pipeline, &log, std::process::Stdio::null());
     let in_table = || counts_of(&server, "SELECT key, value FROM word_counts");
     assert!(
         eventually(Duration::from_secs(60), || std::fs::read_to_string(&log)
@@ -513,15 +513,55 @@ fn a_database_restart_mid_run_loses_and_doubles_nothing() {
     server.run();
     feeder.join().unwrap();
     eventually(Duration::from_secs(60), || in_table() == expected);
+    // The UI counts the output's retries: over the run, and per batch.
+    let job: serde_json::Value =
+        serde_json::from_str(&http_get(&ui, "/api/v1/jobs").unwrap()).unwrap();
+    let job = &job[0];
+    let batches: serde_json::Value = serde_json::from_str(
+        &http_get(
+            &ui,
+            &format!(
+                "/api/v1/jobs/{}/batches?limit=1000",
+                job["name"].as_str().unwrap()
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let metrics = http_get(&ui, "/metrics").unwrap();
     interrupt(&child);
     let run = wait(child, Duration::from_secs(30));
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(run.status.success(), "{log}");
     let got = in_table();
     assert!(got == expected, "{}\n{log}", difference(&got, &expected));
+    let retried_lines = log.matches("retrying in").count() as u64;
+    assert!(retried_lines > 0, "the restart was not noticed:\n{log}");
+    let gauges = &job["output_gauges"][0];
+    assert_eq!(gauges["retries"].as_u64(), Some(retried_lines), "{job}");
     assert!(
-        log.contains("retrying in"),
-        "the restart was not noticed:\n{log}"
+        gauges["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("writing batch ")),
+        "{job}"
+    );
+    let per_batch: u64 = batches
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["output_retries"][0].as_u64().unwrap())
+        .sum();
+    assert!(
+        per_batch >= 1 && per_batch <= retried_lines,
+        "{per_batch} of {retried_lines}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("spate_output_retries_total{")
+                && l.contains("outputs[0] postgres")
+                && !l.ends_with(" 0")),
+        "{metrics}"
     );
 }
 

@@ -296,6 +296,18 @@ num = 100000
             "{positions}"
         );
     }
+    // Each file's rate over the last batches, in bytes; the last file was read within them.
+    let rate = |i: usize| -> f64 {
+        let cell = positions[format!("f{i}.txt")][1].as_str().unwrap();
+        let number = cell
+            .strip_suffix(" bytes/s")
+            .unwrap_or_else(|| panic!("{cell}"));
+        number.parse().unwrap()
+    };
+    for i in 0..FILES {
+        assert!(rate(i) >= 0.0);
+    }
+    assert!(rate(FILES - 1) > 0.0, "{positions}");
     for operator in ["tokenize", "sum"] {
         let table = &seen["operators"][operator];
         let hash = table["Version (blake3)"][0].as_str().unwrap();
@@ -392,6 +404,18 @@ fn check_batch_tasks(seen: &serde_json::Value) {
             column(last, 4).to_string(),
             "{output:?} {tables:?}"
         );
+        assert_eq!(output[3], "0", "retries: {output:?}");
+    }
+    // The streaming page lists the outputs with what they wrote over the run.
+    let outputs = seen["streaming_outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    for (output, name) in outputs.iter().zip(["dashboard", "print"]) {
+        assert!(output[0].as_str().unwrap().contains(name), "{output:?}");
+        assert!(
+            output[1].as_str().unwrap().parse::<u64>().unwrap() > 0,
+            "{output:?}"
+        );
+        assert_eq!(output[3], "0", "retries: {output:?}");
     }
 }
 

@@ -6,6 +6,7 @@ use crate::batch::BlockBuffer;
 use crate::exec::TaskRecord;
 use crate::metrics::{BatchReport, OutputWrite};
 use crate::position::SourcePosition;
+use crate::sink::{OutputGaugeReading, OutputGauges};
 use crate::source::{Acks, GaugeReading, SourceGauges};
 use crate::wallclock::now_ms;
 use crate::wasm::UsageReport;
@@ -20,6 +21,9 @@ pub const RETAINED_BATCHES: usize = 1000;
 
 /// Batches whose every task's figures are kept, for the batch pages (tasks are many).
 pub const TASK_DETAIL_BATCHES: usize = 100;
+
+/// Over how many recent batches the sources page's rate per part is taken.
+pub const RATE_BATCHES: usize = 10;
 
 /// Checkpoints remembered per job.
 pub const RETAINED_CHECKPOINTS: usize = 100;
@@ -265,12 +269,55 @@ struct Live {
     totals: Totals,
     buffer: Option<Arc<BlockBuffer>>,
     inputs: Option<Inputs>,
+    /// Each output's retries as the last batch's report counted them.
+    output_retries_seen: Vec<u64>,
+    /// Per source, its position after each of the last [`RATE_BATCHES`] batches (with the
+    /// wall time it was read), for the rate of each part.
+    position_samples: Vec<VecDeque<(u64, SourcePosition)>>,
 }
 
-/// Where a running job's sources are.
+impl Live {
+    /// Each output's gauges now (empty until the job runs).
+    fn output_readings(&self) -> Vec<OutputGaugeReading> {
+        self.inputs
+            .as_ref()
+            .map(|inputs| inputs.outputs.iter().map(|g| g.read()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Reads every source's position now, keeping the last [`RATE_BATCHES`] + 1 readings.
+    fn sample_positions(&mut self) {
+        let Some(inputs) = &self.inputs else { return };
+        let sources = inputs.gauges.len();
+        self.position_samples.resize_with(sources, VecDeque::new);
+        let now = now_ms();
+        for (i, samples) in self.position_samples.iter_mut().enumerate() {
+            if samples.len() > RATE_BATCHES {
+                samples.pop_front();
+            }
+            samples.push_back((now, inputs.acks.position(i)));
+        }
+    }
+
+    /// Each output's retries since the last call.
+    fn take_output_retries(&mut self) -> Vec<u64> {
+        let now: Vec<u64> = self.output_readings().iter().map(|r| r.retries).collect();
+        self.output_retries_seen.resize(now.len(), 0);
+        let since = now
+            .iter()
+            .zip(&self.output_retries_seen)
+            .map(|(now, seen)| now.saturating_sub(*seen))
+            .collect();
+        self.output_retries_seen = now;
+        since
+    }
+}
+
+/// Where a running job's sources are, and how its outputs fare.
 struct Inputs {
     acks: Arc<Acks>,
     gauges: Vec<Arc<SourceGauges>>,
+    outputs: Vec<Arc<OutputGauges>>,
 }
 
 /// Figures summed over a whole run (the counters of `/metrics`).
@@ -383,6 +430,9 @@ pub struct BatchSummary {
     pub operators: Vec<OperatorUsage>,
     /// Each output's write (output order; null where its stream had no batch).
     pub outputs: Vec<Option<OutputWrite>>,
+    /// Each output's failed tries made again since the previous batch's report (a write
+    /// finished in the background counts in the batch during which it was retried).
+    pub output_retries: Vec<u64>,
 }
 
 /// A batch with its tasks, for the batch page.
@@ -416,6 +466,47 @@ pub struct SourceView {
     pub gauges: GaugeReading,
     /// Per part with a known end: records between the position and the end.
     pub lag: BTreeMap<String, u64>,
+    /// Per part (Kafka partition, file, `stream`), how fast its position moved over the last
+    /// [`RATE_BATCHES`] batches.
+    pub rates: BTreeMap<String, PartRate>,
+}
+
+/// How fast one part of a source is read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PartRate {
+    /// Units (below) per second.
+    pub per_second: f64,
+    /// What the part's position counts: `records` (Kafka offsets), `bytes` (files, a socket)
+    /// or `lines` (the bundled text).
+    pub unit: &'static str,
+}
+
+/// Each part's rate between two readings of a source's position; `stream_unit` is what its
+/// stream offset counts.
+fn part_rates(
+    (from_ms, from): (u64, &SourcePosition),
+    (to_ms, to): (u64, &SourcePosition),
+    stream_unit: &'static str,
+) -> BTreeMap<String, PartRate> {
+    let seconds = to_ms.saturating_sub(from_ms) as f64 / 1000.0;
+    let mut rates = BTreeMap::new();
+    if seconds <= 0.0 {
+        return rates;
+    }
+    let mut rate = |part: &str, unit, to: u64, from: Option<&u64>| {
+        let per_second = to.saturating_sub(from.copied().unwrap_or(0)) as f64 / seconds;
+        rates.insert(part.to_owned(), PartRate { per_second, unit });
+    };
+    if to.stream > 0 {
+        rate("stream", stream_unit, to.stream, Some(&from.stream));
+    }
+    for (file, at) in &to.files {
+        rate(file, "bytes", *at, from.files.get(file));
+    }
+    for (part, at) in &to.parts {
+        rate(part, "records", *at, from.parts.get(part));
+    }
+    rates
 }
 
 /// An operator with what it consumed, for the operators page.
@@ -477,6 +568,7 @@ impl From<&BatchReport> for BatchSummary {
             state_records: r.state_records,
             operators: r.per_operator.iter().map(OperatorUsage::from).collect(),
             outputs: r.outputs.clone(),
+            output_retries: Vec::new(),
         }
     }
 }
@@ -512,6 +604,8 @@ pub struct JobSnapshot {
     pub queued_batches: usize,
     /// Figures over the whole run.
     pub totals: Totals,
+    /// Each output's retries and last retried failure (output order; empty until running).
+    pub output_gauges: Vec<OutputGaugeReading>,
 }
 
 impl JobStatus {
@@ -531,18 +625,23 @@ impl JobStatus {
     }
 
     /// The job runs batches now, its input held in `buffer` until processed; `acks` and
-    /// `gauges` say where its sources are.
+    /// `gauges` say where its sources are, `outputs` how often its outputs retried.
     pub fn running(
         &self,
         buffer: Arc<BlockBuffer>,
         acks: Arc<Acks>,
         gauges: Vec<Arc<SourceGauges>>,
+        outputs: Vec<Arc<OutputGauges>>,
     ) {
         {
             let mut live = lock(&self.live);
             live.state = JobState::Running;
             live.buffer = Some(buffer);
-            live.inputs = Some(Inputs { acks, gauges });
+            live.inputs = Some(Inputs {
+                acks,
+                gauges,
+                outputs,
+            });
         }
         self.changed();
     }
@@ -609,7 +708,10 @@ impl JobStatus {
             if live.recent.len() == RETAINED_BATCHES {
                 live.recent.pop_front();
             }
-            live.recent.push_back(BatchSummary::from(report));
+            live.sample_positions();
+            let mut summary = BatchSummary::from(report);
+            summary.output_retries = live.take_output_retries();
+            live.recent.push_back(summary);
             if live.tasks.len() == TASK_DETAIL_BATCHES {
                 live.tasks.pop_front();
             }
@@ -684,6 +786,7 @@ impl JobStatus {
             running: live.running.clone(),
             queued_batches: live.queued,
             totals: live.totals.clone(),
+            output_gauges: live.output_readings(),
         }
     }
 
@@ -733,15 +836,31 @@ impl JobStatus {
                         (part.clone(), end.saturating_sub(at))
                     })
                     .collect();
+                let kind = d.source_types.get(i).cloned().unwrap_or_default();
+                let stream_unit = if kind == "bundled" { "lines" } else { "bytes" };
+                let rates = live
+                    .position_samples
+                    .get(i)
+                    .and_then(|samples| {
+                        let (from_ms, from) = samples.front()?;
+                        let to_ms = live.ended_ms.unwrap_or_else(now_ms);
+                        Some(part_rates(
+                            (*from_ms, from),
+                            (to_ms, &position),
+                            stream_unit,
+                        ))
+                    })
+                    .unwrap_or_default();
                 SourceView {
                     name: name.clone(),
-                    kind: d.source_types.get(i).cloned().unwrap_or_default(),
+                    kind,
                     description: live.source_descriptions.get(i).cloned().unwrap_or_default(),
                     records: live.totals.source_records.get(i).copied().unwrap_or(0),
                     bytes: live.totals.source_bytes.get(i).copied().unwrap_or(0),
                     position,
                     gauges,
                     lag,
+                    rates,
                 }
             })
             .collect()
@@ -793,6 +912,29 @@ fn bucket(buckets: &mut Vec<u64>, value: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_part_is_rated_by_how_far_its_position_moved() {
+        let mut from = SourcePosition::default();
+        from.parts.insert("t/0".into(), 100);
+        from.files.insert("a.txt".into(), 10);
+        let mut to = from.clone();
+        to.parts.insert("t/0".into(), 300);
+        to.parts.insert("t/1".into(), 50);
+        to.files.insert("a.txt".into(), 1010);
+        to.stream = 40;
+        let rates = part_rates((1_000, &from), (3_000, &to), "bytes");
+        let per_second = |part: &str| (rates[part].per_second, rates[part].unit);
+        assert_eq!(per_second("t/0"), (100.0, "records"));
+        assert_eq!(
+            per_second("t/1"),
+            (25.0, "records"),
+            "a new part counts from 0"
+        );
+        assert_eq!(per_second("a.txt"), (500.0, "bytes"));
+        assert_eq!(per_second("stream"), (20.0, "bytes"));
+        assert!(part_rates((3_000, &from), (3_000, &to), "bytes").is_empty());
+    }
 
     #[test]
     fn values_fall_in_the_first_bucket_that_holds_them() {

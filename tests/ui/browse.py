@@ -100,6 +100,9 @@ try:
         "return [...document.querySelectorAll('#plan-graph g.node')]"
         ".map((g) => [g.querySelector('text').textContent, Number(g.dataset.busyMs)]);")
     seen["graph_edges"] = len(driver.find_elements(By.CSS_SELECTOR, "#plan-graph line.edge"))
+    seen["streaming_outputs"] = driver.execute_script(
+        "return [...document.querySelectorAll('#outputs tbody tr')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent));")
     driver.save_screenshot(f"{shots}/streaming.png")
 
     # A batch's page, through its link.

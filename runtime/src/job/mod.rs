@@ -8,7 +8,7 @@ use crate::exec::{InputRelease, WorkerPool, run_batch};
 use crate::metrics::{BatchReport, OutputWrite, Summary};
 use crate::plan::Plan;
 use crate::position::Progress;
-use crate::sink::Sink;
+use crate::sink::{OutputContext, OutputGauges, Sink};
 use crate::source::{self, Acks, SourceGauges};
 use crate::state::JobState;
 use crate::status::{JobStatus, Registry};
@@ -103,7 +103,9 @@ fn run_reporting(
     // Outputs open (a Kafka transactional producer takes about half a second) while the job
     // recovers and its sources start; no batch runs before they are open, and one that cannot
     // open (a broker away) stops the job before any batch.
-    let opening = open_outputs(&plan)?;
+    let output_gauges: Vec<Arc<OutputGauges>> =
+        plan.outputs.iter().map(|_| Arc::default()).collect();
+    let opening = open_outputs(&plan, &output_gauges)?;
     let job = &plan.job;
     let name = job.name.clone();
     let buffer = Arc::new(BlockBuffer::new(
@@ -192,7 +194,7 @@ fn run_reporting(
     let mut result = match opening.join() {
         Ok(Ok(sinks)) => {
             runner.sinks = sinks;
-            status.running(buffer.clone(), acks.clone(), gauges);
+            status.running(buffer.clone(), acks.clone(), gauges, output_gauges);
             runner.run_batches(&replay, &batches_in, options)
         }
         Ok(Err(e)) => Err(e.context("an output cannot open")),
@@ -242,9 +244,13 @@ fn sync_all(sinks: &mut Sinks) -> Result<()> {
     sinks.iter_mut().try_for_each(|sink| sink.sync())
 }
 
-/// Opens every output's sink on a thread of its own.
-fn open_outputs(plan: &Arc<Plan>) -> Result<JoinHandle<Result<Sinks>>> {
+/// Opens every output's sink on a thread of its own, each counting its retries in its gauges.
+fn open_outputs(
+    plan: &Arc<Plan>,
+    gauges: &[Arc<OutputGauges>],
+) -> Result<JoinHandle<Result<Sinks>>> {
     let plan = plan.clone();
+    let gauges = gauges.to_vec();
     let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("spate-open-outputs".into())
@@ -252,9 +258,14 @@ fn open_outputs(plan: &Arc<Plan>) -> Result<JoinHandle<Result<Sinks>>> {
             let _entered = span.enter();
             plan.outputs
                 .iter()
-                .map(|o| {
+                .zip(gauges)
+                .map(|(o, gauges)| {
                     let types = &plan.dataflow.streams[o.stream].types;
-                    o.output.open(&plan.job.name, types)
+                    let context = OutputContext {
+                        job: &plan.job.name,
+                        gauges,
+                    };
+                    o.output.open(&context, types)
                 })
                 .collect()
         })

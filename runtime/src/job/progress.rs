@@ -181,6 +181,7 @@ mod tests {
                 ends,
                 ..GaugeReading::default()
             },
+            rates: BTreeMap::new(),
         }
     }
 

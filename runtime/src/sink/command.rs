@@ -6,7 +6,7 @@
 //! (job, batch time, partition), replacing what is there (an upsert, a file rename), has an
 //! exactly-once effect. A non-zero exit fails the batch, naming the command and its stderr.
 
-use super::{Output, Replay, Sink};
+use super::{Output, OutputContext, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::record::StreamType;
 use anyhow::{Context, Result, bail};
@@ -56,8 +56,8 @@ impl Output for CommandOutput {
         Replay::Repeats
     }
 
-    fn open(&self, job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(Command::new(self.argv.clone(), job)))
+    fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(Command::new(self.argv.clone(), context.job)))
     }
 }
 

@@ -4,7 +4,7 @@
 //! what those need in memory, bounded; the UI reads it from [`boards`].
 
 use super::claim::Claim;
-use super::{Output, Replay, Sink};
+use super::{Output, OutputContext, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::record::{Shape, StreamType, write_value};
 use anyhow::{Result, anyhow};
@@ -116,7 +116,7 @@ impl Output for DashboardOutput {
         Replay::Replaces
     }
 
-    fn open(&self, job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
+    fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
         let name = &self.settings.name;
         let claim = Claim::take(format!("dashboard {name}")).map_err(|_| {
             anyhow!(
@@ -126,7 +126,7 @@ impl Output for DashboardOutput {
         })?;
         let board = Arc::new(Board {
             settings: self.settings.clone(),
-            job: job.to_owned(),
+            job: context.job.to_owned(),
             data: Mutex::new(Data::default()),
         });
         lock(&BOARDS).retain(|b| b.settings.name != *name);

@@ -17,7 +17,7 @@
 
 use super::claim::Claim;
 use super::retry::{Permanent, retrying};
-use super::{Output, Replay, Sink};
+use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{Encoding, Setting, client_config, log_client_error, log_client_line};
 use crate::record::{Shape, StreamType, write_value};
@@ -32,7 +32,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use spate_guest::Partition;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use toml::Spanned;
 
@@ -187,15 +187,20 @@ impl Output for KafkaOutput {
             })
             .map_err(|e| anyhow!("cannot create a Kafka client: {e}"))?;
         // One try: `spate check` reports what it finds now.
-        let partitions = check_topic(&producer, &self.topic, &self.bootstrap, Duration::ZERO)?;
+        let partitions = check_topic(
+            &producer,
+            &self.topic,
+            &self.bootstrap,
+            (&OutputGauges::default(), Duration::ZERO),
+        )?;
         Ok(Some(format!(
             "topic '{}' at {}: {partitions} partitions",
             self.topic, self.bootstrap
         )))
     }
 
-    fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
-        let writer = Writer::open(self, TASK)
+    fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
+        let writer = Writer::open(self, TASK, context.gauges.clone())
             .with_context(|| format!("kafka output to topic '{}'", self.topic))?;
         Ok(Box::new(writer))
     }
@@ -256,10 +261,12 @@ struct Writer {
     committed_through: Option<u64>,
     /// This run of the writer, in the `spate-attempt` header.
     attempt: String,
+    /// Where retries are counted.
+    gauges: Arc<OutputGauges>,
 }
 
 impl Writer {
-    fn open(output: &KafkaOutput, task: u32) -> Result<Writer> {
+    fn open(output: &KafkaOutput, task: u32, gauges: Arc<OutputGauges>) -> Result<Writer> {
         let began = Instant::now();
         let context = || WriterContext {
             topic: output.topic.clone(),
@@ -299,17 +306,19 @@ impl Writer {
             marker: None,
             committed_through: None,
             attempt,
+            gauges,
         };
         check_topic(
             &writer.producer,
             &output.topic,
             &output.bootstrap,
-            RETRY_FOR,
+            (&writer.gauges, RETRY_FOR),
         )?;
 
         if writer.transactional {
             // Fences an earlier run's producer of this id and aborts its open transaction.
             retrying(
+                &writer.gauges,
                 &connector(&output.topic),
                 "starting transactions",
                 RETRY_FOR,
@@ -470,7 +479,10 @@ impl Sink for Writer {
             return Ok(());
         }
         if self.transactional {
+            // The closure borrows the writer; the gauges are shared.
+            let gauges = self.gauges.clone();
             retrying(
+                &gauges,
                 &connector(&self.topic),
                 "writing the batch",
                 RETRY_FOR,
@@ -495,15 +507,21 @@ impl Sink for Writer {
 }
 
 /// The topic must exist (Spate does not create topics: partition count and retention are the
-/// operator's choice); returns its partition count. The brokers are tried for `retry_for`.
+/// operator's choice); returns its partition count. The brokers are tried for `retry_for`,
+/// each retry counted in `gauges`.
 fn check_topic(
     producer: &BaseProducer<WriterContext>,
     topic: &str,
     bootstrap: &str,
-    retry_for: Duration,
+    (gauges, retry_for): (&OutputGauges, Duration),
 ) -> Result<usize> {
-    let metadata = retrying(&connector(topic), "reaching the brokers", retry_for, || {
-        producer
+    let metadata = retrying(
+        gauges,
+        &connector(topic),
+        "reaching the brokers",
+        retry_for,
+        || {
+            producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|e| {
@@ -512,7 +530,8 @@ fn check_topic(
                      and is `bootstrap` right?"
                 )
             })
-    })?;
+        },
+    )?;
     let partitions = metadata
         .topics()
         .iter()

@@ -10,6 +10,7 @@
 mod claim;
 mod command;
 pub mod dashboard;
+mod gauges;
 mod kafka;
 mod postgres;
 mod print;
@@ -20,6 +21,9 @@ use crate::config::{ConfigError, ConnectorTable};
 use crate::record::StreamType;
 use anyhow::Result;
 use spate_guest::Partition;
+use std::sync::Arc;
+
+pub use gauges::{OutputGaugeReading, OutputGauges};
 
 /// What writing a batch again does, when recovery replays it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +64,18 @@ pub trait Output: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
-    /// The sink that writes job `job`'s batches of a stream of `types`; an error (a server not
-    /// reachable, a table that does not fit) stops the job before its first batch.
-    fn open(&self, job: &str, types: &StreamType) -> Result<Box<dyn Sink>>;
+    /// The sink that writes the batches of a stream of `types` for the job `context` names; an
+    /// error (a server not reachable, a table that does not fit) stops the job before its
+    /// first batch.
+    fn open(&self, context: &OutputContext<'_>, types: &StreamType) -> Result<Box<dyn Sink>>;
+}
+
+/// What an output's sink is opened with.
+pub struct OutputContext<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// Where the sink counts its retries.
+    pub gauges: Arc<OutputGauges>,
 }
 
 /// An output operation's writer.

@@ -18,7 +18,7 @@
 
 use super::claim::Claim;
 use super::retry::{Permanent, retrying};
-use super::{Output, Replay, Sink};
+use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable, Interval};
 use crate::fault::host_fault;
 use crate::record::{Shape, StreamType, json_value, write_value};
@@ -32,6 +32,7 @@ use spate_guest::{Partition, ValueType};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use toml::Spanned;
 
@@ -384,7 +385,7 @@ impl Output for PostgresOutput {
         )))
     }
 
-    fn open(&self, _job: &str, types: &StreamType) -> Result<Box<dyn Sink>> {
+    fn open(&self, context: &OutputContext<'_>, types: &StreamType) -> Result<Box<dyn Sink>> {
         let began = Instant::now();
         let claim = claim_marker(self)?;
         let mut client = self.connect()?;
@@ -409,6 +410,7 @@ impl Output for PostgresOutput {
                 output: self.clone(),
                 client: Some(client),
                 statements,
+                gauges: context.gauges.clone(),
             }),
             in_flight: None,
             committed_through,
@@ -1025,6 +1027,8 @@ struct Connection {
     /// None after it was lost, until the next try reconnects.
     client: Option<Client>,
     statements: Statements,
+    /// Where retries are counted.
+    gauges: Arc<OutputGauges>,
 }
 
 /// A row: key (if written) and value.
@@ -1167,7 +1171,9 @@ impl Connection {
     fn write(&mut self, time_ms: u64, copy: &[u8], rows: usize) -> Result<Outcome> {
         let connector = self.output.connector();
         let retry_for = self.output.retry_for;
+        let gauges = self.gauges.clone();
         retrying(
+            &gauges,
             &connector,
             &format!("writing batch {time_ms} ms"),
             retry_for,

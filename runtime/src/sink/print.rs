@@ -1,6 +1,6 @@
 //! Spark's `DStream.print(num)`: a header with the batch time and the first `num` records.
 
-use super::{Output, Replay, Sink};
+use super::{Output, OutputContext, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::record::StreamType;
 use crate::record::write_record;
@@ -39,7 +39,7 @@ impl Output for PrintOutput {
         Replay::Repeats
     }
 
-    fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
+    fn open(&self, _context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
         Ok(Box::new(Print::new(self.num, Box::new(std::io::stdout()))))
     }
 }

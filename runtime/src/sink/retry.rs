@@ -1,6 +1,7 @@
 //! Trying a write again while the server it goes to is away: the one backoff loop of the
 //! outputs that talk to servers (Kafka, PostgreSQL).
 
+use super::OutputGauges;
 use anyhow::Result;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,9 @@ pub struct Permanent(pub anyhow::Error);
 
 /// Runs `attempt` until it succeeds, fails with a [`Permanent`] error, or `retry_for` has
 /// passed; each failure is logged, naming `connector` and `what` was being done, with the wait
-/// before the next try (from 250 ms, doubling up to 10 s).
+/// before the next try (from 250 ms, doubling up to 10 s), and counted in `gauges`.
 pub fn retrying<T>(
+    gauges: &OutputGauges,
     connector: &str,
     what: &str,
     retry_for: Duration,
@@ -25,6 +27,7 @@ pub fn retrying<T>(
         match attempt() {
             Ok(value) => return Ok(value),
             Err(e) if !e.is::<Permanent>() && Instant::now() + wait < deadline => {
+                gauges.retried(format!("{what}: {e:#}"));
                 tracing::warn!(
                     "{connector}: {what}: {e:#}; retrying in {}",
                     humantime::format_duration(wait)
@@ -44,8 +47,9 @@ mod tests {
 
     #[test]
     fn passing_failures_are_tried_again_and_permanent_ones_are_not() {
+        let gauges = OutputGauges::default();
         let mut tries = 0;
-        let value = retrying("test", "writing", Duration::from_secs(5), || {
+        let value = retrying(&gauges, "test", "writing", Duration::from_secs(5), || {
             tries += 1;
             match tries {
                 1 => Err(anyhow!("server away")),
@@ -54,9 +58,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(value, 2);
+        let reading = gauges.read();
+        assert_eq!(reading.retries, 1);
+        assert_eq!(reading.last_error.as_deref(), Some("writing: server away"));
 
         let mut tries = 0;
         let error = retrying(
+            &gauges,
             "test",
             "writing",
             Duration::from_secs(5),
@@ -67,9 +75,15 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(tries, 1);
+        assert_eq!(
+            gauges.read().retries,
+            1,
+            "a permanent error is not tried again"
+        );
         assert!(error.to_string().contains("constraint violated"));
 
         let error = retrying(
+            &gauges,
             "test",
             "writing",
             Duration::from_millis(1),

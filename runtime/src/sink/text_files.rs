@@ -4,7 +4,7 @@
 //! into place, so a reader sees a batch whole or not at all; a replayed batch replaces its
 //! directory instead of adding a second copy.
 
-use super::{Output, Replay, Sink};
+use super::{Output, OutputContext, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::record::{StreamType, write_part};
 use anyhow::{Context, Result};
@@ -52,7 +52,7 @@ impl Output for TextFiles {
         Replay::Replaces
     }
 
-    fn open(&self, _job: &str, _types: &StreamType) -> Result<Box<dyn Sink>> {
+    fn open(&self, _context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
         match self.remove_leftovers() {
             Ok(0) => {}
             Ok(n) => tracing::info!(

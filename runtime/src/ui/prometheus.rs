@@ -328,6 +328,17 @@ pub fn render(registry: &Registry) -> String {
             per_output(j, &seconds)
         },
     );
+    per_item(
+        &mut out,
+        &jobs,
+        ("spate_output_retries_total", "counter"),
+        "Failed writes (or connections) tried again, per output.",
+        "output",
+        &|_, j| {
+            let retries: Vec<f64> = j.output_gauges.iter().map(|g| g.retries as f64).collect();
+            per_output(j, &retries)
+        },
+    );
     let per_node = |j: &JobSnapshot, of: &dyn Fn(&NodeTotals) -> f64| -> Vec<(String, f64)> {
         let nodes = j.description.graph.iter();
         nodes

@@ -285,6 +285,13 @@ const pages = {
           b.input_records, ms(b.scheduling_delay_ms), ms(b.processing_time_ms),
           ms(b.total_delay_ms), b.output_records, ms(b.wasm_ms), b.task_retries,
           b.dead_lettered_records])),
+      el("h2", {}, "Outputs"),
+      table("outputs", ["Output", "Records written", "Write time", "Retries", "Last retried error"],
+        job.outputs.map((o, i) => {
+          const g = (job.output_gauges || [])[i] || {};
+          return [o, job.totals.output_writes[i] || 0, ms(job.totals.output_ms[i] || 0),
+            g.retries || 0, g.last_error || ""];
+        })),
       el("h2", {}, "Plan"),
       planGraph("plan-graph", job.graph, busyPerNode(last && last.tasks)),
       el("pre", { id: "plan" }, job.plan),
@@ -315,9 +322,10 @@ const pages = {
       el("p", {}, link("/jobs/" + encodeURIComponent(name), "job " + name)),
       table("batch", ["", ""], rows)];
     out.push(el("h2", {}, "Outputs"));
-    out.push(table("outputs", ["Output", "Records", "Time"], job.outputs.map((o, i) => {
+    out.push(table("outputs", ["Output", "Records", "Time", "Retries"], job.outputs.map((o, i) => {
       const w = b.outputs[i];
-      return [o, w ? w.records : "no batch at this time", w ? ms(w.micros / 1000) : ""];
+      return [o, w ? w.records : "no batch at this time", w ? ms(w.micros / 1000) : "",
+        (b.output_retries || [])[i] || 0];
     })));
     out.push(el("h2", {}, "Operators"));
     out.push(table("operators", ["Operator", ...USAGE_HEADINGS],
@@ -368,13 +376,17 @@ const pages = {
         ["Reconnects", g.reconnects], ["Errors", g.errors + (g.last_error ? " (last: " + g.last_error + ")" : "")],
       ]));
       const rows = [];
-      if (s.position.stream) rows.push(["stream", s.position.stream, "", ""]);
-      for (const [file, offset] of Object.entries(s.position.files || {})) rows.push([file, offset, "", ""]);
+      const rate = (part) => {
+        const r = s.rates[part];
+        return r ? `${r.per_second.toFixed(1)} ${r.unit}/s` : "";
+      };
+      if (s.position.stream) rows.push(["stream", s.position.stream, rate("stream"), "", ""]);
+      for (const [file, offset] of Object.entries(s.position.files || {})) rows.push([file, offset, rate(file), "", ""]);
       const partsSeen = new Set([...Object.keys(s.position.parts || {}), ...Object.keys(g.ends)]);
       for (const part of [...partsSeen].sort()) {
-        rows.push([part, (s.position.parts || {})[part] ?? "", g.ends[part] ?? "", s.lag[part] ?? ""]);
+        rows.push([part, (s.position.parts || {})[part] ?? "", rate(part), g.ends[part] ?? "", s.lag[part] ?? ""]);
       }
-      const t = table("positions-" + s.name, ["Part", "Position (safe)", "End", "Lag (records)"], rows);
+      const t = table("positions-" + s.name, ["Part", "Position (safe)", "Rate (last 10 batches)", "End", "Lag (records)"], rows);
       t.classList.add("positions");
       out.push(t);
     }
