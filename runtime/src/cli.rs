@@ -1,7 +1,7 @@
 //! The `spate` command line.
 
 use crate::bundled;
-use crate::config::{ConfigError, Pipeline};
+use crate::config::{ConfigError, Pipeline, Policy};
 use crate::job::{self, RunOptions};
 use crate::plan::Plan;
 use crate::status::Registry;
@@ -45,6 +45,9 @@ enum Command {
         /// table and its columns).
         #[arg(long)]
         connect: bool,
+        /// Check the pipeline as untrusted input under this platform policy (docs/SECURITY.md).
+        #[arg(long, value_name = "POLICY.toml")]
+        policy: Option<PathBuf>,
     },
     /// Convert the state one step keeps in the newest checkpoint to a new state schema with a
     /// one-shot migration operator, so that the new pipeline resumes with it
@@ -102,6 +105,10 @@ struct JobArgs {
     /// Do not serve the web UI; overrides `[ui] enabled`.
     #[arg(long)]
     no_ui: bool,
+    /// Read every pipeline as untrusted input under this platform policy: paths inside its
+    /// data root, endpoints, output types, limits and tenant as it allows (docs/SECURITY.md).
+    #[arg(long, value_name = "POLICY.toml")]
+    policy: Option<PathBuf>,
 }
 
 /// Entry point of the `spate` binary.
@@ -114,7 +121,8 @@ pub fn main() -> ExitCode {
             pipeline,
             overrides,
             connect,
-        } => check(&pipeline, &overrides, connect),
+            policy,
+        } => check(&pipeline, &overrides, connect, policy.as_deref()),
         Command::Migrate {
             pipeline,
             step,
@@ -167,6 +175,25 @@ fn load_plan(path: &Path, overrides: &[String], no_cache: bool) -> Result<Plan> 
     build_plan(&Pipeline::load(path, overrides)?, no_cache)
 }
 
+/// The policy of `--policy`, if given.
+fn load_policy(path: Option<&Path>) -> Result<Option<Arc<Policy>>> {
+    path.map(|path| Policy::load(path).map(Arc::new).map_err(|e| anyhow!(e)))
+        .transpose()
+}
+
+/// Reads a pipeline file, under `policy` if there is one.
+fn load_pipeline(
+    path: &Path,
+    overrides: &[String],
+    policy: Option<&Arc<Policy>>,
+) -> Result<Pipeline, ConfigError> {
+    let mut pipeline = Pipeline::load(path, overrides)?;
+    if let Some(policy) = policy {
+        pipeline.confine_to(policy.clone())?;
+    }
+    Ok(pipeline)
+}
+
 /// Builds a loaded pipeline's plan: compiles, links, describes and configures its plugins.
 fn build_plan(pipeline: &Pipeline, no_cache: bool) -> Result<Plan> {
     let cache = if no_cache {
@@ -189,9 +216,10 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
     };
     // Reading the files is quick and runs no tenant code: done first, so that duplicate job
     // names are refused before any job starts.
+    let policy = load_policy(args.policy.as_deref())?;
     let mut pipelines: Vec<Pipeline> = Vec::new();
     for path in paths {
-        match Pipeline::load(path, &args.overrides) {
+        match load_pipeline(path, &args.overrides, policy.as_ref()) {
             Ok(p) if pipelines.iter().any(|q| q.job_name() == p.job_name()) => {
                 failures.push(anyhow!(
                     "{}: another pipeline is also named '{}': give each job its own `job.name`",
@@ -292,8 +320,9 @@ fn print_out(text: &str) -> Result<()> {
     }
 }
 
-fn check(path: &Path, overrides: &[String], connect: bool) -> Result<()> {
-    let plan = load_plan(path, overrides, false)?;
+fn check(path: &Path, overrides: &[String], connect: bool, policy: Option<&Path>) -> Result<()> {
+    let policy = load_policy(policy)?;
+    let plan = build_plan(&load_pipeline(path, overrides, policy.as_ref())?, false)?;
     let mut reached = String::new();
     if connect {
         for (i, output) in plan.outputs.iter().enumerate() {

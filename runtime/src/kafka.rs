@@ -2,6 +2,7 @@
 //! (`bootstrap`, `[...client]` passed through to librdkafka, secrets from the environment or a
 //! file), how record keys and values are encoded in Kafka, and the wording of client errors.
 
+use crate::config::{ConfigError, ConnectorTable};
 use crate::secret::SecretRef;
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
@@ -39,6 +40,122 @@ const FIXED: &[&str] = &[
     "enable.partition.eof",
     "allow.auto.create.topics",
 ];
+
+/// Client settings a pipeline under a policy may pass (or start with, for the ones ending in
+/// `.`): tuning, and the TLS and SASL credentials of the listed brokers. Everything else is
+/// refused there: librdkafka can load libraries (`plugin.library.paths`), run commands
+/// (`sasl.kerberos.kinit.cmd`) and reach other endpoints (OAuth token URLs).
+const SAFE_UNDER_POLICY: &[&str] = &[
+    "acks",
+    "api.version.",
+    "batch.",
+    "broker.version.fallback",
+    "check.crcs",
+    "client.id",
+    "client.rack",
+    "compression.",
+    "connections.max.idle.ms",
+    "delivery.timeout.ms",
+    "enable.ssl.certificate.verification",
+    "fetch.",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "linger.ms",
+    "max.in.flight",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "message.",
+    "metadata.max.age.ms",
+    "partitioner",
+    "queue.",
+    "queued.",
+    "receive.message.max.bytes",
+    "reconnect.backoff.",
+    "request.",
+    "retries",
+    "retry.backoff.",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.password",
+    "sasl.username",
+    "security.protocol",
+    "session.timeout.ms",
+    "socket.",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.endpoint.identification.algorithm",
+    "ssl.key.location",
+    "ssl.key.password",
+    "topic.metadata.",
+    "transaction.timeout.ms",
+];
+
+/// A Kafka table's `bootstrap` (required) and `client` settings, as the policy, if any, lets
+/// the pipeline use them.
+pub fn brokers_and_client(
+    table: &ConnectorTable<'_>,
+    bootstrap: &Option<toml::Spanned<String>>,
+    client: Option<BTreeMap<String, Setting>>,
+) -> Result<(String, BTreeMap<String, Setting>), ConfigError> {
+    let brokers = table.required("bootstrap", bootstrap)?.clone();
+    let span = bootstrap.as_ref().map_or(0..0, toml::Spanned::span);
+    let client = confine_client(table, (&brokers, span), client.unwrap_or_default())?;
+    Ok((brokers, client))
+}
+
+/// The table's `bootstrap` (field at `span`) and `client` settings as a pipeline under a
+/// policy may use them: every broker listed among the policy's endpoints, only settings on
+/// the safe list, files (`*.location`, secrets) inside the data root. Without a policy, they
+/// are returned as they are.
+fn confine_client(
+    table: &ConnectorTable<'_>,
+    (bootstrap, span): (&str, std::ops::Range<usize>),
+    client: BTreeMap<String, Setting>,
+) -> Result<BTreeMap<String, Setting>, ConfigError> {
+    if table.policy().is_none() {
+        return Ok(client);
+    }
+    for broker in bootstrap.split(',').map(str::trim) {
+        let (host, port) = broker
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse().ok()?)))
+            .ok_or_else(|| {
+                table.error_at(
+                    span.clone(),
+                    "bootstrap",
+                    format!("'{broker}' is not host:port"),
+                )
+            })?;
+        table.endpoint(span.clone(), "bootstrap", host, port)?;
+    }
+    let mut confined = BTreeMap::new();
+    for (key, setting) in client {
+        let field = format!("client.\"{key}\"");
+        let safe = SAFE_UNDER_POLICY
+            .iter()
+            .any(|s| key == *s || (s.ends_with('.') && key.starts_with(s)));
+        if !safe {
+            return Err(table.error(format!(
+                "client setting \"{key}\" is not allowed under the policy (tuning, TLS and \
+                 SASL credentials are; see docs/SECURITY.md)"
+            )));
+        }
+        // Settings keep no place in the file: their errors point at the table.
+        let at_table = |e: ConfigError| table.error(format!("{field}: {}", e.message));
+        let setting = match setting {
+            Setting::Text(path) if key.ends_with(".location") => {
+                let path = toml::Spanned::new(0..0, path);
+                Setting::Text(table.host_path(&field, &path).map_err(at_table)?)
+            }
+            Setting::Secret(secret) => {
+                Setting::Secret(table.secret(0..0, &field, &secret).map_err(at_table)?)
+            }
+            other => other,
+        };
+        confined.insert(key, setting);
+    }
+    Ok(confined)
+}
 
 /// A librdkafka configuration for `bootstrap` with the table's `client` settings on top of
 /// `defaults`; an error names a setting that is fixed or cannot be read.

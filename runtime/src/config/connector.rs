@@ -3,7 +3,8 @@
 //! module and reads them with [`ConnectorTable::fields`], which refuses fields the struct does
 //! not have (naming the ones it does) and keeps every field's line for errors.
 
-use super::{ConfigError, Pipeline, line_column, short_message};
+use super::{ConfigError, Pipeline, Policy, line_column, short_message};
+use crate::secret::SecretRef;
 use serde::de::{self, DeserializeOwned, Visitor};
 use std::ops::Range;
 use std::path::Path;
@@ -88,6 +89,43 @@ impl<'a> ConnectorTable<'a> {
     /// The directory relative paths are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.pipeline.base_dir()
+    }
+
+    /// Where the path in field `field` is on the host: as written without a policy, inside
+    /// the data root with one (or an error at the field).
+    pub fn host_path(&self, field: &str, path: &Spanned<String>) -> Result<String, ConfigError> {
+        let field = format!("{}.{field}", self.path());
+        self.pipeline
+            .host_path(path.span(), &field, path.get_ref())
+            .map(|p| p.display().to_string())
+    }
+
+    /// Whether the table may connect to `host:port`, named in field `field` at `span`.
+    pub fn endpoint(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<(), ConfigError> {
+        let field = format!("{}.{field}", self.path());
+        self.pipeline.endpoint(span, &field, host, port)
+    }
+
+    /// The secret of field `field` as it may be read (see [`Pipeline::secret`]).
+    pub fn secret(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        secret: &SecretRef,
+    ) -> Result<SecretRef, ConfigError> {
+        let field = format!("{}.{field}", self.path());
+        self.pipeline.secret(span, &field, secret)
+    }
+
+    /// The policy the pipeline is under, if any.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.pipeline.policy()
     }
 
     /// An error at `span`, about field `field` of this table.

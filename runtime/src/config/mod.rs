@@ -1,12 +1,15 @@
 //! The pipeline file: reading, `--set` overrides, and errors that name file, line and field.
 
+mod confine;
 mod connector;
 mod overrides;
+pub mod policy;
 mod sandbox;
 pub mod schema;
 pub mod units;
 
 pub use connector::{ConnectorTable, TableKey};
+pub use policy::Policy;
 pub use sandbox::UNLIMITED;
 pub use schema::*;
 pub use units::{ByteSize, Interval};
@@ -14,6 +17,7 @@ pub use units::{ByteSize, Interval};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A pipeline file read and checked for shape (not yet resolved into a plan).
 #[derive(Debug)]
@@ -26,6 +30,8 @@ pub struct Pipeline {
     text: String,
     /// Whether `--set` changed the text.
     overridden: bool,
+    /// The platform policy the file is read under (`Pipeline::confine_to`), if any.
+    policy: Option<Arc<Policy>>,
 }
 
 /// A problem in a pipeline file, located as precisely as known.
@@ -121,6 +127,7 @@ impl Pipeline {
             path: path.to_owned(),
             text,
             overridden,
+            policy: None,
         };
         pipeline.check_shape()?;
         Ok(pipeline)

@@ -31,8 +31,14 @@ fn overlay(base: Limits, table: &LimitsTable) -> Limits {
 }
 
 impl Pipeline {
-    /// The limits of the operator of `step`.
+    /// The limits of the operator of `step` (capped by the policy, if any).
     pub fn limits(&self, step: &StepSpec) -> Limits {
+        let requested = self.requested_limits(step);
+        self.capped(requested, [&self.file.job.limits, &step.limits])
+    }
+
+    /// The limits the file asks for the operator of `step`.
+    pub fn requested_limits(&self, step: &StepSpec) -> Limits {
         let job = &self.file.job;
         if !job.enforce_limits {
             return UNLIMITED;
@@ -45,7 +51,9 @@ impl Pipeline {
         let mut dirs = Vec::new();
         for (d, dir) in step.grants.dirs.iter().enumerate() {
             let field = format!("steps[{index}].grants.dirs[{d}].path");
-            let host = self.base_dir().join(dir.path.get_ref());
+            let host = self
+                .pipeline_relative(dir.path.get_ref())
+                .map_err(|e| self.error_at(dir.path.span(), &field, e))?;
             if !host.is_dir() {
                 return Err(self.error_at(
                     dir.path.span(),

@@ -122,8 +122,9 @@ pub enum TaskFailurePolicy {
     Skip,
 }
 
-/// `[job.limits]` or `[steps.limits]`: what one operator instance may consume.
-#[derive(Debug, Default, Deserialize)]
+/// `[job.limits]` or `[steps.limits]`: what one operator instance may consume (and, in a
+/// policy, the most it may).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LimitsTable {
     /// Largest linear memory (default 256 MiB).

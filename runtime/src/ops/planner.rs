@@ -221,7 +221,10 @@ impl<'a> StepPlanner<'a> {
         path: &Spanned<String>,
         field: &str,
     ) -> Result<PathBuf, ConfigError> {
-        let full = self.pipeline.base_dir().join(path.get_ref());
+        let full = self
+            .pipeline
+            .pipeline_relative(path.get_ref())
+            .map_err(|e| self.error(path.span(), field, e))?;
         if full.is_file() {
             Ok(full)
         } else {
@@ -367,7 +370,7 @@ fn plugin_name(reference: &str) -> String {
 /// relative to the pipeline file.
 fn resolve_plugin(pipeline: &Pipeline, reference: &str) -> Result<PluginOrigin, String> {
     if reference.ends_with(".wasm") || reference.contains('/') {
-        let path: PathBuf = pipeline.base_dir().join(reference);
+        let path: PathBuf = pipeline.pipeline_relative(reference)?;
         if !path.is_file() {
             return Err(format!("plugin file '{}' not found", path.display()));
         }

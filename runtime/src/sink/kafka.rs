@@ -19,7 +19,9 @@ use super::claim::Claim;
 use super::retry::{Permanent, retrying};
 use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
-use crate::kafka::{Encoding, Setting, client_config, log_client_error, log_client_line};
+use crate::kafka::{
+    Encoding, Setting, brokers_and_client, client_config, log_client_error, log_client_line,
+};
 use crate::record::{Shape, StreamType, write_value};
 use anyhow::{Context, Result, anyhow, bail};
 use rdkafka::client::ClientContext;
@@ -95,7 +97,7 @@ pub struct KafkaOutput {
 /// Reads a Kafka output's table.
 pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
     let fields: Fields = table.fields()?;
-    let bootstrap = table.required("bootstrap", &fields.bootstrap)?.clone();
+    let (bootstrap, client) = brokers_and_client(table, &fields.bootstrap, fields.client)?;
     let topic = table.required("topic", &fields.topic)?.clone();
     let (job, tenant) = table.job_identity();
     let output = KafkaOutput {
@@ -106,7 +108,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         topic,
         delivery: fields.delivery.unwrap_or_default(),
         format: fields.format.unwrap_or_default(),
-        client: fields.client.unwrap_or_default(),
+        client,
     };
     output
         .producer_config(0)

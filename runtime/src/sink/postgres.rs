@@ -125,13 +125,15 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         .url
         .as_ref()
         .ok_or_else(|| table.error("a postgres output needs `url`"))?;
-    let (url_text, tls) = Tls::from_url(url.get_ref())
+    let (url_text, mut tls) = Tls::from_url(url.get_ref())
         .map_err(|e| table.error_at(url.span(), "url", format!("invalid connection url: {e}")))?;
     let mut connection: postgres::Config = url_text
         .parse()
         .map_err(|e| table.error_at(url.span(), "url", format!("invalid connection url: {e}")))?;
+    confine_connection(table, url, &connection, &mut tls)?;
     if let Some(password) = &fields.password {
-        let password = password
+        let password = table
+            .secret(url.span(), "password", password)?
             .read("password")
             .map_err(|e| table.error(format!("postgres output: {e}")))?;
         connection.password(password);
@@ -168,6 +170,58 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         tls,
     };
     Ok(Box::new(output))
+}
+
+/// Under a policy: every server the url names is an endpoint the policy allows (no Unix
+/// sockets: they are host files), and `sslrootcert` is inside the data root.
+fn confine_connection(
+    table: &ConnectorTable<'_>,
+    url: &Spanned<String>,
+    connection: &postgres::Config,
+    tls: &mut Tls,
+) -> Result<(), ConfigError> {
+    use postgres::config::Host;
+    if table.policy().is_none() {
+        return Ok(());
+    }
+    let ports = connection.get_ports();
+    let port_of = |i: usize| match ports {
+        [] => 5432,
+        [one] => *one,
+        many => many.get(i).copied().unwrap_or(5432),
+    };
+    let hosts = connection.get_hosts();
+    if hosts.is_empty() && connection.get_hostaddrs().is_empty() {
+        return Err(table.error_at(
+            url.span(),
+            "url",
+            "name the server's host: under a policy the default (a local Unix socket) is not \
+             reachable",
+        ));
+    }
+    for (i, host) in hosts.iter().enumerate() {
+        match host {
+            Host::Tcp(name) => table.endpoint(url.span(), "url", name, port_of(i))?,
+            Host::Unix(path) => {
+                return Err(table.error_at(
+                    url.span(),
+                    "url",
+                    format!(
+                        "Unix socket {} is a host file: under a policy, connect by host:port",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, address) in connection.get_hostaddrs().iter().enumerate() {
+        table.endpoint(url.span(), "url", &address.to_string(), port_of(i))?;
+    }
+    if let Some(root_cert) = &tls.root_cert {
+        let raw = Spanned::new(url.span(), root_cert.display().to_string());
+        tls.root_cert = Some(table.host_path("url (sslrootcert)", &raw)?.into());
+    }
+    Ok(())
 }
 
 /// How far the server's certificate is checked: libpq's `sslmode` beyond `require`.

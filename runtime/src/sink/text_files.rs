@@ -25,7 +25,13 @@ struct Fields {
 /// Reads a text-files output's table.
 pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError> {
     let fields: Fields = table.fields()?;
-    let prefix = table.required("prefix", &fields.prefix)?.clone();
+    table.required("prefix", &fields.prefix)?;
+    let prefix = fields
+        .prefix
+        .as_ref()
+        .map(|p| table.host_path("prefix", p))
+        .transpose()?
+        .unwrap_or_default();
     Ok(Box::new(TextFiles::new(prefix, fields.suffix)))
 }
 

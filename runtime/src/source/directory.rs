@@ -45,7 +45,13 @@ pub struct Directory {
 /// Reads a directory source's table; the directory must exist.
 pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
     let fields: Fields = table.fields()?;
-    let path = table.required("path", &fields.path)?;
+    table.required("path", &fields.path)?;
+    let path = &fields
+        .path
+        .as_ref()
+        .map(|p| table.host_path("path", p))
+        .transpose()?
+        .unwrap_or_default();
     if !Path::new(path).is_dir() {
         let span = fields.path.as_ref().map_or(0..0, Spanned::span);
         return Err(table.error_at(

@@ -11,7 +11,8 @@
 use super::{ReceiverContext, Source};
 use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
 use crate::kafka::{
-    Encoding, Setting, client_config, log_client_error, log_client_line, parse_part_name, part_name,
+    Encoding, Setting, brokers_and_client, client_config, log_client_error, log_client_line,
+    parse_part_name, part_name,
 };
 use crate::position::{Progress, SourcePosition};
 use crate::record::{Shape, StreamType};
@@ -115,7 +116,7 @@ pub struct Kafka {
 /// Reads a Kafka source's table.
 pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
     let fields: Fields = table.fields()?;
-    let bootstrap = table.required("bootstrap", &fields.bootstrap)?.clone();
+    let (bootstrap, client) = brokers_and_client(table, &fields.bootstrap, fields.client)?;
     let topics = table.required("topics", &fields.topics)?.clone();
     if topics.is_empty() {
         let span = fields.topics.as_ref().map_or(0..0, Spanned::span);
@@ -127,7 +128,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError>
         None => Start::Latest,
     };
     let (job, tenant) = table.job_identity();
-    let client = fields.client.unwrap_or_default();
+
     let name = table.path();
     let source = Kafka {
         name: name.trim_start_matches("sources.").to_owned(),

@@ -56,9 +56,13 @@ pub struct Socket {
 /// Reads a socket source's table.
 pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
     let fields: Fields = table.fields()?;
+    let host = table.required("host", &fields.host)?.clone();
+    let port = *table.required("port", &fields.port)?;
+    let span = fields.host.as_ref().map_or(0..0, toml::Spanned::span);
+    table.endpoint(span, "host", &host, port)?;
     Ok(Box::new(Socket {
-        host: table.required("host", &fields.host)?.clone(),
-        port: *table.required("port", &fields.port)?,
+        host,
+        port,
         lines: LineRules::new(fields.max_line_length, fields.on_bad_line),
         reconnect_max: fields
             .reconnect_max
