@@ -1,9 +1,11 @@
 //! The `spate` command line.
 
 use crate::bundled;
+use crate::client::Client;
 use crate::config::{ConfigError, Pipeline, Policy};
 use crate::job::{self, RunOptions};
 use crate::plan::Plan;
+use crate::serve::logs::JobLogs;
 use crate::status::Registry;
 use crate::wasm::ComponentCache;
 use anyhow::{Context, Result, anyhow};
@@ -33,6 +35,53 @@ enum Command {
         pipelines: Vec<PathBuf>,
         #[command(flatten)]
         options: JobArgs,
+    },
+    /// Run the multi-tenant service: tenants submit jobs over an HTTP API with their tokens,
+    /// each pipeline read under its tenant's policy (docs/SERVE.md).
+    Serve {
+        /// The server's config: `[server] bind`, `data-dir`, `[defaults]`, `[[tenants]]`.
+        #[arg(long, value_name = "server.toml")]
+        config: PathBuf,
+    },
+    /// Submit a pipeline with the plugins it names to a `spate serve`; prints the job's id on
+    /// the last line.
+    Submit {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// A plugin file the pipeline names by its file name (repeatable).
+        #[arg(long = "plugin", value_name = "FILE.wasm")]
+        plugins: Vec<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the jobs the token's tenant may see: id, name, state.
+    Jobs {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a job gracefully (the batch in flight finishes, a last checkpoint is written).
+    Stop {
+        /// The job: `<tenant>.<name>`, or a name of the token's tenant.
+        job: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a job's log.
+    Logs {
+        /// The job: `<tenant>.<name>`, or a name of the token's tenant.
+        job: String,
+        /// Keep printing until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a job's state and figures (JSON).
+    Status {
+        /// The job: `<tenant>.<name>`, or a name of the token's tenant.
+        job: String,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Validate a pipeline and its plugins, and print the plan.
     Check {
@@ -111,11 +160,46 @@ struct JobArgs {
     policy: Option<PathBuf>,
 }
 
+/// Which `spate serve` the client commands talk to, and with which token.
+#[derive(Args)]
+struct ServerArgs {
+    /// The server (default: SPATE_SERVER, else http://127.0.0.1:8420).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// A file holding the API token (default: SPATE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn client(self) -> Result<Client> {
+        Client::new(self.server, self.token_file.as_deref())
+    }
+}
+
 /// Entry point of the `spate` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let job_logs =
+        matches!(cli.command, Command::Serve { .. }).then(|| Arc::new(JobLogs::default()));
+    init_logging(job_logs.clone());
     let result = match cli.command {
+        Command::Serve { config } => {
+            crate::serve::serve(&config, job_logs.expect("made for serve"))
+        }
+        Command::Submit {
+            pipeline,
+            plugins,
+            server,
+        } => server.client().and_then(|c| c.submit(&pipeline, &plugins)),
+        Command::Jobs { server } => server.client().and_then(|c| c.jobs()),
+        Command::Stop { job, server } => server.client().and_then(|c| c.stop(&job)),
+        Command::Logs {
+            job,
+            follow,
+            server,
+        } => server.client().and_then(|c| c.logs(&job, follow)),
+        Command::Status { job, server } => server.client().and_then(|c| c.status(&job)),
         Command::Run { pipelines, options } => run(&pipelines, &options),
         Command::Check {
             pipeline,
@@ -159,14 +243,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr (filtered by SPATE_LOG, default `info`); with `job_logs`, each job's lines
+/// also go to its own log (`spate serve`).
+fn init_logging(job_logs: Option<Arc<JobLogs>>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(job_logs.map(|logs| logs.layer()))
         .init();
 }
 

@@ -5,6 +5,8 @@
 //!
 //! Module map (dependencies point down the list):
 //! - [`cli`]: the `spate` command.
+//! - [`serve`]: `spate serve`, the multi-tenant service (tokens, policies, durable jobs);
+//!   [`client`]: its client commands.
 //! - [`job`]: runs a plan: receivers, batch clock, stage execution, outputs, metrics.
 //! - [`plan`]: the validated job: the stream graph, its nodes of fused operators, outputs.
 //! - [`config`]: the pipeline file, `--set` overrides, errors with file, line and field.
@@ -25,6 +27,7 @@ pub mod batch;
 pub mod bundled;
 pub mod checkpoint;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod exec;
 pub mod fault;
@@ -38,6 +41,7 @@ pub mod position;
 pub mod record;
 pub mod scaffold;
 pub mod secret;
+pub mod serve;
 pub mod shuffle;
 pub mod sink;
 pub mod source;

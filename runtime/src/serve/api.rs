@@ -1,0 +1,199 @@
+//! The service's HTTP API (JSON): every request names its tenant by a bearer token (401
+//! without a valid one); a tenant sees, stops and reads the logs of its own jobs only (403
+//! for another's), an admin tenant of every job.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /api/v1/jobs` | submits a job (`Submission`): 201 with its record, 400 naming what the policy refuses, 409 if it runs |
+//! | `GET /api/v1/jobs` | the records the tenant may see |
+//! | `GET /api/v1/jobs/<id>` | one record with `status`: what the job is doing (the web UI's job figures) |
+//! | `POST /api/v1/jobs/<id>/stop` | stops it gracefully |
+//! | `GET /api/v1/jobs/<id>/logs?from=N` | its log from byte N; header `spate-job-state` |
+
+use super::config::{ServerConfig, Tenant};
+use super::jobs::{JobRecord, Jobs, Refusal, Submission};
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// What the handlers share.
+pub struct Service {
+    /// The server's config (tenants and their tokens).
+    pub config: ServerConfig,
+    /// The jobs.
+    pub jobs: Arc<Jobs>,
+}
+
+/// The largest submission (pipeline and plugins, base64) accepted.
+const MAX_SUBMISSION_BYTES: usize = 256 << 20;
+
+/// The API's routes.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/api/v1/jobs", post(submit).get(list))
+        .route("/api/v1/jobs/{id}", get(status))
+        .route("/api/v1/jobs/{id}/stop", post(stop))
+        .route("/api/v1/jobs/{id}/logs", get(logs))
+        .layer(DefaultBodyLimit::max(MAX_SUBMISSION_BYTES))
+        .with_state(service)
+}
+
+/// A refusal as an HTTP answer: the status and `{"error": reason}`.
+fn refused(refusal: Refusal) -> Response {
+    let (status, reason) = match refusal {
+        Refusal::Invalid(r) => (StatusCode::BAD_REQUEST, r),
+        Refusal::Forbidden(r) => (StatusCode::FORBIDDEN, r),
+        Refusal::NotFound(r) => (StatusCode::NOT_FOUND, r),
+        Refusal::Conflict(r) => (StatusCode::CONFLICT, r),
+        Refusal::Internal(r) => (StatusCode::INTERNAL_SERVER_ERROR, r),
+    };
+    (status, Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+/// The tenant the request's bearer token belongs to, or a 401.
+fn tenant<'s>(service: &'s Service, headers: &HeaderMap) -> Result<&'s Tenant, Box<Response>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let reason = match token {
+        None => "no API token: send `Authorization: Bearer <token>` (SPATE_TOKEN for the client)",
+        Some(token) => match service.config.tenant_with_token(token.trim()) {
+            Some(tenant) => return Ok(tenant),
+            None => "the API token is not valid",
+        },
+    };
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({ "error": reason })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    Err(Box::new(response))
+}
+
+/// Runs `work` (which may block: files, plugin compiles) off the server's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(Refusal::Internal("a request's work panicked".into())))
+}
+
+async fn submit(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let name = match tenant(&service, &headers) {
+        Ok(tenant) => tenant.name.clone(),
+        Err(response) => return *response,
+    };
+    let submission: Submission = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return refused(Refusal::Invalid(format!("not a submission: {e}"))),
+    };
+    let worker = service.clone();
+    let result = blocking(move || {
+        let tenant = worker.config.tenant(&name).expect("authenticated");
+        worker.jobs.submit(tenant, submission)
+    })
+    .await;
+    match result {
+        Ok(record) => (StatusCode::CREATED, Json(record)).into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+async fn list(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    match tenant(&service, &headers) {
+        Ok(tenant) => Json(service.jobs.list(tenant)).into_response(),
+        Err(response) => *response,
+    }
+}
+
+/// A record with what the job is doing.
+#[derive(serde::Serialize)]
+struct Status {
+    #[serde(flatten)]
+    record: JobRecord,
+    status: Option<crate::status::JobSnapshot>,
+}
+
+async fn status(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let tenant = match tenant(&service, &headers) {
+        Ok(tenant) => tenant,
+        Err(response) => return *response,
+    };
+    match service.jobs.visible(tenant, &id) {
+        Ok(record) => {
+            let status = service.jobs.snapshot(&record);
+            Json(Status { record, status }).into_response()
+        }
+        Err(refusal) => refused(refusal),
+    }
+}
+
+async fn stop(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let tenant = match tenant(&service, &headers) {
+        Ok(tenant) => tenant,
+        Err(response) => return *response,
+    };
+    match service.jobs.stop(tenant, &id) {
+        Ok(record) => Json(record).into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[derive(Deserialize)]
+struct From {
+    #[serde(default)]
+    from: u64,
+}
+
+async fn logs(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(from): Query<From>,
+) -> Response {
+    let tenant = match tenant(&service, &headers) {
+        Ok(tenant) => tenant,
+        Err(response) => return *response,
+    };
+    let record = match service.jobs.visible(tenant, &id) {
+        Ok(record) => record,
+        Err(refusal) => return refused(refusal),
+    };
+    match service.jobs.log(&record, from.from) {
+        Ok(text) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+                (
+                    header::HeaderName::from_static("spate-job-state"),
+                    record.state.clone(),
+                ),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}

@@ -1,0 +1,226 @@
+//! `server.toml`: where `spate serve` listens, where it keeps its data, and its tenants: each
+//! with the SHA-256 of its API token and its policy (the `[defaults]` policy with the tenant's
+//! own fields on top; its data root and tenant name are the server's to set).
+
+use crate::config::Policy;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The server's config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    server: ServerSection,
+    #[serde(default)]
+    defaults: toml::Table,
+    #[serde(default)]
+    tenants: Vec<toml::Table>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ServerSection {
+    bind: Option<SocketAddr>,
+    data_dir: PathBuf,
+}
+
+/// The server's settings, read and checked.
+#[derive(Debug)]
+pub struct ServerConfig {
+    /// Where the API listens (default 127.0.0.1:8420).
+    pub bind: SocketAddr,
+    /// Where tenants' data, jobs and the registry are kept.
+    pub data_dir: PathBuf,
+    /// The tenants, in file order.
+    pub tenants: Vec<Tenant>,
+}
+
+/// A tenant: who may call the API with which token, and what its jobs may do.
+#[derive(Debug)]
+pub struct Tenant {
+    /// Its name (jobs are named per tenant).
+    pub name: String,
+    /// SHA-256 of its token.
+    token_sha256: [u8; 32],
+    /// Whether it sees and stops every tenant's jobs.
+    pub admin: bool,
+    /// What its pipelines may ask for.
+    pub policy: Arc<Policy>,
+}
+
+/// The port `spate serve` listens on by default.
+pub const DEFAULT_PORT: u16 = 8420;
+
+/// Fields of a `[[tenants]]` table that are not policy fields.
+const TENANT_FIELDS: &[&str] = &["name", "token-sha256", "admin"];
+
+impl ServerConfig {
+    /// Reads `path`; a relative `data-dir` is taken from the file's directory. The data
+    /// directory and each tenant's data root are created.
+    pub fn load(path: &Path) -> Result<ServerConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the server config {}", path.display()))?;
+        let file: File =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let data_dir = base.join(&file.server.data_dir);
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data-dir {}", data_dir.display()))?;
+        let mut tenants: Vec<Tenant> = Vec::new();
+        for (i, table) in file.tenants.iter().enumerate() {
+            let tenant = Tenant::read(table, &file.defaults, &data_dir)
+                .map_err(|e| anyhow!("{}: tenants[{i}]: {e:#}", path.display()))?;
+            if tenants.iter().any(|t| t.name == tenant.name) {
+                bail!(
+                    "{}: tenants[{i}]: tenant '{}' is defined twice",
+                    path.display(),
+                    tenant.name
+                );
+            }
+            tenants.push(tenant);
+        }
+        Ok(ServerConfig {
+            bind: file
+                .server
+                .bind
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
+            data_dir,
+            tenants,
+        })
+    }
+
+    /// The tenant whose token this is, if any.
+    pub fn tenant_with_token(&self, token: &str) -> Option<&Tenant> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.tenants.iter().find(|t| t.token_sha256 == hash)
+    }
+
+    /// The tenant named `name`.
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+}
+
+/// Where tenant `name`'s files are under the data directory.
+pub fn tenant_dir(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("tenants").join(name)
+}
+
+impl Tenant {
+    fn read(table: &toml::Table, defaults: &toml::Table, data_dir: &Path) -> Result<Tenant> {
+        let name = match table.get("name") {
+            Some(toml::Value::String(name)) => name.clone(),
+            _ => bail!("needs `name` (a string)"),
+        };
+        if !is_name(&name) {
+            bail!("name '{name}': use letters, digits, '-' and '_'");
+        }
+        let token_sha256 = match table.get("token-sha256") {
+            Some(toml::Value::String(hex)) => parse_sha256(hex).ok_or_else(|| {
+                anyhow!("token-sha256: not 64 hex digits (sha256sum of the token)")
+            })?,
+            _ => bail!("needs `token-sha256` (the hex SHA-256 of its API token)"),
+        };
+        let admin = match table.get("admin") {
+            None => false,
+            Some(toml::Value::Boolean(admin)) => *admin,
+            Some(_) => bail!("admin: true or false"),
+        };
+        let mut policy = defaults.clone();
+        for (key, value) in table {
+            if !TENANT_FIELDS.contains(&key.as_str()) {
+                policy.insert(key.clone(), value.clone());
+            }
+        }
+        for set_by_server in ["data-root", "tenant"] {
+            if policy.contains_key(set_by_server) {
+                bail!("{set_by_server} is set by the server, not in its config");
+            }
+        }
+        let root = tenant_dir(data_dir, &name).join("data");
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        policy.insert("data-root".into(), root.display().to_string().into());
+        policy.insert("tenant".into(), name.clone().into());
+        let policy: Policy = toml::Value::Table(policy)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+        Ok(Tenant {
+            name,
+            token_sha256,
+            admin,
+            policy: Arc::new(policy),
+        })
+    }
+}
+
+/// Whether `name` may name a tenant or a job: letters, digits, `-`, `_` (it becomes a path).
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_get_the_defaults_their_own_fields_and_a_root_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        let hash = format!("{:x}", Sha256::digest(b"token-a"));
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\ndata-dir = \"data\"\n\n[defaults]\nendpoints = [\"127.0.0.1:*\"]\nmax-workers = 2\n\n\
+                 [[tenants]]\nname = \"a\"\ntoken-sha256 = \"{hash}\"\nmax-workers = 1\n\n\
+                 [[tenants]]\nname = \"root\"\ntoken-sha256 = \"{}\"\nadmin = true\n",
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+        let config = ServerConfig::load(&path).unwrap();
+        assert_eq!(config.bind.port(), DEFAULT_PORT);
+        let a = config.tenant_with_token("token-a").unwrap();
+        assert_eq!(a.name, "a");
+        assert!(!a.admin);
+        assert_eq!(a.policy.max_workers, Some(1), "the tenant's field wins");
+        assert_eq!(a.policy.endpoints, ["127.0.0.1:*"]);
+        assert_eq!(a.policy.tenant.as_deref(), Some("a"));
+        assert!(a.policy.data_root.ends_with("data/tenants/a/data"));
+        assert!(a.policy.data_root.is_dir());
+        assert!(config.tenant_with_token("token-b").is_none());
+        assert!(config.tenant("root").unwrap().admin);
+
+        std::fs::write(
+            &path,
+            format!("[server]\ndata-dir = \"d\"\n\n[[tenants]]\nname = \"a\"\ntoken-sha256 = \"{hash}\"\ndata-root = \"/\"\n"),
+        )
+        .unwrap();
+        let error = ServerConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("tenants[0]: data-root is set by the server"),
+            "{error}"
+        );
+    }
+}

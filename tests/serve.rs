@@ -1,0 +1,370 @@
+//! `spate serve` end to end, over real HTTP with the real client commands: tokens (401),
+//! tenants' jobs kept apart (403), submit, list, status, logs, stop; pipelines refused by the
+//! tenant's policy; and a server killed with SIGKILL that resumes its jobs with exact outputs.
+
+mod support;
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+use support::chaos::{Rng, lines};
+use support::*;
+
+/// A server's directory: its config (tenants a, b and an admin) and data.
+struct Server {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    url: String,
+}
+
+const TOKENS: [(&str, &str); 3] = [("a", "token-a"), ("b", "token-b"), ("ops", "token-ops")];
+
+impl Server {
+    fn new() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = String::from(
+            "[server]\nbind = \"127.0.0.1:0\"\ndata-dir = \"data\"\n\n[defaults]\nmax-workers = 2\n\n[defaults.limits]\ncall-time = \"5s\"\n",
+        );
+        for (tenant, token) in TOKENS {
+            let hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+            config.push_str(&format!(
+                "\n[[tenants]]\nname = \"{tenant}\"\ntoken-sha256 = \"{hash}\"\n{}",
+                if tenant == "ops" {
+                    "admin = true\n"
+                } else {
+                    ""
+                }
+            ));
+        }
+        std::fs::write(dir.path().join("server.toml"), config).unwrap();
+        let mut server = Server {
+            dir,
+            child: None,
+            url: String::new(),
+        };
+        server.start();
+        server
+    }
+
+    /// Starts `spate serve` and waits for its address.
+    fn start(&mut self) {
+        let log = self.dir.path().join("server.log");
+        let child = spate()
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("server.toml"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            eventually(Duration::from_secs(30), || read()
+                .contains("API at http://")),
+            "{}",
+            read()
+        );
+        let text = read();
+        let at = text.find("API at ").unwrap() + "API at ".len();
+        self.url = text[at..].split("/api").next().unwrap().to_owned();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Tenant `tenant`'s data root.
+    fn root(&self, tenant: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/tenants")
+            .join(tenant)
+            .join("data")
+    }
+
+    /// Runs a client command as `tenant` (None: without a token).
+    fn client(&self, tenant: Option<&str>, args: &[&str]) -> Output {
+        let mut command = spate();
+        command
+            .args(args)
+            .args(["--server", &self.url])
+            .env_remove("SPATE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(tenant) = tenant {
+            let token = TOKENS
+                .iter()
+                .find(|(t, _)| *t == tenant)
+                .map_or(tenant, |t| t.1);
+            command.env("SPATE_TOKEN", token);
+        }
+        wait(command.spawn().unwrap(), Duration::from_secs(120))
+    }
+
+    /// Tenant `tenant`'s jobs as `spate jobs` prints them.
+    fn jobs(&self, tenant: &str) -> String {
+        let output = self.client(Some(tenant), &["jobs"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Writes a pipeline file for submission.
+    fn pipeline(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A checkpointed word count of the directory `in` of the tenant's root into `out/counts`.
+const WORD_COUNT: &str = r#"
+[job]
+batch-interval = "500ms"
+block-interval = "100ms"
+checkpoint-dir = "ck"
+
+[sources.lines]
+type = "directory"
+path = "in"
+poll-interval = "100ms"
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "text-files"
+prefix = "out/counts"
+suffix = "txt"
+"#;
+
+/// Drops `text` into `dir` as file `name` (written aside, then renamed in).
+fn drop_file(dir: &Path, name: &str, text: &str) {
+    let staged = dir.join(format!(".{name}"));
+    std::fs::write(&staged, text).unwrap();
+    std::fs::rename(&staged, dir.join(name)).unwrap();
+}
+
+fn submitted_id(output: &Output) -> String {
+    assert!(output.status.success(), "{}", stderr(output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout.lines().last().unwrap().to_owned()
+}
+
+#[test]
+fn tenants_reach_their_own_jobs_only() {
+    let server = Server::new();
+    let input = server.root("a").join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let path = server.pipeline("wc", WORD_COUNT);
+    let id = submitted_id(&server.client(Some("a"), &["submit", path.to_str().unwrap()]));
+    assert_eq!(id, "a.wc");
+    assert!(
+        server.jobs("a").contains("a.wc wc running"),
+        "{}",
+        server.jobs("a")
+    );
+
+    // Without a token, or with a wrong one: 401.
+    let none = server.client(None, &["jobs"]);
+    assert!(!none.status.success());
+    assert!(stderr(&none).contains("SPATE_TOKEN"), "{}", stderr(&none));
+    let wrong = server.client(Some("not-a-token"), &["jobs"]);
+    assert!(!wrong.status.success());
+    assert!(stderr(&wrong).contains("HTTP 401"), "{}", stderr(&wrong));
+    // Tenant b neither sees, stops, reads nor inspects a's job: 403.
+    assert!(!server.jobs("b").contains("a.wc"));
+    for command in ["stop", "logs", "status"] {
+        let refused = server.client(Some("b"), &[command, "a.wc"]);
+        assert!(!refused.status.success(), "{command}");
+        assert!(
+            stderr(&refused).contains("HTTP 403"),
+            "{command}: {}",
+            stderr(&refused)
+        );
+    }
+    // b's own job of the same name is b's: job names are per tenant.
+    std::fs::create_dir_all(server.root("b").join("in")).unwrap();
+    let b_id = submitted_id(&server.client(Some("b"), &["submit", path.to_str().unwrap()]));
+    assert_eq!(b_id, "b.wc");
+    // The admin sees both.
+    let all = server.jobs("ops");
+    assert!(all.contains("a.wc") && all.contains("b.wc"), "{all}");
+
+    // a's job counts what a drops in its root.
+    let mut rng = Rng(7);
+    let text = lines(&mut rng, 200);
+    drop_file(&input, "f1.txt", &text);
+    let out = server.root("a").join("out");
+    let expected = reference_counts(&text, false, false);
+    assert!(
+        eventually(Duration::from_secs(60), || total(&text_outputs(
+            &out, "counts"
+        )) == expected),
+        "{}",
+        server.log()
+    );
+    let status = server.client(Some("a"), &["status", "wc"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["tenant"], "a");
+    assert!(
+        status["status"]["batches_done"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    let logs = server.client(Some("a"), &["logs", "wc"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("starting for tenant 'a'") && logs.contains(" ms: "),
+        "{logs}"
+    );
+    assert!(!logs.contains("b.wc"), "a's log holds b's lines: {logs}");
+
+    // Stop, and follow the log to the job's end.
+    let stopped = server.client(Some("a"), &["stop", "wc"]);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let followed = server.client(Some("a"), &["logs", "--follow", "wc"]);
+    assert!(followed.status.success());
+    assert!(String::from_utf8_lossy(&followed.stdout).ends_with("stopped\n"));
+    assert!(
+        server.jobs("a").contains("a.wc wc stopped"),
+        "{}",
+        server.jobs("a")
+    );
+    assert!(server.jobs("b").contains("b.wc wc running"));
+}
+
+#[test]
+fn the_tenants_policy_refuses_a_hostile_pipeline_naming_the_field() {
+    let server = Server::new();
+    let cases = [
+        (
+            "[sources.l]\ntype = \"bundled\"\n\n[[outputs]]\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"id\"]\n",
+            &["evil.toml", "outputs[0].type", "host programs"][..],
+        ),
+        (
+            "[job]\ntenant = \"b\"\n\n[sources.l]\ntype = \"bundled\"\n\n[[outputs]]\ntype = \"print\"\n",
+            &["evil.toml", "job.tenant", "tenant 'a'"][..],
+        ),
+        (
+            "[sources.l]\ntype = \"directory\"\npath = \"../../b/data\"\n\n[[outputs]]\ntype = \"print\"\n",
+            &["sources.l.path", "`..`"][..],
+        ),
+        (
+            "[job.limits]\ncall-time = \"1h\"\n\n[sources.l]\ntype = \"bundled\"\n\n[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n[[outputs]]\ntype = \"print\"\n",
+            &["job.limits", "call-time", "cap of 5s"][..],
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = server.pipeline("evil", text);
+        let output = server.client(Some("a"), &["submit", path.to_str().unwrap()]);
+        let error = stderr(&output);
+        assert!(!output.status.success(), "{text}");
+        assert!(error.contains("HTTP 400"), "{error}");
+        for part in expected {
+            assert!(error.contains(part), "no '{part}' in {error}");
+        }
+    }
+    assert_eq!(server.jobs("a"), "", "no refused job is recorded");
+    // A plugin that does not load is the submission's error too.
+    let path = server.pipeline(
+        "broken",
+        "[sources.l]\ntype = \"bundled\"\n\n[[steps]]\nop = \"map\"\nplugin = \"missing.wasm\"\n\n[[outputs]]\ntype = \"print\"\n",
+    );
+    let output = server.client(Some("a"), &["submit", path.to_str().unwrap()]);
+    assert!(
+        stderr(&output).contains("missing.wasm"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_killed_server_resumes_its_jobs_and_the_outputs_are_exact() {
+    let mut server = Server::new();
+    let input = server.root("a").join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let path = server.pipeline("wc", WORD_COUNT);
+    let id = submitted_id(&server.client(Some("a"), &["submit", path.to_str().unwrap()]));
+    assert_eq!(id, "a.wc");
+    let out = server.root("a").join("out");
+    let mut rng = Rng(0x5e7e);
+    let mut all = String::new();
+    for round in 0..3 {
+        for i in 0..4 {
+            let text = lines(&mut rng, 150);
+            all.push_str(&text);
+            drop_file(&input, &format!("r{round}-{i}.txt"), &text);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        // Mid-stream: this round's batches have begun to come out.
+        let written = text_outputs(&out, "counts").len();
+        assert!(
+            eventually(Duration::from_secs(30), || text_outputs(&out, "counts")
+                .len()
+                > written),
+            "{}",
+            server.log()
+        );
+        // Killed mid-stream, then started again: the job resumes from its checkpoint and
+        // batch log by itself.
+        server.kill();
+        server.start();
+        assert!(
+            eventually(Duration::from_secs(30), || server
+                .jobs("a")
+                .contains("a.wc wc running")),
+            "{}",
+            server.log()
+        );
+    }
+    let expected = reference_counts(&all, false, false);
+    assert!(
+        eventually(Duration::from_secs(60), || total(&text_outputs(
+            &out, "counts"
+        )) == expected),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("job a.wc: resuming"),
+        "{}",
+        server.log()
+    );
+    // A second server on the same data directory is refused.
+    let second = spate()
+        .args(["serve", "--config"])
+        .arg(server.dir.path().join("server.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = wait(second, Duration::from_secs(30));
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("another spate serve uses"),
+        "{}",
+        stderr(&second)
+    );
+}
