@@ -18,7 +18,12 @@ struct Server {
     url: String,
 }
 
-const TOKENS: [(&str, &str); 3] = [("a", "token-a"), ("b", "token-b"), ("ops", "token-ops")];
+const TOKENS: [(&str, &str); 4] = [
+    ("a", "token-a"),
+    ("b", "token-b"),
+    ("ops", "token-ops"),
+    ("q", "token-q"),
+];
 
 impl Server {
     fn new() -> Server {
@@ -30,10 +35,11 @@ impl Server {
             let hash = format!("{:x}", Sha256::digest(token.as_bytes()));
             config.push_str(&format!(
                 "\n[[tenants]]\nname = \"{tenant}\"\ntoken-sha256 = \"{hash}\"\n{}",
-                if tenant == "ops" {
-                    "admin = true\n"
-                } else {
-                    ""
+                match tenant {
+                    "ops" => "admin = true\n",
+                    // Tenant q may make 20 operator calls; then its jobs stop.
+                    "q" => "\n[tenants.quota]\ncalls = 20\n",
+                    _ => "",
                 }
             ));
         }
@@ -116,6 +122,22 @@ impl Server {
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// `GET path` of the API as `tenant`: the status and the body.
+    fn get(&self, tenant: &str, path: &str) -> (u16, String) {
+        let token = TOKENS.iter().find(|(t, _)| *t == tenant).unwrap().1;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(&format!("{}{path}", self.url))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
     }
 
     fn log(&self) -> String {
@@ -366,5 +388,57 @@ fn a_killed_server_resumes_its_jobs_and_the_outputs_are_exact() {
         stderr(&second).contains("another spate serve uses"),
         "{}",
         stderr(&second)
+    );
+}
+
+#[test]
+fn a_tenant_over_its_quota_has_its_jobs_stopped_saying_why() {
+    let server = Server::new();
+    let input = server.root("q").join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let path = server.pipeline("wc", WORD_COUNT);
+    let id = submitted_id(&server.client(Some("q"), &["submit", path.to_str().unwrap()]));
+    assert_eq!(id, "q.wc");
+    let mut rng = Rng(3);
+    let stopped = |jobs: &str| jobs.contains("q.wc wc stopped (quota exceeded: calls ");
+    for i in 0..60 {
+        if stopped(&server.jobs("q")) {
+            break;
+        }
+        drop_file(&input, &format!("f{i}.txt"), &lines(&mut rng, 20));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || stopped(&server.jobs("q"))),
+        "{}\n{}",
+        server.jobs("q"),
+        server.log()
+    );
+    // The usage says so, for q alone; the admin sees every tenant.
+    let (status, body) = server.get("q", "/api/v1/usage");
+    assert_eq!(status, 200, "{body}");
+    let usage: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(usage.as_array().unwrap().len(), 1, "{usage}");
+    assert_eq!(usage[0]["tenant"], "q");
+    assert!(usage[0]["calls"].as_u64().unwrap() > 20, "{usage}");
+    assert_eq!(usage[0]["running_jobs"], 0, "{usage}");
+    let (_, all) = server.get("ops", "/api/v1/usage");
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), TOKENS.len(), "{all}");
+    let (_, metrics) = server.get("q", "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("spate_tenant_wasm_calls_total{tenant=\"q\"} ")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("tenant=\"a\""), "{metrics}");
+    // No new job runs while the tenant is over its quota.
+    let refused = server.client(Some("q"), &["submit", path.to_str().unwrap()]);
+    let error = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        error.contains("over its quota") && error.contains("HTTP 403"),
+        "{error}"
     );
 }

@@ -9,9 +9,12 @@
 //! | `GET /api/v1/jobs/<id>` | one record with `status`: what the job is doing (the web UI's job figures) |
 //! | `POST /api/v1/jobs/<id>/stop` | stops it gracefully |
 //! | `GET /api/v1/jobs/<id>/logs?from=N` | its log from byte N; header `spate-job-state` |
+//! | `GET /api/v1/usage` | per tenant (its own; an admin: all), what its jobs consumed |
+//! | `GET /metrics` | the same in the Prometheus text format (`spate_tenant_*{tenant}`) |
 
 use super::config::{ServerConfig, Tenant};
 use super::jobs::{JobRecord, Jobs, Refusal, Submission};
+use super::quota::TenantUsage;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -39,6 +42,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs/{id}", get(status))
         .route("/api/v1/jobs/{id}/stop", post(stop))
         .route("/api/v1/jobs/{id}/logs", get(logs))
+        .route("/api/v1/usage", get(usage))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_SUBMISSION_BYTES))
         .with_state(service)
 }
@@ -160,6 +165,117 @@ async fn stop(
         Ok(record) => Json(record).into_response(),
         Err(refusal) => refused(refusal),
     }
+}
+
+/// The usage of the tenants the caller may see.
+fn usages(service: &Service, tenant: &Tenant) -> Vec<TenantUsage> {
+    service
+        .config
+        .tenants
+        .iter()
+        .filter(|t| tenant.admin || t.name == tenant.name)
+        .map(|t| service.jobs.usage(&t.name))
+        .collect()
+}
+
+async fn usage(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    match tenant(&service, &headers) {
+        Ok(tenant) => Json(usages(&service, tenant)).into_response(),
+        Err(response) => *response,
+    }
+}
+
+/// A `/metrics` family of tenant usage.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TenantUsage) -> f64,
+);
+
+/// The `/metrics` families: name, type, help, value.
+const FAMILIES: [Family; 10] = [
+    ("spate_tenant_running_jobs", "gauge", "Jobs running.", |u| {
+        u.running_jobs as f64
+    }),
+    (
+        "spate_tenant_batches_total",
+        "counter",
+        "Batches completed.",
+        |u| u.batches as f64,
+    ),
+    (
+        "spate_tenant_wasm_calls_total",
+        "counter",
+        "Operator calls.",
+        |u| u.calls as f64,
+    ),
+    (
+        "spate_tenant_wasm_seconds_total",
+        "counter",
+        "Time in operator calls.",
+        |u| u.wasm_seconds,
+    ),
+    ("spate_tenant_fuel_total", "counter", "Fuel burnt.", |u| {
+        u.fuel as f64
+    }),
+    (
+        "spate_tenant_peak_memory_bytes",
+        "gauge",
+        "Largest linear memory of an instance.",
+        |u| u.peak_memory as f64,
+    ),
+    (
+        "spate_tenant_traps_total",
+        "counter",
+        "Calls that trapped.",
+        |u| u.traps as f64,
+    ),
+    (
+        "spate_tenant_limit_hits_total",
+        "counter",
+        "Calls that hit a limit.",
+        |u| u.limit_hits as f64,
+    ),
+    (
+        "spate_tenant_input_records_total",
+        "counter",
+        "Records read.",
+        |u| u.input_records as f64,
+    ),
+    (
+        "spate_tenant_output_records_total",
+        "counter",
+        "Records handed to outputs.",
+        |u| u.output_records as f64,
+    ),
+];
+
+async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    let tenant = match tenant(&service, &headers) {
+        Ok(tenant) => tenant,
+        Err(response) => return *response,
+    };
+    let usages = usages(&service, tenant);
+    let mut out = String::new();
+    for (name, kind, help, value) in FAMILIES {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for usage in &usages {
+            out.push_str(&format!(
+                "{name}{{tenant=\"{}\"}} {}\n",
+                usage.tenant,
+                value(usage)
+            ));
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! with the SHA-256 of its API token and its policy (the `[defaults]` policy with the tenant's
 //! own fields on top; its data root and tenant name are the server's to set).
 
+use super::quota::Quota;
 use crate::config::Policy;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -51,6 +52,8 @@ pub struct Tenant {
     pub admin: bool,
     /// What its pipelines may ask for.
     pub policy: Arc<Policy>,
+    /// The most its jobs may consume together (`[tenants.quota]`, else `[defaults.quota]`).
+    pub quota: Option<Quota>,
 }
 
 /// The port `spate serve` listens on by default.
@@ -142,6 +145,11 @@ impl Tenant {
                 bail!("{set_by_server} is set by the server, not in its config");
             }
         }
+        let quota = policy
+            .remove("quota")
+            .map(|q| q.try_into::<Quota>())
+            .transpose()
+            .map_err(|e| anyhow!("quota: {}", e.message()))?;
         let root = tenant_dir(data_dir, &name).join("data");
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;
@@ -155,6 +163,7 @@ impl Tenant {
             token_sha256,
             admin,
             policy: Arc::new(policy),
+            quota,
         })
     }
 }

@@ -8,6 +8,7 @@
 
 use super::config::{Tenant, is_name, tenant_dir};
 use super::logs::JobLogs;
+use super::quota::{OnExceed, TenantUsage};
 use crate::config::{ConfigError, Pipeline, Policy};
 use crate::job::RunOptions;
 use crate::plan::Plan;
@@ -46,7 +47,10 @@ pub struct JobRecord {
 impl JobRecord {
     /// Whether the job has ended (it runs no more).
     pub fn ended(&self) -> bool {
-        matches!(self.state.as_str(), "stopped" | "finished" | "failed")
+        matches!(
+            self.state.as_str(),
+            "stopped" | "paused" | "finished" | "failed"
+        )
     }
 }
 
@@ -87,6 +91,8 @@ impl From<anyhow::Error> for Refusal {
 struct Entry {
     record: JobRecord,
     stop: Option<Arc<AtomicBool>>,
+    /// Why the server stopped it (a quota), and the state it ends in (`stopped`, `paused`).
+    halted: Option<(String, &'static str)>,
 }
 
 /// Every tenant's jobs.
@@ -117,7 +123,14 @@ impl Jobs {
                 };
                 let record: JobRecord = serde_json::from_str(&text)
                     .with_context(|| format!("{} is damaged", path.display()))?;
-                entries.insert(record.id.clone(), Entry { record, stop: None });
+                entries.insert(
+                    record.id.clone(),
+                    Entry {
+                        record,
+                        stop: None,
+                        halted: None,
+                    },
+                );
             }
         }
         Ok(Arc::new(Jobs {
@@ -146,7 +159,9 @@ impl Jobs {
         let due: Vec<JobRecord> = self
             .lock()
             .values()
-            .filter(|e| e.record.should_run && !e.record.ended())
+            .filter(|e| {
+                e.record.should_run && !matches!(&e.record.state[..], "finished" | "failed")
+            })
             .map(|e| e.record.clone())
             .collect();
         for record in due {
@@ -174,6 +189,16 @@ impl Jobs {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Some(reason) = tenant
+            .quota
+            .as_ref()
+            .and_then(|quota| quota.exceeded(&self.usage(&tenant.name)))
+        {
+            return Err(Refusal::Forbidden(format!(
+                "tenant '{}' is over its quota ({reason}): no new job runs until it is raised",
+                tenant.name
+            )));
+        }
         let mut plugins = Vec::new();
         for (name, data) in &submission.plugins {
             let plain = name.strip_suffix(".wasm").is_some_and(is_name);
@@ -284,6 +309,7 @@ impl Jobs {
             Entry {
                 record: record.clone(),
                 stop: Some(stop.clone()),
+                halted: None,
             },
         );
         let (planned, heard) = std::sync::mpsc::channel();
@@ -322,10 +348,16 @@ impl Jobs {
                     Err(e) => Err(e),
                 };
                 match outcome {
-                    Ok(()) if stop.load(Ordering::SeqCst) => {
-                        tracing::info!("stopped");
-                        jobs.set_state(&id, "stopped", None);
-                    }
+                    Ok(()) if stop.load(Ordering::SeqCst) => match jobs.halted(&id) {
+                        Some((reason, state)) => {
+                            tracing::warn!("{state}: {reason}");
+                            jobs.set_state(&id, state, Some(reason));
+                        }
+                        None => {
+                            tracing::info!("stopped");
+                            jobs.set_state(&id, "stopped", None);
+                        }
+                    },
                     Ok(()) => {
                         tracing::info!("finished");
                         jobs.set_state(&id, "finished", None);
@@ -343,6 +375,61 @@ impl Jobs {
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
         Ok(heard)
+    }
+
+    /// Why the server stopped job `id`, if it did.
+    fn halted(&self, id: &str) -> Option<(String, &'static str)> {
+        self.lock().get(id).and_then(|e| e.halted.clone())
+    }
+
+    /// What tenant `tenant`'s jobs have consumed since the server started.
+    pub fn usage(&self, tenant: &str) -> TenantUsage {
+        let mut usage = TenantUsage {
+            tenant: tenant.to_owned(),
+            ..TenantUsage::default()
+        };
+        if let Some(registry) = self.registries.get(tenant) {
+            for job in registry.jobs() {
+                usage.add(&job.snapshot());
+            }
+        }
+        usage.running_jobs = self
+            .lock()
+            .values()
+            .filter(|e| e.record.tenant == tenant && !e.record.ended())
+            .count() as u64;
+        usage
+    }
+
+    /// Stops (or pauses) the running jobs of every tenant over its quota, saying why.
+    pub fn enforce_quotas(&self, tenants: &[Tenant]) {
+        for tenant in tenants {
+            let Some(quota) = &tenant.quota else { continue };
+            let Some(reason) = quota.exceeded(&self.usage(&tenant.name)) else {
+                continue;
+            };
+            let state = match quota.on_exceed {
+                OnExceed::Stop => "stopped",
+                OnExceed::Pause => "paused",
+            };
+            let halted: Vec<JobRecord> = self
+                .lock()
+                .values_mut()
+                .filter(|e| e.record.tenant == tenant.name && e.halted.is_none())
+                .filter_map(|e| {
+                    let stop = e.stop.as_ref()?;
+                    stop.store(true, Ordering::SeqCst);
+                    e.halted = Some((reason.clone(), state));
+                    e.record.state = "stopping".into();
+                    e.record.should_run = quota.on_exceed == OnExceed::Pause;
+                    Some(e.record.clone())
+                })
+                .collect();
+            for record in halted {
+                tracing::warn!("job {}: {reason}; the job is {state}", record.id);
+                let _ = self.save(&record);
+            }
+        }
     }
 
     fn set_state(&self, id: &str, state: &str, error: Option<String>) {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod jobs;
 pub mod logs;
+pub mod quota;
 
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
@@ -41,6 +42,19 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         config,
         jobs: jobs.clone(),
     });
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (service, watching) = (service.clone(), watching.clone());
+        std::thread::Builder::new()
+            .name("spate-quotas".into())
+            .spawn(move || {
+                while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                    service.jobs.enforce_quotas(&service.config.tenants);
+                    std::thread::sleep(QUOTA_CHECK_INTERVAL);
+                }
+            })
+            .context("cannot start the quota watcher")?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -54,9 +68,14 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
             .map_err(|e| anyhow!("the API server stopped: {e}"))
     })?;
     tracing::info!("spate serve: stopping every job");
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
     jobs.shut_down();
     Ok(())
 }
+
+/// How often tenants' usage is held against their quotas.
+const QUOTA_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Resolves on SIGINT or SIGTERM.
 async fn stop_signal() {
