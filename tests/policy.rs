@@ -179,6 +179,11 @@ fn hostile_pipelines_are_refused_naming_the_field() {
             &["job.tenant", "tenant 'a'"],
         ),
         (
+            "its own CPU weight",
+            format!("[job]\ncpu-weight = 8\n\n{SOURCE}\n{OUTPUT}"),
+            &["job.cpu-weight", "platform's"],
+        ),
+        (
             "more workers than the cap",
             format!("[job]\nworkers = 16\n\n{SOURCE}\n{OUTPUT}"),
             &["job.workers", "cap of 2"],

@@ -89,11 +89,13 @@ fn boundary(c: &mut Criterion) {
         wasmtime::component::Component::from_file(&engine, &path).expect("boundary.wasm");
     let pre = alternatives::BoundaryPre::new(linker.instantiate_pre(&component).expect("link"))
         .expect("pre");
+    // Not scheduled with other tenants' calls (no CPU share): the benchmark measures the
+    // boundary alone.
     let mut store = new_store(
         &engine,
         &GuestOutput::default(),
-        &Grants::default(),
-        &Limits::default(),
+        (&Grants::default(), &Limits::default()),
+        None,
     )
     .expect("store");
     // The alternatives are called directly, not through Spate's call wrapper, which gives each

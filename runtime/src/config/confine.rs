@@ -28,6 +28,15 @@ impl Pipeline {
                 ),
             ));
         }
+        if job.cpu_weight != 1.0 && job.cpu_weight != policy.cpu_weight {
+            return Err(self.error(
+                Some("job.cpu-weight"),
+                format!(
+                    "the tenant's CPU weight is the platform's ({}): a pipeline cannot set it",
+                    policy.cpu_weight
+                ),
+            ));
+        }
         if !job.enforce_limits {
             return Err(self.error(
                 Some("job.enforce-limits"),
@@ -117,6 +126,7 @@ impl Pipeline {
         job.dead_letter_dir = Some(dead_letters);
         job.checkpoint_dir = checkpoints;
         job.tenant = tenant;
+        job.cpu_weight = policy.cpu_weight;
         if let Some(most) = policy.max_workers {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             if job.workers == 0 {

@@ -47,6 +47,10 @@ pub struct Policy {
     /// Whether operators may be granted real randomness (default: yes).
     #[serde(default = "yes")]
     pub random_grants: bool,
+    /// The tenant's CPU weight relative to other tenants' (default 1); a pipeline cannot set
+    /// its own.
+    #[serde(default = "one")]
+    pub cpu_weight: f64,
     /// The most worker threads a job may use (default: no cap but the machine's cores).
     #[serde(default)]
     pub max_workers: Option<usize>,
@@ -64,6 +68,10 @@ const COMMAND_OUTPUT: &str = "command";
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Policy {

@@ -88,6 +88,9 @@ pub struct JobSection {
     pub max_batch_bytes: ByteSize,
     /// Who the job runs for, in usage figures (default: the job name).
     pub tenant: Option<String>,
+    /// The tenant's share of the CPU relative to other tenants' in the process (default 1):
+    /// Wasm calls are scheduled so that each tenant gets CPU in proportion to its weight.
+    pub cpu_weight: f64,
     /// Default limits of every operator instance (a step's `[steps.limits]` overrides them).
     pub limits: LimitsTable,
     /// `false` runs operators without limits: no deadline, fuel, memory or output caps beyond
@@ -194,6 +197,7 @@ impl Default for JobSection {
             max_buffered_bytes: ByteSize(256 << 20),
             max_batch_bytes: ByteSize(12 << 20),
             tenant: None,
+            cpu_weight: 1.0,
             limits: LimitsTable::default(),
             enforce_limits: true,
             task_retries: 1,

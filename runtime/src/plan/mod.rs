@@ -162,6 +162,13 @@ fn engine_settings(pipeline: &Pipeline, workers: usize) -> EngineSettings {
             .unwrap_or(PAGE),
         max_table_elements: limits.iter().map(|l| l.table_elements).max().unwrap_or(0),
         epoch_deadlines: pipeline.file.job.enforce_limits,
+        tenant: pipeline
+            .file
+            .job
+            .tenant
+            .clone()
+            .unwrap_or_else(|| pipeline.job_name()),
+        cpu_weight: pipeline.file.job.cpu_weight,
         fuel: limits.iter().any(|l| l.fuel.is_some()),
     }
 }

@@ -61,11 +61,16 @@ macro_rules! bounded {
                 |mut store: StoreContextMut<'_, HostState>, ($($arg,)*)| {
                     let state = store.data_mut();
                     let deadline = state.deadline();
+                    // Waiting on the host uses no CPU: the permit goes to others meanwhile.
+                    let held = state.give_cpu();
                     let finished = {
                         #[allow(unused_mut)]
                         let mut $view = $make(state);
                         within(deadline, $call).map(|result| $finish(&mut $view, result))
                     };
+                    if held {
+                        store.data_mut().take_cpu();
+                    }
                     finished.unwrap_or_else(|| {
                         Err(store.data().past_deadline(concat!("wait in ", $name)))
                     })
@@ -85,8 +90,13 @@ macro_rules! bounded_drop {
             |mut store: StoreContextMut<'_, HostState>, rep| {
                 let state = store.data_mut();
                 let deadline = state.deadline();
+                let held = state.give_cpu();
                 let dropped = $drop(state.table(), Resource::<$type>::new_own(rep));
-                within(deadline, dropped).unwrap_or_else(|| {
+                let dropped = within(deadline, dropped);
+                if held {
+                    store.data_mut().take_cpu();
+                }
+                dropped.unwrap_or_else(|| {
                     Err(store
                         .data()
                         .past_deadline(concat!("wait in [resource-drop]", $name)))

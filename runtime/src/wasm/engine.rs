@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// What an engine must support for the operators it will run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineSettings {
     /// Live operator instances to size the pool for.
     pub max_instances: u32,
@@ -18,6 +18,10 @@ pub struct EngineSettings {
     pub epoch_deadlines: bool,
     /// Compile in fuel metering.
     pub fuel: bool,
+    /// The tenant whose CPU share the engine's calls use (`cpu_share`).
+    pub tenant: String,
+    /// The tenant's CPU weight relative to other tenants'.
+    pub cpu_weight: f64,
 }
 
 impl Default for EngineSettings {
@@ -28,6 +32,8 @@ impl Default for EngineSettings {
             max_table_elements: 50_000,
             epoch_deadlines: true,
             fuel: false,
+            tenant: "default".into(),
+            cpu_weight: 1.0,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What a Store carries for one operator instance: a WASI context that grants only what the
 //! pipeline file grants the operator, its captured output, and its resource limiter.
 
+use super::cpu_share::{self, CallShare, TenantShare};
 use super::guest_output::GuestOutput;
 use super::limits::{LimitExceeded, LimitKind, Limiter, Limits};
 use anyhow::{Context, Result};
@@ -8,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi::{Deterministic, FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -79,6 +80,8 @@ pub struct HostState {
     /// When the current call must end: epoch interruption stops Wasm code then, and a wait in
     /// a host call ends then too (see `bounded_wasi`).
     deadline: Option<Instant>,
+    /// The CPU permit a running call holds (`cpu_share`); none when calls are not scheduled.
+    cpu: Option<CallShare>,
 }
 
 impl HostState {
@@ -90,6 +93,45 @@ impl HostState {
     /// When the current call must end.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    /// Takes a CPU permit for a call (time waiting for it does not count against the call).
+    pub(super) fn take_cpu(&mut self) {
+        if let Some(cpu) = &mut self.cpu {
+            let waited = cpu.begin();
+            self.extend_deadline(waited);
+        }
+    }
+
+    /// Gives the CPU permit back (the call ended, or it waits on the host); whether one was
+    /// held.
+    pub(super) fn give_cpu(&mut self) -> bool {
+        match &mut self.cpu {
+            Some(cpu) if cpu.holding() => {
+                cpu.end();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn extend_deadline(&mut self, waited: Duration) {
+        if let Some(deadline) = &mut self.deadline {
+            *deadline += waited;
+        }
+    }
+
+    /// At an epoch check in Wasm code: hands the CPU permit over if a lighter tenant waits;
+    /// the call's end when its deadline has passed.
+    fn epoch_check(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        if let Some(cpu) = &mut self.cpu {
+            let waited = cpu.checkpoint();
+            self.extend_deadline(waited);
+        }
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(Trap::Interrupt.into()),
+            _ => Ok(UpdateDeadline::Continue(1)),
+        }
     }
 
     /// The instance's WASI resources.
@@ -181,13 +223,15 @@ fn wasi_context(grants: &Grants, output: &GuestOutput) -> Result<WasiCtx> {
     Ok(builder.build())
 }
 
-/// A fresh store for one instance, with its grants and limits.
+/// A fresh store for one instance, with its grants and limits; its calls are scheduled in
+/// `share` (the tenant's CPU share) when given.
 pub fn new_store(
     engine: &Engine,
     output: &GuestOutput,
-    grants: &Grants,
-    limits: &Limits,
+    (grants, limits): (&Grants, &Limits),
+    share: Option<TenantShare>,
 ) -> Result<Store<HostState>> {
+    let cpu = share.map(|share| CallShare::new(cpu_share::shares(), share, engine.clone()));
     let mut store = Store::new(
         engine,
         HostState {
@@ -196,13 +240,27 @@ pub fn new_store(
             limiter: Limiter::new(limits),
             call_time: limits.call_time,
             deadline: None,
+            cpu,
         },
     );
     store.data_mut().start_call();
     store.limiter(|state| &mut state.limiter);
-    // Calls set their own deadline; this one covers whatever runs before the first call.
-    store.set_epoch_deadline(super::ticker::ticks_for(limits.call_time));
+    if store.data().cpu.is_some() {
+        // Every tick the call checks its deadline and whether to hand its permit over.
+        store.epoch_deadline_callback(|mut context| context.data_mut().epoch_check());
+    }
+    arm_epoch(&mut store);
     Ok(store)
+}
+
+/// Sets the epoch deadline of the store's next call: the next tick for a scheduled store (its
+/// callback checks the deadline), else the call's whole `call-time`.
+pub(super) fn arm_epoch(store: &mut Store<HostState>) {
+    let ticks = match store.data().cpu {
+        Some(_) => 1,
+        None => super::ticker::ticks_for(store.data().call_time),
+    };
+    store.set_epoch_deadline(ticks);
 }
 
 /// The linker every operator is linked with: WASI p2 (for the guest language's runtime) only,

@@ -7,10 +7,9 @@ use super::bindings::{
 };
 use super::guest_output::GuestOutput;
 use super::guest_text::{DESCRIPTION_CAP, MESSAGE_CAP, NAME_CAP, PARAMS_CAP, guest_text};
-use super::host::{HostState, new_store};
+use super::host::{HostState, arm_epoch, new_store};
 use super::limits::{LimitExceeded, LimitKind, Limits, check_output};
 use super::operator::{Info, Pre, PreparedOperator};
-use super::ticker;
 use super::usage::{CallUsage, Usage};
 use anyhow::{Result, anyhow};
 use spate_guest::{Column, Partition};
@@ -132,8 +131,11 @@ impl<B> Instance<B> {
             ));
         }
         let fuel_given = self.arm();
+        // The call runs holding one of the process's CPU permits (`cpu_share`).
+        self.store.data_mut().take_cpu();
         let started = Instant::now();
         let result = f(&mut self.store, &self.bindings);
+        let _ = self.store.data_mut().give_cpu();
         // Without fuel metering `get_fuel` fails, and building that error captures a backtrace
         // under RUST_BACKTRACE=1 (ten times the cost of an empty call): ask only when metered.
         let fuel_left = match self.fuel_metered {
@@ -206,7 +208,7 @@ impl<B> Instance<B> {
 
 /// Gives the store's next call (or instantiation) its deadline and fuel; returns the fuel given.
 fn arm(store: &mut Store<HostState>, limits: &Limits, fuel_metered: bool) -> u64 {
-    store.set_epoch_deadline(ticker::ticks_for(limits.call_time));
+    arm_epoch(store);
     store.data_mut().start_call();
     if !fuel_metered {
         return 0;
@@ -479,7 +481,8 @@ impl OperatorInstance {
     fn instantiate(op: &PreparedOperator) -> Result<OperatorInstance> {
         let output = GuestOutput::new(op.spec.limits.log_bytes);
         let label = &op.spec;
-        let mut store = new_store(&op.engine, &output, &op.spec.grants, &op.spec.limits)
+        let limits = (&op.spec.grants, &op.spec.limits);
+        let mut store = new_store(&op.engine, &output, limits, op.share)
             .map_err(|e| anyhow!("{label}: {e:#}"))?;
         // Instantiation runs guest code (start functions) too: same deadline and fuel.
         arm(&mut store, &op.spec.limits, op.fuel_metered);

@@ -8,6 +8,7 @@
 mod bindings;
 mod bounded_wasi;
 mod cache;
+pub mod cpu_share;
 mod engine;
 mod guest_output;
 pub mod guest_text;

@@ -6,6 +6,7 @@ use super::bindings::{
     transform::TransformOperatorIndices,
 };
 use super::cache::ComponentCache;
+use super::cpu_share::{self, TenantShare};
 use super::engine::{EngineSettings, new_engine};
 use super::host::{Grants, HostState, new_linker};
 use super::instance::OperatorInstance;
@@ -27,6 +28,9 @@ pub struct OperatorHost {
     linker: Linker<HostState>,
     fuel_metered: bool,
     usage: Arc<Usage>,
+    /// The tenant's CPU share; none without epoch deadlines (calls could not hand a permit
+    /// over, so they are not scheduled).
+    share: Option<TenantShare>,
 }
 
 impl OperatorHost {
@@ -39,6 +43,9 @@ impl OperatorHost {
             linker,
             fuel_metered: settings.fuel,
             usage: Arc::new(Usage::default()),
+            share: settings
+                .epoch_deadlines
+                .then(|| cpu_share::shares().tenant(&settings.tenant, settings.cpu_weight)),
         })
     }
 
@@ -161,6 +168,7 @@ pub struct PreparedOperator {
     pub(super) pre: Pre,
     pub(super) fuel_metered: bool,
     pub(super) usage: Arc<Usage>,
+    pub(super) share: Option<TenantShare>,
 }
 
 impl PreparedOperator {
@@ -362,6 +370,7 @@ impl PreparedOperator {
             pre,
             fuel_metered: host.fuel_metered,
             usage: Arc::new(Usage::child_of(host.usage.clone())),
+            share: host.share,
         };
         prepared.info = OperatorInstance::describe(&prepared)?;
         // Instantiating and configuring once checks the parameters now rather than mid-batch.
