@@ -61,10 +61,11 @@ impl Registry {
         lock(&self.jobs).clone()
     }
 
-    /// The job named `name`.
+    /// The job named `name` (its latest run, when it was submitted again).
     pub fn job(&self, name: &str) -> Option<Arc<JobStatus>> {
         lock(&self.jobs)
             .iter()
+            .rev()
             .find(|j| j.description.name == name)
             .cloned()
     }
