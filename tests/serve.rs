@@ -275,6 +275,14 @@ fn tenants_reach_their_own_jobs_only() {
         server.jobs("a")
     );
     assert!(server.jobs("b").contains("b.wc wc running"));
+    // Submitted again, the job resumes, and its status is the new run's (the old run's says
+    // `finished`).
+    let again = submitted_id(&server.client(Some("a"), &["submit", path.to_str().unwrap()]));
+    assert_eq!(again, "a.wc");
+    let status = server.client(Some("a"), &["status", "wc"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    assert_ne!(status["status"]["state"], "finished", "{status}");
 }
 
 #[test]
