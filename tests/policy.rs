@@ -244,6 +244,24 @@ fn hostile_pipelines_are_refused_naming_the_field() {
             &["sources.k.bootstrap", "kafka.example.com:9092"],
         ),
         (
+            "another tenant's Kafka consumer group",
+            format!(
+                "[sources.k]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopics = [\"t\"]\ngroup = \"spate.b.wc\"\n\n{OUTPUT}"
+            ),
+            &[
+                "sources.k.group",
+                "spate.b.wc",
+                "must start with 'spate.a.'",
+            ],
+        ),
+        (
+            "another tenant's Kafka transactional id",
+            format!(
+                "{SOURCE}\n[[outputs]]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopic = \"t\"\ntransactional-id = \"spate.b.wc.t\"\n"
+            ),
+            &["outputs[0].transactional-id", "must start with 'spate.a.'"],
+        ),
+        (
             "a clock grant",
             format!(
                 "{SOURCE}\n[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n[steps.grants]\nclocks = true\n\n{OUTPUT}"

@@ -86,6 +86,35 @@ impl<'a> ConnectorTable<'a> {
         (name.clone(), tenant.unwrap_or(name))
     }
 
+    /// A name the connector keeps per job on a system jobs share (a Kafka group, a
+    /// transactional id): the one field `field` names, or `spate.<tenant>.<job><suffix>`.
+    /// Under a policy a named one must start with `spate.<tenant>.`, so that one tenant
+    /// cannot commit offsets to another's group or fence another's transactions.
+    pub fn per_job_name(
+        &self,
+        field: &str,
+        named: Option<&Spanned<String>>,
+        suffix: &str,
+    ) -> Result<String, ConfigError> {
+        let (job, tenant) = self.job_identity();
+        let prefix = format!("spate.{tenant}.");
+        let Some(named) = named else {
+            return Ok(format!("{prefix}{job}{suffix}"));
+        };
+        if self.policy().is_some() && !named.get_ref().starts_with(&prefix) {
+            return Err(self.error_at(
+                named.span(),
+                field,
+                format!(
+                    "'{}' is not this tenant's: under the platform policy it must start with \
+                     '{prefix}' (or leave it out for the default)",
+                    named.get_ref()
+                ),
+            ));
+        }
+        Ok(named.get_ref().clone())
+    }
+
     /// The directory relative paths are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.pipeline.base_dir()

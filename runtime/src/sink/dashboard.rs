@@ -69,7 +69,11 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
     if history == 0 || history > MAX_HISTORY {
         return Err(table.error(format!("history = {history}: expected 1 to {MAX_HISTORY}")));
     }
+    // Without a policy the process is one trust domain and names are the process's; under one,
+    // each tenant names its own pages and cannot take (or hide) another's.
+    let tenant = table.policy().map(|_| table.job_identity().1);
     Ok(Box::new(DashboardOutput {
+        tenant,
         settings: Settings {
             title: fields.title.unwrap_or_else(|| name.clone()),
             name,
@@ -100,6 +104,8 @@ pub struct Settings {
 
 #[derive(Debug)]
 struct DashboardOutput {
+    /// The tenant whose pages it is among, under a policy.
+    tenant: Option<String>,
     settings: Settings,
 }
 
@@ -118,18 +124,20 @@ impl Output for DashboardOutput {
 
     fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
         let name = &self.settings.name;
-        let claim = Claim::take(format!("dashboard {name}")).map_err(|_| {
+        let scope = self.tenant.as_deref().unwrap_or_default();
+        let claim = Claim::take(format!("dashboard {scope}/{name}")).map_err(|_| {
             anyhow!(
                 "dashboard '{name}' is already shown by another output of this process: give \
                  each dashboard output its own `name`"
             )
         })?;
         let board = Arc::new(Board {
+            tenant: self.tenant.clone(),
             settings: self.settings.clone(),
             job: context.job.to_owned(),
             data: Mutex::new(Data::default()),
         });
-        lock(&BOARDS).retain(|b| b.settings.name != *name);
+        lock(&BOARDS).retain(|b| b.settings.name != *name || b.tenant != self.tenant);
         lock(&BOARDS).push(board.clone());
         Ok(Box::new(DashboardSink {
             board,
@@ -152,6 +160,9 @@ pub fn boards() -> Vec<Arc<Board>> {
 
 /// One dashboard: its settings and what its page shows.
 pub struct Board {
+    /// The tenant whose pages it is among, when its job runs under a policy (`spate serve`
+    /// shows each tenant only its own).
+    pub tenant: Option<String>,
     /// Its settings.
     pub settings: Settings,
     /// The job writing it.
@@ -344,6 +355,7 @@ mod tests {
     fn board(keys: Vec<String>) -> DashboardSink {
         DashboardSink {
             board: Arc::new(Board {
+                tenant: None,
                 settings: Settings {
                     name: "t".into(),
                     title: "t".into(),

@@ -56,7 +56,7 @@ struct Fields {
     format: Option<Format>,
     /// The transactional id prefix (default `spate.<tenant>.<job>.<topic>`); `.task-<n>` is
     /// appended.
-    transactional_id: Option<String>,
+    transactional_id: Option<Spanned<String>>,
     /// librdkafka settings passed through (`"linger.ms" = 20`, SASL, TLS).
     client: Option<BTreeMap<String, Setting>>,
 }
@@ -99,12 +99,14 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
     let fields: Fields = table.fields()?;
     let (bootstrap, client) = brokers_and_client(table, &fields.bootstrap, fields.client)?;
     let topic = table.required("topic", &fields.topic)?.clone();
-    let (job, tenant) = table.job_identity();
+    let transactional_id = table.per_job_name(
+        "transactional-id",
+        fields.transactional_id.as_ref(),
+        &format!(".{topic}"),
+    )?;
     let output = KafkaOutput {
         bootstrap,
-        transactional_id: fields
-            .transactional_id
-            .unwrap_or_else(|| format!("spate.{tenant}.{job}.{topic}")),
+        transactional_id,
         topic,
         delivery: fields.delivery.unwrap_or_default(),
         format: fields.format.unwrap_or_default(),

@@ -44,7 +44,7 @@ struct Fields {
     /// Topic names; `*` in a name matches any characters (`events-*`).
     topics: Option<Spanned<Vec<String>>>,
     /// Consumer group the offsets are committed to (default `spate.<tenant>.<job>`).
-    group: Option<String>,
+    group: Option<Spanned<String>>,
     /// `latest` (default), `earliest`, `committed`, an RFC 3339 time, or a table
     /// `{ "topic/partition" = offset }` (-2 earliest, -1 latest).
     starting_offsets: Option<Spanned<toml::Value>>,
@@ -127,14 +127,13 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError>
             .map_err(|e| table.error_at(value.span(), "starting-offsets", e))?,
         None => Start::Latest,
     };
-    let (job, tenant) = table.job_identity();
 
     let name = table.path();
     let source = Kafka {
         name: name.trim_start_matches("sources.").to_owned(),
         bootstrap,
         topics,
-        group: fields.group.unwrap_or(format!("spate.{tenant}.{job}")),
+        group: table.per_job_name("group", fields.group.as_ref(), "")?,
         start,
         max_records: fields.max_records_per_partition,
         max_bytes: fields.max_bytes_per_partition.map(|b| b.0),
