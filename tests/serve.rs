@@ -450,3 +450,149 @@ fn a_tenant_over_its_quota_has_its_jobs_stopped_saying_why() {
         "{error}"
     );
 }
+
+/// A word count over the last 5 minutes of the directory `in`, shown on a dashboard named
+/// `words`.
+const WINDOWED_WORD_COUNT: &str = r#"
+[job]
+batch-interval = "500ms"
+block-interval = "100ms"
+checkpoint-dir = "ck"
+
+[sources.lines]
+type = "directory"
+path = "in"
+poll-interval = "100ms"
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key-and-window"
+plugin = "sum"
+length = "300s"
+slide = "500ms"
+
+[[outputs]]
+type = "dashboard"
+name = "words"
+"#;
+
+#[test]
+fn each_tenant_browses_its_own_pages_only() {
+    let python = installed("install-ui-test-tools.sh");
+    let server = Server::new();
+    // Both tenants run a job `wc` with a dashboard `words`: names are per tenant.
+    let path = server.pipeline("wc", WINDOWED_WORD_COUNT);
+    for (tenant, text) in [("a", "alpha alpha beta\n"), ("b", "gamma delta\n")] {
+        let input = server.root(tenant).join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        let id = submitted_id(&server.client(Some(tenant), &["submit", path.to_str().unwrap()]));
+        assert_eq!(id, format!("{tenant}.wc"));
+        // The directory source counts files there before it first looks as existing.
+        assert!(eventually(Duration::from_secs(60), || {
+            let (_, body) = server.get(tenant, &format!("/tenants/{tenant}/api/v1/jobs/wc"));
+            body.contains("\"batches_done\":") && !body.contains("\"batches_done\":0")
+        }));
+        drop_file(&input, "f.txt", text);
+    }
+    let keys = |tenant: &str| -> Vec<String> {
+        let (_, body) = server.get(
+            tenant,
+            &format!("/tenants/{tenant}/api/v1/dashboards/words"),
+        );
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let mut keys: Vec<String> = view["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r["key"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || keys("a") == ["alpha", "beta"]
+            && keys("b") == ["delta", "gamma"]),
+        "{:?} {:?}\n{}",
+        keys("a"),
+        keys("b"),
+        server.log()
+    );
+
+    // Over HTTP: no token 401, another tenant's 403, the admin's 200; each tenant lists only
+    // its own dashboards and jobs.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let anonymous = agent
+        .get(&format!("{}/tenants/a/api/v1/jobs", server.url))
+        .call()
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (status, body) = server.get("b", "/tenants/a/api/v1/jobs");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("may not see"), "{body}");
+    let (status, body) = server.get("ops", "/tenants/a/api/v1/jobs");
+    assert_eq!(status, 200, "{body}");
+    let (_, boards) = server.get("a", "/tenants/a/api/v1/dashboards");
+    let boards: serde_json::Value = serde_json::from_str(&boards).unwrap();
+    assert_eq!(boards.as_array().unwrap().len(), 1, "{boards}");
+    let (_, metrics) = server.get("a", "/tenants/a/metrics");
+    assert!(metrics.contains("job=\"wc\""), "{metrics}");
+
+    // In a browser: sign in, see a's pages, not b's; sign out.
+    let browsed = std::process::Command::new(&python)
+        .arg(repo().join("tests/ui/serve_browse.py"))
+        .args([&server.url, "a", "token-a", "b", "wc", "words"])
+        .output()
+        .unwrap();
+    assert!(
+        browsed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&browsed.stdout),
+        String::from_utf8_lossy(&browsed.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&browsed.stdout).unwrap();
+    assert_eq!(seen["first_page"], "/login", "{seen}");
+    assert!(
+        seen["wrong_token"].as_str().unwrap().contains("not valid"),
+        "{seen}"
+    );
+    assert_eq!(seen["signed_in_at"], "/tenants/a", "{seen}");
+    let jobs = seen["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{seen}");
+    assert_eq!(jobs[0][0], "wc");
+    assert_eq!(jobs[0][1], "a");
+    assert_eq!(
+        seen["dashboards"],
+        serde_json::json!(["/tenants/a/dashboards/words"])
+    );
+    assert!(
+        seen["batch_links"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/tenants/a/jobs/wc/batches/"),
+        "{seen}"
+    );
+    let mut shown: Vec<&str> = seen["dashboard_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    shown.sort();
+    assert_eq!(shown, ["alpha", "beta"], "{seen}");
+    assert!(
+        seen["other_tenant"]
+            .as_str()
+            .unwrap()
+            .contains("tenant 'a' may not see tenant 'b'"),
+        "{seen}"
+    );
+    assert_eq!(seen["after_sign_out"], "/login", "{seen}");
+}

@@ -16,12 +16,9 @@ import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.common.exceptions import (NoSuchElementException,
-                                        StaleElementReferenceException, TimeoutException)
-from selenium.webdriver.support.ui import WebDriverWait
+
+from chromium import start, until
 
 base, job, dashboard, expected, shots = sys.argv[1:6]
 expected = int(expected)
@@ -32,25 +29,7 @@ def get(path):
         return response.read().decode()
 
 
-def until(driver, what, check, timeout=20):
-    # Pages re-render as batches come: an element read a moment ago can be gone (stale), so
-    # that is retried like an element not there yet.
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                             ignored_exceptions=[StaleElementReferenceException,
-                                                 NoSuchElementException]).until(lambda d: check())
-    except TimeoutException:
-        sys.exit(f"browse.py: timed out waiting for {what} on {driver.current_url}:\n"
-                 + driver.find_element(By.TAG_NAME, "body").text[:2000])
-
-
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--window-size=1280,1400"]:
-    options.add_argument(flag)
-driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+driver = start()
 seen = {}
 try:
     # The jobs page: a row for the job, linked to its page.

@@ -30,6 +30,8 @@ pub struct Service {
     pub config: ServerConfig,
     /// The jobs.
     pub jobs: Arc<Jobs>,
+    /// The web UI's signed-in browsers.
+    pub sessions: super::web::Sessions,
 }
 
 /// The largest submission (pipeline and plugins, base64) accepted.

@@ -516,6 +516,11 @@ impl Jobs {
         Ok(record)
     }
 
+    /// The status registry of tenant `tenant`'s jobs (what its web UI shows).
+    pub fn registry(&self, tenant: &str) -> Arc<Registry> {
+        self.registries[tenant].clone()
+    }
+
     /// What the job is doing now, as the web UI's API says it (none before it has planned).
     pub fn snapshot(&self, record: &JobRecord) -> Option<JobSnapshot> {
         self.registries

@@ -4,13 +4,15 @@
 //! `crate::config::Policy`). Jobs run in the server's process on threads of their own, each
 //! with its own engine, workers and stores as in `spate run`; their records are kept on disk
 //! (`jobs`), so a server killed and started again resumes every job from its checkpoints;
-//! each job's lines also go to a log of its own (`logs`).
+//! each job's lines also go to a log of its own (`logs`). Browsers sign in to each tenant's
+//! pages of the web UI (`web`).
 
 pub mod api;
 pub mod config;
 pub mod jobs;
 pub mod logs;
 pub mod quota;
+pub mod web;
 
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
@@ -34,13 +36,15 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
     }
     jobs.resume(&config.tenants);
     tracing::info!(
-        "spate serve: API at http://{address}/api/v1/jobs ({} tenants, data in {})",
+        "spate serve: API at http://{address}/api/v1/jobs, web UI at http://{address}/ ({} \
+         tenants, data in {})",
         config.tenants.len(),
         config.data_dir.display()
     );
     let service = Arc::new(api::Service {
         config,
         jobs: jobs.clone(),
+        sessions: web::Sessions::default(),
     });
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {
@@ -62,7 +66,8 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         .context("cannot start the server's runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, api::router(service))
+        let routes = api::router(service.clone()).merge(web::router(service));
+        axum::serve(listener, routes)
             .with_graceful_shutdown(stop_signal())
             .await
             .map_err(|e| anyhow!("the API server stopped: {e}"))

@@ -16,32 +16,67 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The UI's routes over the jobs of `registry`.
-pub fn router(registry: Arc<Registry>) -> Router {
+/// What one UI shows: the jobs of a registry and the dashboards of a tenant, at an address.
+pub struct Scope {
+    /// The jobs shown.
+    pub registry: Arc<Registry>,
+    /// The tenant whose dashboards are shown (`None`: every dashboard of the process).
+    pub tenant: Option<String>,
+    /// The path the UI's addresses start with (empty: the root; `spate serve`:
+    /// `/tenants/<name>`).
+    pub base: String,
+}
+
+impl Scope {
+    /// The shell of a page of kind `kind` titled `title`, its links under this UI's base.
+    fn page(&self, kind: &str, title: &str) -> Response {
+        pages::page(kind, title, &self.base).into_response()
+    }
+
+    /// The dashboards this UI shows.
+    fn boards(&self) -> Vec<Arc<dashboard::Board>> {
+        let mut boards = dashboard::boards();
+        if let Some(tenant) = &self.tenant {
+            boards.retain(|b| b.tenant.as_ref() == Some(tenant));
+        }
+        boards
+    }
+}
+
+/// The UI's routes over what `scope` shows (its base is where the router is nested).
+pub fn router(scope: Arc<Scope>) -> Router {
     Router::new()
-        .route("/", get(|| async { pages::page("jobs", "Spate") }))
+        .route("/", get(|State(scope): Shared| async move { scope.page("jobs", "Spate") }))
         .route(
             "/jobs/{name}",
-            get(|Path(name): Path<String>| async move { pages::page("job", &name) }),
-        )
-        .route(
-            "/jobs/{name}/batches/{time}",
-            get(|Path((name, _)): Path<(String, u64)>| async move { pages::page("batch", &name) }),
-        )
-        .route(
-            "/jobs/{name}/{view}",
-            get(|Path((name, view)): Path<(String, String)>| async move {
-                match view.as_str() {
-                    "sources" | "operators" | "checkpoints" => {
-                        pages::page(&view, &name).into_response()
-                    }
-                    _ => not_found(format!("no page '{view}'")),
-                }
+            get(|State(scope): Shared, Path(name): Path<String>| async move {
+                scope.page("job", &name)
             }),
         )
         .route(
+            "/jobs/{name}/batches/{time}",
+            get(
+                |State(scope): Shared, Path((name, _)): Path<(String, u64)>| async move {
+                    scope.page("batch", &name)
+                },
+            ),
+        )
+        .route(
+            "/jobs/{name}/{view}",
+            get(
+                |State(scope): Shared, Path((name, view)): Path<(String, String)>| async move {
+                    match view.as_str() {
+                        "sources" | "operators" | "checkpoints" => scope.page(&view, &name),
+                        _ => not_found(format!("no page '{view}'")),
+                    }
+                },
+            ),
+        )
+        .route(
             "/dashboards/{name}",
-            get(|Path(name): Path<String>| async move { pages::page("dashboard", &name) }),
+            get(|State(scope): Shared, Path(name): Path<String>| async move {
+                scope.page("dashboard", &name)
+            }),
         )
         .route("/assets/{file}", get(asset))
         .route("/api/v1/jobs", get(jobs))
@@ -55,10 +90,10 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/api/v1/dashboards/{name}", get(dashboard))
         .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
-        .with_state(registry)
+        .with_state(scope)
 }
 
-type Shared = State<Arc<Registry>>;
+type Shared = State<Arc<Scope>>;
 
 fn not_found(what: String) -> Response {
     (
@@ -75,12 +110,12 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-async fn jobs(State(registry): Shared) -> Json<Vec<JobSnapshot>> {
-    Json(registry.jobs().iter().map(|j| j.snapshot()).collect())
+async fn jobs(State(scope): Shared) -> Json<Vec<JobSnapshot>> {
+    Json(scope.registry.jobs().iter().map(|j| j.snapshot()).collect())
 }
 
-async fn job(State(registry): Shared, Path(name): Path<String>) -> Response {
-    match registry.job(&name) {
+async fn job(State(scope): Shared, Path(name): Path<String>) -> Response {
+    match scope.registry.job(&name) {
         Some(job) => Json(job.snapshot()).into_response(),
         None => not_found(format!("no job '{name}'")),
     }
@@ -93,11 +128,11 @@ struct Limit {
 }
 
 async fn batches(
-    State(registry): Shared,
+    State(scope): Shared,
     Path(name): Path<String>,
     Query(limit): Query<Limit>,
 ) -> Response {
-    match registry.job(&name) {
+    match scope.registry.job(&name) {
         Some(job) => {
             let batches: Vec<BatchSummary> = job.recent(limit.limit.unwrap_or(100));
             Json(batches).into_response()
@@ -106,8 +141,8 @@ async fn batches(
     }
 }
 
-async fn batch(State(registry): Shared, Path((name, time)): Path<(String, u64)>) -> Response {
-    let Some(job) = registry.job(&name) else {
+async fn batch(State(scope): Shared, Path((name, time)): Path<(String, u64)>) -> Response {
+    let Some(job) = scope.registry.job(&name) else {
         return not_found(format!("no job '{name}'"));
     };
     match job.batch(time) {
@@ -120,8 +155,8 @@ async fn batch(State(registry): Shared, Path((name, time)): Path<(String, u64)>)
 }
 
 /// Where each source is: position, rate, lag, reconnects, errors.
-async fn sources(State(registry): Shared, Path(name): Path<String>) -> Response {
-    match registry.job(&name) {
+async fn sources(State(scope): Shared, Path(name): Path<String>) -> Response {
+    match scope.registry.job(&name) {
         Some(job) => Json(job.sources()).into_response(),
         None => not_found(format!("no job '{name}'")),
     }
@@ -129,27 +164,28 @@ async fn sources(State(registry): Shared, Path(name): Path<String>) -> Response 
 
 /// Each operator with what it consumed, per batch over the last `?limit=N` (default 100).
 async fn operators(
-    State(registry): Shared,
+    State(scope): Shared,
     Path(name): Path<String>,
     Query(limit): Query<Limit>,
 ) -> Response {
-    match registry.job(&name) {
+    match scope.registry.job(&name) {
         Some(job) => Json(job.operators(limit.limit.unwrap_or(100))).into_response(),
         None => not_found(format!("no job '{name}'")),
     }
 }
 
 /// The checkpoints written and the recoveries.
-async fn checkpoints(State(registry): Shared, Path(name): Path<String>) -> Response {
-    match registry.job(&name) {
+async fn checkpoints(State(scope): Shared, Path(name): Path<String>) -> Response {
+    match scope.registry.job(&name) {
         Some(job) => Json(job.checkpoints()).into_response(),
         None => not_found(format!("no job '{name}'")),
     }
 }
 
-async fn dashboards() -> Json<Vec<serde_json::Value>> {
+async fn dashboards(State(scope): Shared) -> Json<Vec<serde_json::Value>> {
     Json(
-        dashboard::boards()
+        scope
+            .boards()
             .iter()
             .map(|b| {
                 serde_json::json!({
@@ -162,11 +198,8 @@ async fn dashboards() -> Json<Vec<serde_json::Value>> {
     )
 }
 
-async fn dashboard(Path(name): Path<String>) -> Response {
-    match dashboard::boards()
-        .into_iter()
-        .find(|b| b.settings.name == name)
-    {
+async fn dashboard(State(scope): Shared, Path(name): Path<String>) -> Response {
+    match scope.boards().into_iter().find(|b| b.settings.name == name) {
         Some(board) => Json(board.view()).into_response(),
         None => not_found(format!("no dashboard '{name}'")),
     }
@@ -175,9 +208,9 @@ async fn dashboard(Path(name): Path<String>) -> Response {
 /// An event named `change` (its data: a version number) whenever a job changes; several
 /// changes within a quarter second make one event, so a page refreshes at most 4 times a second.
 async fn events(
-    State(registry): Shared,
+    State(scope): Shared,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let changes = registry.subscribe();
+    let changes = scope.registry.subscribe();
     let stream = futures_util::stream::unfold(changes, |mut changes| async move {
         changes.changed().await.ok()?;
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -190,12 +223,12 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn metrics(State(registry): Shared) -> impl IntoResponse {
+async fn metrics(State(scope): Shared) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        prometheus::render(&registry),
+        prometheus::render(&scope.registry),
     )
 }

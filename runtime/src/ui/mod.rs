@@ -11,6 +11,7 @@ mod prometheus;
 pub use crate::config::UiSettings;
 use crate::status::Registry;
 use anyhow::{Result, anyhow};
+pub use api::{Scope, router};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -27,7 +28,11 @@ pub fn start(settings: &UiSettings, registry: Arc<Registry>) -> Result<SocketAdd
     listener
         .set_nonblocking(true)
         .map_err(|e| anyhow!("web UI: {e}"))?;
-    let router = api::router(registry);
+    let router = router(Arc::new(Scope {
+        registry,
+        tenant: None,
+        base: String::new(),
+    }));
     std::thread::Builder::new()
         .name("spate-ui".into())
         .spawn(move || {

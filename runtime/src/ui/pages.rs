@@ -6,15 +6,18 @@ use axum::response::Html;
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
-/// The shell of a page of kind `kind` (`jobs`, `job`, `batch`, `dashboard`) titled `title`.
-pub fn page(kind: &str, title: &str) -> Html<String> {
+/// The shell of a page of kind `kind` (`jobs`, `job`, `batch`, `dashboard`) titled `title`,
+/// for a UI whose addresses start with `base` (empty at the root).
+pub fn page(kind: &str, title: &str, base: &str) -> Html<String> {
+    let base = escape_html(base);
     Html(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} - Spate</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
-         <body data-page=\"{}\"><header><a href=\"/\" class=\"brand\">Spate</a>\
+         <title>{} - Spate</title><link rel=\"stylesheet\" href=\"{base}/assets/app.css\">\
+         </head><body data-page=\"{}\" data-base=\"{base}\"><header>\
+         <a href=\"{base}/\" class=\"brand\">Spate</a>\
          <span id=\"live\" title=\"updates while the job runs\"></span></header>\
-         <main id=\"main\"></main><script src=\"/assets/app.js\"></script></body></html>\n",
+         <main id=\"main\"></main><script src=\"{base}/assets/app.js\"></script></body></html>\n",
         escape_html(title),
         escape_html(kind)
     ))
@@ -52,7 +55,7 @@ mod tests {
 
     #[test]
     fn a_name_from_the_address_cannot_inject_markup() {
-        let Html(page) = page("job", "<script>alert('x')</script>");
+        let Html(page) = page("job", "<script>alert('x')</script>", "");
         assert!(!page.contains("<script>alert"));
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)"));
     }

@@ -6,7 +6,10 @@
 const SVG = "http://www.w3.org/2000/svg";
 const main = document.getElementById("main");
 const page = document.body.dataset.page;
-const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+// Where the UI's addresses start: empty at the root, `/tenants/<name>` in spate serve.
+const base = document.body.dataset.base || "";
+const parts = location.pathname.slice(base.length).split("/").filter(Boolean)
+  .map(decodeURIComponent);
 
 function el(tag, attrs, ...children) {
   const node = tag.startsWith("svg:")
@@ -18,7 +21,7 @@ function el(tag, attrs, ...children) {
 }
 
 function link(href, text) {
-  return el("a", { href }, text);
+  return el("a", { href: base + href }, text);
 }
 
 function ms(v) {
@@ -38,7 +41,7 @@ function duration(msTotal) {
 
 async function get(path) {
   // A request the server does not answer must not hold the page's refreshes forever.
-  const response = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(10000) });
+  const response = await fetch(base + path, { cache: "no-store", signal: AbortSignal.timeout(10000) });
   if (!response.ok) throw new Error((await response.json()).error || response.statusText);
   return response.json();
 }
@@ -235,9 +238,9 @@ const pages = {
 
   async job() {
     const name = parts[1];
-    const base = "/api/v1/jobs/" + encodeURIComponent(name);
-    const [job, batches] = await Promise.all([get(base), get(base + "/batches?limit=300")]);
-    const last = batches.length ? await get(`${base}/batches/${batches[batches.length - 1].time_ms}`) : null;
+    const api = jobBase(name);
+    const [job, batches] = await Promise.all([get(api), get(api + "/batches?limit=300")]);
+    const last = batches.length ? await get(`${api}/batches/${batches[batches.length - 1].time_ms}`) : null;
     const xs = batches.map((b) => b.time_ms);
     const interval = job.batch_interval_ms;
     const col = (f) => batches.map(f);
@@ -488,7 +491,7 @@ async function render() {
 
 render();
 const live = document.getElementById("live");
-const events = new EventSource("/api/v1/events");
+const events = new EventSource(base + "/api/v1/events");
 events.addEventListener("change", render);
 events.onopen = () => { live.textContent = "● live"; live.className = "on"; };
 events.onerror = () => { live.textContent = "○ not connected"; live.className = "off"; };

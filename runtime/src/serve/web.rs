@@ -1,0 +1,269 @@
+//! The web UI of `spate serve`: each tenant's jobs, batches, sources, operators, checkpoints
+//! and dashboards on the same pages as `spate run`'s UI, under `/tenants/<name>/`. A browser
+//! signs in once with the tenant's API token (`/login`) and gets a session cookie; scripts
+//! (and Prometheus, at `/tenants/<name>/metrics`) send the token as a bearer token instead. A
+//! tenant sees only its own pages (403 for another's); an admin sees every tenant's.
+//!
+//! Sessions live in memory: a restarted server asks browsers to sign in again.
+
+use super::api::Service;
+use super::config::Tenant;
+use crate::ui;
+use axum::Router;
+use axum::extract::{Form, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The session cookie's name.
+const COOKIE: &str = "spate-session";
+
+/// How long a session lasts after sign-in.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Signed-in browsers: session id -> tenant name and when the session ends.
+#[derive(Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new session for `tenant`: its id (128 random bits, hex).
+    fn open(&self, tenant: &str) -> Result<String, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let now = Instant::now();
+        let mut open = self.lock();
+        open.retain(|_, (_, ends)| *ends > now);
+        open.insert(id.clone(), (tenant.to_owned(), now + SESSION_LIFETIME));
+        Ok(id)
+    }
+
+    /// The tenant of session `id`, while it lasts.
+    fn tenant(&self, id: &str) -> Option<String> {
+        let open = self.lock();
+        let (tenant, ends) = open.get(id)?;
+        (*ends > Instant::now()).then(|| tenant.clone())
+    }
+
+    fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+/// The session id the request's cookie carries, if any.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The tenant a request comes from: its bearer token's, else its session's.
+fn caller<'s>(service: &'s Service, headers: &HeaderMap) -> Option<&'s Tenant> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(token) => service.config.tenant_with_token(token.trim()),
+        None => {
+            let tenant = service.sessions.tenant(session_id(headers)?)?;
+            service.config.tenant(&tenant)
+        }
+    }
+}
+
+/// The UI's routes: sign-in, sign-out, and every tenant's pages.
+pub fn router(service: Arc<Service>) -> Router {
+    let mut router = Router::new()
+        .route("/", get(home))
+        .route("/login", get(|| async { login_page(None) }).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .with_state(service.clone());
+    for tenant in &service.config.tenants {
+        let base = format!("/tenants/{}", tenant.name);
+        let scope = Arc::new(ui::Scope {
+            registry: service.jobs.registry(&tenant.name),
+            tenant: Some(tenant.name.clone()),
+            base: base.clone(),
+        });
+        let guard =
+            middleware::from_fn_with_state((service.clone(), tenant.name.clone()), only_its_tenant);
+        let home = base.clone();
+        router = router
+            .route(
+                &format!("{base}/"),
+                get(move || async move { Redirect::permanent(&home) }),
+            )
+            .nest(&base, ui::router(scope).layer(guard));
+    }
+    router
+}
+
+/// Lets a request through to tenant `owner`'s pages if it comes from that tenant or an admin:
+/// 401 (a page: to the sign-in) without a valid token or session, 403 from another tenant.
+async fn only_its_tenant(
+    State((service, owner)): State<(Arc<Service>, String)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match caller(&service, request.headers()) {
+        Some(tenant) if tenant.admin || tenant.name == owner => next.run(request).await,
+        Some(tenant) => (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error": format!("tenant '{}' may not see tenant '{owner}'s jobs", tenant.name)
+            })),
+        )
+            .into_response(),
+        None if wants_page(request.headers()) => Redirect::to("/login").into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(serde_json::json!({
+                "error": "sign in at /login, or send `Authorization: Bearer <token>`"
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// Whether the request is a browser's for a page (it accepts HTML).
+fn wants_page(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// `/`: the caller's own pages; an admin's: the list of tenants; else the sign-in.
+async fn home(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    match caller(&service, &headers) {
+        Some(tenant) if tenant.admin => {
+            let links: String = service
+                .config
+                .tenants
+                .iter()
+                .map(|t| format!("<li><a href=\"/tenants/{0}\">{0}</a></li>", t.name))
+                .collect();
+            shell(
+                "Tenants",
+                &format!("<h1>Tenants</h1><ul>{links}</ul>{LOGOUT}"),
+            )
+        }
+        Some(tenant) => Redirect::to(&format!("/tenants/{}", tenant.name)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// The sign-out button every server-rendered page carries.
+const LOGOUT: &str = "<form method=\"post\" action=\"/logout\"><button>Sign out</button></form>";
+
+/// A server-rendered page (tenant names are letters, digits, `-` and `_`: nothing to escape).
+fn shell(title: &str, body: &str) -> Response {
+    Html(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} - Spate</title></head><body>{body}</body></html>\n"
+    ))
+    .into_response()
+}
+
+/// The sign-in form, with why the last try failed.
+fn login_page(error: Option<&str>) -> Response {
+    let error = error.map_or(String::new(), |e| format!("<p role=\"alert\">{e}</p>"));
+    shell(
+        "Sign in",
+        &format!(
+            "<h1>Spate: sign in</h1>{error}<form method=\"post\" action=\"/login\">\
+             <label>API token <input type=\"password\" name=\"token\" autocomplete=\"off\" \
+             required></label> <button>Sign in</button></form>"
+        ),
+    )
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// `POST /login`: a valid token opens a session (an HttpOnly, SameSite=Strict cookie) and
+/// leads to the tenant's pages.
+async fn login(State(service): State<Arc<Service>>, Form(form): Form<Login>) -> Response {
+    let Some(tenant) = service.config.tenant_with_token(form.token.trim()) else {
+        let mut page = login_page(Some("That token is not valid."));
+        *page.status_mut() = StatusCode::UNAUTHORIZED;
+        return page;
+    };
+    let id = match service.sessions.open(&tenant.name) {
+        Ok(id) => id,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot open a session: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_LIFETIME.as_secs()
+    );
+    let target = if tenant.admin {
+        "/".to_owned()
+    } else {
+        format!("/tenants/{}", tenant.name)
+    };
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&target)).into_response()
+}
+
+/// `POST /logout`: ends the session.
+async fn logout(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_id(&headers) {
+        service.sessions.close(id);
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "theme=dark; spate-session=abc123; x=y".parse().unwrap(),
+        );
+        assert_eq!(session_id(&headers), Some("abc123"));
+        headers.insert(header::COOKIE, "spate-sessionx=1".parse().unwrap());
+        assert_eq!(session_id(&headers), None);
+    }
+
+    #[test]
+    fn a_session_names_its_tenant_until_it_is_closed() {
+        let sessions = Sessions::default();
+        let id = sessions.open("alpha").unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(sessions.tenant(&id).as_deref(), Some("alpha"));
+        assert_ne!(sessions.open("alpha").unwrap(), id);
+        sessions.close(&id);
+        assert_eq!(sessions.tenant(&id), None);
+    }
+}
