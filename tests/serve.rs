@@ -18,11 +18,13 @@ struct Server {
     url: String,
 }
 
-const TOKENS: [(&str, &str); 4] = [
+const TOKENS: [(&str, &str); 6] = [
     ("a", "token-a"),
     ("b", "token-b"),
     ("ops", "token-ops"),
     ("q", "token-q"),
+    ("p", "token-p"),
+    ("m", "token-m"),
 ];
 
 impl Server {
@@ -39,6 +41,10 @@ impl Server {
                     "ops" => "admin = true\n",
                     // Tenant q may make 20 operator calls; then its jobs stop.
                     "q" => "\n[tenants.quota]\ncalls = 20\n",
+                    // Tenant p runs one job at a time, of at most 3 output records a batch.
+                    "p" => "\n[tenants.quota]\nrunning-jobs = 1\n\n[tenants.quota.per-batch]\noutput-records = 3\n",
+                    // Tenant m's jobs may reserve 1 MiB, less than any job does.
+                    "m" => "\n[tenants.quota]\nmemory = \"1 MiB\"\n",
                     _ => "",
                 }
             ));
@@ -401,7 +407,7 @@ fn a_killed_server_resumes_its_jobs_and_the_outputs_are_exact() {
 
 #[test]
 fn a_tenant_over_its_quota_has_its_jobs_stopped_saying_why() {
-    let server = Server::new();
+    let mut server = Server::new();
     let input = server.root("q").join("in");
     std::fs::create_dir_all(&input).unwrap();
     let path = server.pipeline("wc", WORD_COUNT);
@@ -429,6 +435,7 @@ fn a_tenant_over_its_quota_has_its_jobs_stopped_saying_why() {
     assert_eq!(usage.as_array().unwrap().len(), 1, "{usage}");
     assert_eq!(usage[0]["tenant"], "q");
     assert!(usage[0]["calls"].as_u64().unwrap() > 20, "{usage}");
+    assert!(usage[0]["output_bytes"].as_u64().unwrap() > 0, "{usage}");
     assert_eq!(usage[0]["running_jobs"], 0, "{usage}");
     let (_, all) = server.get("ops", "/api/v1/usage");
     let all: serde_json::Value = serde_json::from_str(&all).unwrap();
@@ -447,6 +454,91 @@ fn a_tenant_over_its_quota_has_its_jobs_stopped_saying_why() {
     assert!(!refused.status.success());
     assert!(
         error.contains("over its quota") && error.contains("HTTP 403"),
+        "{error}"
+    );
+
+    // The usage is kept across a kill of the server: q stays over its quota.
+    let kept = server.dir.path().join("data/tenants/q/usage.json");
+    let kept_calls = || -> u64 {
+        let text = std::fs::read_to_string(&kept).unwrap_or_default();
+        let usage: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        usage["calls"].as_u64().unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(10), || kept_calls() > 20));
+    server.kill();
+    server.start();
+    let usage = server.client(Some("q"), &["usage"]);
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).unwrap();
+    assert!(usage[0]["calls"].as_u64().unwrap() > 20, "{usage}");
+    let refused = server.client(Some("q"), &["submit", path.to_str().unwrap()]);
+    assert!(
+        stderr(&refused).contains("over its quota"),
+        "{}",
+        stderr(&refused)
+    );
+    // Only an admin resets it; then q runs again.
+    let not_admin = server.client(Some("q"), &["usage", "--reset", "q"]);
+    assert!(
+        stderr(&not_admin).contains("HTTP 403"),
+        "{}",
+        stderr(&not_admin)
+    );
+    let reset = server.client(Some("ops"), &["usage", "--reset", "q"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let reset: serde_json::Value = serde_json::from_slice(&reset.stdout).unwrap();
+    assert_eq!(reset[0]["calls"], 0, "{reset}");
+    submitted_id(&server.client(Some("q"), &["submit", path.to_str().unwrap()]));
+}
+
+#[test]
+fn a_tenants_running_jobs_memory_and_batches_are_held_to_its_quota() {
+    let server = Server::new();
+    let input = server.root("p").join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let path = server.pipeline("wc", WORD_COUNT);
+    // Two submissions of one name at once: one runs, the other is refused.
+    let (first, second) = std::thread::scope(|scope| {
+        let submit = || server.client(Some("p"), &["submit", path.to_str().unwrap()]);
+        let first = scope.spawn(submit);
+        let second = scope.spawn(submit);
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let outcomes = [&first, &second].map(|o| o.status.success());
+    assert_eq!(
+        outcomes.iter().filter(|ok| **ok).count(),
+        1,
+        "{} / {}",
+        stderr(&first),
+        stderr(&second)
+    );
+    let loser = if outcomes[0] { &second } else { &first };
+    assert!(stderr(loser).contains("HTTP 409"), "{}", stderr(loser));
+    // A second job beside it is over running-jobs = 1.
+    let other = server.pipeline("other", WORD_COUNT);
+    let refused = server.client(Some("p"), &["submit", other.to_str().unwrap()]);
+    assert!(
+        stderr(&refused).contains("running-jobs = 1") && stderr(&refused).contains("HTTP 403"),
+        "{}",
+        stderr(&refused)
+    );
+    // A batch of more than 3 output records stops the job, naming the batch.
+    drop_file(&input, "f.txt", "one two three four five\n");
+    let stopped = |jobs: &str| {
+        jobs.contains("p.wc wc stopped (quota exceeded: batch ")
+            && jobs.contains("output-records 5 of 3 per batch")
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || stopped(&server.jobs("p"))),
+        "{}\n{}",
+        server.jobs("p"),
+        server.log()
+    );
+    // Tenant m's 1 MiB of memory holds no job.
+    std::fs::create_dir_all(server.root("m").join("in")).unwrap();
+    let refused = server.client(Some("m"), &["submit", path.to_str().unwrap()]);
+    let error = stderr(&refused);
+    assert!(
+        error.contains("HTTP 403") && error.contains("more than its quota's 1 MiB"),
         "{error}"
     );
 }

@@ -83,6 +83,16 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Print what the token's tenant (an admin's: every tenant) has consumed, against its
+    /// quota (JSON).
+    Usage {
+        /// Count this tenant's usage from zero again and start its paused jobs (an admin's
+        /// token).
+        #[arg(long, value_name = "TENANT")]
+        reset: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Validate a pipeline and its plugins, and print the plan.
     Check {
         /// The pipeline file.
@@ -200,6 +210,7 @@ pub fn main() -> ExitCode {
             server,
         } => server.client().and_then(|c| c.logs(&job, follow)),
         Command::Status { job, server } => server.client().and_then(|c| c.status(&job)),
+        Command::Usage { reset, server } => server.client().and_then(|c| c.usage(reset.as_deref())),
         Command::Run { pipelines, options } => run(&pipelines, &options),
         Command::Check {
             pipeline,

@@ -171,6 +171,18 @@ impl Client {
         Ok(())
     }
 
+    /// Prints the usage of the tenants the token may see (JSON); with `reset`, first counts
+    /// that tenant's usage from zero again and starts its paused jobs (an admin's token).
+    pub fn usage(&self, reset: Option<&str>) -> Result<()> {
+        let answer = match reset {
+            Some(tenant) => format!("[{}]", self.post(&format!("usage/{tenant}/reset"), b"")?),
+            None => self.get("usage")?.0,
+        };
+        let usage: serde_json::Value = serde_json::from_str(&answer)?;
+        println!("{}", serde_json::to_string_pretty(&usage)?);
+        Ok(())
+    }
+
     /// Prints job `id`'s log; with `follow`, goes on printing until the job ends.
     pub fn logs(&self, id: &str, follow: bool) -> Result<()> {
         let mut from = 0u64;
@@ -180,7 +192,10 @@ impl Client {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
             out.flush()?;
-            let ended = matches!(state.as_deref(), Some("stopped" | "finished" | "failed"));
+            let ended = matches!(
+                state.as_deref(),
+                Some("stopped" | "paused" | "finished" | "failed")
+            );
             if !follow || (ended && text.is_empty()) {
                 return Ok(());
             }

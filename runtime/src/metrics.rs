@@ -21,6 +21,8 @@ pub struct BatchReport {
     pub partitions: usize,
     /// Records reaching the outputs.
     pub output_records: usize,
+    /// Their bytes (keys and values as the records hold them, whatever the outputs' formats).
+    pub output_bytes: usize,
     /// Lines skipped by `on-bad-line = "skip"` since the previous batch.
     pub skipped_lines: u64,
     /// From batch submission to the start of its processing.
@@ -44,6 +46,8 @@ pub struct BatchReport {
 pub struct OutputWrite {
     /// Records written.
     pub records: usize,
+    /// Their bytes (keys and values).
+    pub bytes: usize,
     /// Time the write took, in microseconds (retries included).
     pub micros: u64,
 }

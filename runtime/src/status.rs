@@ -330,6 +330,8 @@ pub struct Totals {
     pub source_bytes: Vec<u64>,
     /// Records reaching the outputs.
     pub output_records: u64,
+    /// Their bytes (keys and values).
+    pub output_bytes: u64,
     /// Operator calls, time in Wasm (ms), fuel, traps, limit hits.
     pub wasm_calls: u64,
     /// Time inside operator calls, summed over workers, in ms.
@@ -381,7 +383,7 @@ pub const DELAY_BUCKETS_MS: [f64; 12] = [
 ];
 
 /// One completed batch, as the UI shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BatchSummary {
     /// Batch time in ms.
     pub time_ms: u64,
@@ -395,6 +397,8 @@ pub struct BatchSummary {
     pub partitions: usize,
     /// Records reaching the outputs.
     pub output_records: usize,
+    /// Their bytes (keys and values).
+    pub output_bytes: usize,
     /// From forming the batch to the start of its processing, ms.
     pub scheduling_delay_ms: f64,
     /// Processing time (outputs included), ms.
@@ -546,6 +550,7 @@ impl From<&BatchReport> for BatchSummary {
             source_records: r.per_source.iter().map(|s| s.0).collect(),
             partitions: r.partitions,
             output_records: r.output_records,
+            output_bytes: r.output_bytes,
             scheduling_delay_ms: ms(r.scheduling_delay),
             processing_time_ms: ms(r.processing_time),
             total_delay_ms: ms(r.total_delay()),
@@ -751,6 +756,7 @@ impl JobStatus {
                 t.source_bytes[i] += *bytes as u64;
             }
             t.output_records += report.output_records as u64;
+            t.output_bytes += report.output_bytes as u64;
             t.wasm_calls += report.usage.calls;
             t.wasm_ms += ms(report.usage.wasm_time);
             t.fuel += report.usage.fuel;
@@ -789,6 +795,26 @@ impl JobStatus {
             totals: live.totals.clone(),
             output_gauges: live.output_readings(),
         }
+    }
+
+    /// The job's totals and batches completed (what a tenant's usage sums, without copying
+    /// the rest of a snapshot).
+    pub fn totals(&self) -> (Totals, u64) {
+        let live = lock(&self.live);
+        (live.totals.clone(), live.batches_done)
+    }
+
+    /// The retained completed batches after batch time `after_ms`, oldest first.
+    pub fn batches_after(&self, after_ms: u64) -> Vec<BatchSummary> {
+        let live = lock(&self.live);
+        let newer = live
+            .recent
+            .iter()
+            .rev()
+            .take_while(|b| b.time_ms > after_ms);
+        let mut batches: Vec<BatchSummary> = newer.cloned().collect();
+        batches.reverse();
+        batches
     }
 
     /// The last `n` completed batches, oldest first.

@@ -15,6 +15,7 @@ use crate::status::{JobStatus, Registry};
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use durability::Durability;
+use spate_guest::Partition;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -244,6 +245,11 @@ fn sync_all(sinks: &mut Sinks) -> Result<()> {
     sinks.iter_mut().try_for_each(|sink| sink.sync())
 }
 
+/// The bytes of a partition's keys and values.
+fn record_bytes(partition: &Partition) -> usize {
+    partition.values.data.len() + partition.keys.as_ref().map_or(0, |k| k.data.len())
+}
+
 /// Opens every output's sink on a thread of its own, each counting its retries in its gauges.
 fn open_outputs(
     plan: &Arc<Plan>,
@@ -394,7 +400,7 @@ fn run_one(
     let release = InputRelease::new(move |bytes| to_buffer.release(bytes));
     let times = (input.time_ms, input.end_of_input);
     let output = run_batch(pool, &plan.dataflow, state, input.blocks, times, &release)?;
-    let mut output_records = 0;
+    let (mut output_records, mut output_bytes) = (0, 0);
     let mut outputs = Vec::with_capacity(sinks.len());
     for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
         let Some(partitions) = &output.streams[out.stream] else {
@@ -403,13 +409,16 @@ fn run_one(
             continue;
         };
         let records = partitions.iter().map(|b| b.len()).sum::<usize>();
+        let bytes = partitions.iter().map(record_bytes).sum::<usize>();
         output_records += records;
+        output_bytes += bytes;
         let types = &plan.dataflow.streams[out.stream].types;
         let writing = Instant::now();
         sink.write(input.time_ms, partitions, types)
             .with_context(|| format!("batch {} ms", input.time_ms))?;
         outputs.push(Some(OutputWrite {
             records,
+            bytes,
             micros: writing.elapsed().as_micros() as u64,
         }));
     }
@@ -422,6 +431,7 @@ fn run_one(
         per_source,
         partitions,
         output_records,
+        output_bytes,
         skipped_lines: buffer.take_skipped(),
         scheduling_delay,
         processing_time: start.elapsed(),

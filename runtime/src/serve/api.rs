@@ -10,6 +10,7 @@
 //! | `POST /api/v1/jobs/<id>/stop` | stops it gracefully |
 //! | `GET /api/v1/jobs/<id>/logs?from=N` | its log from byte N; header `spate-job-state` |
 //! | `GET /api/v1/usage` | per tenant (its own; an admin: all), what its jobs consumed |
+//! | `POST /api/v1/usage/<tenant>/reset` | (an admin) counts the tenant's usage from zero, starts its paused jobs |
 //! | `GET /metrics` | the same in the Prometheus text format (`spate_tenant_*{tenant}`) |
 
 use super::config::{ServerConfig, Tenant};
@@ -45,6 +46,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs/{id}/stop", post(stop))
         .route("/api/v1/jobs/{id}/logs", get(logs))
         .route("/api/v1/usage", get(usage))
+        .route("/api/v1/usage/{tenant}/reset", post(reset_usage))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_SUBMISSION_BYTES))
         .with_state(service)
@@ -187,6 +189,32 @@ async fn usage(State(service): State<Arc<Service>>, headers: HeaderMap) -> Respo
     }
 }
 
+async fn reset_usage(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    match tenant(&service, &headers) {
+        Ok(caller) if !caller.admin => refused(Refusal::Forbidden(format!(
+            "tenant '{}' is not an admin: only an admin resets usage",
+            caller.name
+        ))),
+        Ok(_) => {
+            let worker = service.clone();
+            let result = blocking(move || match worker.config.tenant(&name) {
+                Some(tenant) => worker.jobs.reset_usage(tenant),
+                None => Err(Refusal::NotFound(format!("no tenant '{name}'"))),
+            })
+            .await;
+            match result {
+                Ok(usage) => Json(usage).into_response(),
+                Err(refusal) => refused(refusal),
+            }
+        }
+        Err(response) => *response,
+    }
+}
+
 /// A `/metrics` family of tenant usage.
 type Family = (
     &'static str,
@@ -196,7 +224,7 @@ type Family = (
 );
 
 /// The `/metrics` families: name, type, help, value.
-const FAMILIES: [Family; 10] = [
+const FAMILIES: [Family; 11] = [
     ("spate_tenant_running_jobs", "gauge", "Jobs running.", |u| {
         u.running_jobs as f64
     }),
@@ -251,6 +279,12 @@ const FAMILIES: [Family; 10] = [
         "Records handed to outputs.",
         |u| u.output_records as f64,
     ),
+    (
+        "spate_tenant_output_bytes_total",
+        "counter",
+        "Bytes (keys and values) of the records handed to outputs.",
+        |u| u.output_bytes as f64,
+    ),
 ];
 
 async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
@@ -261,14 +295,10 @@ async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Res
     let usages = usages(&service, tenant);
     let mut out = String::new();
     for (name, kind, help, value) in FAMILIES {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for usage in &usages {
-            out.push_str(&format!(
-                "{name}{{tenant=\"{}\"}} {}\n",
-                usage.tenant,
-                value(usage)
-            ));
-        }
+        let samples = usages
+            .iter()
+            .map(|u| (vec![("tenant", u.tenant.as_str())], value(u)));
+        crate::ui::write_family(&mut out, (name, kind, help), samples);
     }
     (
         [(

@@ -147,9 +147,9 @@ impl Tenant {
         }
         let quota = policy
             .remove("quota")
-            .map(|q| q.try_into::<Quota>())
+            .map(Quota::read)
             .transpose()
-            .map_err(|e| anyhow!("quota: {}", e.message()))?;
+            .map_err(|e| anyhow!("quota: {e}"))?;
         let root = tenant_dir(data_dir, &name).join("data");
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;

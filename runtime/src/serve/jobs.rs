@@ -8,7 +8,7 @@
 
 use super::config::{Tenant, is_name, tenant_dir};
 use super::logs::JobLogs;
-use super::quota::{OnExceed, TenantUsage};
+use super::quota::{Ledger, OnExceed, Quota, TenantUsage};
 use crate::config::{ConfigError, Pipeline, Policy};
 use crate::job::RunOptions;
 use crate::plan::Plan;
@@ -17,7 +17,7 @@ use crate::wallclock::now_ms;
 use crate::wasm::ComponentCache;
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,9 @@ pub struct JobRecord {
     pub submitted_ms: u64,
     /// The plugin files uploaded with it.
     pub plugins: Vec<String>,
+    /// The memory it reserves while it runs, bytes (see [`reserved_memory`]).
+    #[serde(default)]
+    pub reserved_memory: u64,
 }
 
 impl JobRecord {
@@ -103,6 +106,10 @@ pub struct Jobs {
     entries: Mutex<BTreeMap<String, Entry>>,
     registries: BTreeMap<String, Arc<Registry>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Each tenant's usage across restarts.
+    ledger: Ledger,
+    /// Per job id, the last batch time held against its tenant's per-batch quota.
+    batches_checked: Mutex<HashMap<String, u64>>,
 }
 
 /// How long a submission waits for its job to plan (plugins compile) before answering.
@@ -143,6 +150,8 @@ impl Jobs {
                 .map(|t| (t.name.clone(), Arc::new(Registry::default())))
                 .collect(),
             threads: Mutex::new(Vec::new()),
+            ledger: Ledger::load(data_dir, tenants)?,
+            batches_checked: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -229,7 +238,7 @@ impl Jobs {
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
         // Planning reads every connector's fields (paths, endpoints) and loads the plugins:
         // a pipeline that cannot plan is refused here, not recorded as a failed job.
-        Plan::build(&pipeline, &self.cache).map_err(|mut e| {
+        let plan = Plan::build(&pipeline, &self.cache).map_err(|mut e| {
             e.file = PathBuf::from(&submission.file_name);
             Refusal::Invalid(e.to_string())
         })?;
@@ -241,43 +250,30 @@ impl Jobs {
             )));
         }
         let id = format!("{}.{name}", tenant.name);
-        {
-            let entries = self.lock();
-            if let Some(entry) = entries.get(&id)
-                && !entry.record.ended()
-            {
-                return Err(Refusal::Conflict(format!(
-                    "job '{name}' is {}: stop it before submitting it again",
-                    entry.record.state
-                )));
-            }
-        }
-        // The job's files: the new pipeline and plugins replace the old ones; its log stays.
-        let dir = self.job_dir(&tenant.name, &name);
-        std::fs::create_dir_all(&dir).context("cannot make the job's directory")?;
-        for entry in std::fs::read_dir(&dir).context("cannot read the job's directory")? {
-            let path = entry.context("cannot read the job's directory")?.path();
-            if path.file_name().is_some_and(|n| n != "job.log") {
-                std::fs::remove_file(&path).context("cannot replace the job's files")?;
-            }
-        }
-        std::fs::rename(&staged, dir.join(format!("{name}.toml")))
-            .context("cannot keep the pipeline")?;
-        for (plugin, _) in &plugins {
-            std::fs::rename(scratch.path().join(plugin), dir.join(plugin))
-                .context("cannot keep a plugin")?;
-        }
         let record = JobRecord {
             id: id.clone(),
             tenant: tenant.name.clone(),
-            name,
+            name: name.clone(),
             state: "starting".into(),
             error: None,
             should_run: true,
             submitted_ms: now_ms(),
-            plugins: plugins.into_iter().map(|(name, _)| name).collect(),
+            plugins: plugins.iter().map(|(name, _)| name.clone()).collect(),
+            reserved_memory: reserved_memory(&plan),
         };
-        let planned = self.start(tenant, record)?;
+        drop(plan);
+        // The name is taken from here on: a second submission of it while this one keeps its
+        // files and starts is refused, and its reservation counts against the next one's.
+        let previous = self.reserve(tenant, &record)?;
+        let started = self.keep_and_start(tenant, record, &staged, &plugins);
+        if started.is_err() {
+            let mut entries = self.lock();
+            match previous {
+                Some(previous) => entries.insert(id.clone(), previous),
+                None => entries.remove(&id),
+            };
+        }
+        let planned = started?;
         // Planning compiles the plugins: its errors are the submission's.
         let _ = planned.recv_timeout(PLANNING_WAIT);
         let record = self.record(&id)?;
@@ -285,6 +281,70 @@ impl Jobs {
             ("failed", Some(error)) => Err(Refusal::Invalid(error.clone())),
             _ => Ok(record),
         }
+    }
+
+    /// Takes the name of `record` for its tenant if no job of that name runs and the
+    /// tenant's quota lets one more job reserve its memory; returns the entry it replaces.
+    fn reserve(&self, tenant: &Tenant, record: &JobRecord) -> Result<Option<Entry>, Refusal> {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get(&record.id)
+            && !entry.record.ended()
+        {
+            return Err(Refusal::Conflict(format!(
+                "job '{}' is {}: stop it before submitting it again",
+                record.name, entry.record.state
+            )));
+        }
+        let running = entries
+            .values()
+            .filter(|e| e.record.tenant == tenant.name && !e.record.ended());
+        let (jobs, reserved) = running.fold((0, 0), |(n, bytes), e| {
+            (n + 1, bytes + e.record.reserved_memory)
+        });
+        if let Some(reason) = tenant
+            .quota
+            .as_ref()
+            .and_then(|q| admits(q, jobs, reserved, record.reserved_memory))
+        {
+            return Err(Refusal::Forbidden(format!(
+                "tenant '{}': {reason}",
+                tenant.name
+            )));
+        }
+        let placeholder = Entry {
+            record: record.clone(),
+            stop: None,
+            halted: None,
+        };
+        Ok(entries.insert(record.id.clone(), placeholder))
+    }
+
+    /// Puts the submission's pipeline (`staged`) and its plugins (beside it) in the job's
+    /// directory, in place of the old ones, and starts the job.
+    fn keep_and_start(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        record: JobRecord,
+        staged: &Path,
+        plugins: &[(String, Vec<u8>)],
+    ) -> Result<std::sync::mpsc::Receiver<()>, Refusal> {
+        let name = &record.name;
+        // The job's files: the new pipeline and plugins replace the old ones; its log stays.
+        let dir = self.job_dir(&tenant.name, name);
+        std::fs::create_dir_all(&dir).context("cannot make the job's directory")?;
+        for entry in std::fs::read_dir(&dir).context("cannot read the job's directory")? {
+            let path = entry.context("cannot read the job's directory")?.path();
+            if path.file_name().is_some_and(|n| n != "job.log") {
+                std::fs::remove_file(&path).context("cannot replace the job's files")?;
+            }
+        }
+        std::fs::rename(staged, dir.join(format!("{name}.toml")))
+            .context("cannot keep the pipeline")?;
+        for (plugin, _) in plugins {
+            std::fs::rename(staged.with_file_name(plugin), dir.join(plugin))
+                .context("cannot keep a plugin")?;
+        }
+        self.start(tenant, record)
     }
 
     /// Starts the job of `record` on a thread of its own; the receiver hears once it has
@@ -382,15 +442,16 @@ impl Jobs {
         self.lock().get(id).and_then(|e| e.halted.clone())
     }
 
-    /// What tenant `tenant`'s jobs have consumed since the server started.
-    pub fn usage(&self, tenant: &str) -> TenantUsage {
+    /// What this run of the server's jobs of tenant `tenant` have reported.
+    fn live_usage(&self, tenant: &str) -> TenantUsage {
         let mut usage = TenantUsage {
             tenant: tenant.to_owned(),
             ..TenantUsage::default()
         };
         if let Some(registry) = self.registries.get(tenant) {
             for job in registry.jobs() {
-                usage.add(&job.snapshot());
+                let (totals, batches) = job.totals();
+                usage.add((&totals, batches));
             }
         }
         usage.running_jobs = self
@@ -401,34 +462,99 @@ impl Jobs {
         usage
     }
 
-    /// Stops (or pauses) the running jobs of every tenant over its quota, saying why.
+    /// What tenant `tenant`'s jobs have consumed since its usage was last reset (across
+    /// restarts of the server).
+    pub fn usage(&self, tenant: &str) -> TenantUsage {
+        self.ledger.total(self.live_usage(tenant))
+    }
+
+    /// Counts tenant `tenant`'s usage from zero again and starts its paused jobs.
+    pub fn reset_usage(self: &Arc<Self>, tenant: &Tenant) -> Result<TenantUsage, Refusal> {
+        self.ledger.reset(&self.live_usage(&tenant.name))?;
+        let paused: Vec<JobRecord> = self
+            .lock()
+            .values()
+            .filter(|e| e.record.tenant == tenant.name && e.record.state == "paused")
+            .map(|e| e.record.clone())
+            .collect();
+        for record in paused {
+            tracing::info!("job {}: its tenant's usage was reset; resuming", record.id);
+            let _ = self.start(tenant, record)?;
+        }
+        Ok(self.usage(&tenant.name))
+    }
+
+    /// Keeps every tenant's usage on disk, and stops (or pauses) the running jobs of a tenant
+    /// over its quota, or a job whose batch went over the tenant's per-batch quota, saying
+    /// why.
     pub fn enforce_quotas(&self, tenants: &[Tenant]) {
         for tenant in tenants {
-            let Some(quota) = &tenant.quota else { continue };
-            let Some(reason) = quota.exceeded(&self.usage(&tenant.name)) else {
-                continue;
-            };
-            let state = match quota.on_exceed {
-                OnExceed::Stop => "stopped",
-                OnExceed::Pause => "paused",
-            };
-            let halted: Vec<JobRecord> = self
-                .lock()
-                .values_mut()
-                .filter(|e| e.record.tenant == tenant.name && e.halted.is_none())
-                .filter_map(|e| {
-                    let stop = e.stop.as_ref()?;
-                    stop.store(true, Ordering::SeqCst);
-                    e.halted = Some((reason.clone(), state));
-                    e.record.state = "stopping".into();
-                    e.record.should_run = quota.on_exceed == OnExceed::Pause;
-                    Some(e.record.clone())
-                })
-                .collect();
-            for record in halted {
-                tracing::warn!("job {}: {reason}; the job is {state}", record.id);
-                let _ = self.save(&record);
+            let usage = self.usage(&tenant.name);
+            if let Err(e) = self.ledger.keep(&usage) {
+                tracing::error!("tenant '{}': {e:#}", tenant.name);
             }
+            let Some(quota) = &tenant.quota else { continue };
+            if let Some(reason) = quota.exceeded(&usage) {
+                self.halt(&tenant.name, None, &reason, quota.on_exceed);
+            }
+            for (job, reason) in self.batches_over(&tenant.name, quota) {
+                self.halt(&tenant.name, Some(&job), &reason, quota.on_exceed);
+            }
+        }
+    }
+
+    /// The jobs of `tenant` with a batch over the per-batch quota since the last look, and
+    /// why.
+    fn batches_over(&self, tenant: &str, quota: &Quota) -> Vec<(String, String)> {
+        let Some(registry) = self.registries.get(tenant) else {
+            return Vec::new();
+        };
+        if quota.per_batch.is_none() {
+            return Vec::new();
+        }
+        let mut checked = self
+            .batches_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut over = Vec::new();
+        for job in registry.jobs() {
+            let name = &job.description.name;
+            let last = checked.entry(format!("{tenant}.{name}")).or_insert(0);
+            let batches = job.batches_after(*last);
+            if let Some(batch) = batches.last() {
+                *last = batch.time_ms;
+            }
+            if let Some(reason) = batches.iter().find_map(|b| quota.batch_exceeded(name, b)) {
+                over.push((name.clone(), reason));
+            }
+        }
+        over
+    }
+
+    /// Stops (or pauses) tenant `tenant`'s running jobs (only job `only`, if given) for
+    /// `reason`.
+    fn halt(&self, tenant: &str, only: Option<&str>, reason: &str, on_exceed: OnExceed) {
+        let state = match on_exceed {
+            OnExceed::Stop => "stopped",
+            OnExceed::Pause => "paused",
+        };
+        let halted: Vec<JobRecord> = self
+            .lock()
+            .values_mut()
+            .filter(|e| e.record.tenant == tenant && e.halted.is_none())
+            .filter(|e| only.is_none_or(|name| e.record.name == name))
+            .filter_map(|e| {
+                let stop = e.stop.as_ref()?;
+                stop.store(true, Ordering::SeqCst);
+                e.halted = Some((reason.to_owned(), state));
+                e.record.state = "stopping".into();
+                e.record.should_run = on_exceed == OnExceed::Pause;
+                Some(e.record.clone())
+            })
+            .collect();
+        for record in halted {
+            tracing::warn!("job {}: {reason}; the job is {state}", record.id);
+            let _ = self.save(&record);
         }
     }
 
@@ -587,4 +713,40 @@ fn read_pipeline(
     let mut pipeline = Pipeline::load(path, &[]).map_err(rename)?;
     pipeline.confine_to(policy.clone()).map_err(rename)?;
     Ok(pipeline)
+}
+
+/// The memory a job reserves while it runs: each worker's instance of each operator at its
+/// memory limit, and its input buffer (`max-buffered-bytes`). Host-side state (keys, windows)
+/// is not in it.
+fn reserved_memory(plan: &Plan) -> u64 {
+    let operators: u64 = plan
+        .dataflow
+        .operators
+        .iter()
+        .map(|o| o.spec.limits.memory as u64)
+        .sum();
+    plan.dataflow.tasks.workers as u64 * operators + plan.job.max_buffered_bytes as u64
+}
+
+/// Whether `quota` lets one more job reserving `more` bytes run beside `jobs` running jobs
+/// reserving `reserved`; if not, why.
+fn admits(quota: &Quota, jobs: u64, reserved: u64, more: u64) -> Option<String> {
+    if let Some(most) = quota.running_jobs
+        && jobs >= most
+    {
+        return Some(format!(
+            "{jobs} jobs run, the most its quota allows (running-jobs = {most})"
+        ));
+    }
+    let most = quota.memory?.0;
+    (reserved + more > most).then(|| {
+        format!(
+            "this job reserves {} MiB of memory and its running jobs {} MiB: more than its \
+             quota's {} MiB (memory; a job reserves its operators' memory limit per worker and \
+             its max-buffered-bytes)",
+            more >> 20,
+            reserved >> 20,
+            most >> 20
+        )
+    })
 }

@@ -12,6 +12,7 @@ pub use crate::config::UiSettings;
 use crate::status::Registry;
 use anyhow::{Result, anyhow};
 pub use api::{Scope, router};
+pub use prometheus::write_family;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 

@@ -50,6 +50,19 @@ fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family
     Family { out }
 }
 
+/// Writes one family, `(name, type, help)`, with a sample per set of labels (for families
+/// outside the jobs', like `spate serve`'s per tenant).
+pub fn write_family<'l>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (Vec<(&'l str, &'l str)>, f64)>,
+) {
+    let mut f = family(out, name, kind, help);
+    for (labels, value) in samples {
+        f.sample(name, &labels, value);
+    }
+}
+
 /// The items of job number `i` (its sources, operators or outputs), named, with a value each.
 type Items<'a> = dyn Fn(usize, &JobSnapshot) -> Vec<(String, f64)> + 'a;
 
@@ -129,6 +142,13 @@ pub fn render(registry: &Registry) -> String {
         "counter",
         "Records that reached the outputs.",
         &|j| j.totals.output_records as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_output_bytes_total",
+        "counter",
+        "Bytes (keys and values) of the records that reached the outputs.",
+        &|j| j.totals.output_bytes as f64,
     );
     per_job(
         &mut out,
