@@ -5,6 +5,7 @@
 mod support;
 
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
@@ -664,6 +665,24 @@ fn each_tenant_browses_its_own_pages_only() {
         seen["dashboards"],
         serde_json::json!(["/tenants/a/dashboards/words"])
     );
+    // The tenant's usage against its quota (a has none): calls made, one job running.
+    let usage: BTreeMap<String, Vec<String>> = seen["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            (cells[0].clone(), cells[1..].to_vec())
+        })
+        .collect();
+    assert!(usage["calls"][0].parse::<u64>().unwrap() > 0, "{seen}");
+    assert_eq!(usage["running-jobs"], ["1", "none", "none"], "{seen}");
+    assert_eq!(usage["output-bytes"][1], "none", "{seen}");
     assert!(
         seen["batch_links"][0]
             .as_str()

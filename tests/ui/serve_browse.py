@@ -42,6 +42,10 @@ try:
         .map((r) => [...r.cells].map((c) => c.textContent));"""
     until(driver, "the jobs table", lambda: driver.execute_script(rows))
     seen["jobs"] = driver.execute_script(rows)
+    usage = """return [...document.querySelectorAll('#usage tbody tr')]
+        .map((r) => [...r.cells].map((c) => c.textContent));"""
+    until(driver, "the tenant's usage", lambda: driver.execute_script(usage))
+    seen["usage"] = driver.execute_script(usage)
     seen["dashboards"] = driver.execute_script(
         "return [...document.querySelectorAll('#dashboards a')]"
         ".map((a) => a.getAttribute('href'));")

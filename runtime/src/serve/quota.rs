@@ -364,6 +364,35 @@ impl Quota {
     }
 }
 
+/// `usage` against `quota`, for the tenant's web UI: per amount, what was used, the most in
+/// total and per batch (null: no limit); running jobs and memory the same way.
+pub fn report(usage: &TenantUsage, quota: Option<&Quota>) -> serde_json::Value {
+    let total = quota.map(|q| q.total.limits()).unwrap_or_default();
+    let per_batch = quota
+        .and_then(|q| q.per_batch.as_ref())
+        .map(Amounts::limits)
+        .unwrap_or_default();
+    let mut rows: Vec<serde_json::Value> = MEASURES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            serde_json::json!({
+                "amount": name,
+                "used": usage.amounts()[i],
+                "most": total[i],
+                "per_batch": per_batch[i],
+            })
+        })
+        .collect();
+    rows.push(serde_json::json!({
+        "amount": "running-jobs",
+        "used": usage.running_jobs,
+        "most": quota.and_then(|q| q.running_jobs),
+        "per_batch": null,
+    }));
+    serde_json::json!({ "tenant": usage.tenant, "rows": rows, "usage": usage })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

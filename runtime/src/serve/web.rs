@@ -99,6 +99,7 @@ pub fn router(service: Arc<Service>) -> Router {
             registry: service.jobs.registry(&tenant.name),
             tenant: Some(tenant.name.clone()),
             base: base.clone(),
+            tenant_usage: Some(usage_reader(&service, &tenant.name)),
         });
         let guard =
             middleware::from_fn_with_state((service.clone(), tenant.name.clone()), only_its_tenant);
@@ -111,6 +112,15 @@ pub fn router(service: Arc<Service>) -> Router {
             .nest(&base, ui::router(scope).layer(guard));
     }
     router
+}
+
+/// Reads tenant `name`'s usage against its quota, for its pages.
+fn usage_reader(service: &Arc<Service>, name: &str) -> ui::TenantUsage {
+    let (service, name) = (service.clone(), name.to_owned());
+    Arc::new(move || {
+        let quota = service.config.tenant(&name).and_then(|t| t.quota.as_ref());
+        super::quota::report(&service.jobs.usage(&name), quota)
+    })
 }
 
 /// Lets a request through to tenant `owner`'s pages if it comes from that tenant or an admin:

@@ -25,7 +25,12 @@ pub struct Scope {
     /// The path the UI's addresses start with (empty: the root; `spate serve`:
     /// `/tenants/<name>`).
     pub base: String,
+    /// What the tenant has consumed against its quota (`spate serve`), as JSON.
+    pub tenant_usage: Option<TenantUsage>,
 }
+
+/// Reads a tenant's usage and quota now (see [`Scope::tenant_usage`]).
+pub type TenantUsage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl Scope {
     /// The shell of a page of kind `kind` titled `title`, its links under this UI's base.
@@ -88,6 +93,7 @@ pub fn router(scope: Arc<Scope>) -> Router {
         .route("/api/v1/jobs/{name}/checkpoints", get(checkpoints))
         .route("/api/v1/dashboards", get(dashboards))
         .route("/api/v1/dashboards/{name}", get(dashboard))
+        .route("/api/v1/tenant", get(tenant_usage))
         .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
         .with_state(scope)
@@ -202,6 +208,14 @@ async fn dashboard(State(scope): Shared, Path(name): Path<String>) -> Response {
     match scope.boards().into_iter().find(|b| b.settings.name == name) {
         Some(board) => Json(board.view()).into_response(),
         None => not_found(format!("no dashboard '{name}'")),
+    }
+}
+
+/// The tenant's usage against its quota, where the UI has a tenant (`spate serve`).
+async fn tenant_usage(State(scope): Shared) -> Response {
+    match &scope.tenant_usage {
+        Some(read) => Json(read()).into_response(),
+        None => not_found("this UI shows no tenant's usage".into()),
     }
 }
 

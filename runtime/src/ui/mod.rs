@@ -11,7 +11,7 @@ mod prometheus;
 pub use crate::config::UiSettings;
 use crate::status::Registry;
 use anyhow::{Result, anyhow};
-pub use api::{Scope, router};
+pub use api::{Scope, TenantUsage, router};
 pub use prometheus::write_family;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub fn start(settings: &UiSettings, registry: Arc<Registry>) -> Result<SocketAdd
         registry,
         tenant: None,
         base: String::new(),
+        tenant_usage: None,
     }));
     std::thread::Builder::new()
         .name("spate-ui".into())

@@ -233,6 +233,14 @@ const pages = {
       ? el("ul", { id: "dashboards" }, ...boards.map((b) => el("li", {},
         link("/dashboards/" + encodeURIComponent(b.name), b.title), ` (job ${b.job})`)))
       : el("p", {}, "No dashboard output in these jobs."));
+    if (base) {
+      // Under spate serve: what the tenant has consumed, against its quota.
+      const t = await get("/api/v1/tenant");
+      const limit = (v) => (v === null || v === undefined ? "none" : v);
+      out.push(el("h2", {}, `Usage of tenant ${t.tenant}`));
+      out.push(table("usage", ["Amount", "Used", "Quota", "Quota per batch"],
+        t.rows.map((r) => [r.amount, r.used, limit(r.most), limit(r.per_batch)])));
+    }
     return out;
   },
 
@@ -314,6 +322,7 @@ const pages = {
       ["Processing time", ms(b.processing_time_ms)],
       ["Total delay", ms(b.total_delay_ms)],
       ["Output records", b.output_records],
+      ["Output bytes", bytes(b.output_bytes)],
       ["Wasm", `${b.wasm_calls} calls, ${ms(b.wasm_ms)}, fuel ${b.fuel}, peak memory ${b.peak_memory} B, ${b.traps} traps, ${b.limit_hits} limit hits`],
       ["Tasks", `${b.task_retries} retries, ${b.skipped_tasks} skipped (${b.dead_lettered_records} records dead-lettered)`],
       ["Dead letters", b.dead_letters.join(", ") || "none"],
