@@ -707,3 +707,81 @@ fn each_tenant_browses_its_own_pages_only() {
     );
     assert_eq!(seen["after_sign_out"], "/login", "{seen}");
 }
+
+/// A job that loops in every call until its 1 s call-time limit, skipping the partition, on
+/// the files of the directory `in`.
+const BURNER: &str = r#"
+[job]
+batch-interval = "500ms"
+block-interval = "100ms"
+workers = 2
+task-retries = 0
+on-task-failure = "skip"
+dead-letter-dir = "dead"
+
+[job.limits]
+call-time = "1s"
+
+[sources.lines]
+type = "directory"
+path = "in"
+poll-interval = "100ms"
+
+[[steps]]
+op = "map-partitions"
+plugin = "hostile.wasm"
+params = { attack = "loop" }
+
+[[outputs]]
+type = "print"
+num = 1
+"#;
+
+#[test]
+fn a_burner_tenant_leaves_a_good_tenants_outputs_exact() {
+    let server = Server::new();
+    let (good, burning) = (server.root("a").join("in"), server.root("b").join("in"));
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(&burning).unwrap();
+    let burner = server.pipeline("burner", BURNER);
+    let hostile = test_plugin("hostile");
+    let submitted = server.client(
+        Some("b"),
+        &[
+            "submit",
+            burner.to_str().unwrap(),
+            "--plugin",
+            hostile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(submitted_id(&submitted), "b.burner");
+    let path = server.pipeline("wc", WORD_COUNT);
+    assert_eq!(
+        submitted_id(&server.client(Some("a"), &["submit", path.to_str().unwrap()])),
+        "a.wc"
+    );
+    // Files keep coming to both: b's keep its calls looping.
+    let mut rng = Rng(5);
+    let mut text = String::new();
+    for i in 0..20 {
+        let lines = lines(&mut rng, 50);
+        drop_file(&good, &format!("f{i}.txt"), &lines);
+        drop_file(&burning, &format!("f{i}.txt"), &lines);
+        text.push_str(&lines);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let expected = reference_counts(&text, false, false);
+    let out = server.root("a").join("out");
+    assert!(
+        eventually(Duration::from_secs(90), || total(&text_outputs(
+            &out, "counts"
+        )) == expected),
+        "{}",
+        server.log()
+    );
+    // The burner burnt: its calls hit their limit, and it runs on.
+    let log =
+        String::from_utf8_lossy(&server.client(Some("b"), &["logs", "burner"]).stdout).into_owned();
+    assert!(log.contains("call-time"), "{log}");
+    assert!(server.jobs("b").contains("b.burner burner running"));
+}

@@ -24,7 +24,7 @@ def start():
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 
 
-def until(driver, what, check, timeout=20):
+def until(driver, what, check, timeout=60):
     """Waits until check() is truthy and returns it; exits naming `what` if it never is."""
     # Pages re-render as batches come: an element read a moment ago can be gone (stale), so
     # that is retried like an element not there yet.

@@ -209,7 +209,7 @@ fn main() -> Result<()> {
     let tenants = if !run.tenants {
         None
     } else {
-        eprintln!("tenant isolation: word count alone, then beside a CPU burner ...");
+        eprintln!("tenant isolation: word count alone, beside a CPU burner, among 8 tenants ...");
         Some(tenants::run(&corpus, tenant_rate, steady_s, &cache, &work)?)
     };
     // The criterion figures come from bench/run's earlier `cargo bench`, which a word-count-only
@@ -548,6 +548,16 @@ fn print_tenants(t: &tenants::Tenants) {
         "  processing time p50, beside a burner vs alone",
         t.beside_burner.processing_p50_ms,
         t.alone.processing_p50_ms
+    );
+    println!(
+        "{:<46} {:>12.1} ms {:>11.1} ms {:>9.2}x",
+        format!(
+            "p99 total delay at {:.0} MB/s, among 8 tenants",
+            t.rate_mb_s / 5.0
+        ),
+        t.among_eight.total_delay_p99_ms,
+        t.alone_fifth.total_delay_p99_ms,
+        t.eight_p99_ratio
     );
 }
 

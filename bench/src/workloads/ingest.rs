@@ -61,7 +61,7 @@ pub struct Ingest {
 }
 
 /// Sends `data` in a loop at `rate` bytes/s (None: as fast as the socket takes it).
-fn feed(
+pub(super) fn feed(
     listener: TcpListener,
     data: Arc<Vec<u8>>,
     rate: Option<f64>,

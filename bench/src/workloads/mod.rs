@@ -17,10 +17,18 @@ pub const WORDCOUNT_JOB: &str = "bench-wordcount";
 
 /// The word count pipeline over a directory, as the benchmarks run it.
 pub fn wordcount_pipeline(source: &str, trigger: &str) -> String {
+    wordcount_job(
+        &format!("name = \"{WORDCOUNT_JOB}\"\ntrigger = \"{trigger}\""),
+        source,
+    )
+}
+
+/// The word count (tokenize, reduce-by-key, print) with `job`'s lines in its `[job]` table
+/// and the source table `source`.
+pub fn wordcount_job(job: &str, source: &str) -> String {
     format!(
         r#"[job]
-name = "bench-wordcount"
-trigger = "{trigger}"
+{job}
 
 {source}
 

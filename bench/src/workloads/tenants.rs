@@ -2,12 +2,17 @@
 //! tenant's batch delays. The well-behaved job is workload 3's socket word count at a fixed
 //! rate; the burner runs the hostile test operator's infinite loop on every partition (each
 //! call cut by its 2 s call-time limit, the partition skipped), keeping its workers busy.
-//! Both runs (alone, then beside the burner) use the same rate and duration.
+//! Then the same job among 8 tenants of mixed load, at a fifth of the rate (so that it needs
+//! no more than its fair eighth of the CPU), against itself alone at that rate: 2 burners, 3
+//! socket word counts at the same fifth, 2 at a fiftieth. Every run lasts as long.
 
-use super::ingest::{Probe, probe};
+use super::ingest::{Probe, feed, probe};
+use super::wordcount_job;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The two runs and the ratio of their p99 total delays.
 #[derive(Debug, serde::Serialize)]
@@ -20,16 +25,24 @@ pub struct Tenants {
     pub beside_burner: Probe,
     /// p99 total delay beside the burner over p99 total delay alone.
     pub p99_ratio: f64,
+    /// The job alone at a fifth of the rate.
+    pub alone_fifth: Probe,
+    /// The job at a fifth of the rate among 7 other tenants of mixed load.
+    pub among_eight: Probe,
+    /// p99 total delay among 8 tenants over p99 total delay alone, at a fifth of the rate.
+    pub eight_p99_ratio: f64,
 }
 
-fn burner_pipeline(work: &Path) -> Result<std::path::PathBuf> {
+/// A burner tenant's pipeline, job and tenant `name`.
+fn burner_pipeline(work: &Path, name: &str) -> Result<PathBuf> {
     let plugin = spate_test_artifacts::plugin("hostile");
-    let path = work.join("burner.toml");
+    let path = work.join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
             r#"[job]
-name = "burner"
+name = "{name}"
+tenant = "{name}"
 workers = 2
 task-retries = 0
 on-task-failure = "skip"
@@ -51,24 +64,89 @@ params = {{ attack = "loop" }}
 type = "print"
 num = 1
 "#,
-            dead = work.join("burner-dead-letters").display(),
+            dead = work.join(format!("{name}-dead-letters")).display(),
             plugin = plugin.display(),
         ),
     )?;
     Ok(path)
 }
 
-/// Runs both for `seconds` at `rate` bytes/s.
+/// A socket word count tenant's pipeline, job and tenant `name`, reading 127.0.0.1:`port`.
+fn word_count_pipeline(work: &Path, name: &str, port: u16) -> Result<PathBuf> {
+    let path = work.join(format!("{name}.toml"));
+    let job = format!("name = \"{name}\"\ntenant = \"{name}\"");
+    let source =
+        format!("[sources.lines]\ntype = \"socket\"\nhost = \"127.0.0.1\"\nport = {port}\n");
+    std::fs::write(&path, wordcount_job(&job, &source))?;
+    Ok(path)
+}
+
+/// The feeders of the mixed run's word count tenants; they stop when dropped.
+struct Feeders {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Feeders {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The 7 other tenants of the mixed run (2 burners; 3 word counts fed at `rate` bytes/s, 2 at
+/// a tenth of it) and their feeders.
+fn mixed_tenants(data: &Arc<Vec<u8>>, rate: f64, work: &Path) -> Result<(Vec<PathBuf>, Feeders)> {
+    let mut paths = Vec::new();
+    for i in 1..=2 {
+        paths.push(burner_pipeline(work, &format!("burner-{i}"))?);
+    }
+    let mut feeders = Feeders {
+        stop: Arc::new(AtomicBool::new(false)),
+        threads: Vec::new(),
+    };
+    let loads = [("busy", rate, 3), ("light", rate / 10.0, 2)];
+    for (kind, rate, count) in loads {
+        for i in 1..=count {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let port = listener.local_addr()?.port();
+            paths.push(word_count_pipeline(work, &format!("{kind}-{i}"), port)?);
+            let (data, stop) = (data.clone(), feeders.stop.clone());
+            let sent = Arc::new(AtomicU64::new(0));
+            feeders.threads.push(std::thread::spawn(move || {
+                feed(listener, data, Some(rate), stop, sent)
+            }));
+        }
+    }
+    Ok((paths, feeders))
+}
+
+/// Runs the four for `seconds` each: alone and beside a burner at `rate` bytes/s, alone and
+/// among 8 tenants at a fifth of it.
 pub fn run(corpus: &Path, rate: f64, seconds: u64, cache: &Path, work: &Path) -> Result<Tenants> {
     let data = Arc::new(std::fs::read(corpus)?);
     let alone = probe(&data, Some(rate), seconds, &[], cache, work)?;
-    let burner = burner_pipeline(work)?;
+    let burner = burner_pipeline(work, "burner")?;
     let burner = burner.to_str().context("UTF-8 path")?;
     let beside_burner = probe(&data, Some(rate), seconds, &[burner], cache, work)?;
+    let fifth = rate / 5.0;
+    let alone_fifth = probe(&data, Some(fifth), seconds, &[], cache, work)?;
+    let (others, feeders) = mixed_tenants(&data, fifth, work)?;
+    let others: Vec<&str> = others
+        .iter()
+        .map(|p| p.to_str().context("UTF-8 path"))
+        .collect::<Result<_>>()?;
+    let among_eight = probe(&data, Some(fifth), seconds, &others, cache, work)?;
+    drop(feeders);
     Ok(Tenants {
         rate_mb_s: rate / 1e6,
         p99_ratio: beside_burner.total_delay_p99_ms / alone.total_delay_p99_ms.max(0.001),
+        eight_p99_ratio: among_eight.total_delay_p99_ms / alone_fifth.total_delay_p99_ms.max(0.001),
         alone,
         beside_burner,
+        alone_fifth,
+        among_eight,
     })
 }

@@ -1,18 +1,23 @@
-//! Fair CPU between tenants, by Spate's own scheduling of Wasm calls: at most one running call
-//! per core in the whole process holds a *permit*, and permits go to the tenant that has used
-//! the least CPU for its weight (weighted fair queueing on a virtual clock per tenant).
+//! Fair CPU between tenants, by Spate's own scheduling of Wasm calls. The kernel shares the
+//! cores between the calls of tenants within their fair share of the cores; Spate holds back
+//! the tenants over it.
 //!
-//! While several tenants are active (they ran a call within the last [`ACTIVE_WINDOW`]), each
-//! may hold at most its weighted part of the permits (at least one), so a tenant that burns CPU
-//! in every call leaves the other cores to the others' calls and to the host's work for them.
+//! A tenant's fair share is its weighted part of the cores among the tenants active now (they
+//! ran a call within the last [`ACTIVE_WINDOW`]); its use is measured over about a second
+//! ([`RATE_WINDOW`]). A call of a tenant within its share runs at once, on a *pass*. A call of
+//! a tenant over its share needs a *permit*: the permits go to the waiting tenant that has used
+//! the least CPU for its weight (weighted fair queueing on a virtual clock per tenant), each
+//! such tenant holds at most its weighted part of the cores (at least one), and together they
+//! leave free as many cores as calls on passes run, and at least twice the cores the tenants
+//! within their share use (at least one core), so a tenant burning CPU in every call leaves
+//! cores to the light tenants' calls and to the host's work for them.
 //!
-//! A long call does not keep its permit: every epoch tick (and at once when a tenant with less
-//! use is waiting, by advancing the holder's engine epoch) the call's epoch callback checks
-//! whether someone with a lower virtual clock waits, and if so hands its permit over and waits
-//! for the next one. A tenant burning CPU in every call therefore cannot delay a light tenant's
-//! calls by more than the time to reach its next epoch check; the kernel then only shares the
-//! cores between the permit holders and the host's own threads. A call waiting for host I/O
-//! (a bounded WASI wait) gives its permit back while it waits.
+//! A long call does not keep its permit: every epoch tick (and at once when a light tenant's
+//! call starts or a tenant with less use waits, by advancing the holder's engine epoch) the
+//! call's epoch callback checks whether it holds more than it may, or someone with a lower
+//! virtual clock waits, and if so hands its permit over and waits for the next one. A call on a
+//! pass whose tenant goes over its share takes a permit at its next epoch check. A call waiting
+//! for host I/O (a bounded WASI wait) gives its pass or permit back while it waits.
 //!
 //! Time spent waiting for a permit does not count against a call's `call-time`.
 
@@ -20,8 +25,12 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
-/// A tenant counts as active this long after it last held a permit.
+/// A tenant counts as active this long after it last ran a call.
 const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
+
+/// The time over which a tenant's recent use of the cores is measured (the decay time of its
+/// exponentially weighted rate).
+const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 /// How often a waiting call looks again (a tenant's activity ends without a release).
 const RECHECK: Duration = Duration::from_millis(20);
@@ -38,10 +47,12 @@ pub struct CpuShares {
 
 struct State {
     permits: usize,
-    free: usize,
     tenants: Vec<TenantClock>,
     waiting: Vec<(u64, usize)>,
+    /// Calls of tenants over their share, each on a permit.
     holders: Vec<(u64, usize, Engine)>,
+    /// Calls of tenants within their share running on passes.
+    passes: usize,
     next_ticket: u64,
 }
 
@@ -50,13 +61,35 @@ struct TenantClock {
     weight: f64,
     /// CPU nanoseconds used, divided by the weight.
     vtime: f64,
-    /// When it last held a permit.
+    /// When it last ran a call.
     last_active: Option<Instant>,
+    /// Its calls running now (on passes or permits).
+    running: usize,
+    /// Its recent use, in cores: CPU seconds decayed over `RATE_WINDOW`, as of `rate_at`.
+    rate: f64,
+    rate_at: Instant,
+}
+
+impl TenantClock {
+    /// Its recent use in cores, as of `now`.
+    fn rate(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.rate_at).as_secs_f64();
+        self.rate * (-elapsed / RATE_WINDOW.as_secs_f64()).exp()
+    }
 }
 
 /// A tenant's place in the schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TenantShare(usize);
+
+/// What a running call holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Its tenant is within its share: the kernel shares the cores.
+    Pass,
+    /// Its tenant is over its share: one of the permits.
+    Permit,
+}
 
 /// The permits of the process: one per core, or `SPATE_CPU_PERMITS` (a large number leaves
 /// the sharing of cores to the kernel alone: the benchmark's baseline).
@@ -87,34 +120,78 @@ impl State {
         self.holders.iter().filter(|h| h.1 == tenant).count()
     }
 
-    /// Whether `tenant` ran a call lately (or waits for one now).
+    /// Whether `tenant` runs or waits for a call now.
+    fn active(&self, tenant: usize) -> bool {
+        self.tenants[tenant].running > 0 || self.waiting.iter().any(|w| w.1 == tenant)
+    }
+
+    /// Whether `tenant` ran a call lately (or runs or waits for one now).
     fn recently_active(&self, tenant: usize, now: Instant) -> bool {
-        self.waiting.iter().any(|w| w.1 == tenant)
-            || self.held(tenant) > 0
+        self.active(tenant)
             || self.tenants[tenant]
                 .last_active
                 .is_some_and(|at| now.duration_since(at) < ACTIVE_WINDOW)
     }
 
-    /// The most permits `tenant` may hold now: all of them alone, or while it has used the
-    /// least for its weight of the active tenants; else its weighted part (at least one), so
-    /// that the lighter tenants find a core free.
-    fn cap(&self, tenant: usize, now: Instant) -> usize {
-        let active: Vec<usize> = (0..self.tenants.len())
+    /// The tenants active now (`tenant` counted as one).
+    fn active_tenants(&self, tenant: usize, now: Instant) -> Vec<usize> {
+        (0..self.tenants.len())
             .filter(|t| *t == tenant || self.recently_active(*t, now))
-            .collect();
-        let lightest = active.iter().all(|t| self.vtime(*t) >= self.vtime(tenant));
-        if lightest {
-            return self.permits;
-        }
+            .collect()
+    }
+
+    /// `tenant`'s fair share of the cores among the active tenants: its weighted part of
+    /// the permits.
+    fn fair_share(&self, tenant: usize, active: &[usize]) -> f64 {
         let weights: f64 = active.iter().map(|t| self.tenants[*t].weight).sum();
-        let part = self.permits as f64 * self.tenants[tenant].weight / weights;
+        self.permits as f64 * self.tenants[tenant].weight / weights
+    }
+
+    /// Whether `tenant` used more than its fair share lately, beside other active tenants.
+    fn over_share(&self, tenant: usize, now: Instant) -> bool {
+        let active = self.active_tenants(tenant, now);
+        active.len() > 1 && self.tenants[tenant].rate(now) > self.fair_share(tenant, &active)
+    }
+
+    /// The most permits `tenant`, over its share, may hold: its weighted part (at least one).
+    fn cap(&self, tenant: usize, now: Instant) -> usize {
+        let part = self.fair_share(tenant, &self.active_tenants(tenant, now));
         (part.floor() as usize).clamp(1, self.permits)
     }
 
-    /// The waiter to serve next among those under their tenant's cap: the lowest virtual
-    /// clock, then the first to come.
+    /// The most permits the tenants over their share may hold together now: every core but
+    /// those the calls on passes run on, and but twice the cores the tenants within their
+    /// share used lately (at least one, while there are any).
+    fn room(&self, now: Instant) -> usize {
+        let within: Vec<usize> = (0..self.tenants.len())
+            .filter(|t| self.recently_active(*t, now) && !self.over_share(*t, now))
+            .collect();
+        if within.is_empty() {
+            return self.permits;
+        }
+        let used: f64 = within.iter().map(|t| self.tenants[*t].rate(now)).sum();
+        let by_use = match self.permits {
+            1 => 0,
+            permits => ((2.0 * used).ceil() as usize).clamp(1, permits - 1),
+        };
+        self.permits - by_use.max(self.passes.min(self.permits))
+    }
+
+    /// Whether a holder of `tenant` should give its permit back: its tenant is within its
+    /// share again (a pass will do), or its tenant or the tenants over their share hold more
+    /// than they may.
+    fn holds_too_many(&self, tenant: usize, now: Instant) -> bool {
+        !self.over_share(tenant, now)
+            || self.held(tenant) > self.cap(tenant, now)
+            || self.holders.len() > self.room(now)
+    }
+
+    /// The waiter to serve next when a permit is free: the lowest virtual clock among those
+    /// whose tenant holds less than its cap, then the first to come.
     fn first_waiter(&self, now: Instant) -> Option<u64> {
+        if self.holders.len() >= self.room(now) {
+            return None;
+        }
         self.waiting
             .iter()
             .filter(|w| self.held(w.1) < self.cap(w.1, now))
@@ -126,26 +203,43 @@ impl State {
             .map(|w| w.0)
     }
 
-    fn charge(&mut self, tenant: usize, used: Duration) {
+    fn charge(&mut self, tenant: usize, used: Duration, now: Instant) {
         let clock = &mut self.tenants[tenant];
         clock.vtime += used.as_nanos() as f64 / clock.weight;
+        clock.rate = clock.rate(now) + used.as_secs_f64() / RATE_WINDOW.as_secs_f64();
+        clock.rate_at = now;
+        clock.last_active = Some(now);
     }
 
-    fn active(&self, tenant: usize) -> bool {
-        self.waiting.iter().any(|w| w.1 == tenant) || self.holders.iter().any(|h| h.1 == tenant)
+    /// Asks the holder the furthest ahead of `tenant` (or any holding more than it may) to
+    /// check at once whether to hand its permit over.
+    fn ask_a_holder(&self, tenant: usize, now: Instant) {
+        let mine = self.vtime(tenant);
+        let over = self
+            .holders
+            .iter()
+            .find(|h| h.1 != tenant && self.holds_too_many(h.1, now));
+        let ahead = self
+            .holders
+            .iter()
+            .filter(|h| self.vtime(h.1) > mine)
+            .max_by(|a, b| self.vtime(a.1).total_cmp(&self.vtime(b.1)));
+        if let Some((_, _, engine)) = over.or(ahead) {
+            engine.increment_epoch();
+        }
     }
 }
 
 impl CpuShares {
-    /// `permits` calls may run at once.
+    /// `permits` calls of tenants over their share may run at once.
     pub fn new(permits: usize) -> CpuShares {
         CpuShares {
             state: Mutex::new(State {
                 permits: permits.max(1),
-                free: permits.max(1),
                 tenants: Vec::new(),
                 waiting: Vec::new(),
                 holders: Vec::new(),
+                passes: 0,
                 next_ticket: 0,
             }),
             freed: Condvar::new(),
@@ -171,13 +265,17 @@ impl CpuShares {
             weight,
             vtime: if start.is_finite() { start } else { 0.0 },
             last_active: None,
+            running: 0,
+            rate: 0.0,
+            rate_at: Instant::now(),
         });
         TenantShare(state.tenants.len() - 1)
     }
 
-    /// Waits for a permit for a call of `tenant` running on `engine`; returns its ticket and
+    /// Lets a call of `tenant` running on `engine` start: at once on a pass while its tenant
+    /// is within its share, else when it gets a permit. Returns its ticket, what it holds and
     /// how long it waited.
-    pub fn acquire(&self, tenant: TenantShare, engine: &Engine) -> (u64, Duration) {
+    pub fn acquire(&self, tenant: TenantShare, engine: &Engine) -> (u64, Grant, Duration) {
         let began = Instant::now();
         let mut state = lock(&self.state);
         let ticket = state.next_ticket;
@@ -193,35 +291,38 @@ impl CpuShares {
                 clock.vtime = clock.vtime.max(busy - IDLE_CREDIT_NS);
             }
         }
+        let mut asked = false;
         state.waiting.push((ticket, tenant.0));
-        if state.free == 0 {
-            // Ask a holder over its tenant's cap, else the one furthest ahead of this tenant,
-            // to hand its permit over now.
-            let now = Instant::now();
-            let mine = state.vtime(tenant.0);
-            let over = state
-                .holders
-                .iter()
-                .find(|h| h.1 != tenant.0 && state.held(h.1) > state.cap(h.1, now));
-            let ahead = state
-                .holders
-                .iter()
-                .filter(|h| state.vtime(h.1) > mine)
-                .max_by(|a, b| state.vtime(a.1).total_cmp(&state.vtime(b.1)));
-            if let Some((_, _, engine)) = over.or(ahead) {
-                engine.increment_epoch();
-            }
-        }
         loop {
             let now = Instant::now();
-            if state.free > 0 && state.first_waiter(now) == Some(ticket) {
+            let grant = if !state.over_share(tenant.0, now) {
+                Some(Grant::Pass)
+            } else if state.holders.len() < state.permits && state.first_waiter(now) == Some(ticket)
+            {
+                Some(Grant::Permit)
+            } else {
+                None
+            };
+            if let Some(grant) = grant {
                 state.waiting.retain(|w| w.0 != ticket);
-                state.free -= 1;
-                state.holders.push((ticket, tenant.0, engine.clone()));
-                state.tenants[tenant.0].last_active = Some(now);
+                match grant {
+                    Grant::Pass => state.passes += 1,
+                    Grant::Permit => state.holders.push((ticket, tenant.0, engine.clone())),
+                }
+                let clock = &mut state.tenants[tenant.0];
+                clock.running += 1;
+                clock.last_active = Some(now);
+                if state.holders.len() > state.room(now) {
+                    // Over-share holders now hold a core a light call needs.
+                    state.ask_a_holder(tenant.0, now);
+                }
                 // Another permit may be free for the next waiter.
                 self.freed.notify_all();
-                return (ticket, began.elapsed());
+                return (ticket, grant, began.elapsed());
+            }
+            if !asked {
+                state.ask_a_holder(tenant.0, now);
+                asked = true;
             }
             state = self
                 .freed
@@ -231,44 +332,49 @@ impl CpuShares {
         }
     }
 
-    /// Gives permit `ticket` of `tenant` back, charging `used` CPU time.
-    pub fn release(&self, tenant: TenantShare, ticket: u64, used: Duration) {
+    /// Ends call `ticket` of `tenant` (holding `grant`), charging `used` CPU time.
+    pub fn release(&self, tenant: TenantShare, ticket: u64, grant: Grant, used: Duration) {
         let mut state = lock(&self.state);
-        state.charge(tenant.0, used);
-        state.tenants[tenant.0].last_active = Some(Instant::now());
-        let before = state.holders.len();
-        state.holders.retain(|h| h.0 != ticket);
-        if state.holders.len() < before {
-            state.free += 1;
+        state.charge(tenant.0, used, Instant::now());
+        state.tenants[tenant.0].running -= 1;
+        match grant {
+            Grant::Pass => state.passes -= 1,
+            Grant::Permit => state.holders.retain(|h| h.0 != ticket),
         }
         self.freed.notify_all();
     }
 
-    /// Charges `used` CPU time to `tenant`; true when the caller should hand its permit over:
-    /// its tenant holds more than its cap, or a tenant with a lower virtual clock waits.
-    pub fn charge_and_check(&self, tenant: TenantShare, used: Duration) -> bool {
+    /// Charges `used` CPU time to a call of `tenant` holding `grant`; true when it should give
+    /// it back and start again: a call on a pass whose tenant went over its share, or a call
+    /// on a permit that it should hand over (see [`State::holds_too_many`]) or that a tenant
+    /// with a lower virtual clock waits for.
+    pub fn charge_and_check(&self, tenant: TenantShare, grant: Grant, used: Duration) -> bool {
         let mut state = lock(&self.state);
         let now = Instant::now();
-        state.charge(tenant.0, used);
-        state.tenants[tenant.0].last_active = Some(now);
-        if state.held(tenant.0) > state.cap(tenant.0, now) {
-            return true;
+        state.charge(tenant.0, used, now);
+        match grant {
+            Grant::Pass => state.over_share(tenant.0, now),
+            Grant::Permit => {
+                if state.holds_too_many(tenant.0, now) {
+                    return true;
+                }
+                let mine = state.vtime(tenant.0);
+                state
+                    .waiting
+                    .iter()
+                    .any(|w| w.1 != tenant.0 && state.vtime(w.1) < mine)
+            }
         }
-        let mine = state.vtime(tenant.0);
-        state
-            .waiting
-            .iter()
-            .any(|w| w.1 != tenant.0 && state.vtime(w.1) < mine)
     }
 }
 
-/// A store's place in the schedule: its tenant and engine, and the permit it holds while a
-/// call runs.
+/// A store's place in the schedule: its tenant and engine, and the pass or permit it holds
+/// while a call runs.
 pub struct CallShare {
     tenant: TenantShare,
     engine: Engine,
     shares: &'static CpuShares,
-    held: Option<(u64, Instant)>,
+    held: Option<(u64, Grant, Instant)>,
 }
 
 impl CallShare {
@@ -282,40 +388,46 @@ impl CallShare {
         }
     }
 
-    /// Takes a permit for a call (waiting for one); returns how long it waited.
+    /// Lets a call start (waiting for a permit if its tenant needs one); returns how long it
+    /// waited.
     pub fn begin(&mut self) -> Duration {
         if self.held.is_some() {
             return Duration::ZERO;
         }
-        let (ticket, waited) = self.shares.acquire(self.tenant, &self.engine);
-        self.held = Some((ticket, Instant::now()));
+        let (ticket, grant, waited) = self.shares.acquire(self.tenant, &self.engine);
+        self.held = Some((ticket, grant, Instant::now()));
         waited
     }
 
-    /// Gives the permit back (the call ended, or waits on the host).
+    /// Gives the pass or permit back (the call ended, or waits on the host).
     pub fn end(&mut self) {
-        if let Some((ticket, since)) = self.held.take() {
-            self.shares.release(self.tenant, ticket, since.elapsed());
+        if let Some((ticket, grant, since)) = self.held.take() {
+            self.shares
+                .release(self.tenant, ticket, grant, since.elapsed());
         }
     }
 
-    /// At an epoch check: charges the time since the last one, and when a tenant with less
-    /// use waits, hands the permit over and waits for the next; returns how long it waited.
+    /// At an epoch check: charges the time since the last one, and when the call should give
+    /// its pass or permit back, does so and waits for what it may hold now; returns how long
+    /// it waited.
     pub fn checkpoint(&mut self) -> Duration {
-        let Some((ticket, since)) = self.held else {
+        let Some((ticket, grant, since)) = self.held else {
             return Duration::ZERO;
         };
         let now = Instant::now();
-        if self.shares.charge_and_check(self.tenant, now - since) {
-            self.held = Some((ticket, now));
+        if self
+            .shares
+            .charge_and_check(self.tenant, grant, now - since)
+        {
+            self.held = Some((ticket, grant, now));
             self.end();
             return self.begin();
         }
-        self.held = Some((ticket, now));
+        self.held = Some((ticket, grant, now));
         Duration::ZERO
     }
 
-    /// Whether a permit is held.
+    /// Whether a pass or permit is held.
     pub fn holding(&self) -> bool {
         self.held.is_some()
     }
@@ -331,66 +443,120 @@ impl Drop for CallShare {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Runs one call of `tenant` that used `used`.
+    fn call(shares: &CpuShares, tenant: TenantShare, used: Duration) -> Grant {
+        let (ticket, grant, _) = shares.acquire(tenant, &Engine::default());
+        shares.release(tenant, ticket, grant, used);
+        grant
+    }
 
     #[test]
-    fn a_light_tenant_gets_the_permit_before_a_busy_one() {
+    fn a_light_tenants_call_runs_at_once_and_a_tenant_over_its_share_steps_back_for_it() {
         let shares: &'static CpuShares = Box::leak(Box::new(CpuShares::new(1)));
         let engine = Engine::default();
-        let busy = shares.tenant("busy", 1.0);
-        let light = shares.tenant("light", 1.0);
-        // The busy tenant has used a second; it holds the one permit.
+        let (busy, light) = (shares.tenant("busy", 1.0), shares.tenant("light", 1.0));
+        // busy used 2 s lately, light ran a call: busy is over its share of half the core.
+        assert_eq!(
+            call(shares, busy, Duration::from_secs(2)),
+            Grant::Pass,
+            "alone"
+        );
+        assert_eq!(call(shares, light, Duration::from_millis(1)), Grant::Pass);
         let mut holder = CallShare::new(shares, busy, engine.clone());
         holder.begin();
-        std::thread::sleep(Duration::from_millis(20));
-        // Another busy call and a light call wait; when the holder hands over, light goes first.
+        assert_eq!(holder.held.map(|h| h.1), Some(Grant::Permit));
+        // light's call starts at once, on a pass, although busy holds the one permit.
+        let mut light_call = CallShare::new(shares, light, engine);
+        assert!(light_call.begin() < Duration::from_millis(20));
+        assert_eq!(light_call.held.map(|h| h.1), Some(Grant::Pass));
+        // At its epoch check busy gives the core up until light's call ends.
+        let stepping_back = std::thread::spawn(move || holder.checkpoint());
+        std::thread::sleep(Duration::from_millis(60));
+        light_call.end();
+        let waited = stepping_back.join().unwrap();
+        assert!(waited >= Duration::from_millis(40), "{waited:?}");
+    }
+
+    #[test]
+    fn among_tenants_over_their_share_the_one_with_less_use_goes_first() {
+        let shares: &'static CpuShares = Box::leak(Box::new(CpuShares::new(1)));
+        let engine = Engine::default();
+        let (heavier, heavy) = (shares.tenant("heavier", 1.0), shares.tenant("heavy", 1.0));
+        call(shares, heavier, Duration::from_secs(3));
+        call(shares, heavy, Duration::from_secs(2));
+        let mut holder = CallShare::new(shares, heavier, engine.clone());
+        holder.begin();
+        // Another call of each waits; when the holder hands over, heavy's goes first.
         let order = Arc::new(Mutex::new(Vec::new()));
-        let started = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for (name, tenant) in [("busy", busy), ("light", light)] {
-            let (order, engine, started) = (order.clone(), engine.clone(), started.clone());
+        for (name, tenant) in [("heavier", heavier), ("heavy", heavy)] {
+            let (order, engine) = (order.clone(), engine.clone());
             threads.push(std::thread::spawn(move || {
                 let mut call = CallShare::new(shares, tenant, engine);
-                started.store(true, Ordering::SeqCst);
                 call.begin();
                 order.lock().unwrap().push(name);
                 call.end();
             }));
             std::thread::sleep(Duration::from_millis(30));
         }
-        assert!(started.load(Ordering::SeqCst));
-        // The holder's epoch check sees the light tenant waiting with less use.
+        // The holder's epoch check sees heavy waiting with less use.
         assert!(holder.checkpoint() > Duration::ZERO || !holder.holding());
         holder.end();
         for thread in threads {
             thread.join().unwrap();
         }
-        assert_eq!(order.lock().unwrap()[0], "light");
+        assert_eq!(order.lock().unwrap()[0], "heavy");
     }
 
     #[test]
-    fn beside_an_active_tenant_a_tenant_holds_its_part_of_the_permits() {
+    fn beside_an_active_tenant_a_tenant_over_its_share_holds_its_part_of_the_permits() {
         let shares = CpuShares::new(2);
         let (a, b) = (shares.tenant("a", 1.0), shares.tenant("b", 1.0));
-        let engine = Engine::default();
-        let now = Instant::now();
-        assert_eq!(lock(&shares.state).cap(a.0, now), 2, "alone: every permit");
-        let (ta, _) = shares.acquire(a, &engine);
-        shares.release(a, ta, Duration::from_millis(5));
-        let (tb, _) = shares.acquire(b, &engine);
-        shares.release(b, tb, Duration::from_millis(1));
+        // a used 3 cores' worth in the last second (over its share of 1), b little.
+        call(&shares, a, Duration::from_secs(3));
+        call(&shares, b, Duration::from_millis(1));
         let state = lock(&shares.state);
-        assert_eq!(state.cap(b.0, Instant::now()), 2, "b used less: no cap");
-        assert_eq!(
-            state.cap(a.0, Instant::now()),
-            1,
-            "a used more, b ran lately: half"
+        let now = Instant::now();
+        assert!(!state.over_share(b.0, now), "b within its share");
+        assert!(state.over_share(a.0, now), "a over it");
+        assert_eq!(state.cap(a.0, now), 1, "half of the 2 permits");
+        assert_eq!(state.room(now), 1, "one core kept for b");
+        let later = now + ACTIVE_WINDOW;
+        assert!(
+            !state.over_share(a.0, later),
+            "b idle again (and a's use decayed)"
         );
-        assert_eq!(
-            state.cap(a.0, Instant::now() + ACTIVE_WINDOW),
-            2,
-            "b idle again"
-        );
+    }
+
+    #[test]
+    fn among_many_tenants_the_light_ones_run_freely_and_the_heavy_ones_share_what_is_left() {
+        let shares = CpuShares::new(4);
+        let burners = [
+            shares.tenant("burner-1", 1.0),
+            shares.tenant("burner-2", 1.0),
+        ];
+        let light: Vec<TenantShare> = (0..6)
+            .map(|i| shares.tenant(&format!("light-{i}"), 1.0))
+            .collect();
+        for burner in burners {
+            call(&shares, burner, Duration::from_secs(2));
+        }
+        for tenant in &light {
+            assert_eq!(
+                call(&shares, *tenant, Duration::from_millis(20)),
+                Grant::Pass
+            );
+        }
+        let state = lock(&shares.state);
+        let now = Instant::now();
+        // 8 tenants on 4 cores: a fair share is half a core. The light ones (0.02) are within
+        // it; each burner (2 cores) over it, holding one permit at most.
+        assert!(light.iter().all(|t| !state.over_share(t.0, now)));
+        assert!(burners.iter().all(|t| state.over_share(t.0, now)));
+        assert!(burners.iter().all(|t| state.cap(t.0, now) == 1));
+        // The light ones used 0.12 cores lately: one core is kept for them.
+        assert_eq!(state.room(now), 3);
     }
 
     #[test]
@@ -398,13 +564,10 @@ mod tests {
         let shares = CpuShares::new(2);
         let heavy = shares.tenant("heavy", 2.0);
         let plain = shares.tenant("plain", 1.0);
-        let engine = Engine::default();
-        let (t1, _) = shares.acquire(heavy, &engine);
-        shares.release(heavy, t1, Duration::from_millis(100));
-        let (t2, _) = shares.acquire(plain, &engine);
-        shares.release(plain, t2, Duration::from_millis(100));
+        call(&shares, heavy, Duration::from_millis(100));
+        call(&shares, plain, Duration::from_millis(100));
         let state = lock(&shares.state);
         assert_eq!(state.vtime(heavy.0) * 2.0, state.vtime(plain.0));
-        assert_eq!(state.free, 2);
+        assert!(state.holders.is_empty() && state.passes == 0);
     }
 }
