@@ -32,7 +32,9 @@ try:
     driver.get(base + "/")
     seen["first_page"] = driver.current_url[len(base):]
     sign_in(driver, "not-a-token")
-    seen["wrong_token"] = driver.find_element(By.TAG_NAME, "body").text
+    # The click posts the form: the refusal is a new page, read once it has come.
+    seen["wrong_token"] = until(driver, "the wrong token's refusal", lambda: driver.find_element(
+        By.CSS_SELECTOR, "[role=alert]").text)
     sign_in(driver, token)
     until(driver, "the tenant's pages", lambda: driver.current_url.startswith(
         f"{base}/tenants/{tenant}"))
