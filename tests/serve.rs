@@ -147,6 +147,22 @@ impl Server {
         (status, response.body_mut().read_to_string().unwrap())
     }
 
+    /// Waits until `tenant`'s job `job` has completed a batch: its directory source has
+    /// looked, so files dropped from now on are new (those there before it first looks count
+    /// as existing and are not read, as Spark's `textFileStream` does).
+    fn wait_for_a_batch(&self, tenant: &str, job: &str) {
+        let done = || {
+            let (_, body) = self.get(tenant, &format!("/tenants/{tenant}/api/v1/jobs/{job}"));
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            status["batches_done"].as_u64().unwrap_or(0) > 0
+        };
+        assert!(
+            eventually(Duration::from_secs(60), done),
+            "{tenant}.{job} completed no batch\n{}",
+            self.log()
+        );
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
@@ -243,6 +259,7 @@ fn tenants_reach_their_own_jobs_only() {
     // a's job counts what a drops in its root.
     let mut rng = Rng(7);
     let text = lines(&mut rng, 200);
+    server.wait_for_a_batch("a", "wc");
     drop_file(&input, "f1.txt", &text);
     let out = server.root("a").join("out");
     let expected = reference_counts(&text, false, false);
@@ -345,6 +362,7 @@ fn a_killed_server_resumes_its_jobs_and_the_outputs_are_exact() {
     let path = server.pipeline("wc", WORD_COUNT);
     let id = submitted_id(&server.client(Some("a"), &["submit", path.to_str().unwrap()]));
     assert_eq!(id, "a.wc");
+    server.wait_for_a_batch("a", "wc");
     let out = server.root("a").join("out");
     let mut rng = Rng(0x5e7e);
     let mut all = String::new();
@@ -377,13 +395,30 @@ fn a_killed_server_resumes_its_jobs_and_the_outputs_are_exact() {
         );
     }
     let expected = reference_counts(&all, false, false);
-    assert!(
-        eventually(Duration::from_secs(60), || total(&text_outputs(
-            &out, "counts"
-        )) == expected),
-        "{}",
-        server.log()
-    );
+    let exact = eventually(Duration::from_secs(60), || {
+        total(&text_outputs(&out, "counts")) == expected
+    });
+    if !exact {
+        let batches = text_outputs(&out, "counts");
+        let got = total(&batches);
+        let differ: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(*v))
+            .take(5)
+            .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+            .collect();
+        let per_batch: Vec<_> = batches
+            .iter()
+            .map(|(t, c)| (t, c.values().sum::<i64>()))
+            .collect();
+        let jobs_dir = server.dir.path().join("data/tenants/a/jobs/wc/job.log");
+        panic!(
+            "not exact: (word, expected, got) {differ:?}; records per batch {per_batch:?}; words \
+             expected {}\n{}",
+            expected.values().sum::<i64>(),
+            std::fs::read_to_string(jobs_dir).unwrap_or_default()
+        );
+    }
     assert!(
         server.log().contains("job a.wc: resuming"),
         "{}",
@@ -514,6 +549,7 @@ fn a_tenants_running_jobs_memory_and_batches_are_held_to_its_quota() {
     );
     let loser = if outcomes[0] { &second } else { &first };
     assert!(stderr(loser).contains("HTTP 409"), "{}", stderr(loser));
+    server.wait_for_a_batch("p", "wc");
     // A second job beside it is over running-jobs = 1.
     let other = server.pipeline("other", WORD_COUNT);
     let refused = server.client(Some("p"), &["submit", other.to_str().unwrap()]);
@@ -583,11 +619,7 @@ fn each_tenant_browses_its_own_pages_only() {
         std::fs::create_dir_all(&input).unwrap();
         let id = submitted_id(&server.client(Some(tenant), &["submit", path.to_str().unwrap()]));
         assert_eq!(id, format!("{tenant}.wc"));
-        // The directory source counts files there before it first looks as existing.
-        assert!(eventually(Duration::from_secs(60), || {
-            let (_, body) = server.get(tenant, &format!("/tenants/{tenant}/api/v1/jobs/wc"));
-            body.contains("\"batches_done\":") && !body.contains("\"batches_done\":0")
-        }));
+        server.wait_for_a_batch(tenant, "wc");
         drop_file(&input, "f.txt", text);
     }
     let keys = |tenant: &str| -> Vec<String> {
@@ -760,6 +792,8 @@ fn a_burner_tenant_leaves_a_good_tenants_outputs_exact() {
         submitted_id(&server.client(Some("a"), &["submit", path.to_str().unwrap()])),
         "a.wc"
     );
+    server.wait_for_a_batch("a", "wc");
+    server.wait_for_a_batch("b", "burner");
     // Files keep coming to both: b's keep its calls looping.
     let mut rng = Rng(5);
     let mut text = String::new();
