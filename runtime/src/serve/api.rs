@@ -64,15 +64,20 @@ fn refused(refusal: Refusal) -> Response {
     (status, Json(serde_json::json!({ "error": reason }))).into_response()
 }
 
-/// The tenant the request's bearer token belongs to, or a 401.
-fn tenant<'s>(service: &'s Service, headers: &HeaderMap) -> Result<&'s Tenant, Box<Response>> {
-    let token = headers
+/// The bearer token of a request's `Authorization` header, if it has one.
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let reason = match token {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The tenant the request's bearer token belongs to, or a 401.
+fn tenant<'s>(service: &'s Service, headers: &HeaderMap) -> Result<&'s Tenant, Box<Response>> {
+    let reason = match bearer_token(headers) {
         None => "no API token: send `Authorization: Bearer <token>` (SPATE_TOKEN for the client)",
-        Some(token) => match service.config.tenant_with_token(token.trim()) {
+        Some(token) => match service.config.tenant_with_token(token) {
             Some(tenant) => return Ok(tenant),
             None => "the API token is not valid",
         },

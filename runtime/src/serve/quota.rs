@@ -372,13 +372,14 @@ pub fn report(usage: &TenantUsage, quota: Option<&Quota>) -> serde_json::Value {
         .and_then(|q| q.per_batch.as_ref())
         .map(Amounts::limits)
         .unwrap_or_default();
+    let used = usage.amounts();
     let mut rows: Vec<serde_json::Value> = MEASURES
         .iter()
         .enumerate()
         .map(|(i, name)| {
             serde_json::json!({
                 "amount": name,
-                "used": usage.amounts()[i],
+                "used": used[i],
                 "most": total[i],
                 "per_batch": per_batch[i],
             })

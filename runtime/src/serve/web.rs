@@ -73,12 +73,8 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 
 /// The tenant a request comes from: its bearer token's, else its session's.
 fn caller<'s>(service: &'s Service, headers: &HeaderMap) -> Option<&'s Tenant> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match bearer {
-        Some(token) => service.config.tenant_with_token(token.trim()),
+    match super::api::bearer_token(headers) {
+        Some(token) => service.config.tenant_with_token(token),
         None => {
             let tenant = service.sessions.tenant(session_id(headers)?)?;
             service.config.tenant(&tenant)

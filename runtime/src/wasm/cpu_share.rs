@@ -149,8 +149,12 @@ impl State {
 
     /// Whether `tenant` used more than its fair share lately, beside other active tenants.
     fn over_share(&self, tenant: usize, now: Instant) -> bool {
-        let active = self.active_tenants(tenant, now);
-        active.len() > 1 && self.tenants[tenant].rate(now) > self.fair_share(tenant, &active)
+        self.over_share_among(tenant, &self.active_tenants(tenant, now), now)
+    }
+
+    /// Whether `tenant` used more than its fair share among `active` (which holds it) lately.
+    fn over_share_among(&self, tenant: usize, active: &[usize], now: Instant) -> bool {
+        active.len() > 1 && self.tenants[tenant].rate(now) > self.fair_share(tenant, active)
     }
 
     /// The most permits `tenant`, over its share, may hold: its weighted part (at least one).
@@ -163,8 +167,14 @@ impl State {
     /// those the calls on passes run on, and but twice the cores the tenants within their
     /// share used lately (at least one, while there are any).
     fn room(&self, now: Instant) -> usize {
-        let within: Vec<usize> = (0..self.tenants.len())
-            .filter(|t| self.recently_active(*t, now) && !self.over_share(*t, now))
+        // The active set once, not once per tenant: this runs on every call and tick.
+        let active: Vec<usize> = (0..self.tenants.len())
+            .filter(|t| self.recently_active(*t, now))
+            .collect();
+        let within: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|t| !self.over_share_among(*t, &active, now))
             .collect();
         if within.is_empty() {
             return self.permits;
