@@ -262,6 +262,11 @@ fn hostile_pipelines_are_refused_naming_the_field() {
             &["outputs[0].transactional-id", "must start with 'spate.a.'"],
         ),
         (
+            "another tenant's scale-out group",
+            format!("[job]\ngroup = \"spate.b.members\"\n\n{SOURCE}\n{OUTPUT}"),
+            &["job.group", "spate.b.members", "must start with 'spate.a.'"],
+        ),
+        (
             "a clock grant",
             format!(
                 "{SOURCE}\n[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n[steps.grants]\nclocks = true\n\n{OUTPUT}"

@@ -5,10 +5,11 @@ use crate::client::Client;
 use crate::config::{ConfigError, Pipeline, Policy};
 use crate::job::{self, RunOptions};
 use crate::plan::Plan;
+use crate::scale_out::{self, ScaleOut};
 use crate::serve::logs::JobLogs;
 use crate::status::Registry;
 use crate::wasm::ComponentCache;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -168,6 +169,11 @@ struct JobArgs {
     /// data root, endpoints, output types, limits and tenant as it allows (docs/SECURITY.md).
     #[arg(long, value_name = "POLICY.toml")]
     policy: Option<PathBuf>,
+    /// A scale-out job's static member id (default: SPATE_MEMBER_ID; without either, the
+    /// process is a dynamic member): a process restarted with the same id gets its tasks back
+    /// without a rebalance. Give each process its own.
+    #[arg(long, value_name = "ID")]
+    member_id: Option<String>,
 }
 
 /// Which `spate serve` the client commands talk to, and with which token.
@@ -353,11 +359,18 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
                 let name = pipeline.job_name();
                 let options = &options;
                 let no_cache = args.no_cache;
+                let policy = policy.clone();
                 std::thread::Builder::new()
                     .name(format!("spate-job-{name}"))
                     .spawn_scoped(scope, move || {
                         let plan = build_plan(pipeline, no_cache).inspect_err(report)?;
-                        run_job(plan, options)
+                        match ScaleOut::of(pipeline, &plan)? {
+                            Some(scale_out) => {
+                                drop(plan);
+                                run_scaled_out(pipeline, scale_out, args, policy, options)
+                            }
+                            None => run_job(plan, options),
+                        }
                     })
                     .map_err(|e| anyhow!("job '{name}': cannot start its thread: {e}"))
             })
@@ -385,6 +398,44 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
             ))
         }
     }
+}
+
+/// Runs this process's share of a scale-out job: the tasks its consumer group gives it, each
+/// planned from the pipeline with the task's overrides.
+fn run_scaled_out(
+    pipeline: &Pipeline,
+    scale_out: ScaleOut,
+    args: &JobArgs,
+    policy: Option<Arc<Policy>>,
+    options: &RunOptions,
+) -> Result<()> {
+    if args.fresh {
+        bail!(
+            "{}: --fresh with a scale-out job: the tasks' checkpoints are shared by every \
+             process; move {} aside by hand with every process stopped",
+            pipeline.path.display(),
+            pipeline
+                .file
+                .job
+                .checkpoint_dir
+                .as_deref()
+                .unwrap_or_default()
+        );
+    }
+    let member = args
+        .member_id
+        .clone()
+        .or_else(|| std::env::var("SPATE_MEMBER_ID").ok())
+        .filter(|id| !id.is_empty());
+    let (path, overrides, no_cache) =
+        (pipeline.path.clone(), args.overrides.clone(), args.no_cache);
+    let planner = move |extra: &[String]| {
+        let all: Vec<String> = overrides.iter().chain(extra).cloned().collect();
+        build_plan(&load_pipeline(&path, &all, policy.as_ref())?, no_cache)
+    };
+    let span = tracing::info_span!("job", name = %pipeline.job_name());
+    let _entered = span.enter();
+    scale_out::run(scale_out, member, Arc::new(planner), options)
 }
 
 /// Runs one job in its own log span (every line it logs names it) and prints its summary.
@@ -424,8 +475,12 @@ fn print_out(text: &str) -> Result<()> {
 
 fn check(path: &Path, overrides: &[String], connect: bool, policy: Option<&Path>) -> Result<()> {
     let policy = load_policy(policy)?;
-    let plan = build_plan(&load_pipeline(path, overrides, policy.as_ref())?, false)?;
+    let pipeline = load_pipeline(path, overrides, policy.as_ref())?;
+    let plan = build_plan(&pipeline, false)?;
     let mut reached = String::new();
+    if let Some(scale_out) = ScaleOut::of(&pipeline, &plan)? {
+        reached.push_str(&format!("{}\n", scale_out.describe()));
+    }
     if connect {
         for (i, output) in plan.outputs.iter().enumerate() {
             let types = &plan.dataflow.streams[output.stream].types;

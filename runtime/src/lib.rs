@@ -40,6 +40,7 @@ pub mod plan;
 pub mod position;
 pub mod record;
 pub mod scaffold;
+pub mod scale_out;
 pub mod secret;
 pub mod serve;
 pub mod shuffle;

@@ -122,6 +122,17 @@ impl Pipeline {
             .map(|dir| confine("job.checkpoint-dir", dir))
             .transpose()?;
         let tenant = policy.tenant.clone().or_else(|| job.tenant.clone());
+        // A consumer group is shared by everyone on the brokers: a tenant's must be its own.
+        let own = format!("spate.{}.", tenant.as_deref().unwrap_or(&name));
+        if let Some(group) = job.group.as_ref().filter(|g| !g.starts_with(&own)) {
+            return Err(self.error(
+                Some("job.group"),
+                format!(
+                    "'{group}' is not this tenant's: under the platform policy it must start \
+                     with '{own}'"
+                ),
+            ));
+        }
         let job = &mut self.file.job;
         job.dead_letter_dir = Some(dead_letters);
         job.checkpoint_dir = checkpoints;

@@ -111,6 +111,10 @@ pub struct JobSection {
     /// How many checkpoints are kept (the newest; default 3). Older ones let recovery fall
     /// back when the newest is damaged.
     pub checkpoints_kept: usize,
+    /// Scale-out: every process running this pipeline joins this Kafka consumer group and runs
+    /// the tasks (input partitions) the group assigns it, each with its own checkpoints under
+    /// `checkpoint-dir`, which every process must reach (docs/SCALE-OUT.md).
+    pub group: Option<String>,
 }
 
 /// What happens to a partition task that fails (trap, limit, error) after its retries.
@@ -206,6 +210,7 @@ impl Default for JobSection {
             checkpoint_dir: None,
             checkpoint_interval: None,
             checkpoints_kept: 3,
+            group: None,
         }
     }
 }

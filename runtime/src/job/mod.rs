@@ -269,6 +269,7 @@ fn open_outputs(
                     let types = &plan.dataflow.streams[o.stream].types;
                     let context = OutputContext {
                         job: &plan.job.name,
+                        task: plan.job.task.as_deref(),
                         gauges,
                     };
                     o.output.open(&context, types)

@@ -54,6 +54,8 @@ pub struct JobSettings {
     pub tenant: String,
     /// Fault tolerance, when a checkpoint directory is set.
     pub checkpoint: Option<CheckpointSettings>,
+    /// The scale-out task this job runs (`topic-partition`); `None` for a whole job.
+    pub task: Option<String>,
 }
 
 /// Where and how often checkpoints are taken.
@@ -210,6 +212,7 @@ impl Plan {
             max_block_bytes: file.job.max_block_bytes.get(),
             max_buffered_bytes: read_ahead_limit(&file.job),
             max_batch_bytes: file.job.max_batch_bytes.get(),
+            task: None,
         };
         let host = OperatorHost::new(&engine_settings(pipeline, tasks.workers))
             .map_err(|e| pipeline.error(None, format!("{e:#}")))?;

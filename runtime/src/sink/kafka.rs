@@ -54,8 +54,8 @@ struct Fields {
     /// `native` (default): scalars as Kafka's serializers write them; `text`: every key and
     /// value as its text (numbers in decimal, composites as Spark prints them).
     format: Option<Format>,
-    /// The transactional id prefix (default `spate.<tenant>.<job>.<topic>`); `.task-<n>` is
-    /// appended.
+    /// The transactional id prefix (default `spate.<tenant>.<job>.<topic>`); `.task-<task>` is
+    /// appended (`0` in a single-process job, `<topic>-<partition>` for a scale-out task).
     transactional_id: Option<Spanned<String>>,
     /// librdkafka settings passed through (`"linger.ms" = 20`, SASL, TLS).
     client: Option<BTreeMap<String, Setting>>,
@@ -113,16 +113,16 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         client,
     };
     output
-        .producer_config(0)
+        .producer_config(TASK)
         .map_err(|e| table.error(format!("kafka output: {e}")))?;
     Ok(Box::new(output))
 }
 
-/// The writing task of a single-process job (scale-out gives each process its own).
-const TASK: u32 = 0;
+/// The writing task of a single-process job (a scale-out task writes as itself).
+const TASK: &str = "0";
 
 impl KafkaOutput {
-    fn task_id(&self, task: u32) -> String {
+    fn task_id(&self, task: &str) -> String {
         format!("{}.task-{task}", self.transactional_id)
     }
 
@@ -131,7 +131,7 @@ impl KafkaOutput {
         client_config(&self.bootstrap, &[("client.id", "spate")], &self.client)
     }
 
-    fn producer_config(&self, task: u32) -> Result<rdkafka::ClientConfig, String> {
+    fn producer_config(&self, task: &str) -> Result<rdkafka::ClientConfig, String> {
         let mut config = self.client_config()?;
         // Kafka's default partitioner (Java clients): murmur2 of the key.
         config.set("partitioner", "murmur2_random");
@@ -204,7 +204,8 @@ impl Output for KafkaOutput {
     }
 
     fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
-        let writer = Writer::open(self, TASK, context.gauges.clone())
+        let task = context.task.unwrap_or(TASK);
+        let writer = Writer::open(self, task, context.gauges.clone())
             .with_context(|| format!("kafka output to topic '{}'", self.topic))?;
         Ok(Box::new(writer))
     }
@@ -255,7 +256,7 @@ struct Writer {
     /// The transactional id, which no other writer of the process may use (exactly-once).
     _claim: Option<Claim>,
     topic: String,
-    task: u32,
+    task: String,
     transactional: bool,
     format: Format,
     producer: BaseProducer<WriterContext>,
@@ -270,7 +271,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn open(output: &KafkaOutput, task: u32, gauges: Arc<OutputGauges>) -> Result<Writer> {
+    fn open(output: &KafkaOutput, task: &str, gauges: Arc<OutputGauges>) -> Result<Writer> {
         let began = Instant::now();
         let context = || WriterContext {
             topic: output.topic.clone(),
@@ -303,7 +304,7 @@ impl Writer {
         let mut writer = Writer {
             _claim: claim,
             topic: output.topic.clone(),
-            task,
+            task: task.to_owned(),
             transactional,
             format: output.format,
             producer,
@@ -371,7 +372,7 @@ impl Writer {
     /// Produces every record of the batch (waiting while librdkafka's queue is full).
     fn produce(&self, time_ms: u64, partitions: &[Partition], types: &StreamType) -> Result<()> {
         let time = time_ms.to_string();
-        let task = self.task.to_string();
+        let task = self.task.as_str();
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: "spate-batch-time",
@@ -379,7 +380,7 @@ impl Writer {
             })
             .insert(Header {
                 key: "spate-task",
-                value: Some(&task),
+                value: Some(task),
             })
             .insert(Header {
                 key: "spate-attempt",

@@ -74,6 +74,9 @@ pub trait Output: Send + Sync + std::fmt::Debug {
 pub struct OutputContext<'a> {
     /// The job's name.
     pub job: &'a str,
+    /// The scale-out task writing (`topic-partition`), whose writes must not meet another
+    /// task's; `None` in a single-process job.
+    pub task: Option<&'a str>,
     /// Where the sink counts its retries.
     pub gauges: Arc<OutputGauges>,
 }

@@ -2,7 +2,9 @@
 //! `<prefix>-<batch time ms>[.<suffix>]` holding `part-NNNNN` files (one per partition, a record
 //! per line) and `_SUCCESS`. The directory is written under a temporary name, fsynced, and renamed
 //! into place, so a reader sees a batch whole or not at all; a replayed batch replaces its
-//! directory instead of adding a second copy.
+//! directory instead of adding a second copy. A scale-out task writes its part of a batch as
+//! `<prefix>-<batch time ms>[.<suffix>]/<task>/` the same way, so tasks in different processes
+//! never write the same file.
 
 use super::{Output, OutputContext, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
@@ -40,6 +42,8 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
 pub struct TextFiles {
     prefix: String,
     suffix: Option<String>,
+    /// The scale-out task writing, whose part of each batch is a directory of its own.
+    task: Option<String>,
 }
 
 impl Output for TextFiles {
@@ -58,7 +62,7 @@ impl Output for TextFiles {
         Replay::Replaces
     }
 
-    fn open(&self, _context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
+    fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
         match self.remove_leftovers() {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -70,14 +74,21 @@ impl Output for TextFiles {
                 self.prefix
             ),
         }
-        Ok(Box::new(self.clone()))
+        Ok(Box::new(TextFiles {
+            task: context.task.map(str::to_owned),
+            ..self.clone()
+        }))
     }
 }
 
 impl TextFiles {
     /// Writes under `prefix`, with an optional `suffix`.
     pub fn new(prefix: String, suffix: Option<String>) -> Self {
-        TextFiles { prefix, suffix }
+        TextFiles {
+            prefix,
+            suffix,
+            task: None,
+        }
     }
 
     /// The parent directory of the batches' directories and their names' start.
@@ -153,15 +164,24 @@ impl Sink for TextFiles {
         partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()> {
-        let target = self.batch_dir(batch_time_ms);
+        let batch = self.batch_dir(batch_time_ms);
         let (parent, _) = self.parent_and_stem();
         let parent = parent.as_path();
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("text-files output: cannot create {}", parent.display()))?;
-        let name = target
+        let mut name = batch
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let target = match &self.task {
+            Some(task) => {
+                name = format!("{name}.{task}");
+                batch.join(task)
+            }
+            None => batch.clone(),
+        };
+        let made = target.parent().unwrap_or(parent);
+        std::fs::create_dir_all(made)
+            .with_context(|| format!("text-files output: cannot create {}", made.display()))?;
+        // Staged beside the batches (where a later run finds what a killed one left).
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir(&staging)
@@ -186,7 +206,7 @@ impl Sink for TextFiles {
                 target.display()
             )
         })?;
-        File::open(parent).and_then(|d| d.sync_all()).ok();
+        File::open(made).and_then(|d| d.sync_all()).ok();
         Ok(())
     }
 }
@@ -241,6 +261,32 @@ mod tests {
             ""
         );
         assert!(batch.join("_SUCCESS").exists());
+        let entries: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no staging directory left behind");
+    }
+
+    #[test]
+    fn scale_out_tasks_write_their_parts_of_a_batch_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("out/wc").to_string_lossy().into_owned();
+        let types = StreamType::keyed(Shape::TEXT, Shape::I64);
+        for (task, word) in [("in-0", b"x"), ("in-1", b"y")] {
+            let mut sink = TextFiles {
+                task: Some(task.to_owned()),
+                ..TextFiles::new(prefix.clone(), None)
+            };
+            let mut b = PartitionBuilder::new();
+            b.emit(word, &1i64);
+            let partitions = [b.finish()];
+            sink.write(5000, &partitions, &types).unwrap();
+            // A replay of the task's batch replaces its part only.
+            sink.write(5000, &partitions, &types).unwrap();
+        }
+        let batch = dir.path().join("out/wc-5000");
+        let read = |task: &str| std::fs::read_to_string(batch.join(task).join("part-00000"));
+        assert_eq!(read("in-0").unwrap(), "(x,1)\n");
+        assert_eq!(read("in-1").unwrap(), "(y,1)\n");
+        assert!(batch.join("in-1/_SUCCESS").exists());
         let entries: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
         assert_eq!(entries.len(), 1, "no staging directory left behind");
     }

@@ -8,7 +8,7 @@
 //!
 //! Record key -> key column (with `key-type`), value -> value, record timestamp -> event time.
 
-use super::{ReceiverContext, Source};
+use super::{GroupInput, ReceiverContext, Source};
 use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
 use crate::kafka::{
     Encoding, Setting, brokers_and_client, client_config, log_client_error, log_client_line,
@@ -66,6 +66,9 @@ struct Fields {
     connect_timeout: Option<Interval>,
     /// librdkafka settings passed through (`"fetch.min.bytes" = 1`, SASL, TLS).
     client: Option<BTreeMap<String, Setting>>,
+    /// Only these partitions of the topics (`"topic/partition"`; Spark's `assign`). A
+    /// scale-out task reads its one partition this way.
+    assign: Option<Spanned<Vec<String>>>,
 }
 
 /// What to do when a partition's position is out of the broker's range.
@@ -111,6 +114,8 @@ pub struct Kafka {
     discovery: Duration,
     connect_timeout: Duration,
     client: BTreeMap<String, Setting>,
+    /// `assign`: the only partitions read (none: every partition of the topics).
+    assigned: Option<Vec<(String, i32)>>,
 }
 
 /// Reads a Kafka source's table.
@@ -122,6 +127,26 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError>
         let span = fields.topics.as_ref().map_or(0..0, Spanned::span);
         return Err(table.error_at(span, "topics", "name at least one topic"));
     }
+    let assigned = match &fields.assign {
+        Some(parts) => Some(
+            parts
+                .get_ref()
+                .iter()
+                .map(|name| {
+                    parse_part_name(name)
+                        .map(|(topic, partition)| (topic.to_owned(), partition))
+                        .ok_or_else(|| {
+                            table.error_at(
+                                parts.span(),
+                                "assign",
+                                format!("'{name}' is not a partition: write \"topic/partition\""),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
     let start = match &fields.starting_offsets {
         Some(value) => parse_start(value.get_ref())
             .map_err(|e| table.error_at(value.span(), "starting-offsets", e))?,
@@ -148,6 +173,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError>
             .connect_timeout
             .map_or(Duration::from_secs(30), |i| i.0),
         client,
+        assigned,
     };
     // Settings are checked now, so that a bad one is reported at the table's line.
     source
@@ -342,6 +368,16 @@ impl Kafka {
         }
         parts.sort();
         parts.dedup();
+        if let Some(assigned) = &self.assigned {
+            if let Some((topic, partition)) = assigned.iter().find(|a| !parts.contains(a)) {
+                bail!(
+                    "partition {} (in `assign`) does not exist at {}",
+                    part_name(topic, *partition),
+                    self.bootstrap
+                );
+            }
+            parts.retain(|part| assigned.contains(part));
+        }
         Ok(parts)
     }
 
@@ -489,6 +525,22 @@ fn out_of_range(part: &str, next: i64, low: i64, end: i64) -> anyhow::Error {
     )
 }
 
+/// A topic glob (`events-*`) as a regular expression, for a group subscription.
+fn regex_of_glob(glob: &str) -> String {
+    let mut regex = String::new();
+    for c in glob.chars() {
+        match c {
+            '*' => regex.push_str(".*"),
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => regex.push(c),
+            c => {
+                regex.push('\\');
+                regex.push(c);
+            }
+        }
+    }
+    regex
+}
+
 /// `*` matches any run of characters.
 fn glob_matches(pattern: &str, name: &str) -> bool {
     let mut pieces = pattern.split('*');
@@ -597,6 +649,20 @@ impl Source for Kafka {
 
     fn receive(&self, context: &ReceiverContext) -> Result<()> {
         Receiver::new(self, context)?.run()
+    }
+
+    fn group_input(&self) -> Option<GroupInput> {
+        let topics = self
+            .topics
+            .iter()
+            .map(|topic| match topic.contains('*') {
+                true => format!("^{}$", regex_of_glob(topic)),
+                false => topic.clone(),
+            })
+            .collect();
+        // The settings were checked when the table was read.
+        let client = self.config().ok()?;
+        Some(GroupInput { client, topics })
     }
 }
 
@@ -1071,6 +1137,7 @@ mod tests {
         assert!(!glob_matches("events-*", "other"));
         assert!(glob_matches("exact", "exact"));
         assert!(!glob_matches("exact", "exactly"));
+        assert_eq!(regex_of_glob("events.eu-*"), "events\\.eu-.*");
     }
 
     #[test]

@@ -52,6 +52,20 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// with `available-now`, until the input present at start is read). An error fails the
     /// job, naming the source.
     fn receive(&self, context: &ReceiverContext) -> Result<()>;
+
+    /// For a scale-out job (`job.group`): how a process joins the consumer group that shares
+    /// the source's partitions out; `None` when the source cannot be shared that way.
+    fn group_input(&self) -> Option<GroupInput> {
+        None
+    }
+}
+
+/// What a process of a scale-out job joins its consumer group with.
+pub struct GroupInput {
+    /// The source's client settings (brokers, `[client]` settings).
+    pub client: rdkafka::ClientConfig,
+    /// The subscription: topic names, and librdkafka regexes (`^...`) for patterns.
+    pub topics: Vec<String>,
 }
 
 /// Builds a source of one `type` from its table.

@@ -1,0 +1,295 @@
+//! A process's membership in a scale-out job's consumer group, and the task jobs it runs for
+//! the partitions the group gives it. The member reads no records: it pauses what it is given
+//! and only takes part in the group (heartbeats, rebalances). A partition is handed back
+//! (revoked) only once its task's job has stopped at a batch boundary, so that while both are
+//! alive and in the group no two processes run one task.
+
+use super::{ScaleOut, TaskPlanner, task_name};
+use crate::job::RunOptions;
+use crate::kafka::{log_client_error, log_client_line, part_name};
+use anyhow::{Result, anyhow};
+use rdkafka::TopicPartitionList;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A Kafka partition: topic and number.
+type Part = (String, i32);
+
+/// One task's job, running on its own thread.
+struct TaskRun {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<()>>,
+}
+
+/// The task jobs this process runs.
+struct Tasks {
+    scale_out: Arc<ScaleOut>,
+    planner: Arc<TaskPlanner>,
+    max_batches: Option<u64>,
+    registry: Arc<crate::status::Registry>,
+    running: Mutex<BTreeMap<Part, TaskRun>>,
+    /// The first task failure; it ends the process's share of the job.
+    failure: Mutex<Option<anyhow::Error>>,
+    /// Whether any task was started (`--max-batches` ends once all of them have ended).
+    started: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Tasks {
+    /// Starts the job of task `part`, unless it runs already.
+    fn start(&self, part: &Part) {
+        let mut running = lock(&self.running);
+        if running.contains_key(part) {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = RunOptions {
+            max_batches: self.max_batches,
+            stop: stop.clone(),
+            fresh: false,
+            registry: self.registry.clone(),
+        };
+        let overrides = self.scale_out.task_overrides(&part.0, part.1);
+        let planner = self.planner.clone();
+        let task = task_name(&part.0, part.1);
+        let name = format!("{}.{task}", self.scale_out.job);
+        let thread = std::thread::Builder::new()
+            .name(format!("spate-task-{task}"))
+            .spawn(move || {
+                let span = tracing::info_span!("job", name = %name);
+                let _entered = span.enter();
+                let mut plan = planner(&overrides)?;
+                plan.job.name = name;
+                plan.job.task = Some(task);
+                let outcome = crate::job::run(plan, &options)?;
+                tracing::info!("task stopped after {} batches", outcome.summary.batches());
+                Ok(())
+            });
+        match thread {
+            Ok(thread) => {
+                running.insert(part.clone(), TaskRun { stop, thread });
+                self.started.store(true, Ordering::SeqCst);
+            }
+            Err(e) => self.fail(anyhow!(
+                "cannot start a thread for task {}: {e}",
+                part_name(&part.0, part.1)
+            )),
+        }
+    }
+
+    /// Stops the jobs of `parts` at their next batch boundary and waits for them.
+    fn stop(&self, parts: &[Part]) {
+        let runs: Vec<(Part, TaskRun)> = {
+            let mut running = lock(&self.running);
+            parts
+                .iter()
+                .filter_map(|p| running.remove(p).map(|run| (p.clone(), run)))
+                .collect()
+        };
+        // Every one asked first, so that they stop together rather than one after another.
+        for (_, run) in &runs {
+            run.stop.store(true, Ordering::SeqCst);
+        }
+        for (part, run) in runs {
+            self.ended(&part, run.thread);
+        }
+    }
+
+    fn stop_all(&self) {
+        let parts: Vec<Part> = lock(&self.running).keys().cloned().collect();
+        self.stop(&parts);
+    }
+
+    /// Notes how the job of task `part` ended.
+    fn ended(&self, part: &Part, thread: JoinHandle<Result<()>>) {
+        let result = thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("internal error: the task's thread panicked")));
+        if let Err(e) = result {
+            self.fail(e.context(format!("task {}", part_name(&part.0, part.1))));
+        }
+    }
+
+    fn fail(&self, error: anyhow::Error) {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            tracing::error!("{error:#}");
+            *failure = Some(error);
+        }
+    }
+
+    /// Collects the task jobs that ended by themselves; true when none runs any more.
+    fn reap(&self) -> bool {
+        let finished: Vec<(Part, TaskRun)> = {
+            let mut running = lock(&self.running);
+            let done: Vec<Part> = running
+                .iter()
+                .filter(|(_, run)| run.thread.is_finished())
+                .map(|(part, _)| part.clone())
+                .collect();
+            done.into_iter()
+                .filter_map(|p| running.remove(&p).map(|run| (p, run)))
+                .collect()
+        };
+        for (part, run) in finished {
+            self.ended(&part, run.thread);
+        }
+        lock(&self.running).is_empty()
+    }
+}
+
+/// The member's client context: the rebalance callbacks start and stop the tasks.
+struct Member {
+    tasks: Arc<Tasks>,
+    /// How the member is named in the log.
+    label: String,
+}
+
+fn parts_of(list: &TopicPartitionList) -> Vec<Part> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+fn names(parts: &[Part]) -> String {
+    let names: Vec<String> = parts.iter().map(|(t, p)| part_name(t, *p)).collect();
+    names.join(" ")
+}
+
+impl ClientContext for Member {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_client_line(&self.label, level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&self.label, &error, reason);
+    }
+}
+
+impl ConsumerContext for Member {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let parts = parts_of(list);
+            tracing::info!(
+                "{}: giving up tasks {} (they stop at a batch boundary first)",
+                self.label,
+                names(&parts)
+            );
+            self.tasks.stop(&parts);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                // The member reads nothing itself: each task's job reads its partition.
+                if let Err(e) = consumer.pause(list) {
+                    tracing::warn!("{}: cannot pause what it was given: {e}", self.label);
+                }
+                for part in parts_of(list) {
+                    self.tasks.start(&part);
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!("{}: rebalance failed: {e}", self.label),
+        }
+        let owned = consumer
+            .assignment()
+            .map(|list| parts_of(&list))
+            .unwrap_or_default();
+        tracing::info!(
+            "{}: owns {} task(s) after a rebalance: [{}]",
+            self.label,
+            owned.len(),
+            names(&owned)
+        );
+    }
+}
+
+/// How often the member polls the group: what it answers a rebalance within.
+const POLL: Duration = Duration::from_millis(200);
+
+pub(super) fn run(
+    scale_out: Arc<ScaleOut>,
+    member_id: Option<String>,
+    planner: Arc<TaskPlanner>,
+    options: &RunOptions,
+) -> Result<()> {
+    let label = format!(
+        "scale-out member {} of group '{}'",
+        member_id.as_deref().unwrap_or("(dynamic)"),
+        scale_out.group
+    );
+    let tasks = Arc::new(Tasks {
+        scale_out: scale_out.clone(),
+        planner,
+        max_batches: options.max_batches,
+        registry: options.registry.clone(),
+        running: Mutex::new(BTreeMap::new()),
+        failure: Mutex::new(None),
+        started: AtomicBool::new(false),
+    });
+    let mut config = scale_out.input.client.clone();
+    config
+        .set("group.id", &scale_out.group)
+        .set("client.id", "spate-member")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.partition.eof", "false")
+        .set("enable.auto.commit", "false")
+        // It reads nothing: where a read would start does not matter (and is no error).
+        .set("auto.offset.reset", "latest");
+    if let Some(id) = &member_id {
+        config.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<Member> = config
+        .create_with_context(Member {
+            tasks: tasks.clone(),
+            label: label.clone(),
+        })
+        .map_err(|e| anyhow!("{label}: cannot create its Kafka client: {e}"))?;
+    let topics: Vec<&str> = scale_out.input.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| anyhow!("{label}: cannot subscribe to {topics:?}: {e}"))?;
+    tracing::info!("{label}: joining, subscribed to {topics:?}");
+    let mut last_warning: Option<Instant> = None;
+    let outcome = loop {
+        if options.stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        // Records never come (what the member is given is paused); errors may.
+        if let Some(Err(e)) = consumer.poll(POLL)
+            && last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+        {
+            tracing::warn!("{label}: {e}");
+            last_warning = Some(Instant::now());
+        }
+        let none_running = tasks.reap();
+        if let Some(error) = lock(&tasks.failure).take() {
+            break Err(error);
+        }
+        if options.max_batches.is_some() && tasks.started.load(Ordering::SeqCst) && none_running {
+            break Ok(());
+        }
+    };
+    tasks.stop_all();
+    // A static member does not leave the group when it closes: the group keeps its tasks for
+    // it until its session times out, so a restart within that time gets them back at once.
+    // A dynamic member leaves, and the others take its tasks now.
+    drop(consumer);
+    match lock(&tasks.failure).take() {
+        Some(error) if outcome.is_ok() => Err(error),
+        _ => outcome,
+    }
+}

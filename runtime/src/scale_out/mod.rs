@@ -1,0 +1,182 @@
+//! Scale-out (docs/SCALE-OUT.md): several `spate run` processes share one job through a Kafka
+//! consumer group, the way Kafka Streams shares an application. A task is one input
+//! partition. The group (cooperative-sticky assignment; static membership with `--member-id`,
+//! so a restarted process gets its partitions back) decides which process runs which tasks,
+//! and a process runs each of its tasks as a job of its own that reads only that partition,
+//! with its batch log and checkpoints under `<checkpoint-dir>/tasks/<topic>-<partition>`. A
+//! task that moves to another process (a member left, died or joined) resumes there from its
+//! own checkpoints and log exactly as a restarted single-process job does: the same batch
+//! times (the grid is aligned on the epoch in every process), the same offset ranges, outputs
+//! replaced or fenced per task.
+
+mod member;
+mod partitioning;
+
+use crate::config::{ConfigError, Pipeline};
+use crate::job::RunOptions;
+use crate::plan::Plan;
+use crate::source::GroupInput;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Builds a task's plan from the pipeline with these extra `--set` overrides.
+pub type TaskPlanner = dyn Fn(&[String]) -> Result<Plan> + Send + Sync;
+
+/// A scale-out job as its pipeline sets it up.
+pub struct ScaleOut {
+    /// The job's name.
+    job: String,
+    /// The consumer group its processes join (`job.group`).
+    group: String,
+    /// The name of its Kafka source.
+    source: String,
+    /// How the group is joined.
+    input: GroupInput,
+    /// The shared directory the tasks' checkpoints go under.
+    checkpoint_dir: PathBuf,
+    /// Where skipped partitions' input goes, a directory per task under it.
+    dead_letter_dir: PathBuf,
+    /// Which case of partitioning applies, in words.
+    partitioning: String,
+}
+
+impl ScaleOut {
+    /// The scale-out set-up of `pipeline` (planned as `plan`), checked: one Kafka source, a
+    /// checkpoint directory, no dashboard, and steps that run within a task. `None` for a job
+    /// without `job.group`.
+    pub fn of(pipeline: &Pipeline, plan: &Plan) -> Result<Option<ScaleOut>, ConfigError> {
+        let Some(group) = pipeline.file.job.group.clone() else {
+            return Ok(None);
+        };
+        let refuse = |why: &str| {
+            pipeline.error(
+                Some("job.group"),
+                format!("a scale-out job (`job.group`) {why} (docs/SCALE-OUT.md)"),
+            )
+        };
+        let [source] = &plan.sources[..] else {
+            return Err(refuse(
+                "reads exactly one source, a Kafka one: its partitions are the tasks",
+            ));
+        };
+        let input = source.source.group_input().ok_or_else(|| {
+            refuse(&format!(
+                "reads a Kafka source: sources.{} is {}, whose input a consumer group cannot \
+                 share out",
+                source.name, source.kind
+            ))
+        })?;
+        let checkpoint_dir = plan
+            .job
+            .checkpoint
+            .as_ref()
+            .map(|c| c.dir.clone())
+            .ok_or_else(|| {
+                refuse(
+                    "needs `checkpoint-dir`, a directory every process reaches: each task's \
+                     batch log and checkpoints move with it through there",
+                )
+            })?;
+        if let Some(i) = pipeline
+            .file
+            .outputs
+            .iter()
+            .position(|o| o.kind.get_ref() == "dashboard")
+        {
+            return Err(pipeline.error(
+                Some(&format!("outputs[{i}].type")),
+                "a dashboard shows one process's batches: a scale-out job cannot have one yet",
+            ));
+        }
+        let source_keyed = source.source.stream_type().key.is_some();
+        let partitioning = partitioning::check(pipeline, source_keyed)?;
+        Ok(Some(ScaleOut {
+            job: plan.job.name.clone(),
+            group,
+            source: source.name.clone(),
+            input,
+            checkpoint_dir,
+            dead_letter_dir: plan.dataflow.tasks.dead_letter_dir.clone(),
+            partitioning,
+        }))
+    }
+
+    /// What `spate check` says of it.
+    pub fn describe(&self) -> String {
+        format!(
+            "scale-out: the processes running this job join consumer group '{}' (subscribed to \
+             {:?}; cooperative-sticky, static membership with --member-id); a task per input \
+             partition, its batch log and checkpoints under {}/tasks/<topic>-<partition>; {}",
+            self.group,
+            self.input.topics,
+            self.checkpoint_dir.display(),
+            self.partitioning
+        )
+    }
+
+    /// The `--set` overrides that make the job of task `topic/partition` out of the pipeline:
+    /// its source reads that partition only; its checkpoints and dead letters are its own.
+    fn task_overrides(&self, topic: &str, partition: i32) -> Vec<String> {
+        let task = task_name(topic, partition);
+        let text = |path: PathBuf| toml::Value::String(path.display().to_string());
+        let assign = toml::Value::Array(vec![toml::Value::String(format!("{topic}/{partition}"))]);
+        vec![
+            format!("sources.{}.assign={assign}", self.source),
+            format!(
+                "job.checkpoint-dir={}",
+                text(self.checkpoint_dir.join("tasks").join(&task))
+            ),
+            format!(
+                "job.dead-letter-dir={}",
+                text(self.dead_letter_dir.join(&task))
+            ),
+        ]
+    }
+}
+
+/// A task's name: its topic and partition, as Kafka tools write them.
+fn task_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// Runs this process's share of `scale_out` as member `member_id` (static membership; `None`:
+/// a dynamic member) until `options.stop` is set or a task fails; `planner` builds each task's
+/// plan. With `--max-batches`, ends once every task it started has run that many.
+pub fn run(
+    scale_out: ScaleOut,
+    member_id: Option<String>,
+    planner: Arc<TaskPlanner>,
+    options: &RunOptions,
+) -> Result<()> {
+    member::run(Arc::new(scale_out), member_id, planner, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_job_reads_its_partition_and_keeps_its_own_checkpoints() {
+        let scale_out = ScaleOut {
+            job: "wc".into(),
+            group: "g".into(),
+            source: "lines".into(),
+            input: GroupInput {
+                client: rdkafka::ClientConfig::new(),
+                topics: vec!["in".into()],
+            },
+            checkpoint_dir: PathBuf::from("/shared/wc"),
+            dead_letter_dir: PathBuf::from("dead/wc"),
+            partitioning: String::new(),
+        };
+        assert_eq!(
+            scale_out.task_overrides("in", 3),
+            [
+                "sources.lines.assign=[\"in/3\"]",
+                "job.checkpoint-dir=\"/shared/wc/tasks/in-3\"",
+                "job.dead-letter-dir=\"dead/wc/in-3\"",
+            ]
+        );
+    }
+}

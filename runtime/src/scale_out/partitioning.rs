@@ -1,0 +1,211 @@
+//! Which steps a scale-out job can run task by task. A task holds one input partition, so a
+//! step that needs records from several partitions at once cannot run inside it: a keyed step
+//! can when it groups by the Kafka record key as read (Kafka's partitioner put every record of
+//! a key in one partition: the input is co-partitioned by the key), not when an earlier step
+//! may have changed the key; a step combining all records into one result never can. Those
+//! need a repartition topic between processes, which is not built yet (docs/SCALE-OUT.md).
+
+use crate::config::{ConfigError, Pipeline, StepOp};
+use std::collections::BTreeMap;
+
+/// How a stream's records are spread over the tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Spread {
+    /// By the Kafka record key, unchanged since the source.
+    ByInputKey,
+    /// Otherwise; the step named may have changed the key (`None`: the source has no key).
+    Other(Option<String>),
+}
+
+/// What a step needs of its input's spread.
+enum Needs {
+    /// Nothing: it works record by record (or partition by partition) and keeps the key.
+    Nothing,
+    /// Nothing, but its output's key is the step's own (map, flat-map, map-partitions).
+    NothingNewKey,
+    /// Every record of a key in one task.
+    KeyTogether,
+    /// Every record of a value in one task (count-by-value).
+    ValueTogether,
+    /// Every record in one place (a single result per batch).
+    Everything,
+}
+
+fn needs(op: StepOp) -> Needs {
+    use StepOp::*;
+    match op {
+        Filter | Window | AssignTimestamps | Repartition | Union => Needs::Nothing,
+        Map | FlatMap | MapPartitions => Needs::NothingNewKey,
+        ReduceByKey | GroupByKey | Join | LeftOuterJoin | RightOuterJoin | FullOuterJoin
+        | Cogroup | ReduceByKeyAndWindow | UpdateStateByKey | MapWithState | EventTimeWindow => {
+            Needs::KeyTogether
+        }
+        CountByValue | CountByValueAndWindow => Needs::ValueTogether,
+        Reduce | Count | CountByWindow | ReduceByWindow => Needs::Everything,
+    }
+}
+
+/// Checks that every step of `pipeline` runs within a task, the source's records keyed by the
+/// Kafka key when `source_keyed`; says which case applies (for `spate check`), or which step
+/// cannot run and why.
+pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<String, ConfigError> {
+    let mut spread: BTreeMap<String, Spread> = BTreeMap::new();
+    let source_spread = match source_keyed {
+        true => Spread::ByInputKey,
+        false => Spread::Other(None),
+    };
+    for name in pipeline.file.sources.keys() {
+        spread.insert(name.clone(), source_spread.clone());
+    }
+    let mut previous: Vec<String> = pipeline.file.sources.keys().cloned().collect();
+    let mut keyed_steps = 0;
+    for (i, step) in pipeline.file.steps.iter().enumerate() {
+        let op = *step.op.get_ref();
+        let inputs: Vec<String> = match &step.from {
+            Some(from) => from
+                .get_ref()
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            None => previous.clone(),
+        };
+        // A stream the analysis does not know (a step's side output) counts as keyed by
+        // something else: refusing is safe, running a keyed step on it would not be.
+        let input: Spread = inputs
+            .iter()
+            .map(|name| {
+                spread
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| Spread::Other(Some(name.clone())))
+            })
+            .find(|s| *s != Spread::ByInputKey)
+            .unwrap_or(Spread::ByInputKey);
+        let label = format!("steps[{i}] ({})", op.name());
+        let refuse = |why: String| {
+            pipeline.error_at(
+                step.op.span(),
+                &format!("steps[{i}].op"),
+                format!(
+                    "{why}; across processes its input would have to be repartitioned through \
+                     a Kafka topic, which scale-out (`job.group`) does not do yet: it runs \
+                     steps that work record by record and keyed steps that group by the Kafka \
+                     record key as read (docs/SCALE-OUT.md)"
+                ),
+            )
+        };
+        let output = match needs(op) {
+            Needs::Nothing => input,
+            Needs::NothingNewKey => Spread::Other(Some(label)),
+            Needs::KeyTogether => match input {
+                Spread::ByInputKey => {
+                    keyed_steps += 1;
+                    Spread::ByInputKey
+                }
+                Spread::Other(None) => {
+                    return Err(refuse(format!(
+                        "{label} groups by key, and the Kafka source has no `key-type`: records \
+                         of one key can be in every partition"
+                    )));
+                }
+                Spread::Other(Some(changer)) => {
+                    return Err(refuse(format!(
+                        "{label} groups by a key that {changer} may have changed, so records of \
+                         one key can be in every partition"
+                    )));
+                }
+            },
+            Needs::ValueTogether => {
+                return Err(refuse(format!(
+                    "{label} groups by value, and records of one value can be in every partition"
+                )));
+            }
+            Needs::Everything => {
+                return Err(refuse(format!(
+                    "{label} combines the records of every partition into one result"
+                )));
+            }
+        };
+        let name = step
+            .name
+            .as_ref()
+            .map_or_else(|| format!("steps[{i}]"), |n| n.get_ref().clone());
+        spread.insert(name.clone(), output);
+        previous = vec![name];
+    }
+    Ok(match keyed_steps {
+        0 => "no keyed step: each task runs the whole pipeline on its partition".to_owned(),
+        n => format!(
+            "{n} keyed step(s), each grouping by the Kafka record key as read: the input is \
+             co-partitioned by the key, so each task runs them on its partition and no \
+             repartition topic is used"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(steps: &str, key: bool) -> Pipeline {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let key = if key { "key-type = \"text\"" } else { "" };
+        std::fs::write(
+            &path,
+            format!(
+                "[sources.in]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:1\"\ntopics = [\"t\"]\n\
+                 {key}\n{steps}\n[[outputs]]\ntype = \"print\"\n"
+            ),
+        )
+        .unwrap();
+        Pipeline::load(&path, &[]).unwrap()
+    }
+
+    #[test]
+    fn keyed_steps_on_the_kafka_key_run_per_task() {
+        let p = pipeline(
+            "[[steps]]\nop = \"filter\"\nplugin = \"x\"\n[[steps]]\nop = \"reduce-by-key\"\n\
+             plugin = \"sum\"\n",
+            true,
+        );
+        let said = check(&p, true).unwrap();
+        assert!(said.contains("1 keyed step(s)"), "{said}");
+        let narrow = pipeline(
+            "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n",
+            false,
+        );
+        assert!(check(&narrow, false).unwrap().contains("no keyed step"));
+    }
+
+    #[test]
+    fn steps_needing_other_partitions_are_refused_naming_the_step_and_why() {
+        let changed = pipeline(
+            "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n[[steps]]\n\
+             op = \"reduce-by-key\"\nplugin = \"sum\"\n",
+            true,
+        );
+        let e = check(&changed, true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps[1].op"));
+        assert!(
+            e.message
+                .contains("groups by a key that steps[0] (flat-map) may have changed"),
+            "{e}"
+        );
+        let unkeyed = pipeline(
+            "[[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"\n",
+            false,
+        );
+        let e = check(&unkeyed, false).unwrap_err();
+        assert!(e.message.contains("has no `key-type`"), "{e}");
+        let global = pipeline("[[steps]]\nop = \"count\"\n", true);
+        let e = check(&global, true).unwrap_err();
+        assert!(
+            e.message
+                .contains("combines the records of every partition"),
+            "{e}"
+        );
+        assert!(e.position.is_some(), "the error points at the step's line");
+    }
+}

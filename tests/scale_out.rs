@@ -1,0 +1,309 @@
+//! Scale-out, end to end: several `spate run` processes share one job through a Kafka consumer
+//! group (a real broker, real processes, loopback). Each process runs the tasks (input
+//! partitions) the group gives it; a SIGKILLed member's tasks move to the others and resume
+//! from their own checkpoints; a member that joins takes some over. The outputs are exact: each
+//! task's part of each batch is written once, every record counted once in total.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use support::kafka::{Broker, java_partition};
+use support::*;
+
+const PARTITIONS: i32 = 4;
+
+/// The text-files outputs written per task: (batch time, task) -> counts.
+fn task_outputs(dir: &Path) -> BTreeMap<(u64, String), Counts> {
+    let mut outputs = BTreeMap::new();
+    let Ok(batches) = std::fs::read_dir(dir) else {
+        return outputs;
+    };
+    for batch in batches {
+        let batch = batch.unwrap();
+        let name = batch.file_name().to_string_lossy().into_owned();
+        let Some(time) = name
+            .strip_prefix("wc-")
+            .and_then(|n| n.strip_suffix(".txt"))
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        for task in std::fs::read_dir(batch.path()).unwrap() {
+            let task = task.unwrap();
+            let task_name = task.file_name().to_string_lossy().into_owned();
+            if task_name.starts_with('.') {
+                continue;
+            }
+            assert!(
+                task.path().join("_SUCCESS").exists(),
+                "{name}/{task_name} has no _SUCCESS"
+            );
+            let mut counts = Counts::new();
+            let mut parts: Vec<_> = std::fs::read_dir(task.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("part-")
+                })
+                .collect();
+            parts.sort();
+            for part in parts {
+                parse_pairs(&std::fs::read_to_string(part).unwrap(), &mut counts);
+            }
+            outputs.insert((time, task_name), counts);
+        }
+    }
+    outputs
+}
+
+/// Starts a member process logging to `log`. Dynamic members: with static ones
+/// (`--member-id`) the test broker (tansu 0.6) never completes the follow-up round of a
+/// cooperative rebalance for a member that joins (it is left with no tasks), which a Kafka
+/// cluster does (docs/SCALE-OUT.md).
+fn member(pipeline: &Path, log: &Path) -> Child {
+    spate()
+        .args(["run", pipeline.to_str().unwrap(), "--no-ui"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn spate")
+}
+
+/// How many tasks the member logging to `log` owned after its latest rebalance.
+fn owned(log: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("task(s) after a rebalance"))?;
+    let (_, rest) = line.split_once(": owns ")?;
+    rest.split(' ').next()?.parse().ok()
+}
+
+/// Waits until the numbers of tasks the members logging to `logs` own satisfy `wanted`;
+/// fails saying `what`, with their logs, if they do not within a minute.
+fn wait_for_tasks(logs: &[&Path], what: &str, wanted: impl Fn(&[usize]) -> bool) {
+    let owned_now = || -> Vec<usize> { logs.iter().map(|l| owned(l).unwrap_or(0)).collect() };
+    if !eventually(Duration::from_secs(60), || wanted(&owned_now())) {
+        let texts: Vec<String> = logs
+            .iter()
+            .map(|l| format!("{}:\n{}", l.display(), std::fs::read_to_string(l).unwrap()))
+            .collect();
+        panic!("{what} (owned: {:?})\n{}", owned_now(), texts.join("\n"));
+    }
+}
+
+/// Produces `n` records of words keyed by the word (value 1, as an i64), the word chosen by
+/// `seed`; returns the counts produced.
+fn produce_words(broker: &Broker, seed: u64, n: usize) -> Counts {
+    let words = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+    ];
+    let mut counts = Counts::new();
+    let mut rng = support::chaos::Rng(seed);
+    let one = 1i64.to_be_bytes();
+    let keys: Vec<&str> = (0..n)
+        .map(|_| words[rng.below(words.len() as u64) as usize])
+        .collect();
+    let records: Vec<(Option<&[u8]>, &[u8])> = keys
+        .iter()
+        .map(|k| (Some(k.as_bytes()), &one[..]))
+        .collect();
+    broker.produce("words", &records);
+    for k in keys {
+        *counts.entry(k.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+fn add(into: &mut Counts, more: &Counts) {
+    for (word, n) in more {
+        *into.entry(word.clone()).or_default() += n;
+    }
+}
+
+#[test]
+fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
+    let broker = Broker::start();
+    broker.create_topic("words", PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let pipeline = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[job]
+name = "wc"
+batch-interval = "400ms"
+workers = 1
+checkpoint-dir = "{shared}"
+group = "spate.wc.members"
+
+[sources.words]
+type = "kafka"
+bootstrap = "{bootstrap}"
+topics = ["words"]
+starting-offsets = "earliest"
+key-type = "text"
+value-type = "i64"
+
+[sources.words.client]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "text-files"
+prefix = "{out}/wc"
+suffix = "txt"
+"#,
+            shared = dir.path().join("shared").display(),
+            bootstrap = broker.bootstrap(),
+            out = out.display(),
+        ),
+    );
+    let checked = run(
+        &["check", pipeline.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert!(
+        said.contains("consumer group 'spate.wc.members'") && said.contains("no repartition topic"),
+        "{said}"
+    );
+
+    let logs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| dir.path().join(format!("{id}.log")))
+        .collect();
+    let mut expected = produce_words(&broker, 1, 2000);
+    let mut a = member(&pipeline, &logs[0]);
+    let b = member(&pipeline, &logs[1]);
+    wait_for_tasks(
+        &[&logs[0], &logs[1]],
+        "a and b did not share the tasks",
+        |o| o[0] > 0 && o[1] > 0 && o[0] + o[1] == PARTITIONS as usize,
+    );
+    add(&mut expected, &produce_words(&broker, 2, 2000));
+    std::thread::sleep(Duration::from_millis(700));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    add(&mut expected, &produce_words(&broker, 3, 2000));
+    wait_for_tasks(&[&logs[0], &logs[1]], "b did not take a's tasks", |o| {
+        o[1] == PARTITIONS as usize
+    });
+    let c = member(&pipeline, &logs[2]);
+    wait_for_tasks(&[&logs[1], &logs[2]], "c did not take tasks over", |o| {
+        o[1] > 0 && o[0] + o[1] == PARTITIONS as usize
+    });
+    add(&mut expected, &produce_words(&broker, 4, 2000));
+
+    let totals = |outputs: &BTreeMap<(u64, String), Counts>| {
+        let mut sum = Counts::new();
+        for counts in outputs.values() {
+            add(&mut sum, counts);
+        }
+        sum
+    };
+    let done = eventually(Duration::from_secs(60), || {
+        totals(&task_outputs(&out)) == expected
+    });
+    interrupt(&b);
+    interrupt(&c);
+    let (b, c) = (
+        wait(b, Duration::from_secs(60)),
+        wait(c, Duration::from_secs(60)),
+    );
+    let outputs = task_outputs(&out);
+    assert!(
+        done,
+        "outputs differ from what was produced\nexpected {expected:?}\ngot {:?}\nb:\n{}\nc:\n{}",
+        totals(&outputs),
+        stderr(&b),
+        stderr(&c)
+    );
+    assert!(b.status.success() && c.status.success(), "{}", stderr(&b));
+    assert_eq!(
+        totals(&outputs),
+        expected,
+        "a batch was written again after the stop"
+    );
+    // Each task counted the words of its own partition only: the input was co-partitioned
+    // by the key (murmur2, as Kafka's producers partition), so no repartition was needed.
+    for ((time, task), counts) in &outputs {
+        for word in counts.keys() {
+            let partition = java_partition(word.as_bytes(), PARTITIONS);
+            assert_eq!(
+                task,
+                &format!("words-{partition}"),
+                "batch {time}: '{word}' counted by another task"
+            );
+        }
+    }
+    let tasks: std::collections::BTreeSet<&String> = outputs.keys().map(|(_, t)| t).collect();
+    assert!(tasks.len() > 1, "{tasks:?}");
+}
+
+#[test]
+fn a_step_needing_other_partitions_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(
+        dir.path(),
+        r#"
+[job]
+checkpoint-dir = "ck"
+group = "spate.wc.members"
+
+[sources.lines]
+type = "kafka"
+bootstrap = "127.0.0.1:1"
+topics = ["lines"]
+
+[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "print"
+"#,
+    );
+    let checked = run(
+        &["check", pipeline.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let said = stderr(&checked);
+    assert_eq!(checked.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("steps[1].op")
+            && said.contains("groups by a key that steps[0] (flat-map) may have changed"),
+        "{said}"
+    );
+    let without_checkpoints = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("checkpoint-dir = \"ck\"\n", "");
+    std::fs::write(&pipeline, without_checkpoints).unwrap();
+    let checked = run(
+        &["check", pipeline.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let said = stderr(&checked);
+    assert_eq!(checked.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("job.group") && said.contains("needs `checkpoint-dir`"),
+        "{said}"
+    );
+}
