@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 use support::kafka::{Broker, java_partition};
@@ -128,14 +128,15 @@ fn add(into: &mut Counts, more: &Counts) {
     }
 }
 
-#[test]
-fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
+/// A broker with the topic `words` and the word count pipeline of the scale-out job (a
+/// reduce-by-key on the Kafka key, text-files out) in `dir`; returns the pipeline's path and
+/// the output directory.
+fn word_count_job(dir: &Path) -> (Broker, PathBuf, PathBuf) {
     let broker = Broker::start();
     broker.create_topic("words", PARTITIONS);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
+    let out = dir.join("out");
     let pipeline = pipeline(
-        dir.path(),
+        dir,
         &format!(
             r#"
 [job]
@@ -166,11 +167,18 @@ type = "text-files"
 prefix = "{out}/wc"
 suffix = "txt"
 "#,
-            shared = dir.path().join("shared").display(),
+            shared = dir.join("shared").display(),
             bootstrap = broker.bootstrap(),
             out = out.display(),
         ),
     );
+    (broker, pipeline, out)
+}
+
+#[test]
+fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = word_count_job(dir.path());
     let checked = run(
         &["check", pipeline.to_str().unwrap()],
         Duration::from_secs(60),
@@ -208,33 +216,44 @@ suffix = "txt"
     });
     add(&mut expected, &produce_words(&broker, 4, 2000));
 
-    let totals = |outputs: &BTreeMap<(u64, String), Counts>| {
-        let mut sum = Counts::new();
-        for counts in outputs.values() {
-            add(&mut sum, counts);
-        }
-        sum
-    };
-    let done = eventually(Duration::from_secs(60), || {
-        totals(&task_outputs(&out)) == expected
+    finish_and_verify(&out, &expected, vec![b, c]);
+}
+
+/// Every task's outputs added up.
+fn totals(outputs: &BTreeMap<(u64, String), Counts>) -> Counts {
+    let mut sum = Counts::new();
+    for counts in outputs.values() {
+        add(&mut sum, counts);
+    }
+    sum
+}
+
+/// Waits for the outputs in `out` to add up to `expected`, stops `members` gracefully, and
+/// checks that they did, exactly, with every word counted only by its partition's task.
+fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>) {
+    let done = eventually(Duration::from_secs(90), || {
+        totals(&task_outputs(out)) == *expected
     });
-    interrupt(&b);
-    interrupt(&c);
-    let (b, c) = (
-        wait(b, Duration::from_secs(60)),
-        wait(c, Duration::from_secs(60)),
-    );
-    let outputs = task_outputs(&out);
+    for member in &members {
+        interrupt(member);
+    }
+    let ended: Vec<_> = members
+        .into_iter()
+        .map(|m| wait(m, Duration::from_secs(60)))
+        .collect();
+    let logs: Vec<String> = ended.iter().map(stderr).collect();
+    let outputs = task_outputs(out);
     assert!(
         done,
-        "outputs differ from what was produced\nexpected {expected:?}\ngot {:?}\nb:\n{}\nc:\n{}",
-        totals(&outputs),
-        stderr(&b),
-        stderr(&c)
+        "outputs differ from what was produced: {}\n{}",
+        support::chaos::difference(&totals(&outputs), expected),
+        logs.join("\n")
     );
-    assert!(b.status.success() && c.status.success(), "{}", stderr(&b));
+    for (output, log) in ended.iter().zip(&logs) {
+        assert!(output.status.success(), "{log}");
+    }
     assert_eq!(
-        totals(&outputs),
+        &totals(&outputs),
         expected,
         "a batch was written again after the stop"
     );
@@ -252,6 +271,41 @@ suffix = "txt"
     }
     let tasks: std::collections::BTreeSet<&String> = outputs.keys().map(|(_, t)| t).collect();
     assert!(tasks.len() > 1, "{tasks:?}");
+}
+
+#[test]
+fn random_members_killed_again_and_again_leave_the_outputs_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = word_count_job(dir.path());
+    let mut rng = support::chaos::Rng(25);
+    let log = |slot: usize, run: usize| dir.path().join(format!("member-{slot}-{run}.log"));
+    let mut members: Vec<Child> = (0..3)
+        .map(|slot| member(&pipeline, &log(slot, 0)))
+        .collect();
+    let mut runs = [0; 3];
+    let mut expected = Counts::new();
+    // At least ten kills, fewer if SPATE_CHAOS_KILLS asks (each costs a session timeout).
+    let kills = support::chaos::kills().clamp(1, 10);
+    for kill in 1..=kills {
+        add(
+            &mut expected,
+            &produce_words(&broker, 100 + kill as u64, 500),
+        );
+        std::thread::sleep(Duration::from_millis(1000 + rng.below(3000)));
+        let slot = rng.below(3) as usize;
+        if let Some(status) = members[slot].try_wait().unwrap() {
+            panic!(
+                "member {slot} ended on its own ({status}):\n{}",
+                std::fs::read_to_string(log(slot, runs[slot])).unwrap_or_default()
+            );
+        }
+        members[slot].kill().unwrap();
+        members[slot].wait().unwrap();
+        runs[slot] = kill;
+        members[slot] = member(&pipeline, &log(slot, kill));
+    }
+    add(&mut expected, &produce_words(&broker, 999, 500));
+    finish_and_verify(&out, &expected, members);
 }
 
 #[test]

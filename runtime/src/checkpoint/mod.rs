@@ -14,7 +14,7 @@ mod sealed;
 pub use codec::{Reader, Writer};
 
 use crate::position::Positions;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -65,6 +65,19 @@ pub struct Checkpoint {
     pub state: Vec<u8>,
 }
 
+/// A checkpoint directory another live process holds (its lock).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "checkpoint directory {dir} is in use by another spate process ({holder}); one run per \
+     checkpoint directory"
+)]
+pub struct DirInUse {
+    /// The directory.
+    pub dir: String,
+    /// What the holder wrote in the lock file (its process id).
+    pub holder: String,
+}
+
 /// Locks the checkpoint directory for this process (released when it exits, however it
 /// exits): two runs of a job writing the same checkpoints and logs would corrupt each other.
 pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
@@ -84,12 +97,11 @@ pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
-        bail!(
-            "checkpoint directory {} is in use by another spate process ({}); one run per \
-             checkpoint directory",
-            dir.display(),
-            holder.trim()
-        );
+        return Err(DirInUse {
+            dir: dir.display().to_string(),
+            holder: holder.trim().to_owned(),
+        }
+        .into());
     }
     file.set_len(0)?;
     file.rewind()?;

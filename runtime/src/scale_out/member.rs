@@ -5,6 +5,7 @@
 //! alive and in the group no two processes run one task.
 
 use super::{ScaleOut, TaskPlanner, task_name};
+use crate::checkpoint::DirInUse;
 use crate::job::RunOptions;
 use crate::kafka::{log_client_error, log_client_line, part_name};
 use anyhow::{Result, anyhow};
@@ -60,6 +61,7 @@ impl Tasks {
             registry: self.registry.clone(),
         };
         let overrides = self.scale_out.task_overrides(&part.0, part.1);
+        let dir = self.scale_out.task_dir(&part.0, part.1);
         let planner = self.planner.clone();
         let task = task_name(&part.0, part.1);
         let name = format!("{}.{task}", self.scale_out.job);
@@ -68,12 +70,46 @@ impl Tasks {
             .spawn(move || {
                 let span = tracing::info_span!("job", name = %name);
                 let _entered = span.enter();
-                let mut plan = planner(&overrides)?;
-                plan.job.name = name;
-                plan.job.task = Some(task);
-                let outcome = crate::job::run(plan, &options)?;
-                tracing::info!("task stopped after {} batches", outcome.summary.batches());
-                Ok(())
+                let mut waited = false;
+                loop {
+                    // Probed first, so that waiting does not plan (and register) the task's
+                    // job again and again; the probe's lock goes at once.
+                    if let Err(e) = crate::checkpoint::lock_dir(&dir) {
+                        if !e.is::<DirInUse>() || options.stop.load(Ordering::SeqCst) {
+                            return Err(e);
+                        }
+                        if !waited {
+                            tracing::warn!("{e:#}: waiting for its last owner to let go");
+                            waited = true;
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                    let mut plan = planner(&overrides)?;
+                    plan.job.name = name.clone();
+                    plan.job.task = Some(task.clone());
+                    match crate::job::run(plan, &options) {
+                        Ok(outcome) => {
+                            let batches = outcome.summary.batches();
+                            tracing::info!("task stopped after {batches} batches");
+                            return Ok(());
+                        }
+                        // The task's last owner still holds its directory: a process that
+                        // hangs past its session, or one still stopping while the group moved
+                        // on. Its lock goes when it exits or lets go.
+                        Err(e)
+                            if e.chain().any(|c| c.is::<DirInUse>())
+                                && !options.stop.load(Ordering::SeqCst) =>
+                        {
+                            if !waited {
+                                tracing::warn!("{e:#}: waiting for its last owner to let go");
+                                waited = true;
+                            }
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             });
         match thread {
             Ok(thread) => {

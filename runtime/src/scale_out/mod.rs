@@ -115,6 +115,13 @@ impl ScaleOut {
         )
     }
 
+    /// Where task `topic/partition` keeps its batch log and checkpoints.
+    fn task_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.checkpoint_dir
+            .join("tasks")
+            .join(task_name(topic, partition))
+    }
+
     /// The `--set` overrides that make the job of task `topic/partition` out of the pipeline:
     /// its source reads that partition only; its checkpoints and dead letters are its own.
     fn task_overrides(&self, topic: &str, partition: i32) -> Vec<String> {
@@ -125,7 +132,7 @@ impl ScaleOut {
             format!("sources.{}.assign={assign}", self.source),
             format!(
                 "job.checkpoint-dir={}",
-                text(self.checkpoint_dir.join("tasks").join(&task))
+                text(self.task_dir(topic, partition))
             ),
             format!(
                 "job.dead-letter-dir={}",
