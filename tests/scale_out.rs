@@ -128,12 +128,23 @@ fn add(into: &mut Counts, more: &Counts) {
     }
 }
 
-/// A broker with the topic `words` and the word count pipeline of the scale-out job (a
-/// reduce-by-key on the Kafka key, text-files out) in `dir`; returns the pipeline's path and
-/// the output directory.
+/// The word counts of words keyed by themselves in the topic `words` (a reduce-by-key on
+/// the Kafka key, text-files out): see [`scale_out_job`].
 fn word_count_job(dir: &Path) -> (Broker, PathBuf, PathBuf) {
+    scale_out_job(
+        dir,
+        "words",
+        "key-type = \"text\"\nvalue-type = \"i64\"",
+        "[[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"",
+    )
+}
+
+/// A broker with `topic` (4 partitions) and, in `dir`, a scale-out job reading it (its source
+/// table ending with `source`) through `steps` into text-files; returns the pipeline's path
+/// and the output directory.
+fn scale_out_job(dir: &Path, topic: &str, source: &str, steps: &str) -> (Broker, PathBuf, PathBuf) {
     let broker = Broker::start();
-    broker.create_topic("words", PARTITIONS);
+    broker.create_topic(topic, PARTITIONS);
     let out = dir.join("out");
     let pipeline = pipeline(
         dir,
@@ -146,21 +157,18 @@ workers = 1
 checkpoint-dir = "{shared}"
 group = "spate.wc.members"
 
-[sources.words]
+[sources.{topic}]
 type = "kafka"
 bootstrap = "{bootstrap}"
-topics = ["words"]
+topics = ["{topic}"]
 starting-offsets = "earliest"
-key-type = "text"
-value-type = "i64"
+{source}
 
-[sources.words.client]
+[sources.{topic}.client]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
 
-[[steps]]
-op = "reduce-by-key"
-plugin = "sum"
+{steps}
 
 [[outputs]]
 type = "text-files"
@@ -175,48 +183,69 @@ suffix = "txt"
     (broker, pipeline, out)
 }
 
-#[test]
-fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, pipeline, out) = word_count_job(dir.path());
+/// What `spate check` prints of `pipeline` (which must be valid).
+fn checked(pipeline: &Path) -> String {
     let checked = run(
         &["check", pipeline.to_str().unwrap()],
         Duration::from_secs(60),
     );
-    let said = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{}", stderr(&checked));
+    String::from_utf8_lossy(&checked.stdout).into_owned()
+}
+
+/// Members a and b share the job's `tasks` tasks; a is SIGKILLed mid-stream and b takes its
+/// tasks; c joins and takes some over. `produce` feeds a wave of input before each step.
+/// Returns b and c, running.
+fn kill_one_and_join_one(
+    dir: &Path,
+    pipeline: &Path,
+    tasks: usize,
+    mut produce: impl FnMut(),
+) -> Vec<Child> {
+    let logs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| dir.join(format!("{id}.log")))
+        .collect();
+    produce();
+    let mut a = member(pipeline, &logs[0]);
+    let b = member(pipeline, &logs[1]);
+    wait_for_tasks(
+        &[&logs[0], &logs[1]],
+        "a and b did not share the tasks",
+        |o| o[0] > 0 && o[1] > 0 && o[0] + o[1] == tasks,
+    );
+    produce();
+    std::thread::sleep(Duration::from_millis(700));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    produce();
+    wait_for_tasks(&[&logs[0], &logs[1]], "b did not take a's tasks", |o| {
+        o[1] == tasks
+    });
+    let c = member(pipeline, &logs[2]);
+    wait_for_tasks(&[&logs[1], &logs[2]], "c did not take tasks over", |o| {
+        o[1] > 0 && o[0] + o[1] == tasks
+    });
+    produce();
+    vec![b, c]
+}
+
+#[test]
+fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = word_count_job(dir.path());
+    let said = checked(&pipeline);
     assert!(
         said.contains("consumer group 'spate.wc.members'") && said.contains("no repartition topic"),
         "{said}"
     );
-
-    let logs: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|id| dir.path().join(format!("{id}.log")))
-        .collect();
-    let mut expected = produce_words(&broker, 1, 2000);
-    let mut a = member(&pipeline, &logs[0]);
-    let b = member(&pipeline, &logs[1]);
-    wait_for_tasks(
-        &[&logs[0], &logs[1]],
-        "a and b did not share the tasks",
-        |o| o[0] > 0 && o[1] > 0 && o[0] + o[1] == PARTITIONS as usize,
-    );
-    add(&mut expected, &produce_words(&broker, 2, 2000));
-    std::thread::sleep(Duration::from_millis(700));
-    a.kill().unwrap();
-    a.wait().unwrap();
-    add(&mut expected, &produce_words(&broker, 3, 2000));
-    wait_for_tasks(&[&logs[0], &logs[1]], "b did not take a's tasks", |o| {
-        o[1] == PARTITIONS as usize
+    let mut expected = Counts::new();
+    let mut wave = 0;
+    let members = kill_one_and_join_one(dir.path(), &pipeline, PARTITIONS as usize, || {
+        wave += 1;
+        add(&mut expected, &produce_words(&broker, wave, 2000));
     });
-    let c = member(&pipeline, &logs[2]);
-    wait_for_tasks(&[&logs[1], &logs[2]], "c did not take tasks over", |o| {
-        o[1] > 0 && o[0] + o[1] == PARTITIONS as usize
-    });
-    add(&mut expected, &produce_words(&broker, 4, 2000));
-
-    finish_and_verify(&out, &expected, vec![b, c]);
+    finish_and_verify(&out, &expected, members, "words");
 }
 
 /// Every task's outputs added up.
@@ -229,8 +258,9 @@ fn totals(outputs: &BTreeMap<(u64, String), Counts>) -> Counts {
 }
 
 /// Waits for the outputs in `out` to add up to `expected`, stops `members` gracefully, and
-/// checks that they did, exactly, with every word counted only by its partition's task.
-fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>) {
+/// checks that they did, exactly, with every word counted only by the task of its partition
+/// of `topic` (as Kafka's clients partition by key).
+fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: &str) {
     let done = eventually(Duration::from_secs(90), || {
         totals(&task_outputs(out)) == *expected
     });
@@ -241,30 +271,52 @@ fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>) {
         .into_iter()
         .map(|m| wait(m, Duration::from_secs(60)))
         .collect();
-    let logs: Vec<String> = ended.iter().map(stderr).collect();
+    // The members log into files beside the outputs.
+    let logs = || -> String {
+        let dir = out.parent().unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                let notable: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains(" INFO ") || !l.contains(": batch "))
+                    .collect();
+                let tail = &notable[notable.len().saturating_sub(60)..];
+                format!("{}:\n{}", f.display(), tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let outputs = task_outputs(out);
     assert!(
         done,
         "outputs differ from what was produced: {}\n{}",
         support::chaos::difference(&totals(&outputs), expected),
-        logs.join("\n")
+        logs()
     );
-    for (output, log) in ended.iter().zip(&logs) {
-        assert!(output.status.success(), "{log}");
+    for output in &ended {
+        assert!(output.status.success(), "{}", logs());
     }
     assert_eq!(
         &totals(&outputs),
         expected,
         "a batch was written again after the stop"
     );
-    // Each task counted the words of its own partition only: the input was co-partitioned
-    // by the key (murmur2, as Kafka's producers partition), so no repartition was needed.
+    // Each task counted the words of its own partition only (murmur2, as Kafka's producers
+    // partition by key): the input topic's when co-partitioned, else the repartition topic's.
     for ((time, task), counts) in &outputs {
         for word in counts.keys() {
             let partition = java_partition(word.as_bytes(), PARTITIONS);
             assert_eq!(
                 task,
-                &format!("words-{partition}"),
+                &format!("{topic}-{partition}"),
                 "batch {time}: '{word}' counted by another task"
             );
         }
@@ -305,7 +357,35 @@ fn random_members_killed_again_and_again_leave_the_outputs_exact() {
         members[slot] = member(&pipeline, &log(slot, kill));
     }
     add(&mut expected, &produce_words(&broker, 999, 500));
-    finish_and_verify(&out, &expected, members);
+    finish_and_verify(&out, &expected, members, "words");
+}
+
+#[test]
+fn a_word_count_runs_across_members_through_a_repartition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = scale_out_job(
+        dir.path(),
+        "lines",
+        "",
+        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
+         [[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"",
+    );
+    let said = checked(&pipeline);
+    assert!(
+        said.contains("repartition topic 'spate.wc.wc.repartition'"),
+        "{said}"
+    );
+    let mut rng = support::chaos::Rng(7);
+    let mut expected = Counts::new();
+    // 4 map tasks and 4 reduce tasks.
+    let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, || {
+        let text = support::chaos::lines(&mut rng, 1000);
+        let records: Vec<(Option<&[u8]>, &[u8])> =
+            text.lines().map(|l| (None, l.as_bytes())).collect();
+        broker.produce("lines", &records);
+        add(&mut expected, &reference_counts(&text, false, false));
+    });
+    finish_and_verify(&out, &expected, members, "spate.wc.wc.repartition");
 }
 
 #[test]
@@ -331,6 +411,9 @@ plugin = "tokenize"
 op = "reduce-by-key"
 plugin = "sum"
 
+[[steps]]
+op = "count"
+
 [[outputs]]
 type = "print"
 "#,
@@ -342,8 +425,8 @@ type = "print"
     let said = stderr(&checked);
     assert_eq!(checked.status.code(), Some(2), "{said}");
     assert!(
-        said.contains("steps[1].op")
-            && said.contains("groups by a key that steps[0] (flat-map) may have changed"),
+        said.contains("steps[2].op")
+            && said.contains("combines the records of every partition into one result"),
         "{said}"
     );
     let without_checkpoints = std::fs::read_to_string(&pipeline)

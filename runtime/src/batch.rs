@@ -104,6 +104,11 @@ struct State {
     skipped_lines: u64,
     /// The runner waits for its next batch (available-now forms batches on demand).
     batch_wanted: bool,
+    /// With a source that paces the batches (see [`BlockBuffer::pace`]): every batch up to
+    /// this time has all its records pushed. `None`: batches are cut by the clock alone.
+    complete_through: Option<u64>,
+    /// The time of the last batch formed.
+    formed: u64,
 }
 
 /// The shared buffer between receivers and the batch clock.
@@ -127,6 +132,72 @@ impl BlockBuffer {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the batches wait for a source that knows which batch each of its records belongs
+    /// to (a scale-out repartition topic's reader): batch T is formed only once that source
+    /// has pushed all of T's records ([`BlockBuffer::complete_through`]). Batches up to
+    /// `formed` are done (a recovered job's).
+    pub fn pace(&self, formed: u64) {
+        let mut state = self.lock();
+        state.complete_through = Some(formed);
+        state.formed = formed;
+    }
+
+    /// A pacing source has pushed every record of every batch up to `time`.
+    pub fn complete_through(&self, time: u64) {
+        let mut state = self.lock();
+        if let Some(through) = state.complete_through.as_mut() {
+            *through = (*through).max(time);
+        }
+        self.changed.notify_all();
+    }
+
+    /// For a pacing source: waits until every batch before `time` is formed, so that records
+    /// of batch `time` pushed now go into it; false when the job stops first.
+    pub fn wait_for_batches_before(&self, time: u64, batch_ms: u64) -> bool {
+        let mut state = self.lock();
+        loop {
+            if state.stopping {
+                return false;
+            }
+            if state.formed + batch_ms >= time {
+                return true;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// For the clock: waits until batch `time` may be formed (at once without a pacing
+    /// source); false when the sources ended, or the job halts, before it may.
+    pub fn wait_until_formable(&self, time: u64, halt: &std::sync::atomic::AtomicBool) -> bool {
+        let mut state = self.lock();
+        loop {
+            match state.complete_through {
+                None => return true,
+                Some(through) if through >= time => return true,
+                Some(_) if state.open_sources == 0 => return false,
+                Some(_) => {}
+            }
+            if halt.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(20))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The clock formed batch `time`.
+    pub fn formed(&self, time: u64) {
+        self.lock().formed = time;
+        self.changed.notify_all();
     }
 
     /// Counts a source as open; call before starting its receiver.

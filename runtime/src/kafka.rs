@@ -300,6 +300,20 @@ pub fn log_client_error(connector: &str, error: &KafkaError, reason: &str) {
     }
 }
 
+/// The type of a stream of Kafka records whose keys (if any) and values are so encoded.
+pub fn stream_type(key: Option<Encoding>, value: Encoding) -> crate::record::StreamType {
+    use crate::record::{Shape, StreamType};
+    let value = Shape::Scalar(value.value_type());
+    match key {
+        Some(key) => StreamType::keyed(Shape::Scalar(key.value_type()), value),
+        None => StreamType { key: None, value },
+    }
+}
+
+/// The header of an end-of-batch marker (the Kafka output's `end-markers`): the writer
+/// (`spate-task`) finished batch `spate-batch-time` in this partition.
+pub const END_HEADER: &str = "spate-end";
+
 /// A topic's partition as Spate names it in positions and messages: `topic/partition`.
 pub fn part_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")

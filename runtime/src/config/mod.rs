@@ -160,6 +160,11 @@ impl Pipeline {
         }
     }
 
+    /// The text parsed (after `--set` overrides).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The directory relative paths in the file are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))

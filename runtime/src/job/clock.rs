@@ -67,10 +67,16 @@ fn processing_time_clock(
             std::thread::sleep(Duration::from_millis((tick - now).min(20)));
         }
         if tick.is_multiple_of(batch_ms) {
+            // A source that paces the batches holds this one until it has all its records;
+            // if it ends first, the job ends without a batch it could not complete.
+            if !buffer.wait_until_formable(tick, halt) {
+                return;
+            }
             // Checked before sealing: if every source had ended by now, this batch holds the rest.
             let last = buffer.sources_done();
             buffer.seal();
             let input = BatchInput::new(tick, buffer.take(usize::MAX), last);
+            buffer.formed(tick);
             if batches.send(input).is_err() || last {
                 return;
             }

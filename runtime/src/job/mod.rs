@@ -138,6 +138,9 @@ fn run_reporting(
         // restart before the first regular checkpoint starts from the same place.
         durability.initial(&plan, &state, first - batch_ms, &positions)?;
     }
+    if plan.sources.iter().any(|s| s.source.paces_batches()) {
+        buffer.pace(first - batch_ms);
+    }
     let state = Arc::new(state);
     let acks = Arc::new(Acks::new(&plan.sources, &positions));
     let gauges: Vec<Arc<SourceGauges>> = plan.sources.iter().map(|_| Arc::default()).collect();

@@ -8,7 +8,7 @@ use super::{ScaleOut, TaskPlanner, task_name};
 use crate::checkpoint::DirInUse;
 use crate::job::RunOptions;
 use crate::kafka::{log_client_error, log_client_line, part_name};
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -40,6 +40,8 @@ struct Tasks {
     failure: Mutex<Option<anyhow::Error>>,
     /// Whether any task was started (`--max-batches` ends once all of them have ended).
     started: AtomicBool,
+    /// How many map tasks write into the repartition topic (the input's partitions).
+    writers: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,7 +62,7 @@ impl Tasks {
             fresh: false,
             registry: self.registry.clone(),
         };
-        let overrides = self.scale_out.task_overrides(&part.0, part.1);
+        let overrides = self.scale_out.task_overrides(&part.0, part.1, self.writers);
         let dir = self.scale_out.task_dir(&part.0, part.1);
         let planner = self.planner.clone();
         let task = task_name(&part.0, part.1);
@@ -267,15 +269,6 @@ pub(super) fn run(
         member_id.as_deref().unwrap_or("(dynamic)"),
         scale_out.group
     );
-    let tasks = Arc::new(Tasks {
-        scale_out: scale_out.clone(),
-        planner,
-        max_batches: options.max_batches,
-        registry: options.registry.clone(),
-        running: Mutex::new(BTreeMap::new()),
-        failure: Mutex::new(None),
-        started: AtomicBool::new(false),
-    });
     let mut config = scale_out.input.client.clone();
     config
         .set("group.id", &scale_out.group)
@@ -288,13 +281,32 @@ pub(super) fn run(
     if let Some(id) = &member_id {
         config.set("group.instance.id", id);
     }
+    let writers = match &scale_out.repartition {
+        Some(repartition) => {
+            let partitions = input_partitions(&config, &scale_out.input.topics)?;
+            create_topic(&config, &repartition.topic, partitions)?;
+            partitions as usize
+        }
+        None => 0,
+    };
+    let tasks = Arc::new(Tasks {
+        scale_out: scale_out.clone(),
+        planner,
+        max_batches: options.max_batches,
+        registry: options.registry.clone(),
+        running: Mutex::new(BTreeMap::new()),
+        failure: Mutex::new(None),
+        started: AtomicBool::new(false),
+        writers,
+    });
     let consumer: BaseConsumer<Member> = config
         .create_with_context(Member {
             tasks: tasks.clone(),
             label: label.clone(),
         })
         .map_err(|e| anyhow!("{label}: cannot create its Kafka client: {e}"))?;
-    let topics: Vec<&str> = scale_out.input.topics.iter().map(String::as_str).collect();
+    let subscription = scale_out.subscription();
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(|e| anyhow!("{label}: cannot subscribe to {topics:?}: {e}"))?;
@@ -328,4 +340,67 @@ pub(super) fn run(
         Some(error) if outcome.is_ok() => Err(error),
         _ => outcome,
     }
+}
+
+/// How many partitions the input topics have together (each a map task, a writer of every
+/// partition of the repartition topic).
+fn input_partitions(config: &rdkafka::ClientConfig, topics: &[String]) -> Result<i32> {
+    let client: BaseConsumer = config
+        .create()
+        .map_err(|e| anyhow!("cannot create a Kafka client: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = client
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map_err(anyhow::Error::from)
+            .and_then(|metadata| {
+                topics
+                    .iter()
+                    .map(|name| {
+                        metadata
+                            .topics()
+                            .iter()
+                            .find(|t| t.name() == name && !t.partitions().is_empty())
+                            .map(|t| t.partitions().len() as i32)
+                            .ok_or_else(|| anyhow!("topic '{name}' does not exist"))
+                    })
+                    .sum::<Result<i32>>()
+            });
+        match found {
+            Ok(n) => return Ok(n),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context("cannot count the input's partitions"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Creates the repartition topic with `partitions` partitions, unless it exists.
+fn create_topic(config: &rdkafka::ClientConfig, topic: &str, partitions: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| anyhow!("cannot create a Kafka admin client: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .map_err(|e| anyhow!("cannot create the repartition topic '{topic}': {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(
+                "created the repartition topic '{topic}' with {partitions} partitions"
+            ),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => bail!("cannot create the repartition topic '{topic}': {code}"),
+        }
+    }
+    Ok(())
 }

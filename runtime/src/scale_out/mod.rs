@@ -11,12 +11,14 @@
 
 mod member;
 mod partitioning;
+mod repartition;
 
 use crate::config::{ConfigError, Pipeline};
 use crate::job::RunOptions;
 use crate::plan::Plan;
 use crate::source::GroupInput;
 use anyhow::Result;
+use repartition::Repartition;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,6 +41,8 @@ pub struct ScaleOut {
     dead_letter_dir: PathBuf,
     /// Which case of partitioning applies, in words.
     partitioning: String,
+    /// The repartition topic's task pipelines, when the job is cut at one.
+    repartition: Option<Repartition>,
 }
 
 impl ScaleOut {
@@ -91,6 +95,16 @@ impl ScaleOut {
         }
         let source_keyed = source.source.stream_type().key.is_some();
         let partitioning = partitioning::check(pipeline, source_keyed)?;
+        let repartition = match partitioning.cut {
+            Some(_) if input.topics.iter().any(|t| t.starts_with('^')) => {
+                return Err(refuse(
+                    "with a repartition topic names its input topics (no patterns): each \
+                     batch waits for every input partition's task",
+                ));
+            }
+            Some(cut) => Some(Repartition::plan(pipeline, plan, &source.name, cut)?),
+            None => None,
+        };
         Ok(Some(ScaleOut {
             job: plan.job.name.clone(),
             group,
@@ -98,7 +112,8 @@ impl ScaleOut {
             input,
             checkpoint_dir,
             dead_letter_dir: plan.dataflow.tasks.dead_letter_dir.clone(),
-            partitioning,
+            partitioning: partitioning.said,
+            repartition,
         }))
     }
 
@@ -106,13 +121,25 @@ impl ScaleOut {
     pub fn describe(&self) -> String {
         format!(
             "scale-out: the processes running this job join consumer group '{}' (subscribed to \
-             {:?}; cooperative-sticky, static membership with --member-id); a task per input \
-             partition, its batch log and checkpoints under {}/tasks/<topic>-<partition>; {}",
+             {:?}; cooperative-sticky, static membership with --member-id); a task per \
+             partition, its batch log and checkpoints under {}/tasks/<topic>-<partition>; {}{}",
             self.group,
-            self.input.topics,
+            self.subscription(),
             self.checkpoint_dir.display(),
-            self.partitioning
+            self.partitioning,
+            self.repartition.as_ref().map_or(String::new(), |r| format!(
+                "; repartition topic '{}' (created with as many partitions as the input has; \
+                 remove it with kafka-topics --delete when the job is retired)",
+                r.topic
+            ))
         )
+    }
+
+    /// The topics the members subscribe to: the input's, and the repartition topic.
+    fn subscription(&self) -> Vec<String> {
+        let mut topics = self.input.topics.clone();
+        topics.extend(self.repartition.as_ref().map(|r| r.topic.clone()));
+        topics
     }
 
     /// Where task `topic/partition` keeps its batch log and checkpoints.
@@ -123,13 +150,22 @@ impl ScaleOut {
     }
 
     /// The `--set` overrides that make the job of task `topic/partition` out of the pipeline:
-    /// its source reads that partition only; its checkpoints and dead letters are its own.
-    fn task_overrides(&self, topic: &str, partition: i32) -> Vec<String> {
+    /// its source reads that partition only (a map task also writes into the repartition
+    /// topic; a reduce task reads its partition of it, which `writers` map tasks write); its
+    /// checkpoints and dead letters are its own.
+    fn task_overrides(&self, topic: &str, partition: i32, writers: usize) -> Vec<String> {
         let task = task_name(topic, partition);
         let text = |path: PathBuf| toml::Value::String(path.display().to_string());
         let assign = toml::Value::Array(vec![toml::Value::String(format!("{topic}/{partition}"))]);
-        vec![
-            format!("sources.{}.assign={assign}", self.source),
+        let mut overrides = match &self.repartition {
+            Some(r) if r.topic == topic => r.reduce_overrides(partition, writers),
+            Some(r) => r.map_overrides(),
+            None => Vec::new(),
+        };
+        if self.repartition.as_ref().is_none_or(|r| r.topic != topic) {
+            overrides.push(format!("sources.{}.assign={assign}", self.source));
+        }
+        overrides.extend([
             format!(
                 "job.checkpoint-dir={}",
                 text(self.task_dir(topic, partition))
@@ -138,7 +174,8 @@ impl ScaleOut {
                 "job.dead-letter-dir={}",
                 text(self.dead_letter_dir.join(&task))
             ),
-        ]
+        ]);
+        overrides
     }
 }
 
@@ -176,9 +213,10 @@ mod tests {
             checkpoint_dir: PathBuf::from("/shared/wc"),
             dead_letter_dir: PathBuf::from("dead/wc"),
             partitioning: String::new(),
+            repartition: None,
         };
         assert_eq!(
-            scale_out.task_overrides("in", 3),
+            scale_out.task_overrides("in", 3, 4),
             [
                 "sources.lines.assign=[\"in/3\"]",
                 "job.checkpoint-dir=\"/shared/wc/tasks/in-3\"",

@@ -2,8 +2,11 @@
 //! step that needs records from several partitions at once cannot run inside it: a keyed step
 //! can when it groups by the Kafka record key as read (Kafka's partitioner put every record of
 //! a key in one partition: the input is co-partitioned by the key), not when an earlier step
-//! may have changed the key; a step combining all records into one result never can. Those
-//! need a repartition topic between processes, which is not built yet (docs/SCALE-OUT.md).
+//! may have changed the key. The first such keyed step is where the job is cut in two: map
+//! tasks (one per input partition) run the steps before it and write into a repartition topic
+//! keyed by the key, reduce tasks (one per partition of that topic) run it and the rest. One
+//! cut is built; a second, a join's, a count by value or a step combining every record into
+//! one result are refused naming the step (docs/SCALE-OUT.md).
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use std::collections::BTreeMap;
@@ -45,10 +48,19 @@ fn needs(op: StepOp) -> Needs {
     }
 }
 
-/// Checks that every step of `pipeline` runs within a task, the source's records keyed by the
-/// Kafka key when `source_keyed`; says which case applies (for `spate check`), or which step
-/// cannot run and why.
-pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<String, ConfigError> {
+/// How a scale-out job's steps are spread over tasks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Partitioning {
+    /// The step the job is cut at (a repartition topic before it), if any.
+    pub cut: Option<usize>,
+    /// What `spate check` says of it.
+    pub said: String,
+}
+
+/// Checks that every step of `pipeline` runs within a task, or behind the one repartition
+/// topic, the source's records keyed by the Kafka key when `source_keyed`; says which case
+/// applies, or which step cannot run and why.
+pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, ConfigError> {
     let mut spread: BTreeMap<String, Spread> = BTreeMap::new();
     let source_spread = match source_keyed {
         true => Spread::ByInputKey,
@@ -59,6 +71,9 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<String, ConfigEr
     }
     let mut previous: Vec<String> = pipeline.file.sources.keys().cloned().collect();
     let mut keyed_steps = 0;
+    let mut cut: Option<usize> = None;
+    // The streams before the cut, which nothing after it may read.
+    let mut before_cut: Vec<String> = previous.clone();
     for (i, step) in pipeline.file.steps.iter().enumerate() {
         let op = *step.op.get_ref();
         let inputs: Vec<String> = match &step.from {
@@ -103,6 +118,12 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<String, ConfigEr
                     keyed_steps += 1;
                     Spread::ByInputKey
                 }
+                // The first keyed step on a changed key, reading one stream: the cut.
+                Spread::Other(Some(_)) if cut.is_none() && inputs.len() == 1 && !two_sided(op) => {
+                    cut = Some(i);
+                    keyed_steps += 1;
+                    Spread::ByInputKey
+                }
                 Spread::Other(None) => {
                     return Err(refuse(format!(
                         "{label} groups by key, and the Kafka source has no `key-type`: records \
@@ -131,17 +152,69 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<String, ConfigEr
             .name
             .as_ref()
             .map_or_else(|| format!("steps[{i}]"), |n| n.get_ref().clone());
+        if cut.is_none() {
+            before_cut.push(name.clone());
+        } else if Some(i) != cut
+            && let Some(read) = inputs.iter().find(|n| before_cut.contains(n))
+        {
+            return Err(refuse(format!(
+                "steps[{i}] ({}) reads '{read}', a stream before the repartition at steps[{}]",
+                op.name(),
+                cut.unwrap_or_default()
+            )));
+        }
         spread.insert(name.clone(), output);
         previous = vec![name];
     }
-    Ok(match keyed_steps {
+    if let Some(at) = cut {
+        for (i, output) in pipeline.file.outputs.iter().enumerate() {
+            if let Some(from) = output
+                .from
+                .as_ref()
+                .filter(|f| before_cut.contains(f.get_ref()))
+            {
+                return Err(pipeline.error_at(
+                    from.span(),
+                    &format!("outputs[{i}].from"),
+                    format!(
+                        "'{}' is a stream before the repartition at steps[{at}]: a scale-out \
+                         job's outputs read the steps after it",
+                        from.get_ref()
+                    ),
+                ));
+            }
+        }
+        let op = pipeline.file.steps[at].op.get_ref().name();
+        return Ok(Partitioning {
+            cut,
+            said: format!(
+                "steps[{at}] ({op}) groups by a key an earlier step may have changed: map tasks \
+                 (one per input partition) run the steps before it and write into a repartition \
+                 topic keyed by that key (map-side combined for reduce-by-key), reduce tasks \
+                 (one per partition of that topic) run it and the {} step(s) after it, each \
+                 batch once every map task has ended it there",
+                pipeline.file.steps.len() - at - 1
+            ),
+        });
+    }
+    let said = match keyed_steps {
         0 => "no keyed step: each task runs the whole pipeline on its partition".to_owned(),
         n => format!(
             "{n} keyed step(s), each grouping by the Kafka record key as read: the input is \
              co-partitioned by the key, so each task runs them on its partition and no \
              repartition topic is used"
         ),
-    })
+    };
+    Ok(Partitioning { cut: None, said })
+}
+
+/// A keyed step with two inputs (a join's two sides need the same cut).
+fn two_sided(op: StepOp) -> bool {
+    use StepOp::*;
+    matches!(
+        op,
+        Join | LeftOuterJoin | RightOuterJoin | FullOuterJoin | Cogroup
+    )
 }
 
 #[cfg(test)]
@@ -171,28 +244,43 @@ mod tests {
             true,
         );
         let said = check(&p, true).unwrap();
-        assert!(said.contains("1 keyed step(s)"), "{said}");
+        assert_eq!(said.cut, None);
+        assert!(said.said.contains("1 keyed step(s)"), "{said:?}");
         let narrow = pipeline(
             "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n",
             false,
         );
-        assert!(check(&narrow, false).unwrap().contains("no keyed step"));
+        assert!(
+            check(&narrow, false)
+                .unwrap()
+                .said
+                .contains("no keyed step")
+        );
+    }
+
+    #[test]
+    fn a_keyed_step_on_a_changed_key_is_the_cut_and_a_second_one_is_refused() {
+        let word_count = "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n[[steps]]\n\
+             op = \"reduce-by-key\"\nplugin = \"sum\"\n[[steps]]\n\
+             op = \"update-state-by-key\"\nplugin = \"running-sum\"\n";
+        let said = check(&pipeline(word_count, false), false).unwrap();
+        assert_eq!(said.cut, Some(1));
+        assert!(said.said.contains("repartition topic"), "{said:?}");
+        let twice = format!(
+            "{word_count}[[steps]]\nop = \"map\"\nplugin = \"x\"\n[[steps]]\n\
+             op = \"reduce-by-key\"\nplugin = \"sum\"\n"
+        );
+        let e = check(&pipeline(&twice, false), false).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps[4].op"));
+        assert!(
+            e.message
+                .contains("groups by a key that steps[3] (map) may have changed"),
+            "{e}"
+        );
     }
 
     #[test]
     fn steps_needing_other_partitions_are_refused_naming_the_step_and_why() {
-        let changed = pipeline(
-            "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n[[steps]]\n\
-             op = \"reduce-by-key\"\nplugin = \"sum\"\n",
-            true,
-        );
-        let e = check(&changed, true).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("steps[1].op"));
-        assert!(
-            e.message
-                .contains("groups by a key that steps[0] (flat-map) may have changed"),
-            "{e}"
-        );
         let unkeyed = pipeline(
             "[[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"\n",
             false,
@@ -207,5 +295,12 @@ mod tests {
             "{e}"
         );
         assert!(e.position.is_some(), "the error points at the step's line");
+        let join = pipeline(
+            "[[steps]]\nop = \"map\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\nop = \"join\"\n\
+             from = [\"a\", \"in\"]\n",
+            true,
+        );
+        let e = check(&join, true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps[1].op"), "{e}");
     }
 }

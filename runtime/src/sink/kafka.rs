@@ -11,7 +11,7 @@
 //! transactions: a replayed batch is written again.
 //!
 //! Every record carries the headers `spate-batch-time` (the batch time in ms), `spate-task`
-//! (the writing task) and `spate-attempt` (one per run of the writer), so that a consumer can
+//! (the writing task) and `spate-attempt` (one per transaction tried), so that a consumer can
 //! tell batches apart and, where the broker shows aborted transactions' records (a broker
 //! without read_committed isolation), keep only each batch's last attempt.
 
@@ -20,7 +20,8 @@ use super::retry::{Permanent, retrying};
 use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{
-    Encoding, Setting, brokers_and_client, client_config, log_client_error, log_client_line,
+    END_HEADER, Encoding, Setting, brokers_and_client, client_config, log_client_error,
+    log_client_line,
 };
 use crate::record::{Shape, StreamType, write_value};
 use anyhow::{Context, Result, anyhow, bail};
@@ -59,6 +60,10 @@ struct Fields {
     transactional_id: Option<Spanned<String>>,
     /// librdkafka settings passed through (`"linger.ms" = 20`, SASL, TLS).
     client: Option<BTreeMap<String, Setting>>,
+    /// After each batch's records, an end-of-batch marker in every partition of the topic,
+    /// so that a reader knows this writer finished the batch there (scale-out's repartition
+    /// topics; default false).
+    end_markers: Option<bool>,
 }
 
 /// What a crash and replay can do to the topic.
@@ -92,6 +97,7 @@ pub struct KafkaOutput {
     format: Format,
     transactional_id: String,
     client: BTreeMap<String, Setting>,
+    end_markers: bool,
 }
 
 /// Reads a Kafka output's table.
@@ -111,6 +117,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         delivery: fields.delivery.unwrap_or_default(),
         format: fields.format.unwrap_or_default(),
         client,
+        end_markers: fields.end_markers.unwrap_or(false),
     };
     output
         .producer_config(TASK)
@@ -211,6 +218,17 @@ impl Output for KafkaOutput {
     }
 }
 
+/// A new `spate-attempt`: this process and the time now.
+fn new_attempt() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros())
+    )
+}
+
 /// Delivery failures of the producer, and librdkafka's log lines into Spate's log.
 struct WriterContext {
     topic: String,
@@ -264,10 +282,14 @@ struct Writer {
     marker: Option<ConsumerGroupMetadata>,
     /// Batches up to this time are committed (read from the marker at open).
     committed_through: Option<u64>,
-    /// This run of the writer, in the `spate-attempt` header.
-    attempt: String,
+    /// This try at writing a batch, in the `spate-attempt` header: `<pid>-<µs since the
+    /// epoch>`, new for every transaction, so that the records of an aborted try (visible on
+    /// a broker without read_committed) are told from those of the try that committed.
+    attempt: Mutex<String>,
     /// Where retries are counted.
     gauges: Arc<OutputGauges>,
+    /// `end-markers`: the topic's partition count, each getting a marker after each batch.
+    end_markers: Option<i32>,
 }
 
 impl Writer {
@@ -281,13 +303,7 @@ impl Writer {
         let producer: BaseProducer<WriterContext> = config
             .create_with_context(context())
             .map_err(|e| anyhow!("cannot create a Kafka producer: {e}"))?;
-        let attempt = format!(
-            "{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros())
-        );
+        let attempt = Mutex::new(new_attempt());
         let transactional = output.delivery == Delivery::ExactlyOnce;
         let claim = transactional
             .then(|| {
@@ -312,13 +328,15 @@ impl Writer {
             committed_through: None,
             attempt,
             gauges,
+            end_markers: None,
         };
-        check_topic(
+        let partitions = check_topic(
             &writer.producer,
             &output.topic,
             &output.bootstrap,
             (&writer.gauges, RETRY_FOR),
         )?;
+        writer.end_markers = output.end_markers.then_some(partitions as i32);
 
         if writer.transactional {
             // Fences an earlier run's producer of this id and aborts its open transaction.
@@ -372,6 +390,11 @@ impl Writer {
     /// Produces every record of the batch (waiting while librdkafka's queue is full).
     fn produce(&self, time_ms: u64, partitions: &[Partition], types: &StreamType) -> Result<()> {
         let time = time_ms.to_string();
+        let attempt = self
+            .attempt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let task = self.task.as_str();
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
@@ -384,7 +407,7 @@ impl Writer {
             })
             .insert(Header {
                 key: "spate-attempt",
-                value: Some(&self.attempt),
+                value: Some(&attempt),
             });
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for partition in partitions {
@@ -402,20 +425,43 @@ impl Writer {
                 if let Some(ms) = record.timestamp {
                     message = message.timestamp(ms);
                 }
-                loop {
-                    match self.producer.send(message) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            message = back;
-                            self.producer.poll(Duration::from_millis(50));
-                        }
-                        Err((e, _)) => bail!("cannot produce to topic '{}': {e}", self.topic),
-                    }
-                }
+                self.send(message)?;
+            }
+        }
+        if let Some(count) = self.end_markers {
+            let end = headers.insert(Header {
+                key: END_HEADER,
+                value: Some("1"),
+            });
+            for partition in 0..count {
+                self.send(
+                    BaseRecord::<(), [u8]>::to(&self.topic)
+                        .payload(&[][..])
+                        .partition(partition)
+                        .headers(end.clone()),
+                )?;
             }
         }
         self.producer.poll(Duration::ZERO);
         Ok(())
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full.
+    fn send<K, P>(&self, mut message: BaseRecord<'_, K, P>) -> Result<()>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    message = back;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => bail!("cannot produce to topic '{}': {e}", self.topic),
+            }
+        }
     }
 
     fn take_failure(&self) -> Option<String> {
@@ -435,6 +481,7 @@ impl Writer {
         partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()> {
+        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = new_attempt();
         let result = (|| {
             // After a failed try (the brokers away) the abort may itself have failed: the
             // begin then fails too, and the abort below runs again.

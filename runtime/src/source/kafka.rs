@@ -15,7 +15,7 @@ use crate::kafka::{
     parse_part_name, part_name,
 };
 use crate::position::{Progress, SourcePosition};
-use crate::record::{Shape, StreamType};
+use crate::record::StreamType;
 use crate::wallclock::now_ms;
 use anyhow::{Result, anyhow, bail};
 use rdkafka::client::ClientContext;
@@ -237,8 +237,9 @@ struct Unreachable {
 }
 
 /// librdkafka's log lines and client errors, into Spate's log, naming the source.
-struct Log {
-    source: String,
+pub(super) struct Log {
+    /// The source's name.
+    pub(super) source: String,
 }
 
 impl ClientContext for Log {
@@ -615,11 +616,7 @@ impl Source for Kafka {
     }
 
     fn stream_type(&self) -> StreamType {
-        let value = Shape::Scalar(self.value.value_type());
-        match self.key {
-            Some(key) => StreamType::keyed(Shape::Scalar(key.value_type()), value),
-            None => StreamType { key: None, value },
-        }
+        crate::kafka::stream_type(self.key, self.value)
     }
 
     fn start(&self, _trigger: Trigger) -> Result<Vec<Progress>> {

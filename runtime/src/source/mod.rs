@@ -14,6 +14,7 @@ mod gauges;
 mod kafka;
 mod line_copy;
 pub mod lines;
+mod repartition;
 mod socket;
 
 use crate::batch::BlockBuffer;
@@ -58,6 +59,12 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn group_input(&self) -> Option<GroupInput> {
         None
     }
+
+    /// Whether the source knows which batch each of its records belongs to, so that the
+    /// job's batches wait for it ([`BlockBuffer::pace`]): a scale-out repartition topic.
+    fn paces_batches(&self) -> bool {
+        false
+    }
 }
 
 /// What a process of a scale-out job joins its consumer group with.
@@ -77,6 +84,7 @@ pub const TYPES: &[(&str, Build)] = &[
     ("directory", directory::build),
     ("bundled", bundled::build),
     ("kafka", kafka::build),
+    ("repartition", repartition::build),
 ];
 
 /// The source a pipeline table describes.

@@ -1,0 +1,322 @@
+//! `type = "repartition"`: one partition of a scale-out job's repartition topic, read by the
+//! reduce task that owns it (docs/SCALE-OUT.md). Every map task (a writer) writes its records
+//! of batch T tagged with T (`spate-batch-time`), itself (`spate-task`) and its attempt
+//! (`spate-attempt`), then an end-of-batch marker in every partition (`spate-end`; the Kafka
+//! output's `end-markers`). This source hands batch T's records to the buffer only once every
+//! writer has ended T (a writer that ended a later batch has nothing more for T: a partition
+//! keeps each writer's order), and paces the job's batches on that ([`Source::paces_batches`]),
+//! so batch T of the reduce task holds batch T of every writer, whatever the processes.
+//!
+//! Of a writer's attempts at a batch (a replay after its process died; a broker that shows
+//! records of transactions that never committed), the first that ends is taken: replays read
+//! the same logged input through deterministic operators, so every attempt holds the same.
+//!
+//! Position: `topic/partition` is the offset a restart reads again from (the first record of a
+//! batch not handed over yet), `topic/partition#batch` the last batch handed over, whose
+//! records a restart skips.
+
+use super::kafka::Log;
+use super::{ReceiverContext, Source};
+use crate::config::{ConfigError, ConnectorTable, Trigger};
+use crate::kafka::{END_HEADER, Encoding, Setting, brokers_and_client, client_config, part_name};
+use crate::position::{Progress, SourcePosition};
+use crate::record::StreamType;
+use anyhow::{Result, anyhow};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use serde::Deserialize;
+use spate_guest::Partition;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The fields of the table (written by scale-out, not by hand).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Fields {
+    bootstrap: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    partition: Option<Spanned<i32>>,
+    /// How many writers (map tasks) end each batch.
+    writers: Option<Spanned<usize>>,
+    key_type: Option<Encoding>,
+    value_type: Option<Encoding>,
+    client: Option<BTreeMap<String, Setting>>,
+}
+
+/// A repartition topic's partition.
+#[derive(Debug)]
+pub struct Repartition {
+    name: String,
+    bootstrap: String,
+    topic: String,
+    partition: i32,
+    writers: usize,
+    key: Option<Encoding>,
+    value: Encoding,
+    client: BTreeMap<String, Setting>,
+}
+
+/// Reads the table.
+pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError> {
+    let fields: Fields = table.fields()?;
+    let (bootstrap, client) = brokers_and_client(table, &fields.bootstrap, fields.client)?;
+    let writers = *table.required("writers", &fields.writers)?;
+    if writers == 0 {
+        return Err(table.error("repartition source: writers must be at least 1"));
+    }
+    Ok(Box::new(Repartition {
+        name: table.path().trim_start_matches("sources.").to_owned(),
+        bootstrap,
+        topic: table.required("topic", &fields.topic)?.clone(),
+        partition: *table.required("partition", &fields.partition)?,
+        writers,
+        key: fields.key_type,
+        value: fields.value_type.unwrap_or_default(),
+        client,
+    }))
+}
+
+impl Repartition {
+    fn part(&self) -> String {
+        part_name(&self.topic, self.partition)
+    }
+
+    fn batch_part(&self) -> String {
+        format!("{}#batch", self.part())
+    }
+}
+
+impl Source for Repartition {
+    fn describe(&self) -> String {
+        format!(
+            "repartition topic partition {} at {}: batch by batch, once all {} writers ended it",
+            self.part(),
+            self.bootstrap,
+            self.writers
+        )
+    }
+
+    fn stream_type(&self) -> StreamType {
+        crate::kafka::stream_type(self.key, self.value)
+    }
+
+    fn start(&self, _trigger: Trigger) -> Result<Vec<Progress>> {
+        Ok(vec![Progress::Part {
+            name: self.part(),
+            next: 0,
+        }])
+    }
+
+    fn prune(&self, _position: &mut SourcePosition) {}
+
+    fn paces_batches(&self) -> bool {
+        true
+    }
+
+    fn receive(&self, context: &ReceiverContext) -> Result<()> {
+        let mut config = client_config(&self.bootstrap, &[("client.id", "spate")], &self.client)
+            .map_err(|e| anyhow!(e))?;
+        config
+            .set("group.id", format!("{}.reader", self.topic))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50");
+        let consumer: BaseConsumer<Log> = config
+            .create_with_context(Log {
+                source: self.name.clone(),
+            })
+            .map_err(|e| anyhow!("cannot create a Kafka client: {e}"))?;
+        let next = context.resume.parts.get(&self.part()).copied().unwrap_or(0);
+        let mut list = TopicPartitionList::new();
+        let offset = match next {
+            0 => Offset::Beginning,
+            n => Offset::Offset(n as i64),
+        };
+        list.add_partition_offset(&self.topic, self.partition, offset)?;
+        consumer.assign(&list)?;
+        let handed = context
+            .resume
+            .parts
+            .get(&self.batch_part())
+            .copied()
+            .unwrap_or(0);
+        let mut reader = Reader {
+            source: self,
+            context,
+            batch_ms: context.batch_interval.as_millis().max(1) as u64,
+            pending: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            handed,
+            next: next as i64,
+        };
+        loop {
+            if context.buffer.is_stopping() {
+                return Ok(());
+            }
+            match consumer.poll(Duration::from_millis(50)) {
+                None => {}
+                Some(Ok(message)) => reader.take(&message)?,
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    context.gauges.error(e.to_string());
+                    tracing::warn!("repartition source '{}': {e}", self.name);
+                }
+            }
+            if !reader.hand_over()? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A batch's records as read so far.
+#[derive(Default)]
+struct Pending {
+    /// Per writer and attempt, records of attempts not ended yet.
+    attempts: BTreeMap<(String, String), Partition>,
+    /// Per writer that ended the batch, the records of the attempt that ended it.
+    ended: BTreeMap<String, Partition>,
+    /// The offset of the batch's first record (a restart reads again from there).
+    first_offset: i64,
+}
+
+struct Reader<'a> {
+    source: &'a Repartition,
+    context: &'a ReceiverContext,
+    batch_ms: u64,
+    /// Batches not handed over yet, by batch time.
+    pending: BTreeMap<u64, Pending>,
+    /// Per writer, the latest batch it ended.
+    ended: BTreeMap<String, u64>,
+    /// The latest batch handed over.
+    handed: u64,
+    /// The offset after the last record read.
+    next: i64,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
+        let offset = message.offset();
+        self.next = offset + 1;
+        let header = |key: &str| -> Option<String> {
+            let headers = message.headers()?;
+            headers
+                .iter()
+                .find(|h| h.key == key)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let where_ = || format!("{} offset {offset}", self.source.part());
+        let time: u64 = header("spate-batch-time")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| anyhow!("{}: a record without spate-batch-time", where_()))?;
+        let writer = header("spate-task")
+            .ok_or_else(|| anyhow!("{}: a record without spate-task", where_()))?;
+        let attempt = header("spate-attempt").unwrap_or_default();
+        if time <= self.handed {
+            // A batch handed over already: a replay's records, or read again after a restart.
+            return Ok(());
+        }
+        let key_encoding = self.source.key;
+        let batch = self.pending.entry(time).or_insert_with(|| Pending {
+            first_offset: offset,
+            ..Default::default()
+        });
+        if header(END_HEADER).is_some() {
+            if !batch.ended.contains_key(&writer) {
+                let records = batch
+                    .attempts
+                    .remove(&(writer.clone(), attempt))
+                    .unwrap_or_else(|| empty(key_encoding));
+                batch.attempts.retain(|(w, _), _| *w != writer);
+                batch.ended.insert(writer.clone(), records);
+            }
+            let latest = self.ended.entry(writer).or_default();
+            *latest = (*latest).max(time);
+            return Ok(());
+        }
+        if batch.ended.contains_key(&writer) {
+            return Ok(());
+        }
+        let records = batch
+            .attempts
+            .entry((writer, attempt))
+            .or_insert_with(|| empty(key_encoding));
+        if let (Some(encoding), Some(keys)) = (key_encoding, records.keys.as_mut()) {
+            encoding
+                .decode_into(message.key(), keys.begin_value())
+                .map_err(|e| anyhow!("{}: key: {e}", where_()))?;
+            keys.end_value();
+        }
+        self.source
+            .value
+            .decode_into(message.payload(), records.values.begin_value())
+            .map_err(|e| anyhow!("{}: value: {e}", where_()))?;
+        records.values.end_value();
+        let time = match message.timestamp() {
+            Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms,
+            Timestamp::NotAvailable => time as i64,
+        };
+        records.timestamps.push(time);
+        Ok(())
+    }
+
+    /// Hands over, in order, every batch every writer has ended; false when the job stops.
+    fn hand_over(&mut self) -> Result<bool> {
+        loop {
+            let Some((&time, _)) = self.pending.first_key_value() else {
+                return Ok(true);
+            };
+            let all_ended = self.ended.len() >= self.source.writers
+                && self.ended.values().all(|&latest| latest >= time);
+            if !all_ended {
+                return Ok(true);
+            }
+            // The batches before this one have nothing: the clock may form them empty.
+            self.context.buffer.complete_through(time - self.batch_ms);
+            if !self
+                .context
+                .buffer
+                .wait_for_batches_before(time, self.batch_ms)
+            {
+                return Ok(false);
+            }
+            let batch = self.pending.remove(&time).unwrap_or_default();
+            let restart_at = self
+                .pending
+                .values()
+                .map(|p| p.first_offset)
+                .min()
+                .unwrap_or(self.next);
+            let buffer = &self.context.buffer;
+            let index = self.context.index;
+            for (_, mut records) in batch.ended {
+                if !buffer.push_records(index, 0, &mut records, None) {
+                    return Ok(false);
+                }
+            }
+            let positions = [
+                (self.source.part(), restart_at.max(0) as u64),
+                (self.source.batch_part(), time),
+            ];
+            for (name, next) in positions {
+                let progress = Progress::Part { name, next };
+                if !buffer.push_records(index, 0, &mut empty(None), Some(progress)) {
+                    return Ok(false);
+                }
+            }
+            self.handed = time;
+            buffer.complete_through(time);
+        }
+    }
+}
+
+fn empty(key: Option<Encoding>) -> Partition {
+    Partition {
+        keys: key.map(|_| Default::default()),
+        ..Default::default()
+    }
+}
