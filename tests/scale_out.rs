@@ -152,7 +152,7 @@ fn scale_out_job(dir: &Path, topic: &str, source: &str, steps: &str) -> (Broker,
             r#"
 [job]
 name = "wc"
-batch-interval = "400ms"
+batch-interval = "1s"
 workers = 1
 checkpoint-dir = "{shared}"
 group = "spate.wc.members"
@@ -261,7 +261,7 @@ fn totals(outputs: &BTreeMap<(u64, String), Counts>) -> Counts {
 /// checks that they did, exactly, with every word counted only by the task of its partition
 /// of `topic` (as Kafka's clients partition by key).
 fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: &str) {
-    let done = eventually(Duration::from_secs(90), || {
+    let done = eventually(Duration::from_secs(180), || {
         totals(&task_outputs(out)) == *expected
     });
     for member in &members {

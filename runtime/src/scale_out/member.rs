@@ -72,46 +72,7 @@ impl Tasks {
             .spawn(move || {
                 let span = tracing::info_span!("job", name = %name);
                 let _entered = span.enter();
-                let mut waited = false;
-                loop {
-                    // Probed first, so that waiting does not plan (and register) the task's
-                    // job again and again; the probe's lock goes at once.
-                    if let Err(e) = crate::checkpoint::lock_dir(&dir) {
-                        if !e.is::<DirInUse>() || options.stop.load(Ordering::SeqCst) {
-                            return Err(e);
-                        }
-                        if !waited {
-                            tracing::warn!("{e:#}: waiting for its last owner to let go");
-                            waited = true;
-                        }
-                        std::thread::sleep(Duration::from_millis(500));
-                        continue;
-                    }
-                    let mut plan = planner(&overrides)?;
-                    plan.job.name = name.clone();
-                    plan.job.task = Some(task.clone());
-                    match crate::job::run(plan, &options) {
-                        Ok(outcome) => {
-                            let batches = outcome.summary.batches();
-                            tracing::info!("task stopped after {batches} batches");
-                            return Ok(());
-                        }
-                        // The task's last owner still holds its directory: a process that
-                        // hangs past its session, or one still stopping while the group moved
-                        // on. Its lock goes when it exits or lets go.
-                        Err(e)
-                            if e.chain().any(|c| c.is::<DirInUse>())
-                                && !options.stop.load(Ordering::SeqCst) =>
-                        {
-                            if !waited {
-                                tracing::warn!("{e:#}: waiting for its last owner to let go");
-                                waited = true;
-                            }
-                            std::thread::sleep(Duration::from_millis(500));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                run_task(planner.as_ref(), &overrides, &dir, (name, task), &options)
             });
         match thread {
             Ok(thread) => {
@@ -183,6 +144,53 @@ impl Tasks {
             self.ended(&part, run.thread);
         }
         lock(&self.running).is_empty()
+    }
+}
+
+/// Runs the job of one task (`name`, `task`) until it ends or `options.stop` is set: planned
+/// with `overrides`, keeping its state in `dir`. While the task's last owner still holds that
+/// directory (a process hung past its session, or one still stopping while the group moved
+/// on), it waits; its lock goes when the owner exits or lets go.
+fn run_task(
+    planner: &TaskPlanner,
+    overrides: &[String],
+    dir: &std::path::Path,
+    (name, task): (String, String),
+    options: &RunOptions,
+) -> Result<()> {
+    let mut waited = false;
+    let held = |e: &anyhow::Error| e.chain().any(|c| c.is::<DirInUse>());
+    loop {
+        if options.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Probed first, so that waiting does not plan (and register) the task's job again and
+        // again; the probe's lock goes at once (before the job takes it).
+        let probe = crate::checkpoint::lock_dir(dir).map(drop);
+        let outcome = match probe {
+            Ok(()) => {
+                let mut plan = planner(overrides)?;
+                plan.job.name = name.clone();
+                plan.job.task = Some(task.clone());
+                crate::job::run(plan, options)
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(outcome) => {
+                let batches = outcome.summary.batches();
+                tracing::info!("task stopped after {batches} batches");
+                return Ok(());
+            }
+            Err(e) if held(&e) => {
+                if !waited {
+                    tracing::warn!("{e:#}: waiting for its last owner to let go");
+                    waited = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
