@@ -1,9 +1,10 @@
 //! Scale-out (docs/SCALE-OUT.md): several `spate run` processes share one job through a Kafka
 //! consumer group, the way Kafka Streams shares an application. A task is one input
-//! partition. The group (cooperative-sticky assignment; static membership with `--member-id`,
-//! so a restarted process gets its partitions back) decides which process runs which tasks,
-//! and a process runs each of its tasks as a job of its own that reads only that partition,
-//! with its batch log and checkpoints under `<checkpoint-dir>/tasks/<topic>-<partition>`. A
+//! partition (and, for a job cut at a key change, one partition of its repartition topic: see
+//! `repartition.rs`). The group (cooperative-sticky assignment; static membership with
+//! `--member-id`, so a restarted process gets its partitions back) decides which process runs
+//! which tasks, and a process runs each of its tasks as a job of its own that reads only that
+//! partition, with its batch log and checkpoints under `<checkpoint-dir>/tasks/<topic>-<p>`. A
 //! task that moves to another process (a member left, died or joined) resumes there from its
 //! own checkpoints and log exactly as a restarted single-process job does: the same batch
 //! times (the grid is aligned on the epoch in every process), the same offset ranges, outputs
@@ -47,8 +48,8 @@ pub struct ScaleOut {
 
 impl ScaleOut {
     /// The scale-out set-up of `pipeline` (planned as `plan`), checked: one Kafka source, a
-    /// checkpoint directory, no dashboard, and steps that run within a task. `None` for a job
-    /// without `job.group`.
+    /// checkpoint directory, no dashboard, and steps that run within a task or behind the one
+    /// repartition topic. `None` for a job without `job.group`.
     pub fn of(pipeline: &Pipeline, plan: &Plan) -> Result<Option<ScaleOut>, ConfigError> {
         let Some(group) = pipeline.file.job.group.clone() else {
             return Ok(None);
