@@ -201,21 +201,25 @@ impl Reader<'_> {
     fn take(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
         let offset = message.offset();
         self.next = offset + 1;
-        let header = |key: &str| -> Option<String> {
-            let headers = message.headers()?;
-            headers
-                .iter()
-                .find(|h| h.key == key)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        // The batch headers, read in one pass over the record's headers.
+        let (mut time, mut writer, mut attempt, mut end) = (None, None, "", false);
+        for h in message.headers().iter().flat_map(|headers| headers.iter()) {
+            let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
+            match h.key {
+                "spate-batch-time" => time = value.and_then(|t| t.parse::<u64>().ok()),
+                "spate-task" => writer = value,
+                "spate-attempt" => attempt = value.unwrap_or_default(),
+                key if key == END_HEADER => end = true,
+                _ => {}
+            }
+        }
         let where_ = || format!("{} offset {offset}", self.source.part());
-        let time: u64 = header("spate-batch-time")
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| anyhow!("{}: a record without spate-batch-time", where_()))?;
-        let writer = header("spate-task")
-            .ok_or_else(|| anyhow!("{}: a record without spate-task", where_()))?;
-        let attempt = header("spate-attempt").unwrap_or_default();
+        let time =
+            time.ok_or_else(|| anyhow!("{}: a record without spate-batch-time", where_()))?;
+        let writer = writer
+            .ok_or_else(|| anyhow!("{}: a record without spate-task", where_()))?
+            .to_owned();
+        let attempt = attempt.to_owned();
         if time <= self.handed {
             // A batch handed over already: a replay's records, or read again after a restart.
             return Ok(());
@@ -225,7 +229,7 @@ impl Reader<'_> {
             first_offset: offset,
             ..Default::default()
         });
-        if header(END_HEADER).is_some() {
+        if end {
             if !batch.ended.contains_key(&writer) {
                 let records = batch
                     .attempts
