@@ -16,19 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::chaos::*;
-use support::kafka::{Broker, Record, java_murmur2, java_partition};
+use support::kafka::{Broker, Record, counts_of, java_murmur2, java_partition};
 use support::*;
-
-/// Word counts from records of (word, i64 big-endian) as Spate's native format writes them.
-fn counts_of(records: &[Record]) -> Counts {
-    let mut counts = Counts::new();
-    for r in records {
-        let word = String::from_utf8(r.key.clone().expect("a key")).unwrap();
-        let n = i64::from_be_bytes(r.value[..].try_into().expect("8 bytes"));
-        *counts.entry(word).or_default() += n;
-    }
-    counts
-}
 
 /// The records of each batch's last attempt, by batch time: what a read_committed consumer
 /// sees of a transactional output whose replays were fenced.
@@ -230,7 +219,7 @@ fn verify_counts(broker: &Broker, out: &Path, expected: &Counts) {
         difference(&last_totals, expected)
     );
     let committed = last_attempts(&broker.read_all("counts"));
-    let kafka_total = counts_of(&committed.values().flatten().cloned().collect::<Vec<_>>());
+    let kafka_total = counts_of(committed.values().flatten());
     assert!(
         &kafka_total == expected,
         "the Kafka output's batches, added up: {}",

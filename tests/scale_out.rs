@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
-use support::kafka::{Broker, java_partition};
+use support::kafka::{Broker, Record, counts_of, java_partition};
 use support::*;
 
 const PARTITIONS: i32 = 4;
@@ -146,7 +146,26 @@ fn scale_out_job(dir: &Path, topic: &str, source: &str, steps: &str) -> (Broker,
     let broker = Broker::start();
     broker.create_topic(topic, PARTITIONS);
     let out = dir.join("out");
-    let pipeline = pipeline(
+    let outputs = format!(
+        "[[outputs]]\ntype = \"text-files\"\nprefix = \"{}/wc\"\nsuffix = \"txt\"\n",
+        out.display()
+    );
+    let pipeline = scale_out_pipeline(dir, &broker, topic, source, steps, &outputs);
+    (broker, pipeline, out)
+}
+
+/// In `dir`, a scale-out job (group `spate.wc.members`, 1 s batches, checkpoints in
+/// `dir/shared`) reading `topic` from `broker` (its source table ending with `source`)
+/// through `steps` into `outputs`; returns the pipeline's path.
+fn scale_out_pipeline(
+    dir: &Path,
+    broker: &Broker,
+    topic: &str,
+    source: &str,
+    steps: &str,
+    outputs: &str,
+) -> PathBuf {
+    pipeline(
         dir,
         &format!(
             r#"
@@ -170,17 +189,12 @@ starting-offsets = "earliest"
 
 {steps}
 
-[[outputs]]
-type = "text-files"
-prefix = "{out}/wc"
-suffix = "txt"
+{outputs}
 "#,
             shared = dir.join("shared").display(),
             bootstrap = broker.bootstrap(),
-            out = out.display(),
         ),
-    );
-    (broker, pipeline, out)
+    )
 }
 
 /// What `spate check` prints of `pipeline` (which must be valid).
@@ -193,41 +207,50 @@ fn checked(pipeline: &Path) -> String {
     String::from_utf8_lossy(&checked.stdout).into_owned()
 }
 
-/// Members a and b share the job's `tasks` tasks; a is SIGKILLed mid-stream and b takes its
-/// tasks; c joins and takes some over. `produce` feeds a wave of input before each step.
-/// Returns b and c, running.
+/// `started` members (a, b, ...) share the job's `tasks` tasks; a is SIGKILLed mid-stream and
+/// the others take its tasks; one more member joins and takes some over. `produce` feeds a
+/// wave of input before each step. Returns the members running at the end.
 fn kill_one_and_join_one(
     dir: &Path,
     pipeline: &Path,
     tasks: usize,
+    started: usize,
     mut produce: impl FnMut(),
 ) -> Vec<Child> {
-    let logs: Vec<_> = ["a", "b", "c"]
+    let logs: Vec<PathBuf> = ["a", "b", "c", "d", "e"][..=started]
         .iter()
         .map(|id| dir.join(format!("{id}.log")))
         .collect();
+    let log_refs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
     produce();
-    let mut a = member(pipeline, &logs[0]);
-    let b = member(pipeline, &logs[1]);
+    let mut members: Vec<Child> = logs[..started]
+        .iter()
+        .map(|log| member(pipeline, log))
+        .collect();
     wait_for_tasks(
-        &[&logs[0], &logs[1]],
-        "a and b did not share the tasks",
-        |o| o[0] > 0 && o[1] > 0 && o[0] + o[1] == tasks,
+        &log_refs[..started],
+        "the members did not share the tasks",
+        |o| o.iter().all(|&n| n > 0) && o.iter().sum::<usize>() == tasks,
     );
     produce();
     std::thread::sleep(Duration::from_millis(700));
-    a.kill().unwrap();
-    a.wait().unwrap();
+    let mut killed = members.remove(0);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
     produce();
-    wait_for_tasks(&[&logs[0], &logs[1]], "b did not take a's tasks", |o| {
-        o[1] == tasks
-    });
-    let c = member(pipeline, &logs[2]);
-    wait_for_tasks(&[&logs[1], &logs[2]], "c did not take tasks over", |o| {
-        o[1] > 0 && o[0] + o[1] == tasks
-    });
+    wait_for_tasks(
+        &log_refs[1..started],
+        "the others did not take a's tasks",
+        |o| o.iter().sum::<usize>() == tasks,
+    );
+    members.push(member(pipeline, &logs[started]));
+    wait_for_tasks(
+        &log_refs[1..],
+        "the new member did not take tasks over",
+        |o| o[o.len() - 1] > 0 && o.iter().sum::<usize>() == tasks,
+    );
     produce();
-    vec![b, c]
+    members
 }
 
 #[test]
@@ -241,11 +264,44 @@ fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
     );
     let mut expected = Counts::new();
     let mut wave = 0;
-    let members = kill_one_and_join_one(dir.path(), &pipeline, PARTITIONS as usize, || {
+    let members = kill_one_and_join_one(dir.path(), &pipeline, PARTITIONS as usize, 2, || {
         wave += 1;
         add(&mut expected, &produce_words(&broker, wave, 2000));
     });
+    // A reset while the job runs is refused, changing nothing.
+    let refused = reset(&pipeline);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("stop every process of the job"),
+        "{}",
+        stderr(&refused)
+    );
     finish_and_verify(&out, &expected, members, "words");
+    let topics = broker.topics();
+    assert!(
+        !topics.iter().any(|t| t.contains("repartition")),
+        "co-partitioned, yet: {topics:?}"
+    );
+    let said = reset_done(&pipeline);
+    assert!(
+        said.contains(&format!("moved the checkpoints of {PARTITIONS} task(s)")),
+        "{said}"
+    );
+    assert!(!dir.path().join("shared/tasks").exists());
+}
+
+/// `spate reset` of `pipeline`.
+fn reset(pipeline: &Path) -> std::process::Output {
+    run(
+        &["reset", pipeline.to_str().unwrap()],
+        Duration::from_secs(60),
+    )
+}
+
+/// [`reset`], which must succeed; what it printed.
+fn reset_done(pipeline: &Path) -> String {
+    let output = reset(pipeline);
+    assert!(output.status.success(), "{}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Every task's outputs added up.
@@ -257,13 +313,15 @@ fn totals(outputs: &BTreeMap<(u64, String), Counts>) -> Counts {
     sum
 }
 
-/// Waits for the outputs in `out` to add up to `expected`, stops `members` gracefully, and
-/// checks that they did, exactly, with every word counted only by the task of its partition
-/// of `topic` (as Kafka's clients partition by key).
-fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: &str) {
-    let done = eventually(Duration::from_secs(180), || {
-        totals(&task_outputs(out)) == *expected
-    });
+/// Waits up to three minutes for `done`, then stops `members` gracefully; returns whether it
+/// came, how the members ended, and the notable lines of their logs (the `.log` files in
+/// `dir`) for a failure to show.
+fn stop_when(
+    dir: &Path,
+    members: Vec<Child>,
+    done: impl FnMut() -> bool,
+) -> (bool, Vec<std::process::Output>, String) {
+    let done = eventually(Duration::from_secs(180), done);
     for member in &members {
         interrupt(member);
     }
@@ -271,38 +329,44 @@ fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: 
         .into_iter()
         .map(|m| wait(m, Duration::from_secs(60)))
         .collect();
-    // The members log into files beside the outputs.
-    let logs = || -> String {
-        let dir = out.parent().unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|f| {
-                let text = std::fs::read_to_string(f).unwrap_or_default();
-                let notable: Vec<&str> = text
-                    .lines()
-                    .filter(|l| !l.contains(" INFO ") || !l.contains(": batch "))
-                    .collect();
-                let tail = &notable[notable.len().saturating_sub(60)..];
-                format!("{}:\n{}", f.display(), tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    let logs = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let notable: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains(" INFO ") || !l.contains(": batch "))
+                .collect();
+            let tail = &notable[notable.len().saturating_sub(60)..];
+            format!("{}:\n{}", f.display(), tail.join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (done, ended, logs)
+}
+
+/// Waits for the outputs in `out` to add up to `expected`, stops `members` gracefully, and
+/// checks that they did, exactly, with every word counted only by the task of its partition
+/// of `topic` (as Kafka's clients partition by key).
+fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: &str) {
+    let (done, ended, logs) = stop_when(out.parent().unwrap(), members, || {
+        totals(&task_outputs(out)) == *expected
+    });
     let outputs = task_outputs(out);
     assert!(
         done,
         "outputs differ from what was produced: {}\n{}",
         support::chaos::difference(&totals(&outputs), expected),
-        logs()
+        logs
     );
     for output in &ended {
-        assert!(output.status.success(), "{}", logs());
+        assert!(output.status.success(), "{logs}");
     }
     assert_eq!(
         &totals(&outputs),
@@ -378,7 +442,7 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
     let mut rng = support::chaos::Rng(7);
     let mut expected = Counts::new();
     // 4 map tasks and 4 reduce tasks.
-    let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, || {
+    let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, 2, || {
         let text = support::chaos::lines(&mut rng, 1000);
         let records: Vec<(Option<&[u8]>, &[u8])> =
             text.lines().map(|l| (None, l.as_bytes())).collect();
@@ -386,6 +450,217 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
         add(&mut expected, &reference_counts(&text, false, false));
     });
     finish_and_verify(&out, &expected, members, "spate.wc.wc.repartition");
+    // Retired: the internal topic goes, the tasks' checkpoints are moved aside.
+    assert!(
+        broker
+            .topics()
+            .contains(&"spate.wc.wc.repartition".to_owned())
+    );
+    let said = reset_done(&pipeline);
+    assert!(
+        said.contains("deleted the repartition topic 'spate.wc.wc.repartition'")
+            && said.contains(&format!(
+                "moved the checkpoints of {} task(s)",
+                2 * PARTITIONS
+            )),
+        "{said}"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || !broker
+            .topics()
+            .contains(&"spate.wc.wc.repartition".to_owned())),
+        "{:?}",
+        broker.topics()
+    );
+}
+
+/// The issue's job: three members run a word count (flat-map, then reduce-by-key and
+/// update-state-by-key behind the repartition topic) from an 8-partition topic to a Kafka
+/// output; one is SIGKILLed mid-stream and the other two take its tasks, then a fourth joins.
+/// Every reduce task's output of every batch equals what a single process gives for the same
+/// batches (the running totals of the batches the map tasks committed up to it), and the
+/// totals equal the input's.
+#[test]
+fn a_stateful_word_count_to_kafka_survives_a_kill_and_a_join_batch_for_batch() {
+    const INPUT_PARTITIONS: i32 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic("lines", INPUT_PARTITIONS);
+    broker.create_topic("counts", 4);
+    let outputs = format!(
+        "[[outputs]]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"counts\"\n\
+         delivery = \"exactly-once\"\n",
+        broker.bootstrap()
+    );
+    let pipeline = scale_out_pipeline(
+        dir.path(),
+        &broker,
+        "lines",
+        "",
+        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
+         [[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"\n\n\
+         [[steps]]\nop = \"update-state-by-key\"\nplugin = \"running-sum\"",
+        &outputs,
+    );
+    let said = checked(&pipeline);
+    assert!(
+        said.contains("repartition topic 'spate.wc.wc.repartition'"),
+        "{said}"
+    );
+    let mut rng = support::chaos::Rng(8);
+    let mut expected = Counts::new();
+    // 8 map tasks and 8 reduce tasks among a, b and c; then b, c and d.
+    let members = kill_one_and_join_one(
+        dir.path(),
+        &pipeline,
+        2 * INPUT_PARTITIONS as usize,
+        3,
+        || {
+            let text = support::chaos::lines(&mut rng, 1000);
+            let records: Vec<(Option<&[u8]>, &[u8])> =
+                text.lines().map(|l| (None, l.as_bytes())).collect();
+            broker.produce("lines", &records);
+            add(&mut expected, &reference_counts(&text, false, false));
+        },
+    );
+    // Done when the reduce tasks' latest states add up to the input's counts.
+    let latest_states = || -> Counts {
+        let mut sum = Counts::new();
+        for per_batch in last_attempts_by_task(&broker.read_all("counts")).values() {
+            if let Some((_, state)) = per_batch.last_key_value() {
+                add(&mut sum, state);
+            }
+        }
+        sum
+    };
+    let (done, ended, logs) = stop_when(dir.path(), members, || {
+        std::thread::sleep(Duration::from_millis(500));
+        latest_states() == expected
+    });
+    assert!(
+        done,
+        "the states differ from the input's counts: {}\n{logs}",
+        support::chaos::difference(&latest_states(), &expected),
+    );
+    for output in &ended {
+        assert!(output.status.success(), "{logs}");
+    }
+
+    // What each map task committed per batch and reduce partition, through the repartition
+    // topic: the batches a single process would have run.
+    let partials = committed_partials(&broker.read_all("spate.wc.wc.repartition"));
+    let mut mapped = Counts::new();
+    for counts in partials.values() {
+        add(&mut mapped, counts);
+    }
+    assert!(
+        mapped == expected,
+        "the map tasks' batches, added up: {}",
+        support::chaos::difference(&mapped, &expected)
+    );
+    let outputs = last_attempts_by_task(&broker.read_all("counts"));
+    assert_eq!(
+        outputs.len(),
+        INPUT_PARTITIONS as usize,
+        "{:?}",
+        outputs.keys()
+    );
+    for (task, per_batch) in &outputs {
+        let partition: i32 = task
+            .strip_prefix("spate.wc.wc.repartition-")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("output task {task}"));
+        let times: Vec<u64> = per_batch.keys().copied().collect();
+        for pair in times.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                1000,
+                "{task}: batches missing in {times:?}"
+            );
+        }
+        for (time, state) in per_batch {
+            let mut reference = Counts::new();
+            for ((_, _), counts) in partials.range((partition, 0)..=(partition, *time)) {
+                add(&mut reference, counts);
+            }
+            assert!(
+                *state == reference,
+                "{task}, batch {time}: {}",
+                support::chaos::difference(state, &reference)
+            );
+            for word in state.keys() {
+                assert_eq!(java_partition(word.as_bytes(), INPUT_PARTITIONS), partition);
+            }
+        }
+    }
+}
+
+/// Per writing task and batch time, the counts its last attempt wrote: what a read_committed
+/// consumer sees (the test broker shows aborted transactions' records too; tests/kafka.rs).
+fn last_attempts_by_task(records: &[Record]) -> BTreeMap<String, BTreeMap<u64, Counts>> {
+    let mut attempts: BTreeMap<(String, u64), BTreeMap<u128, Vec<&Record>>> = BTreeMap::new();
+    for r in records {
+        let time: u64 = r.headers["spate-batch-time"].parse().unwrap();
+        // Attempts are `<pid>-<start time in µs>`: the latest start is the last attempt.
+        let started: u128 = r.headers["spate-attempt"]
+            .split_once('-')
+            .and_then(|(_, t)| t.parse().ok())
+            .expect("an attempt");
+        attempts
+            .entry((r.headers["spate-task"].clone(), time))
+            .or_default()
+            .entry(started)
+            .or_default()
+            .push(r);
+    }
+    let mut outputs: BTreeMap<String, BTreeMap<u64, Counts>> = BTreeMap::new();
+    for ((task, time), tries) in attempts {
+        let (_, last) = tries.into_iter().next_back().unwrap();
+        outputs
+            .entry(task)
+            .or_default()
+            .insert(time, counts_of(last));
+    }
+    outputs
+}
+
+/// Per repartition-topic partition and batch time, the counts the map tasks wrote there in
+/// their attempts that ended the batch (every such attempt of a task must hold the same: a
+/// replay writes what the first try did).
+fn committed_partials(records: &[Record]) -> BTreeMap<(i32, u64), Counts> {
+    /// One attempt of a writer at a batch in a partition: its records, and whether it ended.
+    type Attempt<'a> = (Vec<&'a Record>, bool);
+    // (partition, time, writer) -> attempt -> what it wrote
+    let mut tries: BTreeMap<(i32, u64, String), BTreeMap<String, Attempt>> = BTreeMap::new();
+    for r in records {
+        let time: u64 = r.headers["spate-batch-time"].parse().unwrap();
+        let attempt = tries
+            .entry((r.partition, time, r.headers["spate-task"].clone()))
+            .or_default()
+            .entry(r.headers["spate-attempt"].clone())
+            .or_default();
+        match r.headers.contains_key("spate-end") {
+            true => attempt.1 = true,
+            false => attempt.0.push(r),
+        }
+    }
+    let mut partials: BTreeMap<(i32, u64), Counts> = BTreeMap::new();
+    for ((partition, time, writer), attempts) in tries {
+        let ended: Vec<Counts> = attempts
+            .values()
+            .filter(|(_, ended)| *ended)
+            .map(|(records, _)| counts_of(records.iter().copied()))
+            .collect();
+        let Some(first) = ended.first() else {
+            continue;
+        };
+        assert!(
+            ended.iter().all(|c| c == first),
+            "partition {partition}, batch {time}: {writer}'s attempts differ"
+        );
+        add(partials.entry((partition, time)).or_default(), first);
+    }
+    partials
 }
 
 #[test]
@@ -418,29 +693,38 @@ op = "count"
 type = "print"
 "#,
     );
-    let checked = run(
-        &["check", pipeline.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
-    let said = stderr(&checked);
-    assert_eq!(checked.status.code(), Some(2), "{said}");
+    let said = refused(&pipeline);
     assert!(
         said.contains("steps[2].op")
             && said.contains("combines the records of every partition into one result"),
         "{said}"
     );
-    let without_checkpoints = std::fs::read_to_string(&pipeline)
-        .unwrap()
-        .replace("checkpoint-dir = \"ck\"\n", "");
-    std::fs::write(&pipeline, without_checkpoints).unwrap();
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&pipeline).unwrap();
+        std::fs::write(&pipeline, text.replace(from, to)).unwrap();
+    };
+    edit("checkpoint-dir = \"ck\"\n", "");
+    let said = refused(&pipeline);
+    assert!(
+        said.contains("job.group") && said.contains("needs `checkpoint-dir`"),
+        "{said}"
+    );
+    edit("[job]\n", "[job]\ncheckpoint-dir = \"ck\"\n");
+    edit("type = \"print\"", "type = \"dashboard\"");
+    let said = refused(&pipeline);
+    assert!(
+        said.contains("outputs[0].type") && said.contains("a dashboard shows one process's"),
+        "{said}"
+    );
+}
+
+/// What `spate check` says of `pipeline`, which it must refuse (exit 2).
+fn refused(pipeline: &Path) -> String {
     let checked = run(
         &["check", pipeline.to_str().unwrap()],
         Duration::from_secs(60),
     );
     let said = stderr(&checked);
     assert_eq!(checked.status.code(), Some(2), "{said}");
-    assert!(
-        said.contains("job.group") && said.contains("needs `checkpoint-dir`"),
-        "{said}"
-    );
+    said
 }

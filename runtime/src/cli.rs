@@ -109,6 +109,19 @@ enum Command {
         #[arg(long, value_name = "POLICY.toml")]
         policy: Option<PathBuf>,
     },
+    /// Retire a scale-out job's state (stop every process of it first): its tasks'
+    /// checkpoints are moved aside and its repartition topic is deleted, so that its next run
+    /// starts again from the input's starting offsets (docs/SCALE-OUT.md).
+    Reset {
+        /// The pipeline file (with `[job] group`).
+        pipeline: PathBuf,
+        /// Override a pipeline field (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        overrides: Vec<String>,
+        /// Read the pipeline under this platform policy (docs/SECURITY.md).
+        #[arg(long, value_name = "POLICY.toml")]
+        policy: Option<PathBuf>,
+    },
     /// Convert the state one step keeps in the newest checkpoint to a new state schema with a
     /// one-shot migration operator, so that the new pipeline resumes with it
     /// (docs/FAULT-TOLERANCE.md, "Upgrades").
@@ -224,6 +237,11 @@ pub fn main() -> ExitCode {
             connect,
             policy,
         } => check(&pipeline, &overrides, connect, policy.as_deref()),
+        Command::Reset {
+            pipeline,
+            overrides,
+            policy,
+        } => reset(&pipeline, &overrides, policy.as_deref()),
         Command::Migrate {
             pipeline,
             step,
@@ -471,6 +489,22 @@ fn print_out(text: &str) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+fn reset(path: &Path, overrides: &[String], policy: Option<&Path>) -> Result<()> {
+    let policy = load_policy(policy)?;
+    let pipeline = load_pipeline(path, overrides, policy.as_ref())?;
+    let plan = build_plan(&pipeline, false)?;
+    let Some(scale_out) = ScaleOut::of(&pipeline, &plan)? else {
+        bail!(
+            "{}: `spate reset` is for scale-out jobs (`[job] group`); a job of one process \
+             starts afresh with `spate run --fresh`",
+            path.display()
+        );
+    };
+    let said = scale_out::reset(&scale_out, crate::wallclock::now_ms())
+        .with_context(|| format!("{}: cannot reset the job", path.display()))?;
+    print_out(&format!("{said}\n"))
 }
 
 fn check(path: &Path, overrides: &[String], connect: bool, policy: Option<&Path>) -> Result<()> {

@@ -211,6 +211,20 @@ impl Broker {
         }));
     }
 
+    /// The names of the broker's topics.
+    pub fn topics(&self) -> Vec<String> {
+        let producer: BaseProducer = self.config().create().unwrap();
+        let metadata = producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect()
+    }
+
     /// A producer for test input (idempotent, Kafka's default partitioner).
     pub fn producer(&self) -> BaseProducer {
         Broker::producer_for(&self.bootstrap())
@@ -254,11 +268,16 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
-    /// Every record of `topic`, partition by partition, in offset order.
+    /// Every record of `topic`, partition by partition, in offset order, those of aborted
+    /// and open transactions too (read_uncommitted): the test broker does not hide aborted
+    /// records, and a transaction its writer's process left open when SIGKILLed stays open
+    /// there, holding a read_committed reader at its first record for good (a Kafka cluster
+    /// aborts it when the writer's successor starts); tests tell attempts apart by header.
     pub fn read_all(&self, topic: &str) -> Vec<Record> {
         let mut config = self.config();
         config
             .set("group.id", "spate-tests-reader")
+            .set("isolation.level", "read_uncommitted")
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false");
         let consumer: BaseConsumer = config.create().unwrap();
@@ -317,6 +336,17 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Word counts of records of (word, i64 big-endian), as Spate's Kafka output writes them.
+pub fn counts_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> super::Counts {
+    let mut counts = super::Counts::new();
+    for r in records {
+        let word = String::from_utf8(r.key.clone().expect("a key")).unwrap();
+        let n = i64::from_be_bytes(r.value[..].try_into().expect("8 bytes"));
+        *counts.entry(word).or_default() += n;
+    }
+    counts
 }
 
 /// A record read back.

@@ -151,10 +151,13 @@ impl Policy {
         Ok(full)
     }
 
-    /// Whether a pipeline may read from a source of `type` `kind`, or why not.
+    /// Whether a pipeline may read from a source of `type` `kind`, or why not. The
+    /// `repartition` source (a scale-out job's reduce tasks read their internal topic with
+    /// it) reads Kafka: it is allowed where `kafka` is.
     pub fn source_type(&self, kind: &str) -> Result<(), String> {
+        let counted_as = if kind == "repartition" { "kafka" } else { kind };
         match &self.source_types {
-            Some(allowed) if !allowed.iter().any(|t| t == kind) => Err(format!(
+            Some(allowed) if !allowed.iter().any(|t| t == counted_as) => Err(format!(
                 "source type `{kind}` is not allowed by the policy (allowed: {})",
                 allowed.join(", ")
             )),
@@ -391,6 +394,10 @@ mod tests {
         );
         assert!(p.output_type("print").is_ok() && p.source_type("kafka").is_ok());
         assert!(!p.clock_grants && p.random_grants);
+        p.source_types = Some(vec!["kafka".into()]);
+        assert!(p.source_type("repartition").is_ok() && p.source_type("socket").is_err());
+        p.source_types = Some(vec!["socket".into()]);
+        assert!(p.source_type("repartition").is_err());
         p.output_types = Some(vec!["command".into()]);
         assert!(p.output_type("command").is_ok());
         assert!(

@@ -8,7 +8,7 @@ use super::{ScaleOut, TaskPlanner, task_name};
 use crate::checkpoint::DirInUse;
 use crate::job::RunOptions;
 use crate::kafka::{log_client_error, log_client_line, part_name};
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -292,7 +292,7 @@ pub(super) fn run(
     let writers = match &scale_out.repartition {
         Some(repartition) => {
             let partitions = input_partitions(&config, &scale_out.input.topics)?;
-            create_topic(&config, &repartition.topic, partitions)?;
+            super::internal_topics::create(&config, &repartition.topic, partitions)?;
             partitions as usize
         }
         None => 0,
@@ -382,33 +382,4 @@ fn input_partitions(config: &rdkafka::ClientConfig, topics: &[String]) -> Result
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
-}
-
-/// Creates the repartition topic with `partitions` partitions, unless it exists.
-fn create_topic(config: &rdkafka::ClientConfig, topic: &str, partitions: i32) -> Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::types::RDKafkaErrorCode;
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|e| anyhow!("cannot create a Kafka admin client: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .map_err(|e| anyhow!("cannot create the repartition topic '{topic}': {e}"))?;
-    for result in results {
-        match result {
-            Ok(_) => tracing::info!(
-                "created the repartition topic '{topic}' with {partitions} partitions"
-            ),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => bail!("cannot create the repartition topic '{topic}': {code}"),
-        }
-    }
-    Ok(())
 }

@@ -10,9 +10,13 @@
 //! times (the grid is aligned on the epoch in every process), the same offset ranges, outputs
 //! replaced or fenced per task.
 
+mod internal_topics;
 mod member;
 mod partitioning;
 mod repartition;
+mod reset;
+
+pub use reset::reset;
 
 use crate::config::{ConfigError, Pipeline};
 use crate::job::RunOptions;

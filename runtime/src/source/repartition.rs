@@ -29,7 +29,10 @@ use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use serde::Deserialize;
 use spate_guest::Partition;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a batch waiting for its writers is logged.
+const WAIT_LOG_EVERY: Duration = Duration::from_secs(10);
 use toml::Spanned;
 
 /// The fields of the table (written by scale-out, not by hand).
@@ -123,7 +126,12 @@ impl Source for Repartition {
             .set("group.id", format!("{}.reader", self.topic))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "50");
+            .set("fetch.wait.max.ms", "50")
+            // Uncommitted records too: an attempt counts only once it ends, and every attempt
+            // that ends holds the same (see above), so what read_committed would hide changes
+            // nothing here, while its wait for the last stable offset holds every reduce task
+            // back behind any transaction left open.
+            .set("isolation.level", "read_uncommitted");
         let consumer: BaseConsumer<Log> = config
             .create_with_context(Log {
                 source: self.name.clone(),
@@ -151,6 +159,7 @@ impl Source for Repartition {
             ended: BTreeMap::new(),
             handed,
             next: next as i64,
+            waiting: None,
         };
         loop {
             if context.buffer.is_stopping() {
@@ -193,6 +202,9 @@ struct Reader<'a> {
     ended: BTreeMap<String, u64>,
     /// The latest batch handed over.
     handed: u64,
+    /// Since when the oldest pending batch has waited for its writers, and when that was
+    /// last logged.
+    waiting: Option<(Instant, Instant)>,
     /// The offset after the last record read.
     next: i64,
 }
@@ -268,6 +280,32 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// Says, every [`WAIT_LOG_EVERY`] while batch `time` waits, which writers have not ended
+    /// it: a map task that stopped writing holds every reduce task back.
+    fn log_waiting(&mut self, time: u64) {
+        let now = Instant::now();
+        let (since, logged) = self.waiting.get_or_insert((now, now));
+        if now.duration_since(*logged) < WAIT_LOG_EVERY {
+            return;
+        }
+        *logged = now;
+        let behind: Vec<String> = self
+            .ended
+            .iter()
+            .filter(|(_, latest)| **latest < time)
+            .map(|(writer, latest)| format!("{writer} (ended {latest})"))
+            .collect();
+        tracing::info!(
+            "repartition source '{}': batch {time} has waited {:.0} s for its writers: {} of \
+             {} heard from; behind: [{}]",
+            self.source.name,
+            now.duration_since(*since).as_secs_f64(),
+            self.ended.len(),
+            self.source.writers,
+            behind.join(", ")
+        );
+    }
+
     /// Hands over, in order, every batch every writer has ended; false when the job stops.
     fn hand_over(&mut self) -> Result<bool> {
         loop {
@@ -277,8 +315,10 @@ impl Reader<'_> {
             let all_ended = self.ended.len() >= self.source.writers
                 && self.ended.values().all(|&latest| latest >= time);
             if !all_ended {
+                self.log_waiting(time);
                 return Ok(true);
             }
+            self.waiting = None;
             // The batches before this one have nothing: the clock may form them empty.
             self.context.buffer.complete_through(time - self.batch_ms);
             if !self
