@@ -43,7 +43,21 @@ pub struct Running {
 
 /// Starts `spate` with `args`, stdout discarded, cache in `cache_dir`.
 pub fn start(args: &[&str], cache_dir: &Path) -> Result<Running> {
-    let mut child = Command::new(spate_binary()?)
+    start_on(None, args, cache_dir)
+}
+
+/// [`start`], pinned to CPU `core` when given (through `taskset`, which execs spate: the pid
+/// is spate's).
+pub fn start_on(core: Option<usize>, args: &[&str], cache_dir: &Path) -> Result<Running> {
+    let mut command = match core {
+        Some(core) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", &core.to_string()]).arg(spate_binary()?);
+            taskset
+        }
+        None => Command::new(spate_binary()?),
+    };
+    let mut child = command
         .args(args)
         .env("SPATE_CACHE_DIR", cache_dir)
         .env("SPATE_LOG", "info")
@@ -138,11 +152,36 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user and system, all threads) process `pid` has used so far, in seconds; 0 if
+/// unknown.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command (which may hold spaces, in parentheses): utime and stime are
+    // the 14th and 15th of the line, in clock ticks.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) as f64 / per_second
+}
+
 /// A batch line of spate's log, parsed.
 #[derive(Clone, Debug)]
 pub struct BatchLine {
     /// The job that logged it.
     pub job: String,
+    /// The batch time, ms.
+    pub time_ms: u64,
     /// Input records.
     pub records: u64,
     /// Input bytes.
@@ -172,6 +211,7 @@ pub fn parse_batch_line(line: &str) -> Option<BatchLine> {
     let job = line.split("job{name=").nth(1)?.split('}').next()?;
     Some(BatchLine {
         job: job.to_owned(),
+        time_ms: number_after(line, ": batch ")?,
         records: number_after(line, " ms: ")?,
         bytes: number_after(line, "input records (")?,
         scheduling_ms: number_after(line, "scheduling delay ")?,
@@ -188,7 +228,7 @@ mod tests {
     fn parses_the_batch_log_line() {
         let line = "2026-11-24T03:39:14.001713Z  INFO job{name=wc}: batch 1795491554000 ms: 20 input records (1380 bytes, 5 partitions), 141 output records, scheduling delay 0.3 ms, processing time 0.7 ms, total delay 1.0 ms; wasm: 7 calls";
         let b = parse_batch_line(line).unwrap();
-        assert_eq!(b.job, "wc");
+        assert_eq!((b.job.as_str(), b.time_ms), ("wc", 1795491554000));
         assert_eq!((b.records, b.bytes), (20, 1380));
         assert_eq!(
             (b.scheduling_ms, b.processing_ms, b.total_ms),

@@ -1,5 +1,5 @@
 //! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
-//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres] [--only-ui]`; an unknown argument is refused
+//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-scale-out] [--only-postgres] [--only-ui]`; an unknown argument is refused
 //! (exit 2).
 //! Run it through `bench/run` (or `just bench`), which first builds spate and runs the
 //! criterion benchmarks.
@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use spate_bench::corpus::Corpus;
 use spate_bench::criterion_results::{self, Boundary};
 use spate_bench::workloads::{
-    ingest, kafka, postgres, sandbox, startup, state, tenants, ui, wordcount,
+    ingest, kafka, postgres, sandbox, scale_out, startup, state, tenants, ui, wordcount,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ struct Results {
     tenants: Option<tenants::Tenants>,
     state: Option<state::StateCost>,
     kafka: Option<kafka::KafkaFigures>,
+    scale_out: Option<scale_out::ScaleOutFigures>,
     postgres: Option<postgres::PostgresFigures>,
     ui: Option<ui::UiCost>,
 }
@@ -57,11 +58,11 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount] \
-                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-postgres] \
-                     [--only-ui]";
+                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-scale-out] \
+                     [--only-postgres] [--only-ui]";
 
 /// The flags [`Selection::from_args`] and `main` read.
-const FLAGS: [&str; 9] = [
+const FLAGS: [&str; 10] = [
     "--quick",
     "--skip-ingest",
     "--only-wordcount",
@@ -69,6 +70,7 @@ const FLAGS: [&str; 9] = [
     "--only-ingest",
     "--only-state",
     "--only-kafka",
+    "--only-scale-out",
     "--only-postgres",
     "--only-ui",
 ];
@@ -98,6 +100,7 @@ struct Selection {
     boundary: bool,
     state: bool,
     kafka: bool,
+    scale_out: bool,
     postgres: bool,
     ui: bool,
 }
@@ -115,6 +118,7 @@ impl Selection {
             "--only-ingest",
             "--only-state",
             "--only-kafka",
+            "--only-scale-out",
             "--only-postgres",
             "--only-ui",
         ];
@@ -128,6 +132,7 @@ impl Selection {
             boundary: all || has("--only-sandbox"),
             state: all || has("--only-state"),
             kafka: all || has("--only-kafka"),
+            scale_out: all || has("--only-scale-out"),
             postgres: all || has("--only-postgres"),
             ui: all || has("--only-ui"),
         }
@@ -239,6 +244,15 @@ fn main() -> Result<()> {
             &root, &corpus, bytes, reps, steady_s, &cache, &work,
         )?)
     };
+    let scale_out = if !run.scale_out {
+        None
+    } else {
+        eprintln!(
+            "scale-out: one process against two (pinned to their own cores), then a rebalance ..."
+        );
+        let bytes = if quick { 80_000_000 } else { 200_000_000 };
+        Some(scale_out::run(&root, &corpus, bytes, &cache, &work)?)
+    };
     let postgres = if !run.postgres {
         None
     } else {
@@ -263,6 +277,7 @@ fn main() -> Result<()> {
         tenants,
         state,
         kafka,
+        scale_out,
         postgres,
         ui,
     };
@@ -397,6 +412,9 @@ fn print_table(r: &Results) {
     if let Some(k) = &r.kafka {
         print_kafka(k);
     }
+    if let Some(s) = &r.scale_out {
+        print_scale_out(s);
+    }
     if let Some(p) = &r.postgres {
         print_postgres(p);
     }
@@ -454,6 +472,33 @@ fn print_kafka(k: &kafka::KafkaFigures) {
         k.batches,
         k.median_lag_records,
         k.max_lag_records
+    );
+}
+
+fn print_scale_out(s: &scale_out::ScaleOutFigures) {
+    println!(
+        "\nScale-out ({:.1} MB, {} records, 8 partitions; word count across the repartition topic, \
+         Kafka out exactly-once; test broker on 127.0.0.1, not pinned)",
+        s.input_mb, s.records
+    );
+    println!(
+        "{:<46} {:>9.1} MB/s {:>9.1} MB/s {:>9.2}x",
+        "  2 processes (1 core each) vs 1", s.two_processes_mb_s, s.one_process_mb_s, s.ratio
+    );
+    println!(
+        "    p99 batch total delay while catching up: 1 process {:.0} ms, 2 processes {:.0} ms",
+        s.one_process_p99_ms, s.two_processes_p99_ms
+    );
+    println!(
+        "    the broker used {:.2} cores beside 1 process, {:.2} beside 2 (of the machine's {})",
+        s.one_process_broker_cores,
+        s.two_processes_broker_cores,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  rebalance (one member leaves, one joins) at {:.1} MB/s: a task went {:.1} s longer \
+         than the interval without finishing a batch",
+        s.rebalance_offered_mb_s, s.rebalance_gap_s
     );
 }
 

@@ -10,6 +10,7 @@
 //!   delay is reported against the interval, with the consumer lag (records produced and not
 //!   yet in a finished batch) sampled during the run.
 
+use super::WORDCOUNT_STEPS;
 use crate::process::{self, BatchLine};
 use crate::stats::{median, percentile};
 use anyhow::{Context, Result, bail};
@@ -56,9 +57,17 @@ pub struct KafkaFigures {
 }
 
 /// A broker on a free port, stopped on drop.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
-    bootstrap: String,
+    /// Its `host:port`.
+    pub(crate) bootstrap: String,
+}
+
+impl Broker {
+    /// CPU seconds the broker has used so far.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        crate::process::cpu_seconds(self.child.id())
+    }
 }
 
 impl Drop for Broker {
@@ -68,7 +77,8 @@ impl Drop for Broker {
     }
 }
 
-fn start_broker(root: &Path) -> Result<Broker> {
+/// Installs the test broker (the project's script) and starts it on a free loopback port.
+pub(crate) fn start_broker(root: &Path) -> Result<Broker> {
     let out = Command::new(root.join("scripts/install-kafka-broker.sh"))
         .stderr(Stdio::inherit())
         .output()
@@ -118,7 +128,8 @@ fn config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+/// Creates `topic` with the workload's 8 partitions.
+pub(crate) fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap).create()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -132,7 +143,8 @@ fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-fn producer(bootstrap: &str) -> Result<BaseProducer> {
+/// An idempotent producer.
+pub(crate) fn producer(bootstrap: &str) -> Result<BaseProducer> {
     Ok(config(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -140,7 +152,7 @@ fn producer(bootstrap: &str) -> Result<BaseProducer> {
 }
 
 /// Sends `value` to `topic`, waiting while librdkafka's queue is full.
-fn send(producer: &BaseProducer, topic: &str, value: &[u8]) -> Result<()> {
+pub(crate) fn send(producer: &BaseProducer, topic: &str, value: &[u8]) -> Result<()> {
     let mut record = BaseRecord::<(), [u8]>::to(topic).payload(value);
     loop {
         match producer.send(record) {
@@ -151,6 +163,75 @@ fn send(producer: &BaseProducer, topic: &str, value: &[u8]) -> Result<()> {
             }
             Err((e, _)) => bail!("produce: {e}"),
         }
+    }
+}
+
+/// The corpus's lines (without their newlines) within its first `max_bytes`.
+pub(crate) fn corpus_lines(text: &[u8], max_bytes: usize) -> Vec<&[u8]> {
+    text.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .scan(0usize, |bytes, line| {
+            *bytes += line.len();
+            (*bytes <= max_bytes).then_some(line)
+        })
+        .collect()
+}
+
+/// A thread producing lines, round and round, at a fixed rate.
+pub(crate) struct Feeder {
+    stop: Arc<AtomicBool>,
+    produced: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Feeder {
+    /// Starts producing `lines` into `topic` at `rate` bytes a second.
+    pub(crate) fn start(bootstrap: &str, topic: &str, lines: &[&[u8]], rate: f64) -> Feeder {
+        let (stop, produced) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let thread = {
+            let (stop, produced) = (stop.clone(), produced.clone());
+            let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+            let lines: Vec<Vec<u8>> = lines.iter().map(|l| l.to_vec()).collect();
+            std::thread::spawn(move || -> Result<()> {
+                let producer = producer(&bootstrap)?;
+                let started = Instant::now();
+                let (mut sent_bytes, mut i) = (0f64, 0usize);
+                while !stop.load(Ordering::Relaxed) {
+                    if sent_bytes > started.elapsed().as_secs_f64() * rate {
+                        producer.poll(Duration::from_millis(1));
+                        continue;
+                    }
+                    let line = &lines[i % lines.len()];
+                    send(&producer, &topic, line)?;
+                    sent_bytes += line.len() as f64;
+                    produced.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                producer.flush(Duration::from_secs(30))?;
+                Ok(())
+            })
+        };
+        Feeder {
+            stop,
+            produced,
+            thread,
+        }
+    }
+
+    /// Records produced so far.
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    /// Stops producing and waits for what was sent.
+    pub(crate) fn stop(self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the feeder panicked"))?
     }
 }
 
@@ -198,14 +279,7 @@ bootstrap = "{bootstrap}"
 topics = ["{topic}"]
 starting-offsets = "{start}"
 
-[[steps]]
-op = "flat-map"
-plugin = "tokenize"
-
-[[steps]]
-op = "reduce-by-key"
-plugin = "sum"
-
+{WORDCOUNT_STEPS}
 [[outputs]]
 type = "kafka"
 bootstrap = "{bootstrap}"
@@ -229,14 +303,7 @@ pub fn run(
     let broker = start_broker(root)?;
     let bootstrap = broker.bootstrap.clone();
     let text = std::fs::read(corpus)?;
-    let lines: Vec<&[u8]> = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .scan(0usize, |bytes, line| {
-            *bytes += line.len();
-            (*bytes <= max_bytes).then_some(line)
-        })
-        .collect();
+    let lines = corpus_lines(&text, max_bytes);
     let input_bytes: usize = lines.iter().map(|l| l.len()).sum();
     let records = lines.len() as u64;
     create_topic(&bootstrap, "in")?;
@@ -281,32 +348,7 @@ pub fn run(
     let job = process::start(&["run", path.to_str().context("UTF-8 path")?], cache)?;
     // The source is assigned before the feeder starts (it starts at the latest offsets).
     std::thread::sleep(Duration::from_secs(2));
-    let (stop, produced) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let feeder = {
-        let (stop, produced, bootstrap) = (stop.clone(), produced.clone(), bootstrap.clone());
-        let lines: Vec<Vec<u8>> = lines.iter().map(|l| l.to_vec()).collect();
-        std::thread::spawn(move || -> Result<()> {
-            let producer = producer(&bootstrap)?;
-            let started = Instant::now();
-            let (mut sent_bytes, mut i) = (0f64, 0usize);
-            while !stop.load(Ordering::Relaxed) {
-                if sent_bytes > started.elapsed().as_secs_f64() * rate {
-                    producer.poll(Duration::from_millis(1));
-                    continue;
-                }
-                let line = &lines[i % lines.len()];
-                send(&producer, "live", line)?;
-                sent_bytes += line.len() as f64;
-                produced.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-            producer.flush(Duration::from_secs(30))?;
-            Ok(())
-        })
-    };
+    let feeder = Feeder::start(&bootstrap, "live", &lines, rate);
     let warmup = Duration::from_secs(3);
     let started = Instant::now();
     let (mut batches, mut lags): (Vec<BatchLine>, Vec<u64>) = (Vec::new(), Vec::new());
@@ -323,16 +365,13 @@ pub fn run(
             }
         }
         if started.elapsed() >= warmup {
-            lags.push(produced.load(Ordering::Relaxed).saturating_sub(consumed));
+            lags.push(feeder.produced().saturating_sub(consumed));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    stop.store(true, Ordering::Relaxed);
     job.interrupt();
     job.finish()?;
-    feeder
-        .join()
-        .map_err(|_| anyhow::anyhow!("the feeder panicked"))??;
+    feeder.stop()?;
     let total: Vec<f64> = batches.iter().map(|b| b.total_ms).collect();
     let lag_values: Vec<f64> = lags.iter().map(|&l| l as f64).collect();
     let p99 = percentile(&total, 99.0);

@@ -4,6 +4,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod postgres;
 pub mod sandbox;
+pub mod scale_out;
 pub mod startup;
 pub mod state;
 pub mod tenants;
@@ -23,6 +24,16 @@ pub fn wordcount_pipeline(source: &str, trigger: &str) -> String {
     )
 }
 
+/// The word count's steps: tokenize, then count by word (reduce-by-key with `sum`).
+pub const WORDCOUNT_STEPS: &str = r#"[[steps]]
+op = "flat-map"
+plugin = "tokenize"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+"#;
+
 /// The word count (tokenize, reduce-by-key, print) with `job`'s lines in its `[job]` table
 /// and the source table `source`.
 pub fn wordcount_job(job: &str, source: &str) -> String {
@@ -32,14 +43,7 @@ pub fn wordcount_job(job: &str, source: &str) -> String {
 
 {source}
 
-[[steps]]
-op = "flat-map"
-plugin = "tokenize"
-
-[[steps]]
-op = "reduce-by-key"
-plugin = "sum"
-
+{WORDCOUNT_STEPS}
 [[outputs]]
 type = "print"
 num = 1

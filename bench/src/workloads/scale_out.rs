@@ -1,0 +1,347 @@
+//! Workload: scale-out (docs/SCALE-OUT.md). The same job run by one process and by two, each
+//! process pinned to its own core (`taskset`) with one worker, sharing the job through a
+//! consumer group of the test broker (tansu, in memory, on 127.0.0.1, not pinned).
+//!
+//! - Throughput: `max_bytes` of the corpus's lines (round and round) in an 8-partition topic; the word count across the
+//!   repartition topic (tokenize in the 8 map tasks, reduce-by-key in the 8 reduce tasks,
+//!   counts to a Kafka topic exactly-once), at most `CAP` records per partition and batch so
+//!   that it runs as a series of 1 s batches. Measured from the moment every process runs
+//!   batches with input (the first batch with input of the process that got its tasks last)
+//!   until every reduce task has run the last batch with input: the map tasks' input bytes
+//!   in that window over its length. The p99 of the batches' total delay in the window is
+//!   reported beside it.
+//! - Rebalance: two processes run the job while a feeder produces at a fixed rate; one
+//!   leaves (SIGINT) and a third joins at once. The cost is the longest time a task went
+//!   without finishing a batch, less the 1 s interval: what the move of its partition cost.
+
+use super::WORDCOUNT_STEPS;
+use super::kafka::{Broker, Feeder, corpus_lines, create_topic, producer, send, start_broker};
+use crate::process::{self, BatchLine, Running};
+use crate::stats::percentile;
+use anyhow::{Context, Result, bail};
+use rdkafka::producer::Producer;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Records per partition and batch at most.
+const CAP: usize = 50_000;
+
+/// The workload's figures.
+#[derive(Debug, serde::Serialize)]
+pub struct ScaleOutFigures {
+    /// MB of records (values) in the input topic.
+    pub input_mb: f64,
+    /// Records in the input topic.
+    pub records: u64,
+    /// One process: MB/s of input in the measured window.
+    pub one_process_mb_s: f64,
+    /// Two processes: the same.
+    pub two_processes_mb_s: f64,
+    /// `two_processes_mb_s / one_process_mb_s`.
+    pub ratio: f64,
+    /// The broker's CPU use during the one-process run, in cores (CPU seconds over wall
+    /// seconds): what the two pinned processes share the machine's two cores with.
+    pub one_process_broker_cores: f64,
+    /// The same during the two-process run.
+    pub two_processes_broker_cores: f64,
+    /// p99 of the batches' total delay in the window, one process, ms.
+    pub one_process_p99_ms: f64,
+    /// The same, two processes.
+    pub two_processes_p99_ms: f64,
+    /// The offered rate of the rebalance run, MB/s.
+    pub rebalance_offered_mb_s: f64,
+    /// The longest time a task finished no batch while one member left and one joined,
+    /// less the batch interval, seconds.
+    pub rebalance_gap_s: f64,
+}
+
+/// The job, named `name` (its group and repartition topic follow), reading `topic`.
+fn pipeline(name: &str, bootstrap: &str, topic: &str, checkpoints: &Path) -> String {
+    format!(
+        r#"[job]
+name = "{name}"
+batch-interval = "1s"
+workers = 1
+checkpoint-dir = "{checkpoints}"
+group = "bench.{name}"
+
+[sources.lines]
+type = "kafka"
+bootstrap = "{bootstrap}"
+topics = ["{topic}"]
+starting-offsets = "earliest"
+max-records-per-partition = {CAP}
+
+[sources.lines.client]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+
+{WORDCOUNT_STEPS}
+[[outputs]]
+type = "kafka"
+bootstrap = "{bootstrap}"
+topic = "{name}-out"
+delivery = "exactly-once"
+"#,
+        checkpoints = checkpoints.display()
+    )
+}
+
+/// Writes the job `name` reading `topic` into `work` (its output topic created, its
+/// checkpoints fresh); returns the pipeline file's path.
+fn job_file(broker: &Broker, name: &str, topic: &str, work: &Path) -> Result<String> {
+    create_topic(&broker.bootstrap, &format!("{name}-out"))?;
+    let path = work.join(format!("{name}.toml"));
+    let checkpoints = work.join(format!("{name}-ck"));
+    let _ = std::fs::remove_dir_all(&checkpoints);
+    std::fs::write(
+        &path,
+        pipeline(name, &broker.bootstrap, topic, &checkpoints),
+    )?;
+    Ok(path.to_str().context("UTF-8 path")?.to_owned())
+}
+
+/// A batch line with the process that logged it and when it arrived.
+struct Seen {
+    process: usize,
+    at: Instant,
+    batch: BatchLine,
+}
+
+impl Seen {
+    fn is_reduce(&self) -> bool {
+        self.batch.job.contains(".repartition-")
+    }
+
+    /// When its processing started (arrival less its processing time, near enough).
+    fn started(&self) -> Instant {
+        self.at - Duration::from_secs_f64(self.batch.processing_ms / 1000.0)
+    }
+}
+
+/// Moves the batch lines that arrived from `processes` into `seen`.
+fn collect(processes: &[Running], seen: &mut Vec<Seen>) {
+    for (process, running) in processes.iter().enumerate() {
+        while let Ok((at, line)) = running.lines.try_recv() {
+            if let Some(batch) = process::parse_batch_line(&line) {
+                seen.push(Seen { process, at, batch });
+            }
+        }
+    }
+}
+
+/// Stops `processes` gracefully and waits for them.
+fn stop(processes: Vec<Running>) -> Result<()> {
+    for p in &processes {
+        p.interrupt();
+    }
+    for p in processes {
+        p.finish()?;
+    }
+    Ok(())
+}
+
+/// One throughput run of `count` processes over `topic` (`records` records, `bytes` bytes):
+/// MB/s and p99 total delay (ms) in the window where all of them ran, and the broker's cores
+/// over the run.
+fn throughput(
+    broker: &Broker,
+    count: usize,
+    topic: &str,
+    (records, bytes): (u64, u64),
+    cache: &Path,
+    work: &Path,
+) -> Result<(f64, f64, f64)> {
+    let path = job_file(broker, &format!("so-{count}p"), topic, work)?;
+    let path = path.as_str();
+    let (started, broker_cpu) = (Instant::now(), broker.cpu_seconds());
+    let processes = (0..count)
+        .map(|core| process::start_on(Some(core), &["run", path, "--no-ui"], cache))
+        .collect::<Result<Vec<_>>>()?;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        collect(&processes, &mut seen);
+        let map_records: u64 = seen
+            .iter()
+            .filter(|s| !s.is_reduce())
+            .map(|s| s.batch.records)
+            .sum();
+        if map_records >= records {
+            // Done once every reduce task ran the last batch with map input.
+            let last = seen
+                .iter()
+                .filter(|s| !s.is_reduce() && s.batch.records > 0)
+                .map(|s| s.batch.time_ms)
+                .max()
+                .unwrap_or(0);
+            let mut reduced: BTreeMap<&str, u64> = BTreeMap::new();
+            for s in seen.iter().filter(|s| s.is_reduce()) {
+                let t = reduced.entry(&s.batch.job).or_default();
+                *t = (*t).max(s.batch.time_ms);
+            }
+            if reduced.len() == 8 && reduced.values().all(|&t| t >= last) {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{count} process(es) did not count the input within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let end = seen.iter().map(|s| s.at).max().unwrap_or_else(Instant::now);
+    let broker_cores = (broker.cpu_seconds() - broker_cpu) / started.elapsed().as_secs_f64();
+    stop(processes)?;
+    // The window opens when the last process to get tasks started its first batch with input.
+    let start = (0..count)
+        .map(|p| {
+            seen.iter()
+                .filter(|s| s.process == p && !s.is_reduce() && s.batch.records > 0)
+                .map(Seen::started)
+                .min()
+        })
+        .collect::<Option<Vec<_>>>()
+        .and_then(|firsts| firsts.into_iter().max())
+        .context("a process ran no batch with input")?;
+    let in_window: Vec<&Seen> = seen.iter().filter(|s| s.started() >= start).collect();
+    let window_bytes: u64 = in_window
+        .iter()
+        .filter(|s| !s.is_reduce())
+        .map(|s| s.batch.bytes)
+        .sum();
+    if window_bytes < bytes / 2 {
+        bail!(
+            "{count} process(es): only {window_bytes} of {bytes} bytes were read once all \
+             processes ran: the window is too short to measure"
+        );
+    }
+    let delays: Vec<f64> = in_window.iter().map(|s| s.batch.total_ms).collect();
+    let seconds = end.duration_since(start).as_secs_f64();
+    Ok((
+        window_bytes as f64 / 1e6 / seconds,
+        percentile(&delays, 99.0),
+        broker_cores,
+    ))
+}
+
+/// The rebalance run: two members, a feeder at `rate` bytes/s of `lines`; one leaves and
+/// one joins. The longest time a task finished no batch, less the interval, in seconds.
+fn rebalance(
+    broker: &Broker,
+    lines: &[&[u8]],
+    rate: f64,
+    cache: &Path,
+    work: &Path,
+) -> Result<f64> {
+    create_topic(&broker.bootstrap, "live")?;
+    let path = job_file(broker, "so-rebalance", "live", work)?;
+    let path = path.as_str();
+    let start = |core| process::start_on(Some(core), &["run", path, "--no-ui"], cache);
+    let mut processes = vec![start(0)?, start(1)?];
+    let feeder = Feeder::start(&broker.bootstrap, "live", lines, rate);
+    let mut seen = Vec::new();
+    let watch = |processes: &[Running], seen: &mut Vec<Seen>, for_: Duration| {
+        let until = Instant::now() + for_;
+        while Instant::now() < until {
+            collect(processes, seen);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Both members own tasks and run them (the first rebalances are not measured).
+    watch(&processes, &mut seen, Duration::from_secs(20));
+    let tasks_running = |seen: &[Seen]| {
+        let mut jobs: Vec<&str> = seen.iter().map(|s| s.batch.job.as_str()).collect();
+        jobs.sort();
+        jobs.dedup();
+        jobs.len()
+    };
+    if tasks_running(&seen) < 16 {
+        bail!("the two members did not run all 16 tasks within 20 s");
+    }
+    seen.clear();
+    watch(&processes, &mut seen, Duration::from_secs(5));
+    let leaving = processes.remove(1);
+    leaving.interrupt();
+    processes.push(start(1)?);
+    // The leaver's last lines still count; it is collected until it exits.
+    let left = std::thread::spawn(move || -> Result<Vec<(Instant, String)>> {
+        let lines: Vec<(Instant, String)> = leaving.lines.iter().collect();
+        leaving.finish()?;
+        Ok(lines)
+    });
+    watch(&processes, &mut seen, Duration::from_secs(30));
+    for (at, line) in left
+        .join()
+        .map_err(|_| anyhow::anyhow!("collector panicked"))??
+    {
+        if let Some(batch) = process::parse_batch_line(&line) {
+            seen.push(Seen {
+                process: 9,
+                at,
+                batch,
+            });
+        }
+    }
+    stop(processes)?;
+    feeder.stop()?;
+    let mut per_task: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
+    for s in &seen {
+        per_task.entry(&s.batch.job).or_default().push(s.at);
+    }
+    let mut longest = Duration::ZERO;
+    for times in per_task.values_mut() {
+        times.sort();
+        for pair in times.windows(2) {
+            longest = longest.max(pair[1] - pair[0]);
+        }
+    }
+    Ok((longest.as_secs_f64() - 1.0).max(0.0))
+}
+
+/// Runs the workload on `max_bytes` of the corpus's lines (again from its start when it is
+/// shorter).
+pub fn run(
+    root: &Path,
+    corpus: &Path,
+    max_bytes: usize,
+    cache: &Path,
+    work: &Path,
+) -> Result<ScaleOutFigures> {
+    let broker = start_broker(root)?;
+    let text = std::fs::read(corpus)?;
+    let lines = corpus_lines(&text, usize::MAX);
+    create_topic(&broker.bootstrap, "in")?;
+    let loader = producer(&broker.bootstrap)?;
+    // The corpus's lines round and round up to `max_bytes`: the window measured must hold
+    // many batches (at 20 MB it held about three, and the ratio swung from 0.84x to 1.44x).
+    let (mut bytes, mut records) = (0u64, 0u64);
+    for line in lines.iter().cycle() {
+        if bytes + line.len() as u64 > max_bytes as u64 {
+            break;
+        }
+        send(&loader, "in", line)?;
+        bytes += line.len() as u64;
+        records += 1;
+    }
+    loader.flush(Duration::from_secs(300))?;
+    let (one_mb_s, one_p99, one_broker) =
+        throughput(&broker, 1, "in", (records, bytes), cache, work)?;
+    let (two_mb_s, two_p99, two_broker) =
+        throughput(&broker, 2, "in", (records, bytes), cache, work)?;
+    let rate = 0.5 * one_mb_s * 1e6;
+    let gap = rebalance(&broker, &lines, rate, cache, work)?;
+    Ok(ScaleOutFigures {
+        input_mb: bytes as f64 / 1e6,
+        records,
+        one_process_mb_s: one_mb_s,
+        two_processes_mb_s: two_mb_s,
+        ratio: two_mb_s / one_mb_s,
+        one_process_broker_cores: one_broker,
+        two_processes_broker_cores: two_broker,
+        one_process_p99_ms: one_p99,
+        two_processes_p99_ms: two_p99,
+        rebalance_offered_mb_s: rate / 1e6,
+        rebalance_gap_s: gap,
+    })
+}
