@@ -30,10 +30,10 @@ use serde::Deserialize;
 use spate_guest::Partition;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// How often a batch waiting for its writers is logged.
-const WAIT_LOG_EVERY: Duration = Duration::from_secs(10);
 use toml::Spanned;
+
+/// How often a reduce task that cannot hand its next batch over says why.
+const WAIT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The fields of the table (written by scale-out, not by hand).
 #[derive(Deserialize)]
@@ -202,8 +202,7 @@ struct Reader<'a> {
     ended: BTreeMap<String, u64>,
     /// The latest batch handed over.
     handed: u64,
-    /// Since when the oldest pending batch has waited for its writers, and when that was
-    /// last logged.
+    /// Since when no batch could be handed over, and when that was last logged.
     waiting: Option<(Instant, Instant)>,
     /// The offset after the last record read.
     next: i64,
@@ -280,15 +279,28 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Says, every [`WAIT_LOG_EVERY`] while batch `time` waits, which writers have not ended
-    /// it: a map task that stopped writing holds every reduce task back.
-    fn log_waiting(&mut self, time: u64) {
+    /// Says, every [`WAIT_LOG_EVERY`] while no batch can be handed over, what it waits for:
+    /// the writers that have not ended batch `time`, or (`None`) any record at all. A map
+    /// task that stopped writing, or a partition that stopped being readable, holds the
+    /// reduce task back.
+    fn log_waiting(&mut self, time: Option<u64>) {
         let now = Instant::now();
         let (since, logged) = self.waiting.get_or_insert((now, now));
         if now.duration_since(*logged) < WAIT_LOG_EVERY {
             return;
         }
         *logged = now;
+        let waited = now.duration_since(*since).as_secs_f64();
+        let name = &self.source.name;
+        let Some(time) = time else {
+            tracing::info!(
+                "repartition source '{name}': nothing to hand over for {waited:.0} s: no \
+                 record of a batch after {} read (offset {})",
+                self.handed,
+                self.next
+            );
+            return;
+        };
         let behind: Vec<String> = self
             .ended
             .iter()
@@ -296,10 +308,8 @@ impl Reader<'_> {
             .map(|(writer, latest)| format!("{writer} (ended {latest})"))
             .collect();
         tracing::info!(
-            "repartition source '{}': batch {time} has waited {:.0} s for its writers: {} of \
-             {} heard from; behind: [{}]",
-            self.source.name,
-            now.duration_since(*since).as_secs_f64(),
+            "repartition source '{name}': batch {time} has waited {waited:.0} s for its \
+             writers: {} of {} heard from; behind: [{}]",
             self.ended.len(),
             self.source.writers,
             behind.join(", ")
@@ -310,12 +320,13 @@ impl Reader<'_> {
     fn hand_over(&mut self) -> Result<bool> {
         loop {
             let Some((&time, _)) = self.pending.first_key_value() else {
+                self.log_waiting(None);
                 return Ok(true);
             };
             let all_ended = self.ended.len() >= self.source.writers
                 && self.ended.values().all(|&latest| latest >= time);
             if !all_ended {
-                self.log_waiting(time);
+                self.log_waiting(Some(time));
                 return Ok(true);
             }
             self.waiting = None;
