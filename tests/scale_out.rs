@@ -122,6 +122,15 @@ fn produce_words(broker: &Broker, seed: u64, n: usize) -> Counts {
     counts
 }
 
+/// Produces 1000 unkeyed lines of words (chosen by `rng`) into the topic `lines`; adds
+/// their word counts to `expected`.
+fn produce_lines(broker: &Broker, rng: &mut support::chaos::Rng, expected: &mut Counts) {
+    let text = support::chaos::lines(rng, 1000);
+    let records: Vec<(Option<&[u8]>, &[u8])> = text.lines().map(|l| (None, l.as_bytes())).collect();
+    broker.produce("lines", &records);
+    add(expected, &reference_counts(&text, false, false));
+}
+
 fn add(into: &mut Counts, more: &Counts) {
     for (word, n) in more {
         *into.entry(word.clone()).or_default() += n;
@@ -443,11 +452,7 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
     let mut expected = Counts::new();
     // 4 map tasks and 4 reduce tasks.
     let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, 2, || {
-        let text = support::chaos::lines(&mut rng, 1000);
-        let records: Vec<(Option<&[u8]>, &[u8])> =
-            text.lines().map(|l| (None, l.as_bytes())).collect();
-        broker.produce("lines", &records);
-        add(&mut expected, &reference_counts(&text, false, false));
+        produce_lines(&broker, &mut rng, &mut expected);
     });
     finish_and_verify(&out, &expected, members, "spate.wc.wc.repartition");
     // Retired: the internal topic goes, the tasks' checkpoints are moved aside.
@@ -516,11 +521,7 @@ fn a_stateful_word_count_to_kafka_survives_a_kill_and_a_join_batch_for_batch() {
         2 * INPUT_PARTITIONS as usize,
         3,
         || {
-            let text = support::chaos::lines(&mut rng, 1000);
-            let records: Vec<(Option<&[u8]>, &[u8])> =
-                text.lines().map(|l| (None, l.as_bytes())).collect();
-            broker.produce("lines", &records);
-            add(&mut expected, &reference_counts(&text, false, false));
+            produce_lines(&broker, &mut rng, &mut expected);
         },
     );
     // Done when the reduce tasks' latest states add up to the input's counts.
