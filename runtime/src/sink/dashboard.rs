@@ -352,6 +352,8 @@ mod tests {
         }
     }
 
+    static BOARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
     fn board(keys: Vec<String>) -> DashboardSink {
         DashboardSink {
             board: Arc::new(Board {
@@ -367,7 +369,12 @@ mod tests {
                 job: "j".into(),
                 data: Mutex::new(Data::default()),
             }),
-            _claim: Claim::take(format!("dashboard test {}", std::process::id())).unwrap(),
+            // One claim per board: the tests run side by side in one process.
+            _claim: Claim::take(format!(
+                "dashboard test {}",
+                BOARDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ))
+            .unwrap(),
         }
     }
 
