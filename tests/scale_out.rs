@@ -99,6 +99,36 @@ fn wait_for_tasks(logs: &[&Path], what: &str, wanted: impl Fn(&[usize]) -> bool)
     }
 }
 
+/// Waits until a batch line that one of `logs` got after its first `from[i]` bytes says that
+/// `n` processes take part in the job; fails saying `what`, with the logs, if none does
+/// within 30 s.
+fn wait_for_processes(logs: &[&Path], from: &[usize], n: usize, what: &str) {
+    let said = format!("; {n} processes in the job");
+    let text = |log: &Path| std::fs::read_to_string(log).unwrap_or_default();
+    let seen = || {
+        logs.iter().zip(from).any(|(log, &from)| {
+            text(log).get(from..).is_some_and(|new| {
+                new.lines()
+                    .any(|l| l.contains(": batch ") && l.contains(&said))
+            })
+        })
+    };
+    if !eventually(Duration::from_secs(30), seen) {
+        let texts: Vec<String> = logs
+            .iter()
+            .map(|l| format!("{}:\n{}", l.display(), text(l)))
+            .collect();
+        panic!("{what}: no batch says '{said}'\n{}", texts.join("\n"));
+    }
+}
+
+/// How long the files `logs` are now.
+fn lengths(logs: &[&Path]) -> Vec<usize> {
+    logs.iter()
+        .map(|l| std::fs::metadata(l).map_or(0, |m| m.len() as usize))
+        .collect()
+}
+
 /// Produces `n` records of words keyed by the word (value 1, as an i64), the word chosen by
 /// `seed`; returns the counts produced.
 fn produce_words(broker: &Broker, seed: u64, n: usize) -> Counts {
@@ -145,6 +175,18 @@ fn word_count_job(dir: &Path) -> (Broker, PathBuf, PathBuf) {
         "words",
         "key-type = \"text\"\nvalue-type = \"i64\"",
         "[[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"",
+    )
+}
+
+/// The word counts of unkeyed lines in the topic `lines` (flat-map, then reduce-by-key
+/// behind the repartition topic, text-files out): see [`scale_out_job`].
+fn repartition_word_count_job(dir: &Path) -> (Broker, PathBuf, PathBuf) {
+    scale_out_job(
+        dir,
+        "lines",
+        "",
+        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
+         [[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"",
     )
 }
 
@@ -241,16 +283,26 @@ fn kill_one_and_join_one(
         "the members did not share the tasks",
         |o| o.iter().all(|&n| n > 0) && o.iter().sum::<usize>() == tasks,
     );
+    // Every batch says how many processes take part in the job.
+    let everything = vec![0; started];
+    wait_for_processes(&log_refs[..started], &everything, started, "all started");
     produce();
     std::thread::sleep(Duration::from_millis(700));
     let mut killed = members.remove(0);
     killed.kill().unwrap();
     killed.wait().unwrap();
+    let after_kill = lengths(&log_refs[1..started]);
     produce();
     wait_for_tasks(
         &log_refs[1..started],
         "the others did not take a's tasks",
         |o| o.iter().sum::<usize>() == tasks,
+    );
+    wait_for_processes(
+        &log_refs[1..started],
+        &after_kill,
+        started - 1,
+        "after the kill",
     );
     members.push(member(pipeline, &logs[started]));
     wait_for_tasks(
@@ -258,6 +310,7 @@ fn kill_one_and_join_one(
         "the new member did not take tasks over",
         |o| o[o.len() - 1] > 0 && o.iter().sum::<usize>() == tasks,
     );
+    wait_for_processes(&log_refs[started..], &[0], started, "after the join");
     produce();
     members
 }
@@ -398,24 +451,25 @@ fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: 
     assert!(tasks.len() > 1, "{tasks:?}");
 }
 
-#[test]
-fn random_members_killed_again_and_again_leave_the_outputs_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, pipeline, out) = word_count_job(dir.path());
-    let mut rng = support::chaos::Rng(25);
-    let log = |slot: usize, run: usize| dir.path().join(format!("member-{slot}-{run}.log"));
-    let mut members: Vec<Child> = (0..3)
-        .map(|slot| member(&pipeline, &log(slot, 0)))
-        .collect();
-    let mut runs = [0; 3];
+/// Three members of the job `pipeline` (writing into `out`); at least ten times (fewer if
+/// `SPATE_CHAOS_KILLS` asks: each kill costs a session timeout) `produce` feeds a wave of
+/// input (given the wave's number; it returns the wave's word counts) and a random member is
+/// SIGKILLed and started again. The outputs must add up to the input exactly, each word
+/// counted by its partition of `topic`.
+fn random_kills(
+    dir: &Path,
+    (pipeline, out): (&Path, &Path),
+    topic: &str,
+    mut produce: impl FnMut(u64) -> Counts,
+) {
     let mut expected = Counts::new();
-    // At least ten kills, fewer if SPATE_CHAOS_KILLS asks (each costs a session timeout).
+    let mut rng = support::chaos::Rng(25);
+    let log = |slot: usize, run: usize| dir.join(format!("member-{slot}-{run}.log"));
+    let mut members: Vec<Child> = (0..3).map(|slot| member(pipeline, &log(slot, 0))).collect();
+    let mut runs = [0; 3];
     let kills = support::chaos::kills().clamp(1, 10);
     for kill in 1..=kills {
-        add(
-            &mut expected,
-            &produce_words(&broker, 100 + kill as u64, 500),
-        );
+        add(&mut expected, &produce(kill as u64));
         std::thread::sleep(Duration::from_millis(1000 + rng.below(3000)));
         let slot = rng.below(3) as usize;
         if let Some(status) = members[slot].try_wait().unwrap() {
@@ -427,22 +481,44 @@ fn random_members_killed_again_and_again_leave_the_outputs_exact() {
         members[slot].kill().unwrap();
         members[slot].wait().unwrap();
         runs[slot] = kill;
-        members[slot] = member(&pipeline, &log(slot, kill));
+        members[slot] = member(pipeline, &log(slot, kill));
     }
-    add(&mut expected, &produce_words(&broker, 999, 500));
-    finish_and_verify(&out, &expected, members, "words");
+    add(&mut expected, &produce(999));
+    finish_and_verify(out, &expected, members, topic);
+}
+
+#[test]
+fn random_members_killed_again_and_again_leave_the_outputs_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = word_count_job(dir.path());
+    random_kills(dir.path(), (&pipeline, &out), "words", |wave| {
+        produce_words(&broker, 100 + wave, 500)
+    });
+}
+
+/// The same through the repartition topic: a killed member may have been running map tasks
+/// (whose batches' partials and end markers the reduce tasks wait for), reduce tasks, or both.
+#[test]
+fn random_members_killed_again_and_again_across_a_repartition_leave_the_outputs_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = repartition_word_count_job(dir.path());
+    let mut rng = support::chaos::Rng(26);
+    random_kills(
+        dir.path(),
+        (&pipeline, &out),
+        "spate.wc.wc.repartition",
+        |_| {
+            let mut wave = Counts::new();
+            produce_lines(&broker, &mut rng, &mut wave);
+            wave
+        },
+    );
 }
 
 #[test]
 fn a_word_count_runs_across_members_through_a_repartition_topic() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, pipeline, out) = scale_out_job(
-        dir.path(),
-        "lines",
-        "",
-        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
-         [[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"",
-    );
+    let (broker, pipeline, out) = repartition_word_count_job(dir.path());
     let said = checked(&pipeline);
     assert!(
         said.contains("repartition topic 'spate.wc.wc.repartition'"),

@@ -366,6 +366,7 @@ fn run(paths: &[PathBuf], args: &JobArgs) -> Result<()> {
         stop: stop_flag(),
         fresh: args.fresh,
         registry: Arc::new(Registry::default()),
+        processes: None,
     };
     serve_ui(&pipelines, args, &options.registry);
     // Each job plans (its plugins' describe and configure run tenant code) and runs on its own

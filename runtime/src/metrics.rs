@@ -39,6 +39,8 @@ pub struct BatchReport {
     pub tasks: TaskFigures,
     /// Records held in state (keys, window entries) after the batch.
     pub state_records: usize,
+    /// A scale-out task's batch: the processes taking part in the job when it ended.
+    pub processes: Option<usize>,
 }
 
 /// One output's write of one batch.
@@ -97,6 +99,9 @@ impl fmt::Display for BatchReport {
         }
         if self.state_records > 0 {
             write!(f, "; {} records in state", self.state_records)?;
+        }
+        if let Some(processes) = self.processes {
+            write!(f, "; {processes} processes in the job")?;
         }
         Ok(())
     }

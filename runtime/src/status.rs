@@ -431,6 +431,9 @@ pub struct BatchSummary {
     pub skipped_lines: u64,
     /// Records held in state after the batch.
     pub state_records: usize,
+    /// A scale-out task's batch: the processes taking part in the job when it ended (null
+    /// outside scale-out).
+    pub processes: Option<usize>,
     /// What each operator consumed (job's operator order).
     pub operators: Vec<OperatorUsage>,
     /// Each output's write (output order; null where its stream had no batch).
@@ -572,6 +575,7 @@ impl From<&BatchReport> for BatchSummary {
             late_records: r.tasks.late_records,
             skipped_lines: r.skipped_lines,
             state_records: r.state_records,
+            processes: r.processes,
             operators: r.per_operator.iter().map(OperatorUsage::from).collect(),
             outputs: r.outputs.clone(),
             output_retries: Vec::new(),

@@ -496,6 +496,11 @@ fn print_scale_out(s: &scale_out::ScaleOutFigures) {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
+        "    Spate used {:.2} cores as 1 process, {:.2} as 2; input per Spate CPU second, \
+         2 processes vs 1: {:.2}x",
+        s.one_process_spate_cores, s.two_processes_spate_cores, s.per_cpu_second_ratio
+    );
+    println!(
         "  rebalance (one member leaves, one joins) at {:.1} MB/s: a task went {:.1} s longer \
          than the interval without finishing a batch",
         s.rebalance_offered_mb_s, s.rebalance_gap_s

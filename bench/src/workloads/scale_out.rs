@@ -9,7 +9,9 @@
 //!   batches with input (the first batch with input of the process that got its tasks last)
 //!   until every reduce task has run the last batch with input: the map tasks' input bytes
 //!   in that window over its length. The p99 of the batches' total delay in the window is
-//!   reported beside it.
+//!   reported beside it, and the processes' CPU use in the window (from /proc every 100 ms):
+//!   input per CPU second, two processes over one, says whether the job does the same work
+//!   per record in two processes, apart from how much CPU the machine gave them.
 //! - Rebalance: two processes run the job while a feeder produces at a fixed rate; one
 //!   leaves (SIGINT) and a third joins at once. The cost is the longest time a task went
 //!   without finishing a batch, less the 1 s interval: what the move of its partition cost.
@@ -45,6 +47,13 @@ pub struct ScaleOutFigures {
     pub one_process_broker_cores: f64,
     /// The same during the two-process run.
     pub two_processes_broker_cores: f64,
+    /// The Spate process's CPU use in the measured window, in cores (at most 1: it is pinned).
+    pub one_process_spate_cores: f64,
+    /// The two Spate processes' together, in cores (at most 2).
+    pub two_processes_spate_cores: f64,
+    /// MB of input per Spate CPU second, two processes over one: 1.0 when a second process
+    /// does the same work per record (the job itself scales), whatever CPU time it was given.
+    pub per_cpu_second_ratio: f64,
     /// p99 of the batches' total delay in the window, one process, ms.
     pub one_process_p99_ms: f64,
     /// The same, two processes.
@@ -142,9 +151,30 @@ fn stop(processes: Vec<Running>) -> Result<()> {
     Ok(())
 }
 
-/// One throughput run of `count` processes over `topic` (`records` records, `bytes` bytes):
-/// MB/s and p99 total delay (ms) in the window where all of them ran, and the broker's cores
-/// over the run.
+/// What one throughput run measured.
+struct Throughput {
+    /// Input MB/s in the window where all processes ran.
+    mb_s: f64,
+    /// p99 of the batches' total delay in the window, ms.
+    p99_ms: f64,
+    /// The broker's CPU use over the run, in cores.
+    broker_cores: f64,
+    /// The Spate processes' CPU use in the window, in cores.
+    spate_cores: f64,
+}
+
+/// The CPU seconds `processes` had used together at `at`, from `samples` (taken in time
+/// order): the last sample at or before `at`, the first one if none is.
+fn cpu_at(samples: &[(Instant, f64)], at: Instant) -> f64 {
+    samples
+        .iter()
+        .take_while(|(when, _)| *when <= at)
+        .last()
+        .or(samples.first())
+        .map_or(0.0, |(_, cpu)| *cpu)
+}
+
+/// One throughput run of `count` processes over `topic` (`records` records, `bytes` bytes).
 fn throughput(
     broker: &Broker,
     count: usize,
@@ -152,7 +182,7 @@ fn throughput(
     (records, bytes): (u64, u64),
     cache: &Path,
     work: &Path,
-) -> Result<(f64, f64, f64)> {
+) -> Result<Throughput> {
     let path = job_file(broker, &format!("so-{count}p"), topic, work)?;
     let path = path.as_str();
     let (started, broker_cpu) = (Instant::now(), broker.cpu_seconds());
@@ -160,9 +190,16 @@ fn throughput(
         .map(|core| process::start_on(Some(core), &["run", path, "--no-ui"], cache))
         .collect::<Result<Vec<_>>>()?;
     let mut seen = Vec::new();
+    // The processes' CPU seconds together, every 100 ms: what they used in the window.
+    let mut cpu = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         collect(&processes, &mut seen);
+        let used: f64 = processes
+            .iter()
+            .map(|p| process::cpu_seconds(p.pid()))
+            .sum();
+        cpu.push((Instant::now(), used));
         let map_records: u64 = seen
             .iter()
             .filter(|s| !s.is_reduce())
@@ -218,11 +255,12 @@ fn throughput(
     }
     let delays: Vec<f64> = in_window.iter().map(|s| s.batch.total_ms).collect();
     let seconds = end.duration_since(start).as_secs_f64();
-    Ok((
-        window_bytes as f64 / 1e6 / seconds,
-        percentile(&delays, 99.0),
+    Ok(Throughput {
+        mb_s: window_bytes as f64 / 1e6 / seconds,
+        p99_ms: percentile(&delays, 99.0),
         broker_cores,
-    ))
+        spate_cores: (cpu_at(&cpu, end) - cpu_at(&cpu, start)) / seconds,
+    })
 }
 
 /// The rebalance run: two members, a feeder at `rate` bytes/s of `lines`; one leaves and
@@ -325,22 +363,23 @@ pub fn run(
         records += 1;
     }
     loader.flush(Duration::from_secs(300))?;
-    let (one_mb_s, one_p99, one_broker) =
-        throughput(&broker, 1, "in", (records, bytes), cache, work)?;
-    let (two_mb_s, two_p99, two_broker) =
-        throughput(&broker, 2, "in", (records, bytes), cache, work)?;
-    let rate = 0.5 * one_mb_s * 1e6;
+    let one = throughput(&broker, 1, "in", (records, bytes), cache, work)?;
+    let two = throughput(&broker, 2, "in", (records, bytes), cache, work)?;
+    let rate = 0.5 * one.mb_s * 1e6;
     let gap = rebalance(&broker, &lines, rate, cache, work)?;
     Ok(ScaleOutFigures {
         input_mb: bytes as f64 / 1e6,
         records,
-        one_process_mb_s: one_mb_s,
-        two_processes_mb_s: two_mb_s,
-        ratio: two_mb_s / one_mb_s,
-        one_process_broker_cores: one_broker,
-        two_processes_broker_cores: two_broker,
-        one_process_p99_ms: one_p99,
-        two_processes_p99_ms: two_p99,
+        one_process_mb_s: one.mb_s,
+        two_processes_mb_s: two.mb_s,
+        ratio: two.mb_s / one.mb_s,
+        one_process_broker_cores: one.broker_cores,
+        two_processes_broker_cores: two.broker_cores,
+        one_process_spate_cores: one.spate_cores,
+        two_processes_spate_cores: two.spate_cores,
+        per_cpu_second_ratio: (two.mb_s / two.spate_cores) / (one.mb_s / one.spate_cores),
+        one_process_p99_ms: one.p99_ms,
+        two_processes_p99_ms: two.p99_ms,
         rebalance_offered_mb_s: rate / 1e6,
         rebalance_gap_s: gap,
     })

@@ -18,7 +18,7 @@ use durability::Durability;
 use spate_guest::Partition;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Where the job reports its state and batches (the web UI reads them).
     pub registry: Arc<Registry>,
+    /// A scale-out task's job: how many processes take part in the whole job, kept current
+    /// by the process's member and read into each batch's figures.
+    pub processes: Option<Arc<AtomicUsize>>,
 }
 
 /// A finished run.
@@ -347,6 +350,10 @@ impl Runner<'_> {
             self.buffer,
             input,
         )?;
+        report.processes = options
+            .processes
+            .as_ref()
+            .map(|count| count.load(Ordering::Relaxed));
         tracing::info!("{report}");
         self.status.batch_done(&report);
         // Each task's figures are for the UI, which has them now; the run summary keeps every
@@ -449,5 +456,6 @@ fn run_one(
         outputs,
         tasks: output.figures,
         state_records: state.records(),
+        processes: None,
     })
 }

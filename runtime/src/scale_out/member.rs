@@ -4,18 +4,19 @@
 //! (revoked) only once its task's job has stopped at a batch boundary, so that while both are
 //! alive and in the group no two processes run one task.
 
+use super::presence::{self, Presence};
 use super::{ScaleOut, TaskPlanner, task_name};
 use crate::checkpoint::DirInUse;
 use crate::job::RunOptions;
 use crate::kafka::{log_client_error, log_client_line, part_name};
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ struct Tasks {
     started: AtomicBool,
     /// How many map tasks write into the repartition topic (the input's partitions).
     writers: usize,
+    /// How many processes take part in the job (read into every task's batch figures).
+    processes: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +64,7 @@ impl Tasks {
             stop: stop.clone(),
             fresh: false,
             registry: self.registry.clone(),
+            processes: Some(self.processes.clone()),
         };
         let overrides = self.scale_out.task_overrides(&part.0, part.1, self.writers);
         let dir = self.scale_out.task_dir(&part.0, part.1);
@@ -199,6 +203,8 @@ struct Member {
     tasks: Arc<Tasks>,
     /// How the member is named in the log.
     label: String,
+    /// This process's file among the job's members: says how many tasks it owns.
+    presence: Presence,
 }
 
 fn parts_of(list: &TopicPartitionList) -> Vec<Part> {
@@ -254,6 +260,9 @@ impl ConsumerContext for Member {
             .assignment()
             .map(|list| parts_of(&list))
             .unwrap_or_default();
+        if let Err(e) = self.presence.set_tasks(owned.len()) {
+            tracing::warn!("{}: cannot say how many tasks it owns: {e:#}", self.label);
+        }
         tracing::info!(
             "{}: owns {} task(s) after a rebalance: [{}]",
             self.label,
@@ -297,6 +306,13 @@ pub(super) fn run(
         }
         None => 0,
     };
+    let presence = Presence::announce(
+        &scale_out.checkpoint_dir,
+        member_id.as_deref().unwrap_or("dynamic"),
+        crate::wallclock::now_ms(),
+    )
+    .with_context(|| format!("{label}: cannot announce itself among the job's members"))?;
+    let processes = Arc::new(AtomicUsize::new(0));
     let tasks = Arc::new(Tasks {
         scale_out: scale_out.clone(),
         planner,
@@ -306,11 +322,13 @@ pub(super) fn run(
         failure: Mutex::new(None),
         started: AtomicBool::new(false),
         writers,
+        processes: processes.clone(),
     });
     let consumer: BaseConsumer<Member> = config
         .create_with_context(Member {
             tasks: tasks.clone(),
             label: label.clone(),
+            presence,
         })
         .map_err(|e| anyhow!("{label}: cannot create its Kafka client: {e}"))?;
     let subscription = scale_out.subscription();
@@ -331,6 +349,10 @@ pub(super) fn run(
             tracing::warn!("{label}: {e}");
             last_warning = Some(Instant::now());
         }
+        processes.store(
+            presence::count(&scale_out.checkpoint_dir),
+            Ordering::Relaxed,
+        );
         let none_running = tasks.reap();
         if let Some(error) = lock(&tasks.failure).take() {
             break Err(error);

@@ -13,6 +13,7 @@
 mod internal_topics;
 mod member;
 mod partitioning;
+mod presence;
 mod repartition;
 mod reset;
 

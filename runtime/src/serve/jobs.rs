@@ -400,6 +400,7 @@ impl Jobs {
                             stop: stop.clone(),
                             fresh: false,
                             registry,
+                            processes: None,
                         };
                         crate::job::run(plan, &options).map(|outcome| {
                             tracing::info!("{}", outcome.summary.render(outcome.elapsed));
