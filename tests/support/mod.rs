@@ -21,7 +21,12 @@ pub fn spate() -> Command {
             "SPATE_CACHE_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("spate-cache"),
         )
-        .env("SPATE_LOG", "info")
+        // `info` unless the one running the tests asks for more (SPATE_LOG_TESTS), to look
+        // into a failure: tests read the lines they check from `info`.
+        .env(
+            "SPATE_LOG",
+            std::env::var("SPATE_LOG_TESTS").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null());
     command
 }

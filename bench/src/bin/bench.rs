@@ -497,13 +497,31 @@ fn print_scale_out(s: &scale_out::ScaleOutFigures) {
     );
     println!(
         "    Spate used {:.2} cores as 1 process, {:.2} as 2; input per Spate CPU second, \
-         2 processes vs 1: {:.2}x",
-        s.one_process_spate_cores, s.two_processes_spate_cores, s.per_cpu_second_ratio
+         2 processes vs 1: {:.2}x; rebalances while 2 were measured: {}",
+        s.one_process_spate_cores,
+        s.two_processes_spate_cores,
+        s.per_cpu_second_ratio,
+        s.two_processes_rebalances_in_window
     );
+    let gap = &s.rebalance_gap;
     println!(
         "  rebalance (one member leaves, one joins) at {:.1} MB/s: a task went {:.1} s longer \
-         than the interval without finishing a batch",
-        s.rebalance_offered_mb_s, s.rebalance_gap_s
+         than the interval without finishing a batch\n    ({}: a batch on {} at {:+.1} s, the \
+         next on {} at {:+.1} s{}; b told to leave at 0 s and c started; logs in \
+         {}/so-rebalance-{{a,b,c}}.log)\n    every task moved ran its first batch on its new \
+         owner at most {:.1} s after the group gave it there",
+        s.rebalance_offered_mb_s,
+        gap.seconds,
+        gap.task,
+        gap.before,
+        gap.from_s,
+        gap.after,
+        gap.to_s,
+        gap.assigned_s.map_or(String::new(), |at| format!(
+            " (the group gave it there at {at:+.1} s)"
+        )),
+        gap.logs,
+        gap.handover_s
     );
 }
 
