@@ -91,12 +91,20 @@ fn owned(log: &Path) -> Option<usize> {
 fn wait_for_tasks(logs: &[&Path], what: &str, wanted: impl Fn(&[usize]) -> bool) {
     let owned_now = || -> Vec<usize> { logs.iter().map(|l| owned(l).unwrap_or(0)).collect() };
     if !eventually(Duration::from_secs(60), || wanted(&owned_now())) {
-        let texts: Vec<String> = logs
-            .iter()
-            .map(|l| format!("{}:\n{}", l.display(), std::fs::read_to_string(l).unwrap()))
-            .collect();
-        panic!("{what} (owned: {:?})\n{}", owned_now(), texts.join("\n"));
+        panic!("{what} (owned: {:?})\n{}", owned_now(), whole(logs));
     }
+}
+
+/// The logs `logs`, each under its path, for a failure to show.
+fn whole(logs: &[&Path]) -> String {
+    let texts: Vec<String> = logs
+        .iter()
+        .map(|l| {
+            let text = std::fs::read_to_string(l).unwrap_or_default();
+            format!("{}:\n{text}", l.display())
+        })
+        .collect();
+    texts.join("\n")
 }
 
 /// Waits until a batch line that one of `logs` got after its first `from[i]` bytes says that
@@ -104,21 +112,17 @@ fn wait_for_tasks(logs: &[&Path], what: &str, wanted: impl Fn(&[usize]) -> bool)
 /// within 30 s.
 fn wait_for_processes(logs: &[&Path], from: &[usize], n: usize, what: &str) {
     let said = format!("; {n} processes in the job");
-    let text = |log: &Path| std::fs::read_to_string(log).unwrap_or_default();
     let seen = || {
         logs.iter().zip(from).any(|(log, &from)| {
-            text(log).get(from..).is_some_and(|new| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.get(from..).is_some_and(|new| {
                 new.lines()
                     .any(|l| l.contains(": batch ") && l.contains(&said))
             })
         })
     };
     if !eventually(Duration::from_secs(30), seen) {
-        let texts: Vec<String> = logs
-            .iter()
-            .map(|l| format!("{}:\n{}", l.display(), text(l)))
-            .collect();
-        panic!("{what}: no batch says '{said}'\n{}", texts.join("\n"));
+        panic!("{what}: no batch says '{said}'\n{}", whole(logs));
     }
 }
 

@@ -185,6 +185,12 @@ pub fn client_config(
         };
         config.set(key, value);
     }
+    // librdkafka drops lines below the client's log level before any context sees them: a
+    // user who asks for its debug contexts (`debug = "cgrp"`) gets them, at Spate's `debug`
+    // level (SPATE_LOG=info,spate::kafka=debug).
+    if client.contains_key("debug") {
+        config.set_log_level(RDKafkaLogLevel::Debug);
+    }
     Ok(config)
 }
 
@@ -371,6 +377,10 @@ mod tests {
         let config = client_config("h:1", &[("linger.ms", "5")], &client).unwrap();
         assert_eq!(config.get("fetch.min.bytes"), Some("1"));
         assert_eq!(config.get("linger.ms"), Some("5"));
+        assert!(matches!(config.log_level, RDKafkaLogLevel::Warning));
+        client.insert("debug".to_owned(), Setting::Text("cgrp".into()));
+        let config = client_config("h:1", &[], &client).unwrap();
+        assert!(matches!(config.log_level, RDKafkaLogLevel::Debug));
         client.insert("group.id".to_owned(), Setting::Text("x".into()));
         let err = client_config("h:1", &[], &client).unwrap_err();
         assert!(err.contains("\"group.id\" is set by Spate"), "{err}");
