@@ -98,6 +98,8 @@ struct State {
     current: BTreeMap<(usize, u32), Filling>,
     sealed: VecDeque<Block>,
     buffered: usize,
+    /// Receivers waiting for room: nothing more comes until blocks are taken.
+    waiting_for_room: usize,
     open_sources: usize,
     stopping: bool,
     failure: Option<String>,
@@ -343,18 +345,24 @@ impl BlockBuffer {
         progress: Option<Progress>,
     ) -> MutexGuard<'_, State> {
         let mut state = self.lock();
-        while !state.stopping
-            && state.buffered > 0
-            && state.buffered + added > self.max_buffered_bytes
-        {
-            // Let the clock take what is here even if the block is not due yet.
-            seal(&mut state);
-            self.changed.notify_all();
-            state = self
-                .changed
-                .wait_timeout(state, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let full = |state: &State| {
+            !state.stopping
+                && state.buffered > 0
+                && state.buffered + added > self.max_buffered_bytes
+        };
+        if full(&state) {
+            state.waiting_for_room += 1;
+            while full(&state) {
+                // Let the clock take what is here even if the block is not due yet.
+                seal(&mut state);
+                self.changed.notify_all();
+                state = self
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            state.waiting_for_room -= 1;
         }
         if let Some(progress) = progress {
             let filling = state.current.entry(slot).or_default();
@@ -431,8 +439,11 @@ impl BlockBuffer {
     }
 
     /// Waits until `count` blocks are sealed, or fewer but no more can come soon (every source
-    /// is done, or the buffer is too full for receivers to add another block), or the timeout
-    /// passes; returns true when sealed blocks are waiting and no more are worth waiting for.
+    /// is done, a receiver waits for room, or the buffer is too full for another block), or the
+    /// timeout passes; returns true when sealed blocks are waiting and no more are worth
+    /// waiting for. (A Kafka receiver hands a partition's records over in pieces larger than a
+    /// block: one waiting for room with a single block sealed, while the clock waited for a
+    /// second, stopped an available-now job for good.)
     pub fn wait_for_sealed(&self, count: usize, timeout: Duration) -> bool {
         self.wait_until(count, false, timeout)
     }
@@ -450,6 +461,7 @@ impl BlockBuffer {
                 && (s.batch_wanted || !on_demand)
                 && (s.sealed.len() >= count
                     || s.open_sources == 0
+                    || s.waiting_for_room > 0
                     || s.buffered + self.max_block_bytes > self.max_buffered_bytes)
         };
         let state = self.lock();
@@ -601,6 +613,30 @@ mod tests {
             buffer.wait_for_demand(2, Duration::ZERO),
             "wanted, and no more will come"
         );
+    }
+
+    #[test]
+    fn a_receiver_waiting_for_room_lets_the_clock_take_a_single_block() {
+        // Room for 60 bytes, blocks of 10: one sealed block of 40 leaves room for another
+        // block, but the receiver's next piece (30 bytes, a Kafka partition's records handed
+        // over at once) does not fit. The clock wanting two blocks must not wait for it.
+        let buffer = Arc::new(BlockBuffer::new(10, 60));
+        buffer.open_source();
+        buffer.push(0, &mut lines(1, 40), None);
+        assert!(!buffer.wait_for_sealed(2, Duration::ZERO), "room for more");
+        let receiver = {
+            let buffer = buffer.clone();
+            std::thread::spawn(move || buffer.push(0, &mut lines(1, 30), None))
+        };
+        assert!(
+            buffer.wait_for_sealed(2, Duration::from_secs(10)),
+            "a receiver waits for room: nothing more comes, take the one block"
+        );
+        assert!(!receiver.is_finished());
+        assert_eq!(buffer.take_in_multiples(usize::MAX, 2).len(), 1);
+        buffer.release(40);
+        assert!(receiver.join().unwrap());
+        assert_eq!(buffer.buffered_bytes(), 30);
     }
 
     #[test]
