@@ -264,6 +264,25 @@ fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
         .map(|(t, _)| *t)
         .max();
     assert_eq!(Some(last as u64), last_with_words);
+
+    // The same job again at once. An available-now run dates its batches one interval apart
+    // however fast it goes, so the first run's marker may be ahead of the clock: the new run's
+    // batches must come after it, none of them skipped as written before.
+    let first_run_last = *batches.keys().max().unwrap();
+    let log = run_again_after(&["run", path.to_str().unwrap()], first_run_last);
+    let query = |sql: &str| -> i64 { server.client().query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(
+        query("SELECT count(*) FROM counts") as usize,
+        2 * expected_rows,
+        "{log}"
+    );
+    assert_eq!(
+        query(&format!(
+            "SELECT count(*) FROM counts WHERE batch > {first_run_last}"
+        )) as usize,
+        expected_rows,
+        "{log}"
+    );
 }
 
 #[test]

@@ -298,3 +298,26 @@ pub fn run_with_ui(pipeline: &Path, log: &Path, stdout: Stdio) -> (Child, String
     let base = ui_address(&read()).unwrap();
     (child, base)
 }
+
+/// Runs `args` again after a run whose output's last batch time was `last_batch_ms`: the run
+/// must succeed, skip no batch as written before, and, when that time was still ahead of the
+/// clock, say that its batch times start after it. Its log.
+pub fn run_again_after(args: &[&str], last_batch_ms: u64) -> String {
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let again = run(args, Duration::from_secs(120));
+    let log = stderr(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(!log.contains("not written again"), "{log}");
+    if last_batch_ms >= started_ms {
+        assert!(
+            log.contains(&format!(
+                "recorded as written by an earlier run ({last_batch_ms} ms)"
+            )),
+            "{log}"
+        );
+    }
+    log
+}

@@ -128,12 +128,37 @@ fn run_reporting(
         None => (None, None),
     };
     let batch_ms = job.batch_interval.as_millis() as u64;
+    let mut outputs = Outputs::Opening(opening);
     let (first, positions) = match &recovered {
         Some(r) => (r.next_time, r.positions.clone()),
-        None => (
-            (now_ms() / batch_ms + 1) * batch_ms,
-            source::initial_positions(&plan.sources, job.trigger)?,
-        ),
+        None => {
+            let mut first = (now_ms() / batch_ms + 1) * batch_ms;
+            if plan
+                .outputs
+                .iter()
+                .any(|o| o.output.remembers_batch_times())
+            {
+                // An earlier run's marker may be ahead of the clock (an available-now run
+                // gives its batches one interval each, however fast it goes): batch times
+                // start after it, or this run's first batches would be skipped as written.
+                let sinks = outputs
+                    .open()
+                    .with_context(|| format!("job '{name}' failed"))?;
+                let written = sinks.iter().filter_map(|s| s.written_through()).max();
+                if let Some(written) = written.filter(|&t| t >= first) {
+                    first = (written / batch_ms + 1) * batch_ms;
+                    tracing::info!(
+                        "batch times start at {first} ms, after the last batch an output \
+                         recorded as written by an earlier run ({written} ms)"
+                    );
+                }
+                outputs = Outputs::Open(sinks);
+            }
+            (
+                first,
+                source::initial_positions(&plan.sources, job.trigger)?,
+            )
+        }
     };
     let mut durability = durability;
     if let (Some(durability), None) = (&mut durability, &recovered) {
@@ -198,15 +223,11 @@ fn run_reporting(
         unacked: Vec::new(),
     };
     let replay = recovered.map(|r| r.replay).unwrap_or_default();
-    let mut result = match opening.join() {
-        Ok(Ok(sinks)) => {
-            runner.sinks = sinks;
-            status.running(buffer.clone(), acks.clone(), gauges, output_gauges);
-            runner.run_batches(&replay, &batches_in, options)
-        }
-        Ok(Err(e)) => Err(e.context("an output cannot open")),
-        Err(_) => Err(anyhow!("internal error: opening the outputs panicked")),
-    };
+    let mut result = outputs.open().and_then(|sinks| {
+        runner.sinks = sinks;
+        status.running(buffer.clone(), acks.clone(), gauges, output_gauges);
+        runner.run_batches(&replay, &batches_in, options)
+    });
     if result.is_ok() {
         // Batches still being written (an output writing in the background) are finished
         // before the job counts as done, and before the receivers end: their input is then
@@ -245,6 +266,25 @@ fn run_reporting(
 
 /// The sinks of a job's outputs, in output order.
 type Sinks = Vec<Box<dyn Sink>>;
+
+/// A job's outputs: opening on a thread of their own, or open.
+enum Outputs {
+    Opening(JoinHandle<Result<Sinks>>),
+    Open(Sinks),
+}
+
+impl Outputs {
+    /// The sinks, once every output is open; the first that could not open stops the job.
+    fn open(self) -> Result<Sinks> {
+        match self {
+            Outputs::Opening(thread) => match thread.join() {
+                Ok(opened) => opened.context("an output cannot open"),
+                Err(_) => Err(anyhow!("internal error: opening the outputs panicked")),
+            },
+            Outputs::Open(sinks) => Ok(sinks),
+        }
+    }
+}
 
 /// Waits until every sink has written every batch it was given.
 fn sync_all(sinks: &mut Sinks) -> Result<()> {

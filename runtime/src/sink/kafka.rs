@@ -556,6 +556,10 @@ impl Sink for Writer {
         }
         Ok(())
     }
+
+    fn written_through(&self) -> Option<u64> {
+        self.committed_through
+    }
 }
 
 /// The topic must exist (Spate does not create topics: partition count and retention are the

@@ -103,6 +103,13 @@ pub trait Sink: Send {
     fn pending(&self) -> bool {
         false
     }
+
+    /// The newest batch time an output that remembers batch times found recorded as written
+    /// when it opened (its marker, left by an earlier run). A job that starts afresh gives its
+    /// batches later times: a new batch at or before it would be skipped as written before.
+    fn written_through(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Builds an output of one `type` from its table.

@@ -1408,6 +1408,10 @@ impl Sink for Writer {
     fn pending(&self) -> bool {
         self.in_flight.is_some()
     }
+
+    fn written_through(&self) -> Option<u64> {
+        self.committed_through
+    }
 }
 
 /// Whether `error` is the connection going away (worth reconnecting and trying again), not
