@@ -1,7 +1,7 @@
 //! Running a job: receivers fill the block buffer, the batch clock cuts batches on the time
 //! grid, and the runner executes them one at a time, in batch order, on the worker pool.
 
-use crate::batch::{BatchInput, BlockBuffer};
+use crate::batch::{BatchInput, BlockBuffer, partition_bytes};
 use crate::checkpoint::batch_log;
 use crate::config::Trigger;
 use crate::exec::{InputRelease, WorkerPool, run_batch};
@@ -15,7 +15,6 @@ use crate::status::{JobStatus, Registry};
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use durability::Durability;
-use spate_guest::Partition;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -132,6 +131,9 @@ fn run_reporting(
     let (first, positions) = match &recovered {
         Some(r) => (r.next_time, r.positions.clone()),
         None => {
+            // Where the sources start is fixed first: what arrives while the outputs open
+            // (below) is the run's input, not something that was there before it.
+            let positions = source::initial_positions(&plan.sources, job.trigger)?;
             let mut first = (now_ms() / batch_ms + 1) * batch_ms;
             if plan
                 .outputs
@@ -154,10 +156,7 @@ fn run_reporting(
                 }
                 outputs = Outputs::Open(sinks);
             }
-            (
-                first,
-                source::initial_positions(&plan.sources, job.trigger)?,
-            )
+            (first, positions)
         }
     };
     let mut durability = durability;
@@ -289,11 +288,6 @@ impl Outputs {
 /// Waits until every sink has written every batch it was given.
 fn sync_all(sinks: &mut Sinks) -> Result<()> {
     sinks.iter_mut().try_for_each(|sink| sink.sync())
-}
-
-/// The bytes of a partition's keys and values.
-fn record_bytes(partition: &Partition) -> usize {
-    partition.values.data.len() + partition.keys.as_ref().map_or(0, |k| k.data.len())
 }
 
 /// Opens every output's sink on a thread of its own, each counting its retries in its gauges.
@@ -460,7 +454,7 @@ fn run_one(
             continue;
         };
         let records = partitions.iter().map(|b| b.len()).sum::<usize>();
-        let bytes = partitions.iter().map(record_bytes).sum::<usize>();
+        let bytes = partitions.iter().map(partition_bytes).sum::<usize>();
         output_records += records;
         output_bytes += bytes;
         let types = &plan.dataflow.streams[out.stream].types;

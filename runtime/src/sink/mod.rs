@@ -104,9 +104,9 @@ pub trait Sink: Send {
         false
     }
 
-    /// The newest batch time an output that remembers batch times found recorded as written
-    /// when it opened (its marker, left by an earlier run). A job that starts afresh gives its
-    /// batches later times: a new batch at or before it would be skipped as written before.
+    /// The newest batch time an output that remembers batch times has recorded as written (its
+    /// marker; right after opening, what an earlier run left). A job that starts afresh gives
+    /// its batches later times: a new batch at or before it would be skipped as written.
     fn written_through(&self) -> Option<u64> {
         None
     }

@@ -19,6 +19,7 @@
 use super::claim::Claim;
 use super::retry::{Permanent, retrying};
 use super::{Output, OutputContext, OutputGauges, Replay, Sink};
+use crate::batch::partition_bytes;
 use crate::config::{ConfigError, ConnectorTable, Interval};
 use crate::fault::host_fault;
 use crate::record::{Shape, StreamType, json_value, write_value};
@@ -1158,10 +1159,7 @@ impl Writer {
                 _ => Ok(None),
             }
         };
-        let bytes: usize = partitions
-            .iter()
-            .map(|p| p.values.data.len() + p.keys.as_ref().map_or(0, |k| k.data.len()))
-            .sum();
+        let bytes: usize = partitions.iter().map(partition_bytes).sum();
         let mut copy = CopyText {
             out: Vec::with_capacity(bytes + bytes / 2 + 64),
             time: self
