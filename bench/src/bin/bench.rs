@@ -503,6 +503,18 @@ fn print_scale_out(s: &scale_out::ScaleOutFigures) {
         s.per_cpu_second_ratio,
         s.two_processes_rebalances_in_window
     );
+    let shares = |busy: &[(f64, f64)]| {
+        busy.iter()
+            .map(|(any, maps)| format!("{:.0}% ({:.0}% map)", any * 100.0, maps * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "    a batch running (any task of the process, map tasks alone): 1 process {}; \
+         2 processes {}",
+        shares(&s.one_process_busy),
+        shares(&s.two_processes_busy)
+    );
     let gap = &s.rebalance_gap;
     println!(
         "  rebalance (one member leaves, one joins) at {:.1} MB/s: a task went {:.1} s longer \

@@ -57,6 +57,13 @@ pub struct ScaleOutFigures {
     /// MB of input per Spate CPU second, two processes over one: 1.0 when a second process
     /// does the same work per record (the job itself scales), whatever CPU time it was given.
     pub per_cpu_second_ratio: f64,
+    /// Per process of the two-process run, the share of the window in which at least one of
+    /// its tasks was running a batch, and the share in which one of its map tasks was: below
+    /// 1.0, the process had no batch to run part of the time (it waited for input, or its
+    /// reduce tasks for the other process's map tasks).
+    pub two_processes_busy: Vec<(f64, f64)>,
+    /// The same for the one-process run.
+    pub one_process_busy: Vec<(f64, f64)>,
     /// p99 of the batches' total delay in the window, one process, ms.
     pub one_process_p99_ms: f64,
     /// The same, two processes.
@@ -170,6 +177,23 @@ struct Throughput {
     /// Rebalances inside the window (a process's ownership changed after it opened): tasks
     /// moving while measured, each costing the moved tasks a few seconds with the test broker.
     rebalances: usize,
+    /// Per process, the share of the window in which at least one of its tasks was running a
+    /// batch (map or reduce) and the share in which one of its map tasks was.
+    busy: Vec<(f64, f64)>,
+}
+
+/// The share of `[start, end]` that the union of `intervals` covers.
+fn covered(mut intervals: Vec<(Instant, Instant)>, start: Instant, end: Instant) -> f64 {
+    intervals.sort();
+    let (mut total, mut reached) = (Duration::ZERO, start);
+    for (from, to) in intervals {
+        let (from, to) = (from.max(reached), to.min(end));
+        if to > from {
+            total += to - from;
+            reached = to;
+        }
+    }
+    total.as_secs_f64() / end.duration_since(start).as_secs_f64()
 }
 
 /// The CPU seconds `processes` had used together at `at`, from `samples` (taken in time
@@ -264,12 +288,24 @@ fn throughput(
     }
     let delays: Vec<f64> = in_window.iter().map(|s| s.batch.total_ms).collect();
     let seconds = end.duration_since(start).as_secs_f64();
+    let running = |p: usize, maps_only: bool| {
+        let intervals = in_window
+            .iter()
+            .filter(|s| s.process == p && !(maps_only && s.is_reduce()))
+            .map(|s| (s.started(), s.at))
+            .collect();
+        covered(intervals, start, end)
+    };
+    let busy = (0..count)
+        .map(|p| (running(p, false), running(p, true)))
+        .collect();
     Ok(Throughput {
         mb_s: window_bytes as f64 / 1e6 / seconds,
         p99_ms: percentile(&delays, 99.0),
         broker_cores,
         spate_cores: (cpu_at(&cpu, end) - cpu_at(&cpu, start)) / seconds,
         rebalances: rebalances.iter().filter(|&&at| at > start).count(),
+        busy,
     })
 }
 
@@ -518,6 +554,8 @@ pub fn run(
         per_cpu_second_ratio: (two.mb_s / two.spate_cores) / (one.mb_s / one.spate_cores),
         one_process_p99_ms: one.p99_ms,
         two_processes_p99_ms: two.p99_ms,
+        one_process_busy: one.busy,
+        two_processes_busy: two.busy,
         rebalance_offered_mb_s: rate / 1e6,
         rebalance_gap: gap,
     })
