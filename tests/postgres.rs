@@ -144,7 +144,8 @@ fn accumulated_word_counts_are_exact_while_spate_is_killed_again_and_again() {
         &server,
         dir.path(),
         "checkpoint-interval = \"600ms\"\n",
-        "key-column = \"word\"\nvalue-column = \"n\"",
+        // Two connections: a kill can also fall between their commits of one batch.
+        "key-column = \"word\"\nvalue-column = \"n\"\nconnections = 2",
         (60, Duration::from_millis(200)),
         0x0905_19e5,
     );
@@ -170,13 +171,13 @@ fn accumulated_word_counts_are_exact_while_spate_is_killed_again_and_again() {
         skipped > 0,
         "no replayed batch met its marker: the kills did not test it"
     );
-    // One marker row for the job's one output and task: older markers are not kept.
+    // One marker row per connection of the job's one output: older markers are not kept.
     let markers: i64 = server
         .client()
         .query_one("SELECT count(*) FROM spate_progress", &[])
         .unwrap()
         .get(0);
-    assert_eq!(markers, 1);
+    assert_eq!(markers, 2);
 }
 
 #[test]
@@ -203,9 +204,14 @@ fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
             &server,
             "totals",
             "app.totals",
-            "mode = \"upsert\"\nkey-column = \"word\"\nvalue-column = \"total\"\nbatch-time-column = \"updated\"",
+            "mode = \"upsert\"\nkey-column = \"word\"\nvalue-column = \"total\"\nbatch-time-column = \"updated\"\nconnections = 2",
         ),
-        output(&server, "counts", "counts", "batch-time-column = \"batch\""),
+        output(
+            &server,
+            "counts",
+            "counts",
+            "batch-time-column = \"batch\"\nconnections = 3",
+        ),
         format!(
             "[[outputs]]\nfrom = \"counts\"\ntype = \"text-files\"\nprefix = \"{}/counts\"\nsuffix = \"txt\"\n",
             out.display()
@@ -267,9 +273,18 @@ fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
 
     // The same job again at once. An available-now run dates its batches one interval apart
     // however fast it goes, so the first run's marker may be ahead of the clock: the new run's
-    // batches must come after it, none of them skipped as written before.
+    // batches must come after it, none of them skipped as written before. The append output
+    // now has one connection fewer: its markers are set again, one per connection.
     let first_run_last = *batches.keys().max().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("connections = 3", "connections = 2")).unwrap();
     let log = run_again_after(&["run", path.to_str().unwrap()], first_run_last);
+    assert!(
+        log.contains(&format!(
+            "written by 3 connection(s) up to batch {first_run_last} ms, now by 2"
+        )),
+        "{log}"
+    );
     let query = |sql: &str| -> i64 { server.client().query_one(sql, &[]).unwrap().get(0) };
     assert_eq!(
         query("SELECT count(*) FROM counts") as usize,
@@ -767,6 +782,68 @@ fn every_failure_has_a_clear_error_and_loses_nothing() {
         &run_it(&path, PASSWORD),
         &["writes table shared", "its own `progress-table`"],
     );
+
+    // More connections than the output allows.
+    let path = one_batch(
+        &dir.path().join("many"),
+        &server.url(),
+        "t",
+        "connections = 1000",
+        "a b",
+    );
+    failed(
+        &spate_with_password(&["check", path.to_str().unwrap()], PASSWORD),
+        &["outputs[0]", "connections", "must be 1 to 32, not 1000"],
+    );
+
+    // A run with two connections stopped between their commits of one batch; with another
+    // number of connections the batch's records would be shared out differently: refused
+    // until it is finished with two.
+    server.execute("CREATE TABLE split (key text PRIMARY KEY, value bigint)");
+    let path = one_batch(
+        &dir.path().join("split"),
+        &server.url(),
+        "split",
+        "mode = \"accumulate\"\nconnections = 2",
+        "a b c d",
+    );
+    let first = run_it(&path, PASSWORD);
+    assert!(first.status.success(), "{}", stderr(&first));
+    server.execute(
+        "UPDATE spate_progress SET batch_time = batch_time - 1 WHERE output = 'split' AND task = 0",
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("connections = 2", "connections = 1")).unwrap();
+    failed(
+        &run_it(&path, PASSWORD),
+        &[
+            "table split: an earlier run writing with `connections = 2` stopped part way",
+            "run the job with `connections = 2` until it is recovered",
+            "DELETE FROM spate_progress WHERE job = '",
+        ],
+    );
+    // Once both markers are at the batch, one connection takes over from there.
+    server.execute(
+        "UPDATE spate_progress SET batch_time = batch_time + 1 WHERE output = 'split' AND task = 0",
+    );
+    let regrouped = run_it(&path, PASSWORD);
+    let log = stderr(&regrouped);
+    assert!(regrouped.status.success(), "{log}");
+    assert!(
+        log.contains("written by 2 connection(s) up to batch"),
+        "{log}"
+    );
+    let markers: i64 = server
+        .client()
+        .query_one(
+            "SELECT count(*) FROM spate_progress WHERE output = 'split' AND tasks = 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(markers, 1);
+    let got = counts_of(&server, "SELECT key, value FROM split");
+    assert_eq!(got.values().sum::<i64>(), 4);
 
     // A constraint of the user's schema refuses a batch: the job stops naming the batch, and
     // once the schema is mended the batch is written from the batch log, not lost.

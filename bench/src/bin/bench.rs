@@ -548,6 +548,10 @@ fn print_postgres(p: &postgres::PostgresFigures) {
     );
     println!(
         "{:<46} {:>9.0} r/s {:>10.0} r/s {:>9.2}x",
+        "  append, connections = 2", p.append_2_rows_s, p.copy_rows_s, p.append_2_ratio
+    );
+    println!(
+        "{:<46} {:>9.0} r/s {:>10.0} r/s {:>9.2}x",
         format!("  upsert, {} rows (COPY + ON CONFLICT)", p.upsert_rows),
         p.upsert_rows_s,
         p.upsert_copy_rows_s,

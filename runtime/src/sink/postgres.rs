@@ -24,6 +24,7 @@ use crate::config::{ConfigError, ConnectorTable, Interval};
 use crate::fault::host_fault;
 use crate::record::{Shape, StreamType, json_value, write_value};
 use crate::secret::SecretRef;
+use crate::shuffle::{hash_key, partition_of};
 use anyhow::{Result, anyhow, bail};
 use postgres::error::SqlState;
 use postgres::types::Type;
@@ -37,8 +38,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use toml::Spanned;
 
-/// The writing task of a single-process job (scale-out gives each process its own).
-const TASK: i32 = 0;
+/// The most connections an output may write a batch with: each is a server backend, and a
+/// pipeline (a tenant's too) must not take a server's every connection.
+const MAX_CONNECTIONS: i64 = 32;
 
 /// `type = "postgres"`: the fields of the table.
 #[derive(Deserialize)]
@@ -66,6 +68,9 @@ struct Fields {
     connect_timeout: Option<Interval>,
     /// How long a batch is tried again while the server is away (default 2 min).
     retry_for: Option<Interval>,
+    /// How many connections write each batch, each a share of its records in a transaction
+    /// of its own with a marker of its own (default 1: a batch is one transaction).
+    connections: Option<Spanned<i64>>,
 }
 
 /// What a record does to the table.
@@ -117,6 +122,8 @@ pub struct PostgresOutput {
     /// The job in the progress table: `<tenant>.<job>`.
     job: String,
     retry_for: Duration,
+    /// Connections writing each batch (tasks `0..connections` in the progress table).
+    connections: usize,
 }
 
 /// Reads a PostgreSQL output's table.
@@ -154,6 +161,20 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
     let progress_name = fields
         .progress_table
         .unwrap_or_else(|| "spate_progress".into());
+    let connections = match &fields.connections {
+        None => 1,
+        Some(n) if (1..=MAX_CONNECTIONS).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            return Err(table.error_at(
+                n.span(),
+                "connections",
+                format!(
+                    "`connections` must be 1 to {MAX_CONNECTIONS}, not {}",
+                    n.get_ref()
+                ),
+            ));
+        }
+    };
     let output = PostgresOutput {
         server: server_name(&connection),
         table: name(target, "table", table_span.clone())?,
@@ -167,6 +188,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         progress_name,
         job: format!("{tenant}.{job}"),
         retry_for: fields.retry_for.map_or(Duration::from_secs(120), |i| i.0),
+        connections,
         connection,
         tls,
     };
@@ -381,9 +403,16 @@ impl Output for PostgresOutput {
             Mode::Upsert => "upsert: one row per key, its value replaced",
             Mode::Accumulate => "accumulate: one row per key, its value added to the row's",
         };
+        let transactions = match self.connections {
+            1 => "one transaction per batch with its marker".to_owned(),
+            n => format!(
+                "{n} connections, each writing its share of a batch in one transaction with its \
+                 own marker"
+            ),
+        };
         format!(
-            "postgres '{stream}' into table {} at {} ({mode}); exactly-once: one transaction \
-             per batch with its marker in {}",
+            "postgres '{stream}' into table {} at {} ({mode}); exactly-once: {transactions} in \
+             {}",
             self.table_name, self.server, self.progress_name
         )
     }
@@ -427,16 +456,13 @@ impl Output for PostgresOutput {
             )));
         }
         let layout = self.layout(&mut client, types, false)?;
-        let marker = self.marker(&mut client)?;
+        let resume = self.resume(&mut client)?;
         Ok(Some(format!(
             "table {} at {}: {}; {}",
             self.table_name,
             self.server,
             layout.summary(),
-            match marker {
-                Some(t) => format!("batches up to {t} ms are written"),
-                None => "no batch written yet".into(),
-            }
+            resume.summary()
         )))
     }
 
@@ -446,29 +472,50 @@ impl Output for PostgresOutput {
         let mut client = self.connect()?;
         self.create_progress_table(&mut client)?;
         let layout = self.layout(&mut client, types, self.create_table)?;
-        let committed_through = self.marker(&mut client)?;
+        let resume = self.resume(&mut client)?;
+        if let Resume::Regrouped { from, through } = resume {
+            self.regroup(&mut client, through)?;
+            tracing::info!(
+                "postgres output '{}': written by {from} connection(s) up to batch {through} ms, \
+                 now by {}: their markers in {} start there",
+                self.table_name,
+                self.connections,
+                self.progress_name
+            );
+        }
         tracing::info!(
-            "postgres output '{}': ready in {} ms ({}){}",
+            "postgres output '{}': ready in {} ms ({}); {}",
             self.table_name,
             began.elapsed().as_millis(),
             layout.summary(),
-            committed_through.map_or(String::new(), |t| format!(
-                "; batches up to {t} ms are written"
-            ))
+            resume.summary()
         );
         let statements = Statements::new(self, &layout);
+        let mut clients = vec![client];
+        for _ in 1..self.connections {
+            clients.push(self.connect()?);
+        }
+        let lanes = clients
+            .into_iter()
+            .zip(resume.markers(self.connections))
+            .enumerate()
+            .map(|(task, (client, committed_through))| Lane {
+                connection: Some(Connection {
+                    output: self.clone(),
+                    task: task as i32,
+                    client: Some(client),
+                    statements: statements.clone(),
+                    gauges: context.gauges.clone(),
+                }),
+                in_flight: None,
+                committed_through,
+            })
+            .collect();
         Ok(Box::new(Writer {
             output: self.clone(),
             _claim: claim,
             layout,
-            connection: Some(Connection {
-                output: self.clone(),
-                client: Some(client),
-                statements,
-                gauges: context.gauges.clone(),
-            }),
-            in_flight: None,
-            committed_through,
+            lanes,
         }))
     }
 }
@@ -511,12 +558,28 @@ impl PostgresOutput {
 
     fn create_progress_table(&self, client: &mut Client) -> Result<()> {
         if table_oid(client, &self.progress_table)?.is_some() {
-            return Ok(());
+            if self.has_tasks_column(client)? {
+                return Ok(());
+            }
+            // A table made before outputs had several connections: each of its markers was
+            // its output's only one.
+            let sql = format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS tasks integer NOT NULL DEFAULT 1",
+                self.progress_table
+            );
+            return client.batch_execute(&sql).map_err(|e| {
+                anyhow!(
+                    "cannot add column tasks to the progress table {}: {}",
+                    self.progress_name,
+                    message(&e)
+                )
+            });
         }
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {} (job text NOT NULL, output text NOT NULL, task \
              integer NOT NULL, batch_time bigint NOT NULL, batch_rows bigint NOT NULL, \
-             committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, output, task))",
+             committed_at timestamptz NOT NULL DEFAULT now(), tasks integer NOT NULL DEFAULT 1, \
+             PRIMARY KEY (job, output, task))",
             self.progress_table
         );
         match client.batch_execute(&sql) {
@@ -531,19 +594,90 @@ impl PostgresOutput {
         }
     }
 
-    /// The time of the last batch written, from the progress table (none if missing).
-    fn marker(&self, client: &mut Client) -> Result<Option<u64>> {
+    /// Whether the progress table has its `tasks` column (tables made before it have not).
+    fn has_tasks_column(&self, client: &mut Client) -> Result<bool> {
+        let row = client.query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND \
+             attname = 'tasks' AND NOT attisdropped)",
+            &[&self.progress_table],
+        )?;
+        Ok(row.get(0))
+    }
+
+    /// Where each connection resumes, from the markers in the progress table (none if it is
+    /// missing); an error if an earlier run with another number of connections stopped part
+    /// way through a batch.
+    fn resume(&self, client: &mut Client) -> Result<Resume> {
         if table_oid(client, &self.progress_table)?.is_none() {
-            return Ok(None);
+            return Ok(Resume::Markers(vec![None; self.connections]));
         }
+        let tasks = match self.has_tasks_column(client)? {
+            true => "tasks",
+            false => "1",
+        };
         let sql = format!(
-            "SELECT batch_time FROM {} WHERE job = $1 AND output = $2 AND task = $3",
+            "SELECT task, batch_time, {tasks} FROM {} WHERE job = $1 AND output = $2 ORDER BY \
+             task",
             self.progress_table
         );
-        let row = client
-            .query_opt(&sql, &[&self.job, &self.table_name, &TASK])
-            .map_err(|e| anyhow!("cannot read {}: {}", self.progress_name, message(&e)))?;
-        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
+        let rows: Vec<MarkerRow> = client
+            .query(&sql, &[&self.job, &self.table_name])
+            .map_err(|e| anyhow!("cannot read {}: {}", self.progress_name, message(&e)))?
+            .iter()
+            .map(|r| MarkerRow {
+                task: r.get(0),
+                batch_time: r.get::<_, i64>(1).max(0) as u64,
+                tasks: r.get(2),
+            })
+            .collect();
+        resume(&rows, self.connections).map_err(|e| {
+            Permanent(anyhow!(
+                "table {}: {e}; or, if nothing is left to recover, delete them: DELETE FROM {} \
+                 WHERE job = '{}' AND output = '{}'",
+                self.table_name,
+                self.progress_name,
+                self.job,
+                self.table_name
+            ))
+            .into()
+        })
+    }
+
+    /// Sets one marker per connection at `through`, replacing the markers of an earlier run
+    /// that wrote with another number of connections (each of which had written `through`).
+    fn regroup(&self, client: &mut Client, through: u64) -> Result<()> {
+        let failed =
+            |e: postgres::Error| anyhow!("cannot update {}: {}", self.progress_name, message(&e));
+        let mut transaction = client.transaction().map_err(failed)?;
+        transaction
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE job = $1 AND output = $2",
+                    self.progress_table
+                ),
+                &[&self.job, &self.table_name],
+            )
+            .map_err(failed)?;
+        let insert = format!(
+            "INSERT INTO {} (job, output, task, batch_time, batch_rows, tasks) VALUES ($1, $2, \
+             $3, $4, 0, $5)",
+            self.progress_table
+        );
+        for task in 0..self.connections as i32 {
+            transaction
+                .execute(
+                    &insert,
+                    &[
+                        &self.job,
+                        &self.table_name,
+                        &task,
+                        &(through as i64),
+                        &(self.connections as i32),
+                    ],
+                )
+                .map_err(failed)?;
+        }
+        transaction.commit().map_err(failed)
     }
 
     /// The columns written and their types, checked against the stream's types and the mode;
@@ -1013,6 +1147,7 @@ fn time_cell(batch_time_ms: u64, kind: Kind) -> Cell<'static> {
 }
 
 /// The SQL a writer runs, made once from the layout.
+#[derive(Clone)]
 struct Statements {
     /// Moves the marker forward; touches no row if the batch was written.
     mark: String,
@@ -1029,10 +1164,10 @@ impl Statements {
         let names: Vec<String> = layout.columns().map(|c| quote(&c.name)).collect();
         let list = names.join(", ");
         let mark = format!(
-            "INSERT INTO {0} AS p (job, output, task, batch_time, batch_rows) VALUES ($1, $2, \
-             $3, $4, $5) ON CONFLICT (job, output, task) DO UPDATE SET batch_time = \
-             EXCLUDED.batch_time, batch_rows = EXCLUDED.batch_rows, committed_at = now() WHERE \
-             p.batch_time < EXCLUDED.batch_time",
+            "INSERT INTO {0} AS p (job, output, task, batch_time, batch_rows, tasks) VALUES ($1, \
+             $2, $3, $4, $5, $6) ON CONFLICT (job, output, task) DO UPDATE SET batch_time = \
+             EXCLUDED.batch_time, batch_rows = EXCLUDED.batch_rows, tasks = EXCLUDED.tasks, \
+             committed_at = now() WHERE p.batch_time < EXCLUDED.batch_time",
             output.progress_table
         );
         if !output.mode.keyed() {
@@ -1071,10 +1206,109 @@ impl Statements {
     }
 }
 
-/// Claims the output's marker (server, progress table, job, output, task) for one writer.
+/// A marker in the progress table: connection `task` of `tasks` wrote batches up to
+/// `batch_time`.
+struct MarkerRow {
+    task: i32,
+    batch_time: u64,
+    tasks: i32,
+}
+
+/// Where an output's connections resume, from the markers an earlier run left.
+#[derive(Debug, PartialEq)]
+enum Resume {
+    /// Connection `i` has written batches up to `.0[i]` (none: no batch yet).
+    Markers(Vec<Option<u64>>),
+    /// The earlier run wrote with `from` connections, each of which wrote batch `through` and
+    /// none a later one: every connection now starts there.
+    Regrouped { from: usize, through: u64 },
+}
+
+impl Resume {
+    /// Each connection's last batch written, out of `connections`.
+    fn markers(&self, connections: usize) -> Vec<Option<u64>> {
+        match self {
+            Resume::Markers(markers) => markers.clone(),
+            Resume::Regrouped { through, .. } => vec![Some(*through); connections],
+        }
+    }
+
+    /// What it says of the batches written, for the log and `spate check --connect`.
+    fn summary(&self) -> String {
+        match self {
+            Resume::Markers(markers) => match markers.iter().flatten().max() {
+                None => "no batch written yet".into(),
+                Some(last) if markers.iter().all(|m| m == &Some(*last)) => {
+                    format!("batches up to {last} ms are written")
+                }
+                Some(_) => {
+                    let each: Vec<String> = markers
+                        .iter()
+                        .map(|m| m.map_or("none".into(), |t| format!("{t} ms")))
+                        .collect();
+                    format!("batches written per connection up to {}", each.join(", "))
+                }
+            },
+            Resume::Regrouped { from, through } => {
+                format!("batches up to {through} ms are written (by {from} connection(s))")
+            }
+        }
+    }
+}
+
+/// Where `connections` connections resume from the markers `rows` of an earlier run. A record
+/// goes to a connection by a hash, so with another number of connections a batch would be
+/// shared out differently: a batch some old connections wrote and others did not could then
+/// not be finished without writing some of its records twice or never; that case is an error.
+fn resume(rows: &[MarkerRow], connections: usize) -> Result<Resume, String> {
+    let Some(first) = rows.first() else {
+        return Ok(Resume::Markers(vec![None; connections]));
+    };
+    let from = first.tasks;
+    let consistent = rows
+        .iter()
+        .all(|r| r.tasks == from && (0..from).contains(&r.task));
+    if !consistent {
+        let tasks: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} of {}", r.task, r.tasks))
+            .collect();
+        return Err(format!(
+            "its markers in the progress table do not belong together (connections {})",
+            tasks.join(", ")
+        ));
+    }
+    if from as usize == connections {
+        let mut markers = vec![None; connections];
+        for row in rows {
+            markers[row.task as usize] = Some(row.batch_time);
+        }
+        return Ok(Resume::Markers(markers));
+    }
+    let through = first.batch_time;
+    if rows.len() == from as usize && rows.iter().all(|r| r.batch_time == through) {
+        return Ok(Resume::Regrouped {
+            from: from as usize,
+            through,
+        });
+    }
+    let each: Vec<String> = rows
+        .iter()
+        .map(|r| format!("connection {} up to {} ms", r.task, r.batch_time))
+        .collect();
+    Err(format!(
+        "an earlier run writing with `connections = {from}` stopped part way through a batch \
+         ({}; the others none), and with `connections = {connections}` its records would be \
+         shared out differently: run the job with `connections = {from}` until it is \
+         recovered, then change it",
+        each.join(", ")
+    ))
+}
+
+/// Claims the output's markers (server, progress table, job, output) for one writer.
 fn claim_marker(output: &PostgresOutput) -> Result<Claim> {
     Claim::take(format!(
-        "postgres marker {} {} {} {} {TASK}",
+        "postgres marker {} {} {} {}",
         output.server, output.progress_table, output.job, output.table_name
     ))
     .map_err(|_| {
@@ -1095,11 +1329,25 @@ fn claim_marker(output: &PostgresOutput) -> Result<Claim> {
 /// and Spate's batch work overlap. The next `write` (or `sync`) waits for it first, so at most
 /// one batch is in flight, batches commit in order, and a failure is reported before anything
 /// later is written.
+///
+/// With several connections (`connections`), each record goes to one of them by a hash (of
+/// its key in upsert and accumulate, so a key's rows are always written by one connection in
+/// batch order; of the record in append), and each connection writes its share of the batch
+/// in a transaction of its own with a marker of its own, on a thread of its own: a server
+/// spreads the work of several connections over its cores. The hash makes the shares of a
+/// replayed batch the same as the first time, so each connection's marker says exactly which
+/// records it wrote.
 struct Writer {
     output: PostgresOutput,
-    /// This writer's marker, which no other writer of the process may use.
+    /// This writer's markers, which no other writer of the process may use.
     _claim: Claim,
     layout: Layout,
+    /// One per connection, in task order.
+    lanes: Vec<Lane>,
+}
+
+/// One connection of a writer and the share of a batch it is writing.
+struct Lane {
     /// The connection, when no batch is in flight (the batch's thread holds it meanwhile).
     connection: Option<Connection>,
     /// The batch being written and its thread, which hands the connection back.
@@ -1114,6 +1362,8 @@ type InFlight = std::thread::JoinHandle<(Connection, Result<Outcome>)>;
 /// A writer's connection and the SQL it runs.
 struct Connection {
     output: PostgresOutput,
+    /// Its task in the progress table: `0..connections`.
+    task: i32,
     /// None after it was lost, until the next try reconnects.
     client: Option<Client>,
     statements: Statements,
@@ -1128,17 +1378,18 @@ enum Outcome {
 }
 
 impl Writer {
-    /// The batch's rows in COPY's text format (key, value, batch time per line) and how many
-    /// there are: every record in append mode; one row per key otherwise (the last value for
-    /// upsert, the sum for accumulate). Records are encoded straight from the partitions'
-    /// columns, with no row list between: this runs on the job's thread for every record, and
-    /// a list of rows cost more than the encoding (`bench --only-postgres`).
+    /// The batch's rows in COPY's text format (key, value, batch time per line), one share per
+    /// connection, and how many rows each has: every record in append mode; one row per key
+    /// otherwise (the last value for upsert, the sum for accumulate). Records are encoded
+    /// straight from the partitions' columns, with no row list between: this runs on the job's
+    /// thread for every record, and a list of rows cost more than the encoding
+    /// (`bench --only-postgres`).
     fn encode<'a>(
         &self,
         time_ms: u64,
         partitions: &'a [Partition],
         types: &StreamType,
-    ) -> Result<(Vec<u8>, usize), String> {
+    ) -> Result<Vec<(Vec<u8>, usize)>, String> {
         let key_kind = self.layout.key.as_ref().map(|k| k.kind);
         let value_kind = self.layout.value.kind;
         let key_shape = types.key.as_ref();
@@ -1159,76 +1410,136 @@ impl Writer {
                 _ => Ok(None),
             }
         };
+        let lanes = self.lanes.len();
         let bytes: usize = partitions.iter().map(partition_bytes).sum();
-        let mut copy = CopyText {
-            out: Vec::with_capacity(bytes + bytes / 2 + 64),
-            time: self
-                .layout
-                .time
-                .as_ref()
-                .map(|c| time_cell(time_ms, c.kind)),
-            rows: 0,
+        let mut shares: Vec<CopyText> = (0..lanes)
+            .map(|_| CopyText {
+                out: Vec::with_capacity((bytes + bytes / 2) / lanes + 64),
+                time: self
+                    .layout
+                    .time
+                    .as_ref()
+                    .map(|c| time_cell(time_ms, c.kind)),
+                rows: 0,
+            })
+            .collect();
+        // The hash is taken only when there is more than one share.
+        let share_of = |hash: &dyn Fn() -> u64| match lanes {
+            1 => 0,
+            n => partition_of(hash(), n),
         };
         if !self.output.mode.keyed() {
             for record in records {
                 let value = cell(record.value, &types.value, value_kind)
                     .map_err(|e| named(record.key, format!("value: {e}")))?;
-                copy.row(key_cell(record.key)?.as_ref(), &value);
+                let share = share_of(&|| record_hash(record.key, record.value));
+                shares[share].row(key_cell(record.key)?.as_ref(), &value);
             }
-            return Ok((copy.out, copy.rows));
-        }
-        // One entry per key, in the order keys first appear.
-        let accumulate = self.output.mode == Mode::Accumulate;
-        let mut index: HashMap<&[u8], usize> = HashMap::new();
-        let mut combined: Vec<(&'a [u8], Cell<'a>)> = Vec::new();
-        for record in records {
-            let key = record.key.unwrap_or_default();
-            let value = cell(record.value, &types.value, value_kind)
-                .map_err(|e| named(record.key, format!("value: {e}")))?;
-            match index.get(key) {
-                Some(&i) if accumulate => {
-                    let sum = std::mem::replace(&mut combined[i].1, Cell::Int(0));
-                    combined[i].1 = add(sum, value).map_err(|e| named(record.key, e))?;
-                }
-                Some(&i) => combined[i].1 = value,
-                None => {
-                    index.insert(key, combined.len());
-                    combined.push((key, value));
+        } else {
+            // One entry per key, in the order keys first appear.
+            let accumulate = self.output.mode == Mode::Accumulate;
+            let mut index: HashMap<&[u8], usize> = HashMap::new();
+            let mut combined: Vec<(&'a [u8], Cell<'a>)> = Vec::new();
+            for record in records {
+                let key = record.key.unwrap_or_default();
+                let value = cell(record.value, &types.value, value_kind)
+                    .map_err(|e| named(record.key, format!("value: {e}")))?;
+                match index.get(key) {
+                    Some(&i) if accumulate => {
+                        let sum = std::mem::replace(&mut combined[i].1, Cell::Int(0));
+                        combined[i].1 = add(sum, value).map_err(|e| named(record.key, e))?;
+                    }
+                    Some(&i) => combined[i].1 = value,
+                    None => {
+                        index.insert(key, combined.len());
+                        combined.push((key, value));
+                    }
                 }
             }
+            for (key, value) in &combined {
+                let share = share_of(&|| hash_key(key));
+                shares[share].row(key_cell(Some(key))?.as_ref(), value);
+            }
         }
-        for (key, value) in &combined {
-            copy.row(key_cell(Some(key))?.as_ref(), value);
-        }
-        Ok((copy.out, copy.rows))
+        Ok(shares.into_iter().map(|c| (c.out, c.rows)).collect())
     }
 
-    /// Waits for the batch in flight, if any: its failure is this call's.
+    /// Waits for the batch in flight on every connection: the first failure is this call's.
     fn finish_in_flight(&mut self) -> Result<()> {
+        let several = self.lanes.len() > 1;
+        let mut failure = None;
+        for (task, lane) in self.lanes.iter_mut().enumerate() {
+            let who = match several {
+                true => format!(" (connection {task})"),
+                false => String::new(),
+            };
+            if let Err(e) = lane.finish(&self.output, &who) {
+                failure.get_or_insert(e);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The hash that gives an appended record its connection: of its key and value, so that
+/// equal records, which need not be told apart, go to the same one.
+fn record_hash(key: Option<&[u8]>, value: &[u8]) -> u64 {
+    let value = hash_key(value);
+    key.map_or(value, |key| hash_key(key).rotate_left(29) ^ value)
+}
+
+impl Lane {
+    /// Starts writing `rows` rows (encoded in `copy`) of batch `time_ms` on a thread.
+    fn start(&mut self, time_ms: u64, copy: Vec<u8>, rows: usize) -> Result<()> {
+        let mut connection = self
+            .connection
+            .take()
+            .ok_or_else(|| host_fault("a postgres writer lost its connection".to_owned()))?;
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new()
+            .name("spate-postgres".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                let outcome = connection.write(time_ms, &copy, rows);
+                (connection, outcome)
+            })
+            .map_err(|e| anyhow!("cannot start a thread: {e}"))?;
+        self.in_flight = Some((time_ms, thread));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any: its failure is this call's. `who` names the
+    /// connection in the log when there are several.
+    fn finish(&mut self, output: &PostgresOutput, who: &str) -> Result<()> {
         let Some((time_ms, thread)) = self.in_flight.take() else {
             return Ok(());
         };
         let (connection, outcome) = thread.join().map_err(|_| {
             host_fault(format!(
-                "the thread writing batch {time_ms} ms into table {} panicked",
-                self.output.table_name
+                "the thread writing batch {time_ms} ms into table {}{who} panicked",
+                output.table_name
             ))
         })?;
         self.connection = Some(connection);
         match outcome? {
             Outcome::Written(rows) => tracing::debug!(
-                "postgres output '{}': batch {time_ms} ms: {rows} rows",
-                self.output.table_name
+                "postgres output '{}': batch {time_ms} ms: {rows} rows{who}",
+                output.table_name
             ),
             Outcome::WrittenBefore => tracing::info!(
-                "postgres output '{}': batch {time_ms} ms was already written (its marker is in \
-                 {}); not written again",
-                self.output.table_name,
-                self.output.progress_name
+                "postgres output '{}': batch {time_ms} ms was already written{who} (its marker \
+                 is in {}); not written again",
+                output.table_name,
+                output.progress_name
             ),
         }
         self.committed_through = Some(time_ms);
         Ok(())
+    }
+
+    /// Whether batch `time_ms` is at or before this connection's marker.
+    fn wrote(&self, time_ms: u64) -> bool {
+        self.committed_through.is_some_and(|t| time_ms <= t)
     }
 }
 
@@ -1261,6 +1572,7 @@ impl Connection {
             client,
             &self.output,
             &self.statements,
+            self.task,
             time_ms,
             (copy, rows),
         );
@@ -1301,13 +1613,14 @@ impl From<postgres::Error> for Failure {
     }
 }
 
-/// The batch in one transaction: the marker moved first (a batch written before stops here),
-/// then the rows (`copy`, `rows` of them) by COPY, merged into the table for upsert and
+/// The batch (connection `task`'s share of it) in one transaction: the marker moved first (a
+/// batch written before stops here), then the rows (`copy`, `rows` of them) by COPY, merged into the table for upsert and
 /// accumulate.
 fn write_transaction(
     client: &mut Client,
     output: &PostgresOutput,
     statements: &Statements,
+    task: i32,
     time_ms: u64,
     (copy, rows): (&[u8], usize),
 ) -> Result<Outcome, Failure> {
@@ -1317,9 +1630,10 @@ fn write_transaction(
         &[
             &output.job,
             &output.table_name,
-            &TASK,
+            &task,
             &(time_ms as i64),
             &(rows as i64),
+            &(output.connections as i32),
         ],
     )?;
     if moved == 0 {
@@ -1367,7 +1681,7 @@ fn add<'a>(sum: Cell<'a>, value: Cell<'a>) -> Result<Cell<'a>, String> {
 
 impl Sink for Writer {
     fn write(&mut self, time_ms: u64, partitions: &[Partition], types: &StreamType) -> Result<()> {
-        if self.committed_through.is_some_and(|t| time_ms <= t) {
+        if self.lanes.iter().all(|lane| lane.wrote(time_ms)) {
             tracing::info!(
                 "postgres output '{}': batch {time_ms} ms was written before the restart; not \
                  written again",
@@ -1375,27 +1689,24 @@ impl Sink for Writer {
             );
             return Ok(());
         }
-        let (copy, count) = self.encode(time_ms, partitions, types).map_err(|e| {
+        let shares = self.encode(time_ms, partitions, types).map_err(|e| {
             anyhow!(
                 "batch {time_ms} ms cannot go into table {}: {e} (nothing of it was written)",
                 self.output.table_name
             )
         })?;
         self.finish_in_flight()?;
-        let mut connection = self
-            .connection
-            .take()
-            .ok_or_else(|| host_fault("a postgres writer lost its connection".to_owned()))?;
-        let span = tracing::Span::current();
-        let thread = std::thread::Builder::new()
-            .name("spate-postgres".into())
-            .spawn(move || {
-                let _entered = span.enter();
-                let outcome = connection.write(time_ms, &copy, count);
-                (connection, outcome)
-            })
-            .map_err(|e| anyhow!("cannot start a thread: {e}"))?;
-        self.in_flight = Some((time_ms, thread));
+        for (task, (lane, (copy, rows))) in self.lanes.iter_mut().zip(shares).enumerate() {
+            if lane.wrote(time_ms) {
+                tracing::info!(
+                    "postgres output '{}': connection {task}'s share of batch {time_ms} ms was \
+                     written before the restart; not written again",
+                    self.output.table_name
+                );
+                continue;
+            }
+            lane.start(time_ms, copy, rows)?;
+        }
         Ok(())
     }
 
@@ -1404,11 +1715,14 @@ impl Sink for Writer {
     }
 
     fn pending(&self) -> bool {
-        self.in_flight.is_some()
+        self.lanes.iter().any(|lane| lane.in_flight.is_some())
     }
 
     fn written_through(&self) -> Option<u64> {
-        self.committed_through
+        self.lanes
+            .iter()
+            .filter_map(|lane| lane.committed_through)
+            .max()
     }
 }
 
@@ -1579,5 +1893,73 @@ mod tests {
             add(Cell::Float(0.5), Cell::Float(1.0)),
             Ok(Cell::Float(1.5))
         ));
+    }
+
+    fn markers(rows: &[(i32, u64, i32)]) -> Vec<MarkerRow> {
+        rows.iter()
+            .map(|&(task, batch_time, tasks)| MarkerRow {
+                task,
+                batch_time,
+                tasks,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connections_resume_from_their_own_markers_while_their_number_stays() {
+        assert_eq!(resume(&[], 2), Ok(Resume::Markers(vec![None, None])));
+        // A run stopped after connection 1 wrote batch 3000 and before connection 0 did.
+        let rows = markers(&[(0, 2000, 2), (1, 3000, 2)]);
+        assert_eq!(
+            resume(&rows, 2),
+            Ok(Resume::Markers(vec![Some(2000), Some(3000)]))
+        );
+        // A run stopped during its first batch: connection 1 has no marker yet.
+        let rows = markers(&[(0, 1000, 2)]);
+        assert_eq!(
+            resume(&rows, 2),
+            Ok(Resume::Markers(vec![Some(1000), None]))
+        );
+        // A marker left by a version with one connection and no `tasks` column reads as 1.
+        let rows = markers(&[(0, 1000, 1)]);
+        assert_eq!(resume(&rows, 1), Ok(Resume::Markers(vec![Some(1000)])));
+    }
+
+    #[test]
+    fn another_number_of_connections_starts_where_every_old_one_finished_or_is_refused() {
+        let finished = markers(&[(0, 5000, 2), (1, 5000, 2)]);
+        let regrouped = Resume::Regrouped {
+            from: 2,
+            through: 5000,
+        };
+        assert_eq!(resume(&finished, 3), Ok(regrouped));
+        assert_eq!(resume(&finished, 1).unwrap().markers(1), vec![Some(5000)]);
+        assert_eq!(
+            resume(&markers(&[(0, 5000, 1)]), 4).unwrap().markers(4),
+            vec![Some(5000); 4]
+        );
+        // Part way through a batch: connection 1 wrote 6000, connection 0 did not.
+        let partial = resume(&markers(&[(0, 5000, 2), (1, 6000, 2)]), 1).unwrap_err();
+        assert!(partial.contains("`connections = 2`"), "{partial}");
+        assert!(partial.contains("connection 1 up to 6000 ms"), "{partial}");
+        // Connection 1 of 2 never wrote: its share of batch 5000 is not known to be written.
+        assert!(resume(&markers(&[(0, 5000, 2)]), 1).is_err());
+        // Markers that do not belong together are not guessed at.
+        let mixed = resume(&markers(&[(0, 5000, 2), (1, 5000, 3)]), 2).unwrap_err();
+        assert!(mixed.contains("1 of 3"), "{mixed}");
+        assert!(resume(&markers(&[(2, 5000, 2)]), 2).is_err());
+    }
+
+    #[test]
+    fn appended_records_go_to_connections_by_their_content() {
+        let share = |key: Option<&[u8]>, value: &[u8]| partition_of(record_hash(key, value), 4);
+        // Equal records share a connection, whatever partition or order they come in.
+        assert_eq!(share(None, b"alpha"), share(None, b"alpha"));
+        assert_eq!(share(Some(b"k"), b"v"), share(Some(b"k"), b"v"));
+        // And records spread over every connection.
+        let used: std::collections::BTreeSet<usize> = (0..200u32)
+            .map(|i| share(None, i.to_string().as_bytes()))
+            .collect();
+        assert_eq!(used.len(), 4);
     }
 }

@@ -106,7 +106,13 @@ pub struct Server {
 impl Server {
     /// Initialises a cluster in a temporary directory and starts it on a free port.
     pub fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(&std::env::temp_dir())
+    }
+
+    /// [`Server::start`] with the temporary directory under `parent` (a benchmark puts it on
+    /// a memory file system, where no disk write-back stalls the server).
+    pub fn start_in(parent: &Path) -> Server {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
