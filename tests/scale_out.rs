@@ -580,9 +580,19 @@ fn random_members_killed_again_and_again_across_a_repartition_leave_the_outputs_
 fn a_word_count_runs_across_members_through_a_repartition_topic() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, pipeline, out) = repartition_word_count_job(dir.path());
+    // The topic's settings as Kafka Streams takes them (`topic.*`); its replication the
+    // brokers' default.
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace(
+        "group = \"spate.wc.members\"",
+        "group = \"spate.wc.members\"\nrepartition-topic-config = { \"retention.ms\" = 604800000 }",
+    );
+    std::fs::write(&pipeline, text).unwrap();
     let said = checked(&pipeline);
     assert!(
-        said.contains("repartition topic 'spate.wc.wc.repartition'"),
+        said.contains(
+            "repartition topic 'spate.wc.wc.repartition' (created with as many partitions as \
+             the input has, the brokers' default replication, retention.ms=604800000;"
+        ),
         "{said}"
     );
     let mut rng = support::chaos::Rng(7);

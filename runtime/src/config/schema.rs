@@ -115,6 +115,12 @@ pub struct JobSection {
     /// the tasks (input partitions) the group assigns it, each with its own checkpoints under
     /// `checkpoint-dir`, which every process must reach (docs/SCALE-OUT.md).
     pub group: Option<String>,
+    /// Scale-out: the replication factor the repartition topic is created with (default: the
+    /// brokers' `default.replication.factor`, as Kafka Streams' `replication.factor = -1`).
+    pub repartition_replication: Option<i64>,
+    /// Scale-out: topic settings the repartition topic is created with (`"retention.ms" =
+    /// 604800000`, ...), as Kafka Streams' `topic.*` settings.
+    pub repartition_topic_config: BTreeMap<String, toml::Value>,
 }
 
 /// What happens to a partition task that fails (trap, limit, error) after its retries.
@@ -211,6 +217,8 @@ impl Default for JobSection {
             checkpoint_interval: None,
             checkpoints_kept: 3,
             group: None,
+            repartition_replication: None,
+            repartition_topic_config: BTreeMap::new(),
         }
     }
 }

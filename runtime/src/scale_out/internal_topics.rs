@@ -1,6 +1,7 @@
 //! The internal topics of a scale-out job (its repartition topic): created by the members,
 //! deleted by `spate reset`, both through Kafka's admin API.
 
+use super::repartition::Repartition;
 use anyhow::{Result, anyhow, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -24,19 +25,32 @@ fn options() -> AdminOptions {
     AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
 }
 
-/// Creates `topic` with `partitions` partitions, unless it exists.
-pub(super) fn create(config: &rdkafka::ClientConfig, topic: &str, partitions: i32) -> Result<()> {
+/// Creates the repartition topic with `partitions` partitions, its replication factor and
+/// topic settings, unless it exists.
+pub(super) fn create(
+    config: &rdkafka::ClientConfig,
+    repartition: &Repartition,
+    partitions: i32,
+) -> Result<()> {
     let (admin, runtime) = admin(config)?;
+    let topic = repartition.topic.as_str();
+    let mut new = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(repartition.replication),
+    );
+    for (key, value) in &repartition.topic_config {
+        new = new.set(key, value);
+    }
     let results = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &options(),
-        ))
+        .block_on(admin.create_topics(&[new], &options()))
         .map_err(|e| anyhow!("cannot create the repartition topic '{topic}': {e}"))?;
+    let replication = repartition.replication_said();
     for result in results {
         match result {
             Ok(_) => tracing::info!(
-                "created the repartition topic '{topic}' with {partitions} partitions"
+                "created the repartition topic '{topic}' with {partitions} partitions, \
+                 {replication}"
             ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => bail!("cannot create the repartition topic '{topic}': {code}"),

@@ -301,7 +301,7 @@ pub(super) fn run(
     let writers = match &scale_out.repartition {
         Some(repartition) => {
             let partitions = input_partitions(&config, &scale_out.input.topics)?;
-            super::internal_topics::create(&config, &repartition.topic, partitions)?;
+            super::internal_topics::create(&config, repartition, partitions)?;
             partitions as usize
         }
         None => 0,

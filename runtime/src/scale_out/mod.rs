@@ -134,9 +134,14 @@ impl ScaleOut {
             self.checkpoint_dir.display(),
             self.partitioning,
             self.repartition.as_ref().map_or(String::new(), |r| format!(
-                "; repartition topic '{}' (created with as many partitions as the input has; \
-                 remove it with kafka-topics --delete when the job is retired)",
-                r.topic
+                "; repartition topic '{}' (created with as many partitions as the input has, \
+                 {}{}; `spate reset` deletes it when the job is retired)",
+                r.topic,
+                r.replication_said(),
+                r.topic_config
+                    .iter()
+                    .map(|(k, v)| format!(", {k}={v}"))
+                    .collect::<String>()
             ))
         )
     }

@@ -19,6 +19,10 @@ use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
 pub struct Repartition {
     /// The repartition topic.
     pub topic: String,
+    /// Its replication factor; -1: the brokers' default.
+    pub replication: i32,
+    /// Its topic settings.
+    pub topic_config: Vec<(String, String)>,
     /// The steps of a map task (before the cut, and the combining step).
     map_steps: Array,
     /// The steps of a reduce task (from the cut on).
@@ -100,6 +104,7 @@ impl Repartition {
                 other => other.as_inline_table().cloned().unwrap_or_default(),
             })
             .unwrap_or_default();
+        let (replication, topic_config) = topic_settings(pipeline)?;
         let mut kafka = InlineTable::new();
         for field in ["bootstrap", "client"] {
             if let Some(v) = source_table.get(field) {
@@ -112,12 +117,22 @@ impl Repartition {
                 plan.job.tenant,
                 pipeline.job_name()
             ),
+            replication,
+            topic_config,
             map_steps,
             reduce_steps,
             kafka,
             key,
             value,
         })
+    }
+
+    /// Its replication, in words.
+    pub fn replication_said(&self) -> String {
+        match self.replication {
+            -1 => "the brokers' default replication".to_owned(),
+            n => format!("replication {n}"),
+        }
     }
 
     /// The overrides making a map task's pipeline (its source's partition aside).
@@ -154,6 +169,38 @@ impl Repartition {
     }
 }
 
+/// The repartition topic's replication factor (-1: the brokers' default) and topic settings,
+/// from `job.repartition-replication` and `job.repartition-topic-config`.
+fn topic_settings(pipeline: &Pipeline) -> Result<(i32, Vec<(String, String)>), ConfigError> {
+    let job = &pipeline.file.job;
+    let replication = match job.repartition_replication {
+        None => -1,
+        Some(n) if (1..=i64::from(i16::MAX)).contains(&n) => n as i32,
+        Some(n) => {
+            return Err(pipeline.error(
+                Some("job.repartition-replication"),
+                format!("a replication factor is at least 1, not {n}"),
+            ));
+        }
+    };
+    let mut settings = Vec::new();
+    for (key, value) in &job.repartition_topic_config {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(pipeline.error(
+                    Some(&format!("job.repartition-topic-config.\"{key}\"")),
+                    "a topic setting is text, an integer or a boolean",
+                ));
+            }
+        };
+        settings.push((key.clone(), text));
+    }
+    Ok((replication, settings))
+}
+
 /// A table written as an inline table, nested tables too.
 fn inline(table: &Table) -> InlineTable {
     let mut out = InlineTable::new();
@@ -167,4 +214,58 @@ fn inline(table: &Table) -> InlineTable {
         out.insert(key, value);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(job: &str) -> Pipeline {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[job]\n{job}\n[sources.in]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:1\"\n\
+                 topics = [\"t\"]\n[[outputs]]\ntype = \"print\"\n"
+            ),
+        )
+        .unwrap();
+        Pipeline::load(&path, &[]).unwrap()
+    }
+
+    #[test]
+    fn the_repartition_topic_takes_its_replication_and_settings_from_the_job() {
+        assert_eq!(topic_settings(&pipeline("")).unwrap(), (-1, vec![]));
+        let set = pipeline(
+            "repartition-replication = 3\nrepartition-topic-config = { \"retention.ms\" = \
+             604800000, \"cleanup.policy\" = \"delete\", \"preallocate\" = true }",
+        );
+        let (replication, settings) = topic_settings(&set).unwrap();
+        assert_eq!(replication, 3);
+        assert_eq!(
+            settings,
+            [
+                ("cleanup.policy", "delete"),
+                ("preallocate", "true"),
+                ("retention.ms", "604800000")
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        let zero = topic_settings(&pipeline("repartition-replication = 0")).unwrap_err();
+        assert!(
+            zero.to_string().contains("job.repartition-replication")
+                && zero.to_string().contains("at least 1, not 0"),
+            "{zero}"
+        );
+        let list = topic_settings(&pipeline(
+            "repartition-topic-config = { \"retention.ms\" = [1] }",
+        ))
+        .unwrap_err();
+        assert!(
+            list.to_string()
+                .contains("job.repartition-topic-config.\"retention.ms\""),
+            "{list}"
+        );
+    }
 }
