@@ -602,6 +602,11 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
         produce_lines(&broker, &mut rng, &mut expected);
     });
     finish_and_verify(&out, &expected, members, "spate.wc.wc.repartition");
+    // The map tasks' transactions committed their input offsets to the source's group.
+    assert_eq!(
+        broker.committed_offsets("spate.wc.wc", "lines"),
+        broker.partition_ends("lines")
+    );
     // Retired: the internal topic goes, the tasks' checkpoints are moved aside.
     assert!(
         broker

@@ -325,6 +325,17 @@ pub fn part_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
+/// A Kafka source's consumer group, where its offsets are committed (for lag tools, and where a
+/// job without a checkpoint directory resumes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetsGroup {
+    /// The group's id.
+    pub group: String,
+    /// The cluster's brokers, as the source's `bootstrap` names them: a transaction can
+    /// commit offsets to a group of its own cluster only.
+    pub bootstrap: String,
+}
+
 /// The topic and partition of a part name (`topic/partition`).
 pub fn parse_part_name(name: &str) -> Option<(&str, i32)> {
     let (topic, partition) = name.rsplit_once('/')?;

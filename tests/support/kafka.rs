@@ -330,6 +330,39 @@ impl Broker {
         records.sort_by_key(|r| (r.partition, r.offset));
         records
     }
+
+    /// Where each partition of `topic` that holds records ends (the offset after its last
+    /// record), by partition.
+    pub fn partition_ends(&self, topic: &str) -> BTreeMap<i32, i64> {
+        self.read_all(topic)
+            .iter()
+            .fold(BTreeMap::new(), |mut ends, r| {
+                ends.insert(r.partition, r.offset + 1);
+                ends
+            })
+    }
+
+    /// The offsets `group` has committed for the partitions of `topic` that hold records, as
+    /// a lag tool reads them (-1: none).
+    pub fn committed_offsets(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+        let mut config = self.config();
+        config.set("group.id", group);
+        let lag_tool: BaseConsumer = config.create().unwrap();
+        let mut list = TopicPartitionList::new();
+        for partition in self.partition_ends(topic).keys() {
+            list.add_partition(topic, *partition);
+        }
+        lag_tool
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => (e.partition(), n),
+                _ => (e.partition(), -1),
+            })
+            .collect()
+    }
 }
 
 impl Drop for Broker {

@@ -5,6 +5,7 @@ use crate::batch::{BatchInput, BlockBuffer, partition_bytes};
 use crate::checkpoint::batch_log;
 use crate::config::Trigger;
 use crate::exec::{InputRelease, WorkerPool, run_batch};
+use crate::kafka::OffsetsGroup;
 use crate::metrics::{BatchReport, OutputWrite, Summary};
 use crate::plan::Plan;
 use crate::position::Progress;
@@ -108,7 +109,8 @@ fn run_reporting(
     // open (a broker away) stops the job before any batch.
     let output_gauges: Vec<Arc<OutputGauges>> =
         plan.outputs.iter().map(|_| Arc::default()).collect();
-    let opening = open_outputs(&plan, &output_gauges)?;
+    let carriers = offsets_carriers(&plan);
+    let opening = open_outputs(&plan, &output_gauges, &carriers)?;
     let job = &plan.job;
     let name = job.name.clone();
     let buffer = Arc::new(BlockBuffer::new(
@@ -178,14 +180,15 @@ fn run_reporting(
     };
     let (batches_out, batches_in) = channel();
     let started = Instant::now();
+    let carried: Vec<usize> = carriers.iter().flatten().map(|(i, _)| *i).collect();
     let receivers = source::start_all(
         &plan.sources,
         &buffer,
-        job.trigger,
-        job.batch_interval,
+        (job.trigger, job.batch_interval),
         &positions,
         &acks,
         &gauges,
+        &carried,
     )?;
     // With a checkpoint directory, batches go through the logger before the runner.
     let (clock_out, logger) = match &durability {
@@ -290,13 +293,44 @@ fn sync_all(sinks: &mut Sinks) -> Result<()> {
     sinks.iter_mut().try_for_each(|sink| sink.sync())
 }
 
-/// Opens every output's sink on a thread of its own, each counting its retries in its gauges.
+/// Per output, the sources whose offsets it commits to their consumer groups in its batches'
+/// transactions (Kafka Streams' exactly-once: outputs and input offsets committed together),
+/// instead of the sources committing them once the batch is safe. Each such source goes to the
+/// first output that can commit to its group (an exactly-once Kafka output on the same
+/// cluster), and only when that output's commit means the batch is safe: it is the job's only
+/// output, or the job keeps a batch log (recovery then reads the log, and the group's offsets
+/// are for lag tools alone). Otherwise a job without a log, resuming from the group's offsets,
+/// could skip a batch another output had not written yet.
+fn offsets_carriers(plan: &Plan) -> Vec<Vec<(usize, OffsetsGroup)>> {
+    let mut carriers = vec![Vec::new(); plan.outputs.len()];
+    if plan.outputs.len() > 1 && plan.job.checkpoint.is_none() {
+        return carriers;
+    }
+    for (index, source) in plan.sources.iter().enumerate() {
+        let Some(group) = source.source.offsets_group() else {
+            continue;
+        };
+        if let Some(carrier) = plan
+            .outputs
+            .iter()
+            .position(|o| o.output.commits_offsets_to(&group))
+        {
+            carriers[carrier].push((index, group));
+        }
+    }
+    carriers
+}
+
+/// Opens every output's sink on a thread of its own, each counting its retries in its gauges,
+/// and each given the sources whose offsets it commits (`carriers`).
 fn open_outputs(
     plan: &Arc<Plan>,
     gauges: &[Arc<OutputGauges>],
+    carriers: &[Vec<(usize, OffsetsGroup)>],
 ) -> Result<JoinHandle<Result<Sinks>>> {
     let plan = plan.clone();
     let gauges = gauges.to_vec();
+    let carriers = carriers.to_vec();
     let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("spate-open-outputs".into())
@@ -305,12 +339,14 @@ fn open_outputs(
             plan.outputs
                 .iter()
                 .zip(gauges)
-                .map(|(o, gauges)| {
+                .zip(carriers)
+                .map(|((o, gauges), input_offsets)| {
                     let types = &plan.dataflow.streams[o.stream].types;
                     let context = OutputContext {
                         job: &plan.job.name,
                         task: plan.job.task.as_deref(),
                         gauges,
+                        input_offsets,
                     };
                     o.output.open(&context, types)
                 })
@@ -447,6 +483,10 @@ fn run_one(
     let output = run_batch(pool, &plan.dataflow, state, input.blocks, times, &release)?;
     let (mut output_records, mut output_bytes) = (0, 0);
     let mut outputs = Vec::with_capacity(sinks.len());
+    // Before any write: an output may have no batch now, yet commit this progress with its next.
+    for sink in sinks.iter_mut() {
+        sink.input_progress(&input.progress);
+    }
     for (sink, out) in sinks.iter_mut().zip(&plan.outputs) {
         let Some(partitions) = &output.streams[out.stream] else {
             // The stream has no batch at this time (a window between its slides).

@@ -20,9 +20,10 @@ use super::retry::{Permanent, retrying};
 use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{
-    END_HEADER, Encoding, Setting, brokers_and_client, client_config, log_client_error,
-    log_client_line,
+    END_HEADER, Encoding, OffsetsGroup, Setting, brokers_and_client, client_config,
+    log_client_error, log_client_line, parse_part_name,
 };
+use crate::position::Progress;
 use crate::record::{Shape, StreamType, write_value};
 use anyhow::{Context, Result, anyhow, bail};
 use rdkafka::client::ClientContext;
@@ -187,6 +188,10 @@ impl Output for KafkaOutput {
         self.delivery == Delivery::ExactlyOnce
     }
 
+    fn commits_offsets_to(&self, group: &OffsetsGroup) -> bool {
+        self.delivery == Delivery::ExactlyOnce && group.bootstrap == self.bootstrap
+    }
+
     fn verify(&self, _types: &StreamType) -> Result<Option<String>> {
         let mut config = self.client_config().map_err(|e| anyhow!(e))?;
         // A check creates nothing: no topic from the metadata request.
@@ -212,7 +217,7 @@ impl Output for KafkaOutput {
 
     fn open(&self, context: &OutputContext<'_>, _types: &StreamType) -> Result<Box<dyn Sink>> {
         let task = context.task.unwrap_or(TASK);
-        let writer = Writer::open(self, task, context.gauges.clone())
+        let writer = Writer::open(self, task, context.gauges.clone(), &context.input_offsets)
             .with_context(|| format!("kafka output to topic '{}'", self.topic))?;
         Ok(Box::new(writer))
     }
@@ -290,10 +295,20 @@ struct Writer {
     gauges: Arc<OutputGauges>,
     /// `end-markers`: the topic's partition count, each getting a marker after each batch.
     end_markers: Option<i32>,
+    /// The sources whose offsets each transaction commits to their groups: index in the plan,
+    /// and the group's metadata.
+    input_groups: Vec<(usize, ConsumerGroupMetadata)>,
+    /// Per such source, the offsets (`topic/partition` -> next offset) not committed yet.
+    input_offsets: BTreeMap<usize, BTreeMap<String, u64>>,
 }
 
 impl Writer {
-    fn open(output: &KafkaOutput, task: &str, gauges: Arc<OutputGauges>) -> Result<Writer> {
+    fn open(
+        output: &KafkaOutput,
+        task: &str,
+        gauges: Arc<OutputGauges>,
+        input_offsets: &[(usize, OffsetsGroup)],
+    ) -> Result<Writer> {
         let began = Instant::now();
         let context = || WriterContext {
             topic: output.topic.clone(),
@@ -329,6 +344,8 @@ impl Writer {
             attempt,
             gauges,
             end_markers: None,
+            input_groups: Vec::new(),
+            input_offsets: BTreeMap::new(),
         };
         let partitions = check_topic(
             &writer.producer,
@@ -371,6 +388,25 @@ impl Writer {
                         _ => None,
                     });
             writer.marker = marker.group_metadata();
+            for (source, group) in input_offsets {
+                // A client of the source's group, for its metadata: the transaction commits
+                // the source's offsets there.
+                let mut config = output.client_config().map_err(|e| anyhow!(e))?;
+                config.set("group.id", &group.group);
+                let client: BaseConsumer<WriterContext> =
+                    config.create_with_context(context()).map_err(|e| {
+                        anyhow!("cannot create a client of group '{}': {e}", group.group)
+                    })?;
+                if let Some(metadata) = client.group_metadata() {
+                    writer.input_groups.push((*source, metadata));
+                    tracing::info!(
+                        "kafka output '{}': each batch's transaction also commits the input \
+                         offsets of group '{}'",
+                        output.topic,
+                        group.group
+                    );
+                }
+            }
         }
         tracing::info!(
             "kafka output '{}': ready in {} ms ({}){}",
@@ -489,6 +525,23 @@ impl Writer {
                 .begin_transaction()
                 .map_err(transaction_error)?;
             self.produce(time_ms, partitions, types)?;
+            for (source, metadata) in &self.input_groups {
+                let Some(offsets) = self.input_offsets.get(source) else {
+                    continue;
+                };
+                let mut list = TopicPartitionList::new();
+                for (name, next) in offsets {
+                    if let Some((topic, partition)) = parse_part_name(name) {
+                        list.add_partition_offset(topic, partition, Offset::Offset(*next as i64))?;
+                    }
+                }
+                if list.count() == 0 {
+                    continue;
+                }
+                self.producer
+                    .send_offsets_to_transaction(&list, metadata, Duration::from_secs(30))
+                    .map_err(transaction_error)?;
+            }
             if let Some(marker) = &self.marker {
                 let mut list = TopicPartitionList::new();
                 list.add_partition_offset(&self.topic, 0, Offset::Offset(time_ms as i64))?;
@@ -542,6 +595,7 @@ impl Sink for Writer {
             )
             .with_context(|| format!("transaction of batch {time_ms} ms to '{}'", self.topic))?;
             self.committed_through = Some(time_ms);
+            self.input_offsets.clear();
         } else {
             self.produce(time_ms, partitions, types)?;
             self.producer
@@ -559,6 +613,19 @@ impl Sink for Writer {
 
     fn written_through(&self) -> Option<u64> {
         self.committed_through
+    }
+
+    fn input_progress(&mut self, progress: &[(usize, Progress)]) {
+        for (source, progress) in progress {
+            if let Progress::Part { name, next } = progress
+                && self.input_groups.iter().any(|(s, _)| s == source)
+            {
+                self.input_offsets
+                    .entry(*source)
+                    .or_default()
+                    .insert(name.clone(), *next);
+            }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ mod retry;
 mod text_files;
 
 use crate::config::{ConfigError, ConnectorTable};
+use crate::kafka::OffsetsGroup;
+use crate::position::Progress;
 use crate::record::StreamType;
 use anyhow::Result;
 use spate_guest::Partition;
@@ -51,6 +53,12 @@ pub trait Output: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether it can commit a source's offsets to consumer group `group` in the transaction
+    /// that writes each batch (an exactly-once Kafka output on the group's cluster).
+    fn commits_offsets_to(&self, _group: &OffsetsGroup) -> bool {
+        false
+    }
+
     /// Whether it can write a stream of `types` (a mode that needs keys, numbers); checked
     /// when the plan is made, so `spate check` finds it without a server.
     fn accepts(&self, _types: &StreamType) -> Result<(), String> {
@@ -79,6 +87,9 @@ pub struct OutputContext<'a> {
     pub task: Option<&'a str>,
     /// Where the sink counts its retries.
     pub gauges: Arc<OutputGauges>,
+    /// The sources (index in the plan, group) whose offsets it commits with each batch (see
+    /// [`Output::commits_offsets_to`]); empty for most outputs.
+    pub input_offsets: Vec<(usize, OffsetsGroup)>,
 }
 
 /// An output operation's writer.
@@ -92,6 +103,12 @@ pub trait Sink: Send {
         partitions: &[Partition],
         types: &StreamType,
     ) -> Result<()>;
+
+    /// Where the sources stand after the batch about to be written (`(source index,
+    /// progress)`), given before every batch's writes, also of batches the output gets no
+    /// records of: an output committing sources' offsets ([`OutputContext::input_offsets`])
+    /// commits them with its next batch.
+    fn input_progress(&mut self, _progress: &[(usize, Progress)]) {}
 
     /// Waits until every batch handed to [`Sink::write`] is written; its failure if one was
     /// not. Called before a checkpoint is taken and when the job ends.

@@ -11,8 +11,8 @@
 use super::{GroupInput, ReceiverContext, Source};
 use crate::config::{BadLinePolicy, ByteSize, ConfigError, ConnectorTable, Interval, Trigger};
 use crate::kafka::{
-    Encoding, Setting, brokers_and_client, client_config, log_client_error, log_client_line,
-    parse_part_name, part_name,
+    Encoding, OffsetsGroup, Setting, brokers_and_client, client_config, log_client_error,
+    log_client_line, parse_part_name, part_name,
 };
 use crate::position::{Progress, SourcePosition};
 use crate::record::StreamType;
@@ -648,6 +648,13 @@ impl Source for Kafka {
         Receiver::new(self, context)?.run()
     }
 
+    fn offsets_group(&self) -> Option<OffsetsGroup> {
+        Some(OffsetsGroup {
+            group: self.group.clone(),
+            bootstrap: self.bootstrap.clone(),
+        })
+    }
+
     fn group_input(&self) -> Option<GroupInput> {
         let topics = self
             .topics
@@ -988,6 +995,7 @@ impl<'a> Receiver<'a> {
     /// Commits the durable offsets to the group, for lag tools: once a second while running
     /// (`Async`), and when the job ends (`Sync`, so that the group holds where it ended before
     /// the process exits; a broker away then delays the exit by librdkafka's request timeout).
+    /// Not when an output commits them in its transactions.
     fn commit_durable(&mut self, mode: CommitMode) {
         self.last_commit = Instant::now();
         // Where each partition ends, as the last fetch saw it: the UI shows the lag.
@@ -995,6 +1003,9 @@ impl<'a> Receiver<'a> {
             if let Some(high) = cached_high_watermark(&self.client, &lane.topic, lane.partition) {
                 self.context.gauges.set_end(&lane.name, high.max(0) as u64);
             }
+        }
+        if self.context.offsets_in_transactions {
+            return;
         }
         let durable = self.context.acks.position(self.context.index).parts;
         let mut list = TopicPartitionList::new();

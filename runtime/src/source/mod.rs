@@ -19,6 +19,7 @@ mod socket;
 
 use crate::batch::BlockBuffer;
 use crate::config::{ConfigError, ConnectorTable, Trigger};
+use crate::kafka::OffsetsGroup;
 use crate::position::{Positions, Progress, SourcePosition};
 use crate::record::StreamType;
 use anyhow::{Result, anyhow};
@@ -57,6 +58,13 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// For a scale-out job (`job.group`): how a process joins the consumer group that shares
     /// the source's partitions out; `None` when the source cannot be shared that way.
     fn group_input(&self) -> Option<GroupInput> {
+        None
+    }
+
+    /// The consumer group a Kafka source commits its offsets to: an exactly-once Kafka output
+    /// on the same cluster can commit them in its transactions instead (see
+    /// [`ReceiverContext::offsets_in_transactions`]).
+    fn offsets_group(&self) -> Option<OffsetsGroup> {
         None
     }
 
@@ -124,6 +132,9 @@ pub struct ReceiverContext {
     pub input_ended: AtomicBool,
     /// What the receiver knows of its input beyond the records (ends, reconnects, errors).
     pub gauges: Arc<SourceGauges>,
+    /// An output commits this source's offsets to its group in each batch's transaction
+    /// ([`Source::offsets_group`]): the receiver does not commit them itself.
+    pub offsets_in_transactions: bool,
 }
 
 /// Per source, the position up to which input is safe (logged, or processed when the job keeps
@@ -249,11 +260,11 @@ pub fn prune_positions(sources: &[NamedSource], positions: &mut Positions) {
 pub fn start_all(
     sources: &[NamedSource],
     buffer: &Arc<BlockBuffer>,
-    trigger: Trigger,
-    batch_interval: Duration,
+    (trigger, batch_interval): (Trigger, Duration),
     positions: &Positions,
     acks: &Arc<Acks>,
     gauges: &[Arc<SourceGauges>],
+    offsets_in_transactions: &[usize],
 ) -> Result<Vec<JoinHandle<()>>> {
     sources
         .iter()
@@ -269,6 +280,7 @@ pub fn start_all(
                 batch_interval,
                 input_ended: AtomicBool::new(false),
                 gauges: gauges.get(index).cloned().unwrap_or_default(),
+                offsets_in_transactions: offsets_in_transactions.contains(&index),
             };
             let connector = source.source.clone();
             buffer.open_source();
@@ -306,6 +318,7 @@ mod tests {
             batch_interval: Duration::from_secs(1),
             input_ended: AtomicBool::new(false),
             gauges: Arc::default(),
+            offsets_in_transactions: false,
         };
         let mut splitter = lines::LineSplitter::new("test".into(), 100, BadLinePolicy::Fail);
         let mut lines = context.buffer.block_column(32);
