@@ -397,15 +397,18 @@ impl Writer {
                     config.create_with_context(context()).map_err(|e| {
                         anyhow!("cannot create a client of group '{}': {e}", group.group)
                     })?;
-                if let Some(metadata) = client.group_metadata() {
-                    writer.input_groups.push((*source, metadata));
-                    tracing::info!(
-                        "kafka output '{}': each batch's transaction also commits the input \
-                         offsets of group '{}'",
-                        output.topic,
-                        group.group
-                    );
-                }
+                // The source leaves these offsets to this output: without the group's metadata
+                // nobody would commit them.
+                let metadata = client.group_metadata().ok_or_else(|| {
+                    anyhow!("no consumer group metadata for group '{}'", group.group)
+                })?;
+                writer.input_groups.push((*source, metadata));
+                tracing::info!(
+                    "kafka output '{}': each batch's transaction also commits the input offsets \
+                     of group '{}'",
+                    output.topic,
+                    group.group
+                );
             }
         }
         tracing::info!(
