@@ -69,6 +69,15 @@ fn counts_of(server: &Server, sql: &str) -> Counts {
         .collect()
 }
 
+/// The one value query `sql` returns.
+fn value_of<T: postgres::types::FromSqlOwned>(server: &Server, sql: &str) -> T {
+    server
+        .client()
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 /// Drops `files` into `input` one at a time (each renamed into place), `pause` apart, once
 /// `ready` exists (files already there when a job first starts are not new to it).
 fn feed(
@@ -172,11 +181,7 @@ fn accumulated_word_counts_are_exact_while_spate_is_killed_again_and_again() {
         "no replayed batch met its marker: the kills did not test it"
     );
     // One marker row per connection of the job's one output: older markers are not kept.
-    let markers: i64 = server
-        .client()
-        .query_one("SELECT count(*) FROM spate_progress", &[])
-        .unwrap()
-        .get(0);
+    let markers: i64 = value_of(&server, "SELECT count(*) FROM spate_progress");
     assert_eq!(markers, 2);
 }
 
@@ -248,22 +253,14 @@ fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
         );
         assert_eq!(&rows, counts, "batch {time}");
     }
-    let rows: i64 = server
-        .client()
-        .query_one("SELECT count(*) FROM counts", &[])
-        .unwrap()
-        .get(0);
+    let rows: i64 = value_of(&server, "SELECT count(*) FROM counts");
     let expected_rows: usize = batches.values().map(|c| c.len()).sum();
     assert_eq!(rows as usize, expected_rows);
     // The upsert's batch time column holds the last batch that changed the row.
-    let last: i64 = server
-        .client()
-        .query_one(
-            "SELECT (extract(epoch FROM max(updated)) * 1000)::bigint FROM app.totals",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let last: i64 = value_of(
+        &server,
+        "SELECT (extract(epoch FROM max(updated)) * 1000)::bigint FROM app.totals",
+    );
     let last_with_words = batches
         .iter()
         .filter(|(_, c)| !c.is_empty())
@@ -285,16 +282,16 @@ fn upsert_keeps_each_keys_last_value_and_append_keeps_every_record() {
         )),
         "{log}"
     );
-    let query = |sql: &str| -> i64 { server.client().query_one(sql, &[]).unwrap().get(0) };
     assert_eq!(
-        query("SELECT count(*) FROM counts") as usize,
+        value_of::<i64>(&server, "SELECT count(*) FROM counts") as usize,
         2 * expected_rows,
         "{log}"
     );
     assert_eq!(
-        query(&format!(
-            "SELECT count(*) FROM counts WHERE batch > {first_run_last}"
-        )) as usize,
+        value_of::<i64>(
+            &server,
+            &format!("SELECT count(*) FROM counts WHERE batch > {first_run_last}")
+        ) as usize,
         expected_rows,
         "{log}"
     );
@@ -346,11 +343,10 @@ op = "group-by-key"
         "SELECT key, jsonb_array_length(value)::bigint FROM groups_json",
     );
     assert_eq!(json, expected);
-    let kind: String = server
-        .client()
-        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'groups_json'::regclass AND attname = 'value'", &[])
-        .unwrap()
-        .get(0);
+    let kind: String = value_of(
+        &server,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'groups_json'::regclass AND attname = 'value'",
+    );
     assert_eq!(kind, "jsonb");
     let mut printed = server
         .client()
@@ -729,11 +725,7 @@ fn every_failure_has_a_clear_error_and_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let exists: bool = server
-        .client()
-        .query_one("SELECT to_regclass('later') IS NOT NULL", &[])
-        .unwrap()
-        .get(0);
+    let exists: bool = value_of(&server, "SELECT to_regclass('later') IS NOT NULL");
     assert!(!exists, "a check created the table");
 
     // Upsert without a unique key; accumulate of an unkeyed stream (refused without a server).
@@ -833,14 +825,10 @@ fn every_failure_has_a_clear_error_and_loses_nothing() {
         log.contains("written by 2 connection(s) up to batch"),
         "{log}"
     );
-    let markers: i64 = server
-        .client()
-        .query_one(
-            "SELECT count(*) FROM spate_progress WHERE output = 'split' AND tasks = 1",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let markers: i64 = value_of(
+        &server,
+        "SELECT count(*) FROM spate_progress WHERE output = 'split' AND tasks = 1",
+    );
     assert_eq!(markers, 1);
     let got = counts_of(&server, "SELECT key, value FROM split");
     assert_eq!(got.values().sum::<i64>(), 4);

@@ -139,6 +139,10 @@ impl Seen {
     }
 }
 
+/// What a member logs, before the list of its tasks, after each rebalance (runtime/src/
+/// scale_out/member.rs).
+const OWNS_AFTER_REBALANCE: &str = "task(s) after a rebalance: [";
+
 /// Moves the batch lines that arrived from `processes` into `seen`, and when a process said
 /// what it owns after a rebalance into `rebalances`.
 fn collect(processes: &[Running], seen: &mut Vec<Seen>, rebalances: &mut Vec<Instant>) {
@@ -146,7 +150,7 @@ fn collect(processes: &[Running], seen: &mut Vec<Seen>, rebalances: &mut Vec<Ins
         while let Ok((at, line)) = running.lines.try_recv() {
             if let Some(batch) = process::parse_batch_line(&line) {
                 seen.push(Seen { process, at, batch });
-            } else if line.contains("task(s) after a rebalance") {
+            } else if line.contains(OWNS_AFTER_REBALANCE) {
                 rebalances.push(at);
             }
         }
@@ -444,7 +448,7 @@ fn rebalance(
     let ownership: Vec<(usize, Instant, Vec<&str>)> = logged
         .iter()
         .filter_map(|(member, at, line)| {
-            let (_, list) = line.split_once("task(s) after a rebalance: [")?;
+            let (_, list) = line.split_once(OWNS_AFTER_REBALANCE)?;
             let parts = list
                 .trim_end_matches(']')
                 .split(' ')
