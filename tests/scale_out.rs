@@ -724,6 +724,13 @@ fn a_stateful_word_count_to_kafka_survives_a_kill_and_a_join_batch_for_batch() {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("output task {task}"));
         let times: Vec<u64> = per_batch.keys().copied().collect();
+        // Its first output is at the map tasks' first batch with records for it: a reduce
+        // task starting behind them does not fold their earlier batches into its first.
+        let first_input = partials
+            .range((partition, 0)..=(partition, u64::MAX))
+            .find(|(_, counts)| !counts.is_empty())
+            .map(|((_, time), _)| *time);
+        assert_eq!(times.first().copied(), first_input, "{task}");
         for pair in times.windows(2) {
             assert_eq!(
                 pair[1] - pair[0],
@@ -880,4 +887,156 @@ fn refused(pipeline: &Path) -> String {
     let said = stderr(&checked);
     assert_eq!(checked.status.code(), Some(2), "{said}");
     said
+}
+
+/// Writes, as map tasks do, `writer`'s batch `time` into partition 0 of `topic`: its (word,
+/// count) records, then its end-of-batch marker.
+fn write_batch(broker: &Broker, topic: &str, writer: &str, time: u64, counts: &[(&str, i64)]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer = broker.producer();
+    let time_text = time.to_string();
+    let headers = |end: bool| {
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "spate-batch-time",
+                value: Some(time_text.as_str()),
+            })
+            .insert(Header {
+                key: "spate-task",
+                value: Some(writer),
+            })
+            .insert(Header {
+                key: "spate-attempt",
+                value: Some("1-1"),
+            });
+        if end {
+            headers = headers.insert(Header {
+                key: "spate-end",
+                value: Some(""),
+            });
+        }
+        headers
+    };
+    for (word, count) in counts {
+        let value = count.to_be_bytes();
+        let record = BaseRecord::to(topic)
+            .partition(0)
+            .key(*word)
+            .payload(&value[..])
+            .headers(headers(false));
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    let marker: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
+        .partition(0)
+        .payload(&[][..])
+        .headers(headers(true));
+    producer.send(marker).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// A reduce task that starts fresh while its writers (map tasks) are batches ahead of it runs
+/// each of their batches as a batch of its own, at the writers' batch times, as a single
+/// process would have: none is folded into its first batch. Killed before its first regular
+/// checkpoint and started again, it recovers them from its batch log and goes on.
+#[test]
+fn a_reduce_task_starting_behind_its_writers_runs_their_batches_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic("shuffle", 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let first = (now / 1000 - 6) * 1000;
+    // `w1` starts one batch after `w0` (so has nothing in the first).
+    write_batch(&broker, "shuffle", "w0", first, &[("a", 1)]);
+    write_batch(&broker, "shuffle", "w0", first + 1000, &[("a", 2)]);
+    write_batch(&broker, "shuffle", "w1", first + 1000, &[("b", 10)]);
+    write_batch(
+        &broker,
+        "shuffle",
+        "w0",
+        first + 2000,
+        &[("a", 3), ("c", 1)],
+    );
+    write_batch(&broker, "shuffle", "w1", first + 2000, &[("b", 20)]);
+    let out = dir.path().join("out");
+    let pipeline = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[job]
+name = "reduce"
+batch-interval = "1s"
+checkpoint-dir = "{checkpoints}"
+checkpoint-interval = "1h"
+
+[sources.shuffle]
+type = "repartition"
+bootstrap = "{bootstrap}"
+topic = "shuffle"
+partition = 0
+writers = 2
+key-type = "text"
+value-type = "i64"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "text-files"
+prefix = "{out}/counts"
+suffix = "txt"
+"#,
+            checkpoints = dir.path().join("checkpoints").display(),
+            bootstrap = broker.bootstrap(),
+            out = out.display(),
+        ),
+    );
+    let counts = |pairs: &[(&str, i64)]| -> Counts {
+        pairs.iter().map(|(w, n)| (w.to_string(), *n)).collect()
+    };
+    let mut expected = BTreeMap::from([
+        (first, counts(&[("a", 1)])),
+        (first + 1000, counts(&[("a", 2), ("b", 10)])),
+        (first + 2000, counts(&[("a", 3), ("b", 20), ("c", 1)])),
+    ]);
+    let written = || -> BTreeMap<u64, Counts> {
+        text_outputs(&out, "counts")
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .collect()
+    };
+    let log = dir.path().join("run.log");
+    let start = || {
+        spate()
+            .args(["run", pipeline.to_str().unwrap(), "--no-ui"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut job = start();
+    let done = eventually(Duration::from_secs(60), || written().len() >= 3);
+    job.kill().unwrap();
+    job.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(done, "{:?}\n{said}", written());
+    assert_eq!(written(), expected, "{said}");
+
+    // Killed before any checkpoint but the first: the batch log has the batches.
+    let later = first + 5000;
+    write_batch(&broker, "shuffle", "w0", later, &[("a", 5)]);
+    write_batch(&broker, "shuffle", "w1", later, &[]);
+    expected.insert(later, counts(&[("a", 5)]));
+    let mut job = start();
+    let done = eventually(Duration::from_secs(60), || written().len() >= 4);
+    interrupt(&job);
+    let ended = job.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(done && ended.success(), "{:?}\n{said}", written());
+    assert!(said.contains("recovered job 'reduce'"), "{said}");
+    assert_eq!(written(), expected, "{said}");
 }

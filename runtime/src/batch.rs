@@ -109,6 +109,9 @@ struct State {
     /// With a source that paces the batches (see [`BlockBuffer::pace`]): every batch up to
     /// this time has all its records pushed. `None`: batches are cut by the clock alone.
     complete_through: Option<u64>,
+    /// With a pacing source: it has handed its first batch over in this run, so the clock
+    /// knows where its batches start ([`BlockBuffer::first_handover`]).
+    started: bool,
     /// The time of the last batch formed.
     formed: u64,
 }
@@ -144,6 +147,57 @@ impl BlockBuffer {
         let mut state = self.lock();
         state.complete_through = Some(formed);
         state.formed = formed;
+    }
+
+    /// A pacing source hands its first batch of this run over, batch `time`. A source that
+    /// has handed batches over before (`resumed`) goes on from where the job recovered: the
+    /// batch times between are formed empty, as a recovered job's down time is. A source that
+    /// never has (a reduce task starting fresh while its writers are ahead of it) moves the
+    /// first batch back to `time`, so that the writers' earlier batches are batches of their
+    /// own, not folded into one; never before the time [`BlockBuffer::pace`] was given, which
+    /// for a fresh job is the first batch its outputs have not recorded as written.
+    pub fn first_handover(&self, time: u64, batch_ms: u64, resumed: bool) {
+        let mut state = self.lock();
+        if state.started {
+            return;
+        }
+        state.started = true;
+        if !resumed {
+            state.formed = state.formed.max(time.saturating_sub(batch_ms));
+            state.complete_through = state.complete_through.map(|t| t.max(state.formed));
+        }
+        self.changed.notify_all();
+    }
+
+    /// For the clock of a paced job: waits until the pacing source has handed its first batch
+    /// over, and gives the time of the batch before the clock's first; `None` when the sources
+    /// ended, or the job halts, before that. Without a pacing source, at once: `formed`
+    /// (a fixed first batch).
+    pub fn wait_for_first_handover(
+        &self,
+        formed: u64,
+        halt: &std::sync::atomic::AtomicBool,
+    ) -> Option<u64> {
+        let mut state = self.lock();
+        loop {
+            if state.complete_through.is_none() {
+                return Some(formed);
+            }
+            if state.started {
+                return Some(state.formed);
+            }
+            if state.stopping
+                || state.open_sources == 0
+                || halt.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return None;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(20))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// A pacing source has pushed every record of every batch up to `time`.
@@ -656,5 +710,44 @@ mod tests {
         buffer.release(40);
         assert!(receiver.join().unwrap());
         assert_eq!(buffer.buffered_bytes(), 10);
+    }
+
+    #[test]
+    fn a_fresh_pacing_source_moves_the_first_batch_back_and_a_resumed_one_does_not() {
+        use std::sync::atomic::AtomicBool;
+        let halt = AtomicBool::new(false);
+        // A fresh job: the clock may start anywhere from 10 000 on; the source's first batch
+        // is 4 000, before the outputs' lower bound, so 10 000 it is.
+        let fresh = BlockBuffer::new(10, 1000);
+        fresh.open_source();
+        fresh.pace(9_000);
+        fresh.first_handover(4_000, 1_000, false);
+        assert_eq!(fresh.wait_for_first_handover(0, &halt), Some(9_000));
+        // No lower bound (1 000): the first batch is the source's, 4 000, and formable once
+        // the source has pushed it.
+        let fresh = BlockBuffer::new(10, 1000);
+        fresh.open_source();
+        fresh.pace(0);
+        fresh.first_handover(4_000, 1_000, false);
+        assert_eq!(fresh.wait_for_first_handover(0, &halt), Some(3_000));
+        assert!(fresh.wait_for_batches_before(4_000, 1_000));
+        fresh.complete_through(4_000);
+        assert!(fresh.wait_until_formable(4_000, &halt));
+        // Only the first hand-over counts.
+        fresh.first_handover(8_000, 1_000, false);
+        assert_eq!(fresh.wait_for_first_handover(0, &halt), Some(3_000));
+        // A resumed source goes on from the recovered batch: 6 000 and 7 000 are formed empty.
+        let resumed = BlockBuffer::new(10, 1000);
+        resumed.open_source();
+        resumed.pace(5_000);
+        resumed.first_handover(8_000, 1_000, true);
+        assert_eq!(resumed.wait_for_first_handover(0, &halt), Some(5_000));
+        // Without a pacing source the clock's own first batch stands, at once.
+        let unpaced = BlockBuffer::new(10, 1000);
+        assert_eq!(unpaced.wait_for_first_handover(7_000, &halt), Some(7_000));
+        // A source that ends before handing anything over ends the clock.
+        let ended = BlockBuffer::new(10, 1000);
+        ended.pace(0);
+        assert_eq!(ended.wait_for_first_handover(0, &halt), None);
     }
 }

@@ -54,7 +54,12 @@ fn processing_time_clock(
 ) {
     let batch_ms = job.batch_interval.as_millis() as u64;
     let block_ms = job.block_interval.as_millis() as u64;
-    let mut tick = first - batch_ms + block_ms;
+    // A source that paces the batches may move the first one back (a fresh reduce task whose
+    // writers are ahead of it): known once it hands its first batch over.
+    let Some(before_first) = buffer.wait_for_first_handover(first - batch_ms, halt) else {
+        return;
+    };
+    let mut tick = before_first + block_ms;
     loop {
         loop {
             if halt.load(Ordering::SeqCst) {

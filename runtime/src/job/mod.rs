@@ -130,13 +130,21 @@ fn run_reporting(
     };
     let batch_ms = job.batch_interval.as_millis() as u64;
     let mut outputs = Outputs::Opening(opening);
+    // A source that paces processing-time batches says where a fresh job's batches start (its
+    // first batch, or the first the outputs have not written, whichever is later: see
+    // `BlockBuffer::first_handover`); the clock's grid time is then only a lower bound.
+    let paced = job.trigger == Trigger::ProcessingTime
+        && plan.sources.iter().any(|s| s.source.paces_batches());
     let (first, positions) = match &recovered {
         Some(r) => (r.next_time, r.positions.clone()),
         None => {
             // Where the sources start is fixed first: what arrives while the outputs open
             // (below) is the run's input, not something that was there before it.
             let positions = source::initial_positions(&plan.sources, job.trigger)?;
-            let mut first = (now_ms() / batch_ms + 1) * batch_ms;
+            let mut first = match paced {
+                true => batch_ms,
+                false => (now_ms() / batch_ms + 1) * batch_ms,
+            };
             if plan
                 .outputs
                 .iter()

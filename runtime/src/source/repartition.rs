@@ -158,6 +158,7 @@ impl Source for Repartition {
             pending: BTreeMap::new(),
             ended: BTreeMap::new(),
             handed,
+            first_of_run: true,
             next: next as i64,
             waiting: None,
         };
@@ -202,6 +203,8 @@ struct Reader<'a> {
     ended: BTreeMap<String, u64>,
     /// The latest batch handed over.
     handed: u64,
+    /// The next hand-over is the first of this run.
+    first_of_run: bool,
     /// Since when no batch could be handed over, and when that was last logged.
     waiting: Option<(Instant, Instant)>,
     /// The offset after the last record read.
@@ -330,6 +333,14 @@ impl Reader<'_> {
                 return Ok(true);
             }
             self.waiting = None;
+            if self.first_of_run {
+                // A task that never handed a batch over starts at the writers' first batch.
+                self.first_of_run = false;
+                let resumed = self.handed > 0;
+                self.context
+                    .buffer
+                    .first_handover(time, self.batch_ms, resumed);
+            }
             // The batches before this one have nothing: the clock may form them empty.
             self.context.buffer.complete_through(time - self.batch_ms);
             if !self
