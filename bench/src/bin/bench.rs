@@ -1,5 +1,5 @@
 //! The benchmark harness: `bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount]
-//! [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-scale-out] [--only-postgres] [--only-ui]`; an unknown argument is refused
+//! [--only-sandbox] [--only-tenants] [--only-ingest] [--only-state] [--only-kafka] [--only-scale-out] [--only-postgres] [--only-ui]`; an unknown argument is refused
 //! (exit 2).
 //! Run it through `bench/run` (or `just bench`), which first builds spate and runs the
 //! criterion benchmarks.
@@ -58,15 +58,16 @@ fn ensure_corpus(root: &Path, mb: usize) -> Result<PathBuf> {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json PATH] [--skip-ingest] [--only-wordcount] \
-                     [--only-sandbox] [--only-ingest] [--only-state] [--only-kafka] [--only-scale-out] \
-                     [--only-postgres] [--only-ui]";
+                     [--only-sandbox] [--only-tenants] [--only-ingest] [--only-state] [--only-kafka] \
+                     [--only-scale-out] [--only-postgres] [--only-ui]";
 
 /// The flags [`Selection::from_args`] and `main` read.
-const FLAGS: [&str; 10] = [
+const FLAGS: [&str; 11] = [
     "--quick",
     "--skip-ingest",
     "--only-wordcount",
     "--only-sandbox",
+    "--only-tenants",
     "--only-ingest",
     "--only-state",
     "--only-kafka",
@@ -108,13 +109,14 @@ struct Selection {
 impl Selection {
     /// Everything, or only what `--only-<workload>` flags name (several may be given):
     /// `--only-wordcount` (workload 1, for quick iterations), `--only-sandbox` (limits cost,
-    /// tenant isolation), `--only-ingest` (socket ingest, with and without the batch log),
+    /// tenant isolation), `--only-tenants` (tenant isolation alone), `--only-ingest` (socket ingest, with and without the batch log),
     /// `--only-state` (keyed state, windows, checkpoints). `--skip-ingest` drops the longest.
     fn from_args(args: &[String]) -> Self {
         let has = |flag: &str| args.iter().any(|a| a == flag);
         let only = [
             "--only-wordcount",
             "--only-sandbox",
+            "--only-tenants",
             "--only-ingest",
             "--only-state",
             "--only-kafka",
@@ -128,7 +130,7 @@ impl Selection {
             wordcount: all || has("--only-wordcount"),
             sandbox,
             ingest: (all || has("--only-ingest")) && !has("--skip-ingest"),
-            tenants: sandbox,
+            tenants: sandbox || has("--only-tenants"),
             boundary: all || has("--only-sandbox"),
             state: all || has("--only-state"),
             kafka: all || has("--only-kafka"),
@@ -623,9 +625,19 @@ fn print_tenants(t: &tenants::Tenants) {
             "p99 total delay at {:.0} MB/s, beside a burner",
             t.rate_mb_s
         ),
-        t.beside_burner.total_delay_p99_ms,
-        t.alone.total_delay_p99_ms,
+        t.beside_pooled_p99_ms,
+        t.alone_pooled_p99_ms,
         t.p99_ratio
+    );
+    let pairs: Vec<String> = t
+        .pairs_p99_ms
+        .iter()
+        .map(|(alone, beside)| format!("{beside:.0}/{alone:.0} ms = {:.2}x", beside / alone))
+        .collect();
+    println!(
+        "  (the batches of {} alternating pairs of runs, pooled; each pair: {})",
+        t.pairs_p99_ms.len(),
+        pairs.join(", ")
     );
     println!(
         "{:<46} {:>12.1} ms {:>11.1} ms",

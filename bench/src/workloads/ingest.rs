@@ -38,6 +38,9 @@ pub struct Probe {
     pub peak_rss_mb: f64,
     /// Whether this run kept up.
     pub kept_up: bool,
+    /// Every measured batch's total delay, ms (to pool runs of the same kind).
+    #[serde(skip)]
+    pub total_delays_ms: Vec<f64>,
 }
 
 /// The workload's figures.
@@ -166,6 +169,7 @@ pub fn probe(
         max_scheduling_ms: max_scheduling,
         peak_rss_mb: peak_rss as f64 / 1e6,
         kept_up,
+        total_delays_ms: total,
     })
 }
 

@@ -20,6 +20,16 @@
 //! for host I/O (a bounded WASI wait) gives its pass or permit back while it waits.
 //!
 //! Time spent waiting for a permit does not count against a call's `call-time`.
+//!
+//! The kernel helps: a call on a permit runs at the lowest CPU priority (nice 19, a CFS weight
+//! of 15 against 1024), so that on a core it shares, every other thread of the process goes
+//! first: the light tenants' calls, and the host's work for them (receivers, the batch clock,
+//! the shuffle, outputs), which no permit covers. Its priority is back to the process's
+//! before the call takes the scheduler's lock or returns to the host, so a call preempted
+//! there never holds up another thread for long (a priority inversion). Raising a thread's
+//! priority back needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (`ulimit -e`); where
+//! neither is there, the permits work alone, and the log says so once. `SPATE_CPU_PRIORITY=0`
+//! turns it off.
 
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,6 +42,12 @@ const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 /// exponentially weighted rate).
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
+/// A tenant over its share counts as within it again only once its use falls under this part
+/// of its share: held at about its share by the permits, it would otherwise go back to passes
+/// (every core, at the usual priority) each time its use dips under it, beside the very
+/// tenants the permits make room for.
+const BACK_WITHIN: f64 = 0.75;
+
 /// How often a waiting call looks again (a tenant's activity ends without a release).
 const RECHECK: Duration = Duration::from_millis(20);
 
@@ -39,10 +55,16 @@ const RECHECK: Duration = Duration::from_millis(20);
 /// the busiest-least tenant: short absences earn no unbounded credit.
 const IDLE_CREDIT_NS: f64 = 500e6;
 
+/// The nice value of a thread running a call on a permit: the lowest priority there is.
+const OVER_SHARE_NICE: i32 = 19;
+
 /// The process's permits and tenants.
 pub struct CpuShares {
     state: Mutex<State>,
     freed: Condvar,
+    /// The nice values a thread goes between, (its usual, on a permit); None: priorities are
+    /// left alone.
+    nice: Option<(i32, i32)>,
 }
 
 struct State {
@@ -68,6 +90,8 @@ struct TenantClock {
     /// Its recent use, in cores: CPU seconds decayed over `RATE_WINDOW`, as of `rate_at`.
     rate: f64,
     rate_at: Instant,
+    /// It was over its share when last charged.
+    over: bool,
 }
 
 impl TenantClock {
@@ -102,8 +126,74 @@ pub fn shares() -> &'static CpuShares {
             .and_then(|v| v.parse().ok())
             .filter(|n: &usize| *n > 0)
             .unwrap_or(cores);
-        CpuShares::new(permits)
+        let mut shares = CpuShares::new(permits);
+        shares.nice = priority::usable();
+        shares
     })
+}
+
+/// Thread priorities (Linux: `setpriority` on a thread id sets that thread's nice value).
+mod priority {
+    use super::OVER_SHARE_NICE;
+
+    /// Sets the calling thread's nice value; false if refused.
+    pub fn set(nice: i32) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: plain system calls on the calling thread's own id.
+            unsafe {
+                let thread = libc::gettid() as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, thread, nice) == 0
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = nice;
+            false
+        }
+    }
+
+    /// The calling thread's nice value.
+    #[cfg(all(test, target_os = "linux"))]
+    pub fn current() -> i32 {
+        // SAFETY: reads the calling thread's own nice value.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    /// The nice values to go between, if a thread of this process may go down to
+    /// [`OVER_SHARE_NICE`] and back (tried once, on a thread of its own); says once why not.
+    pub fn usable() -> Option<(i32, i32)> {
+        if std::env::var("SPATE_CPU_PRIORITY").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: reads the calling process's nice value; errno is cleared first because
+            // -1 is a valid answer.
+            let usual = unsafe {
+                *libc::__errno_location() = 0;
+                let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+                (*libc::__errno_location() == 0).then_some(nice)
+            }?;
+            if usual >= OVER_SHARE_NICE {
+                return None;
+            }
+            let works = std::thread::spawn(move || set(OVER_SHARE_NICE) && set(usual))
+                .join()
+                .unwrap_or(false);
+            if !works {
+                tracing::info!(
+                    "fair CPU: calls of tenants over their share are held back by Spate's \
+                     permits only: this process may not raise a thread's priority back after \
+                     lowering it (it needs CAP_SYS_NICE, or `ulimit -e` of {})",
+                    20 - usual
+                );
+            }
+            works.then_some((usual, OVER_SHARE_NICE))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -152,9 +242,17 @@ impl State {
         self.over_share_among(tenant, &self.active_tenants(tenant, now), now)
     }
 
-    /// Whether `tenant` used more than its fair share among `active` (which holds it) lately.
+    /// Whether `tenant` used more than its fair share among `active` (which holds it) lately;
+    /// once over, until its use falls under [`BACK_WITHIN`] of it.
     fn over_share_among(&self, tenant: usize, active: &[usize], now: Instant) -> bool {
-        active.len() > 1 && self.tenants[tenant].rate(now) > self.fair_share(tenant, active)
+        let clock = &self.tenants[tenant];
+        let share = self.fair_share(tenant, active);
+        let bound = if clock.over {
+            BACK_WITHIN * share
+        } else {
+            share
+        };
+        active.len() > 1 && clock.rate(now) > bound
     }
 
     /// The most permits `tenant`, over its share, may hold: its weighted part (at least one).
@@ -219,6 +317,8 @@ impl State {
         clock.rate = clock.rate(now) + used.as_secs_f64() / RATE_WINDOW.as_secs_f64();
         clock.rate_at = now;
         clock.last_active = Some(now);
+        let active = self.active_tenants(tenant, now);
+        self.tenants[tenant].over = self.over_share_among(tenant, &active, now);
     }
 
     /// Asks the holder the furthest ahead of `tenant` (or any holding more than it may) to
@@ -253,6 +353,7 @@ impl CpuShares {
                 next_ticket: 0,
             }),
             freed: Condvar::new(),
+            nice: None,
         }
     }
 
@@ -278,6 +379,7 @@ impl CpuShares {
             running: 0,
             rate: 0.0,
             rate_at: Instant::now(),
+            over: false,
         });
         TenantShare(state.tenants.len() - 1)
     }
@@ -385,6 +487,8 @@ pub struct CallShare {
     engine: Engine,
     shares: &'static CpuShares,
     held: Option<(u64, Grant, Instant)>,
+    /// The calling thread runs at the permit's low priority.
+    lowered: bool,
 }
 
 impl CallShare {
@@ -395,6 +499,18 @@ impl CallShare {
             engine,
             shares,
             held: None,
+            lowered: false,
+        }
+    }
+
+    /// Puts the calling thread at the permit's low priority (`low`) or back at its usual one.
+    fn set_priority(&mut self, low: bool) {
+        let Some((usual, on_permit)) = self.shares.nice else {
+            return;
+        };
+        if low != self.lowered {
+            priority::set(if low { on_permit } else { usual });
+            self.lowered = low;
         }
     }
 
@@ -406,11 +522,13 @@ impl CallShare {
         }
         let (ticket, grant, waited) = self.shares.acquire(self.tenant, &self.engine);
         self.held = Some((ticket, grant, Instant::now()));
+        self.set_priority(grant == Grant::Permit);
         waited
     }
 
     /// Gives the pass or permit back (the call ended, or waits on the host).
     pub fn end(&mut self) {
+        self.set_priority(false);
         if let Some((ticket, grant, since)) = self.held.take() {
             self.shares
                 .release(self.tenant, ticket, grant, since.elapsed());
@@ -425,6 +543,9 @@ impl CallShare {
             return Duration::ZERO;
         };
         let now = Instant::now();
+        // At its usual priority while it holds the scheduler's lock.
+        let lowered = self.lowered;
+        self.set_priority(false);
         if self
             .shares
             .charge_and_check(self.tenant, grant, now - since)
@@ -434,6 +555,7 @@ impl CallShare {
             return self.begin();
         }
         self.held = Some((ticket, grant, now));
+        self.set_priority(lowered);
         Duration::ZERO
     }
 
@@ -486,6 +608,42 @@ mod tests {
         light_call.end();
         let waited = stepping_back.join().unwrap();
         assert!(waited >= Duration::from_millis(40), "{waited:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_call_on_a_permit_runs_at_the_lowest_priority_and_gets_the_usual_one_back() {
+        let Some(nice) = priority::usable() else {
+            eprintln!("skipped: this process may not raise a thread's priority back");
+            return;
+        };
+        let mut shares = CpuShares::new(1);
+        shares.nice = Some(nice);
+        let shares: &'static CpuShares = Box::leak(Box::new(shares));
+        let (busy, light) = (shares.tenant("busy", 1.0), shares.tenant("light", 1.0));
+        call(shares, busy, Duration::from_secs(2));
+        call(shares, light, Duration::from_millis(1));
+        let (usual, low) = std::thread::spawn(move || {
+            let mut holder = CallShare::new(shares, busy, Engine::default());
+            let usual = priority::current();
+            holder.begin();
+            assert_eq!(holder.held.map(|h| h.1), Some(Grant::Permit));
+            let on_permit = priority::current();
+            holder.checkpoint();
+            assert_eq!(priority::current(), on_permit, "still on its permit");
+            holder.end();
+            assert_eq!(priority::current(), usual, "back after the call");
+            // A light tenant's call (on a pass) is left at the usual priority.
+            let mut light_call = CallShare::new(shares, light, Engine::default());
+            light_call.begin();
+            assert_eq!(light_call.held.map(|h| h.1), Some(Grant::Pass));
+            assert_eq!(priority::current(), usual);
+            light_call.end();
+            (usual, on_permit)
+        })
+        .join()
+        .unwrap();
+        assert_eq!((usual, low), nice);
     }
 
     #[test]
