@@ -65,6 +65,9 @@ pub struct CpuShares {
     /// The nice values a thread goes between, (its usual, on a permit); None: priorities are
     /// left alone.
     nice: Option<(i32, i32)>,
+    /// Why priorities cannot be used here, said once a second tenant shows up (alone, a job
+    /// has nobody to share with, and the quick start's log stays quiet).
+    without_priority: Option<String>,
 }
 
 struct State {
@@ -127,7 +130,10 @@ pub fn shares() -> &'static CpuShares {
             .filter(|n: &usize| *n > 0)
             .unwrap_or(cores);
         let mut shares = CpuShares::new(permits);
-        shares.nice = priority::usable();
+        match priority::usable() {
+            Ok(nice) => shares.nice = Some(nice),
+            Err(why) => shares.without_priority = why,
+        }
         shares
     })
 }
@@ -161,10 +167,11 @@ mod priority {
     }
 
     /// The nice values to go between, if a thread of this process may go down to
-    /// [`OVER_SHARE_NICE`] and back (tried once, on a thread of its own); says once why not.
-    pub fn usable() -> Option<(i32, i32)> {
+    /// [`OVER_SHARE_NICE`] and back (tried once, on a thread of its own); if not, why, when
+    /// the reason is the process's privileges (not turned off, not already at the lowest).
+    pub fn usable() -> Result<(i32, i32), Option<String>> {
         if std::env::var("SPATE_CPU_PRIORITY").is_ok_and(|v| v == "0") {
-            return None;
+            return Err(None);
         }
         #[cfg(target_os = "linux")]
         {
@@ -174,25 +181,26 @@ mod priority {
                 *libc::__errno_location() = 0;
                 let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
                 (*libc::__errno_location() == 0).then_some(nice)
-            }?;
+            }
+            .ok_or(None)?;
             if usual >= OVER_SHARE_NICE {
-                return None;
+                return Err(None);
             }
             let works = std::thread::spawn(move || set(OVER_SHARE_NICE) && set(usual))
                 .join()
                 .unwrap_or(false);
-            if !works {
-                tracing::info!(
+            match works {
+                true => Ok((usual, OVER_SHARE_NICE)),
+                false => Err(Some(format!(
                     "fair CPU: calls of tenants over their share are held back by Spate's \
                      permits only: this process may not raise a thread's priority back after \
                      lowering it (it needs CAP_SYS_NICE, or `ulimit -e` of {})",
                     20 - usual
-                );
+                ))),
             }
-            works.then_some((usual, OVER_SHARE_NICE))
         }
         #[cfg(not(target_os = "linux"))]
-        None
+        Err(None)
     }
 }
 
@@ -354,6 +362,7 @@ impl CpuShares {
             }),
             freed: Condvar::new(),
             nice: None,
+            without_priority: None,
         }
     }
 
@@ -381,6 +390,9 @@ impl CpuShares {
             rate_at: Instant::now(),
             over: false,
         });
+        if let (2, Some(why)) = (state.tenants.len(), &self.without_priority) {
+            tracing::info!("{why}");
+        }
         TenantShare(state.tenants.len() - 1)
     }
 
@@ -613,7 +625,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_call_on_a_permit_runs_at_the_lowest_priority_and_gets_the_usual_one_back() {
-        let Some(nice) = priority::usable() else {
+        let Ok(nice) = priority::usable() else {
             eprintln!("skipped: this process may not raise a thread's priority back");
             return;
         };
