@@ -178,26 +178,20 @@ impl BlockBuffer {
         formed: u64,
         halt: &std::sync::atomic::AtomicBool,
     ) -> Option<u64> {
-        let mut state = self.lock();
-        loop {
+        self.poll_until(Duration::from_millis(20), |state| {
             if state.complete_through.is_none() {
-                return Some(formed);
-            }
-            if state.started {
-                return Some(state.formed);
-            }
-            if state.stopping
+                Some(Some(formed))
+            } else if state.started {
+                Some(Some(state.formed))
+            } else if state.stopping
                 || state.open_sources == 0
                 || halt.load(std::sync::atomic::Ordering::SeqCst)
             {
-                return None;
+                Some(None)
+            } else {
+                None
             }
-            state = self
-                .changed
-                .wait_timeout(state, Duration::from_millis(20))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        })
     }
 
     /// A pacing source has pushed every record of every batch up to `time`.
@@ -212,39 +206,40 @@ impl BlockBuffer {
     /// For a pacing source: waits until every batch before `time` is formed, so that records
     /// of batch `time` pushed now go into it; false when the job stops first.
     pub fn wait_for_batches_before(&self, time: u64, batch_ms: u64) -> bool {
-        let mut state = self.lock();
-        loop {
+        self.poll_until(Duration::from_millis(50), |state| {
             if state.stopping {
-                return false;
+                Some(false)
+            } else {
+                (state.formed + batch_ms >= time).then_some(true)
             }
-            if state.formed + batch_ms >= time {
-                return true;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        })
     }
 
     /// For the clock: waits until batch `time` may be formed (at once without a pacing
     /// source); false when the sources ended, or the job halts, before it may.
     pub fn wait_until_formable(&self, time: u64, halt: &std::sync::atomic::AtomicBool) -> bool {
+        self.poll_until(Duration::from_millis(20), |state| {
+            match state.complete_through {
+                None => Some(true),
+                Some(through) if through >= time => Some(true),
+                Some(_) if state.open_sources == 0 => Some(false),
+                Some(_) if halt.load(std::sync::atomic::Ordering::SeqCst) => Some(false),
+                Some(_) => None,
+            }
+        })
+    }
+
+    /// Waits until `check` gives an answer, looking again at every change of the state and at
+    /// least every `every` (a halt flag outside the state does not wake the condition).
+    fn poll_until<T>(&self, every: Duration, mut check: impl FnMut(&State) -> Option<T>) -> T {
         let mut state = self.lock();
         loop {
-            match state.complete_through {
-                None => return true,
-                Some(through) if through >= time => return true,
-                Some(_) if state.open_sources == 0 => return false,
-                Some(_) => {}
-            }
-            if halt.load(std::sync::atomic::Ordering::SeqCst) {
-                return false;
+            if let Some(answer) = check(&state) {
+                return answer;
             }
             state = self
                 .changed
-                .wait_timeout(state, Duration::from_millis(20))
+                .wait_timeout(state, every)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
