@@ -869,6 +869,57 @@ type = "print"
         said.contains("outputs[0].type") && said.contains("a dashboard shows one process's"),
         "{said}"
     );
+    // Cut at a repartition topic (the count step gone), available-now is refused.
+    edit("type = \"dashboard\"", "type = \"print\"");
+    edit("[[steps]]\nop = \"count\"\n", "");
+    edit("[job]\n", "[job]\ntrigger = \"available-now\"\n");
+    let said = refused(&pipeline);
+    assert!(
+        said.contains("job.trigger") && said.contains("cut at a repartition topic"),
+        "{said}"
+    );
+}
+
+#[test]
+fn an_available_now_run_across_members_reads_what_is_there_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = word_count_job(dir.path());
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("[job]\n", "[job]\ntrigger = \"available-now\"\n"),
+    )
+    .unwrap();
+    let mut expected = produce_words(&broker, 1, 3000);
+    // Two members share the input present when they start and end by themselves once it is
+    // read; the second run reads only what came since (a task resumes from its checkpoints).
+    for (run, members) in [(1, 2), (2, 1)] {
+        let children: Vec<Child> = (0..members)
+            .map(|m| member(&pipeline, &dir.path().join(format!("run{run}-{m}.log"))))
+            .collect();
+        for (m, child) in children.into_iter().enumerate() {
+            let ended = wait(child, Duration::from_secs(120));
+            let log = dir.path().join(format!("run{run}-{m}.log"));
+            assert!(ended.status.success(), "{}", whole(&[&log]));
+        }
+        let outputs = task_outputs(&out);
+        assert!(
+            totals(&outputs) == expected,
+            "run {run}: {}",
+            support::chaos::difference(&totals(&outputs), &expected)
+        );
+        for ((time, task), counts) in &outputs {
+            for word in counts.keys() {
+                let partition = java_partition(word.as_bytes(), PARTITIONS);
+                assert_eq!(
+                    task,
+                    &format!("words-{partition}"),
+                    "batch {time}: '{word}'"
+                );
+            }
+        }
+        add(&mut expected, &produce_words(&broker, 2, 1000));
+    }
 }
 
 /// What `spate check` says of `pipeline`, which it must refuse (exit 2).

@@ -357,7 +357,11 @@ pub(super) fn run(
         if let Some(error) = lock(&tasks.failure).take() {
             break Err(error);
         }
-        if options.max_batches.is_some() && tasks.started.load(Ordering::SeqCst) && none_running {
+        // A bounded run (`--max-batches`, available-now) ends here once the tasks it ran have
+        // ended. A process the group has given nothing yet waits: it gets the tasks of those
+        // that end before it (a task run again reads only what came since) and then ends too.
+        let bounded = options.max_batches.is_some() || scale_out.available_now;
+        if bounded && tasks.started.load(Ordering::SeqCst) && none_running {
             break Ok(());
         }
     };

@@ -19,7 +19,7 @@ mod reset;
 
 pub use reset::reset;
 
-use crate::config::{ConfigError, Pipeline};
+use crate::config::{ConfigError, Pipeline, Trigger};
 use crate::job::RunOptions;
 use crate::plan::Plan;
 use crate::source::GroupInput;
@@ -49,6 +49,9 @@ pub struct ScaleOut {
     partitioning: String,
     /// The repartition topic's task pipelines, when the job is cut at one.
     repartition: Option<Repartition>,
+    /// `available-now`: each task ends once it has read its partition's input present when
+    /// it started, and a process ends once the tasks it ran have all ended.
+    available_now: bool,
 }
 
 impl ScaleOut {
@@ -108,6 +111,15 @@ impl ScaleOut {
                      batch waits for every input partition's task",
                 ));
             }
+            Some(_) if plan.job.trigger == Trigger::AvailableNow => {
+                return Err(pipeline.error(
+                    Some("job.trigger"),
+                    "available-now cannot run a scale-out job cut at a repartition topic yet: \
+                     its reduce tasks form batch T once every map task has ended T, and a map \
+                     task that has ended its run never ends another (docs/SCALE-OUT.md); use \
+                     processing-time, or run the job in one process",
+                ));
+            }
             Some(cut) => Some(Repartition::plan(pipeline, plan, &source.name, cut)?),
             None => None,
         };
@@ -120,6 +132,7 @@ impl ScaleOut {
             dead_letter_dir: plan.dataflow.tasks.dead_letter_dir.clone(),
             partitioning: partitioning.said,
             repartition,
+            available_now: plan.job.trigger == Trigger::AvailableNow,
         }))
     }
 
@@ -197,7 +210,8 @@ fn task_name(topic: &str, partition: i32) -> String {
 
 /// Runs this process's share of `scale_out` as member `member_id` (static membership; `None`:
 /// a dynamic member) until `options.stop` is set or a task fails; `planner` builds each task's
-/// plan. With `--max-batches`, ends once every task it started has run that many.
+/// plan. With `--max-batches`, ends once every task it started has run that many; with
+/// `available-now`, once every task it started has read its input.
 pub fn run(
     scale_out: ScaleOut,
     member_id: Option<String>,
@@ -225,6 +239,7 @@ mod tests {
             dead_letter_dir: PathBuf::from("dead/wc"),
             partitioning: String::new(),
             repartition: None,
+            available_now: false,
         };
         assert_eq!(
             scale_out.task_overrides("in", 3, 4),
