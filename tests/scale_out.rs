@@ -724,6 +724,13 @@ fn a_stateful_word_count_to_kafka_survives_a_kill_and_a_join_batch_for_batch() {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("output task {task}"));
         let times: Vec<u64> = per_batch.keys().copied().collect();
+        let first_input = partials
+            .range((partition, 0)..=(partition, u64::MAX))
+            .find(|(_, counts)| !counts.is_empty())
+            .map(|((_, time), _)| *time);
+        // Its first output is at the map tasks' first batch with records for it: a reduce
+        // task starting behind them does not fold their earlier batches into its first.
+        assert_eq!(times.first().copied(), first_input, "{task}");
         for pair in times.windows(2) {
             assert_eq!(
                 pair[1] - pair[0],
