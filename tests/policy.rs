@@ -113,6 +113,52 @@ fn a_pipeline_under_a_policy_runs_inside_its_data_root() {
 }
 
 #[test]
+fn a_job_whose_state_outgrows_its_cap_fails_naming_the_step() {
+    let platform = Platform::new();
+    // 3000 distinct words: about 50 KiB of keys and sums in update-state-by-key's state.
+    let words: Vec<String> = (0..3000).map(|i| format!("word{i:05}")).collect();
+    std::fs::write(
+        platform.path("tenants/a/in/words.txt"),
+        words.join(" ") + "\n",
+    )
+    .unwrap();
+    let job = |cap: &str| {
+        platform.pipeline(
+            "stateful",
+            &format!(
+                "[job]\ntrigger = \"available-now\"\nmax-state-bytes = \"{cap}\"\n\n{SOURCE}\n{STEPS}\n\
+                 [[steps]]\nop = \"update-state-by-key\"\nplugin = \"running-sum\"\n\n{OUTPUT}"
+            ),
+        )
+    };
+    let policy = platform.policy.to_str().unwrap();
+    let run_with = |cap: &str| {
+        let path = job(cap);
+        run(
+            &["run", "--no-ui", "--policy", policy, path.to_str().unwrap()],
+            Duration::from_secs(120),
+        )
+    };
+    let failed = run_with("16 KiB");
+    let log = stderr(&failed);
+    assert!(!failed.status.success(), "{log}");
+    assert!(
+        log.contains("over job.max-state-bytes (16 KiB)")
+            && log.contains("steps[2] update-state-by-key"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    // The batch that went over was not written.
+    let out = platform.path("tenants/a/out");
+    let written = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "outputs of a batch over the cap");
+    // Under a cap it fits, the same input runs.
+    let ran = run_with("1 MiB");
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert!(std::fs::read_dir(&out).unwrap().count() > 0);
+}
+
+#[test]
 fn hostile_pipelines_are_refused_naming_the_field() {
     let platform = Platform::new();
     let other = platform.path("tenants/b/out/counts");
@@ -182,6 +228,11 @@ fn hostile_pipelines_are_refused_naming_the_field() {
             "its own CPU weight",
             format!("[job]\ncpu-weight = 8\n\n{SOURCE}\n{OUTPUT}"),
             &["job.cpu-weight", "platform's"],
+        ),
+        (
+            "state over the cap",
+            format!("[job]\nmax-state-bytes = \"2 GiB\"\n\n{SOURCE}\n{STEPS}\n{OUTPUT}"),
+            &["job.max-state-bytes", "over the policy's cap of 1 GiB"],
         ),
         (
             "more workers than the cap",

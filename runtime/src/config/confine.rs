@@ -68,6 +68,17 @@ impl Pipeline {
                 ),
             ));
         }
+        if let Some(asked) = job.max_state_bytes
+            && asked.0 > policy.max_state_bytes.0
+        {
+            return Err(self.error(
+                Some("job.max-state-bytes"),
+                format!(
+                    "{asked} is over the policy's cap of {}",
+                    policy.max_state_bytes
+                ),
+            ));
+        }
         for (name, table) in &self.file.sources {
             policy.source_type(table.kind.get_ref()).map_err(|e| {
                 self.error_at(table.kind.span(), &format!("sources.{name}.type"), e)
@@ -138,6 +149,7 @@ impl Pipeline {
         job.checkpoint_dir = checkpoints;
         job.tenant = tenant;
         job.cpu_weight = policy.cpu_weight;
+        job.max_state_bytes = job.max_state_bytes.or(Some(policy.max_state_bytes));
         if let Some(most) = policy.max_workers {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             if job.workers == 0 {

@@ -57,6 +57,11 @@ pub struct Policy {
     /// The most input a job may buffer (`job.max-buffered-bytes`).
     #[serde(default)]
     pub max_buffered_bytes: Option<ByteSize>,
+    /// The most host memory a job's state may hold (`job.max-state-bytes`, which defaults to
+    /// it under the policy): 1 GiB unless set. Keyed state lives in the host, outside every
+    /// operator's `limits.memory`; without a cap one tenant's keys could exhaust the host.
+    #[serde(default = "state_cap")]
+    pub max_state_bytes: ByteSize,
     /// Caps on each operator's limits: a pipeline may ask for less, never more; where it asks
     /// nothing, the smaller of the default and the cap applies.
     #[serde(default)]
@@ -72,6 +77,10 @@ fn yes() -> bool {
 
 fn one() -> f64 {
     1.0
+}
+
+fn state_cap() -> ByteSize {
+    ByteSize(1 << 30)
 }
 
 impl Policy {

@@ -86,6 +86,11 @@ pub struct JobSection {
     pub max_buffered_bytes: ByteSize,
     /// With `available-now`, the most input one batch takes.
     pub max_batch_bytes: ByteSize,
+    /// The most host memory the job's state (keys and values of keyed state, open windows,
+    /// the batches a window keeps) may hold: over it after a batch, the job fails naming the
+    /// step that holds the most, before that batch's outputs. Default: no cap, or the
+    /// policy's.
+    pub max_state_bytes: Option<ByteSize>,
     /// Who the job runs for, in usage figures (default: the job name).
     pub tenant: Option<String>,
     /// The tenant's share of the CPU relative to other tenants' in the process (default 1):
@@ -206,6 +211,7 @@ impl Default for JobSection {
             max_block_bytes: ByteSize(512 << 10),
             max_buffered_bytes: ByteSize(256 << 20),
             max_batch_bytes: ByteSize(12 << 20),
+            max_state_bytes: None,
             tenant: None,
             cpu_weight: 1.0,
             limits: LimitsTable::default(),

@@ -466,6 +466,35 @@ impl Runner<'_> {
     }
 }
 
+/// Fails the job when its state holds more host memory than `most` (`job.max-state-bytes`),
+/// naming the step that holds the most: checked after the batch's dataflow, before its
+/// outputs, so that the batch stays unwritten and a restart with a higher cap runs it again.
+fn check_state_size(plan: &Plan, state: &JobState, most: usize) -> Result<()> {
+    let held = state.bytes_by_node();
+    let total: usize = held.iter().map(|(_, bytes)| bytes).sum();
+    if total <= most {
+        return Ok(());
+    }
+    let (node, largest) = held
+        .iter()
+        .copied()
+        .max_by_key(|(_, bytes)| *bytes)
+        .unwrap_or_default();
+    let size = crate::wasm::bytes;
+    Err(anyhow!(
+        "the job's state holds {} of host memory, over job.max-state-bytes ({}); {} holds {}. \
+         Raise job.max-state-bytes (under a policy, up to its max-state-bytes), or keep fewer \
+         keys (a timeout with map-with-state, a shorter window)",
+        size(total),
+        size(most),
+        plan.dataflow
+            .nodes
+            .get(node)
+            .map_or("a step", |n| n.label.as_str()),
+        size(largest)
+    ))
+}
+
 fn run_one(
     plan: &Arc<Plan>,
     state: &Arc<JobState>,
@@ -489,6 +518,9 @@ fn run_one(
     let release = InputRelease::new(move |bytes| to_buffer.release(bytes));
     let times = (input.time_ms, input.end_of_input);
     let output = run_batch(pool, &plan.dataflow, state, input.blocks, times, &release)?;
+    if let Some(most) = plan.job.max_state_bytes {
+        check_state_size(plan, state, most).with_context(|| format!("batch {} ms", times.0))?;
+    }
     let (mut output_records, mut output_bytes) = (0, 0);
     let mut outputs = Vec::with_capacity(sinks.len());
     // Before any write: an output may have no batch now, yet commit this progress with its next.

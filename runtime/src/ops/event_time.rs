@@ -142,6 +142,10 @@ impl NodeState for EventState {
         self.parts.iter().map(|p| lock(p).records()).sum()
     }
 
+    fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| lock(p).bytes()).sum()
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -262,6 +266,11 @@ impl EventPartition {
     /// Open (window, key) accumulators.
     pub fn records(&self) -> usize {
         self.windows.values().map(StateTable::len).sum()
+    }
+
+    /// Host memory the open windows hold, roughly.
+    pub fn bytes(&self) -> usize {
+        self.windows.values().map(StateTable::bytes).sum()
     }
 
     /// Folds the batch's records into their windows and emits the windows that close. Changes

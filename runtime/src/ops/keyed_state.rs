@@ -206,6 +206,10 @@ impl PartitionState for StatePartition {
     fn records(&self) -> usize {
         self.len()
     }
+
+    fn bytes(&self) -> usize {
+        self.table.bytes() + self.timeouts.len() * std::mem::size_of::<(u64, u32)>()
+    }
 }
 
 /// The keyed state of one shuffle partition. A key's meta is the time of its last update.

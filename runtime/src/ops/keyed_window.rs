@@ -12,6 +12,7 @@
 
 use super::reduce_by_key::wasm_combiners;
 use super::{Family, Planned, StepPlanner, WindowSpec};
+use crate::batch::partition_bytes;
 use crate::checkpoint::{Reader, Writer};
 use crate::config::{ConfigError, StepOp};
 use crate::exec::{
@@ -163,6 +164,11 @@ impl PartitionState for WindowPartition {
 
     fn records(&self) -> usize {
         WindowPartition::records(self)
+    }
+
+    fn bytes(&self) -> usize {
+        let batches: usize = self.batches.iter().map(|(_, b)| partition_bytes(b)).sum();
+        self.table.bytes() + batches
     }
 }
 

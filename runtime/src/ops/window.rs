@@ -4,6 +4,7 @@
 
 use super::count::count;
 use super::{Family, Planned, StepPlanner, WindowSpec};
+use crate::batch::partition_bytes;
 use crate::checkpoint::{Reader, Writer};
 use crate::config::{ConfigError, StepOp};
 use crate::exec::{Combine, Dataflow, GlobalOp, GlobalTask, NodeKind, single};
@@ -63,6 +64,7 @@ struct Kept<T> {
     encode: fn(&T, &mut Writer),
     decode: fn(&mut Reader<'_>) -> Result<T>,
     records: fn(&T) -> usize,
+    bytes: fn(&T) -> usize,
 }
 
 impl<T: Send + 'static> NodeState for Kept<T> {
@@ -81,6 +83,10 @@ impl<T: Send + 'static> NodeState for Kept<T> {
 
     fn records(&self) -> usize {
         lock(&self.history).items().map(self.records).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        lock(&self.history).items().map(self.bytes).sum()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -127,6 +133,7 @@ impl GlobalOp for Batches {
                 Ok(batches)
             },
             records: |batches| batches.iter().map(Partition::len).sum(),
+            bytes: |batches| batches.iter().map(partition_bytes).sum(),
         }))
     }
 
@@ -161,6 +168,7 @@ impl GlobalOp for Counts {
             encode: |n, out| out.u64(*n as u64),
             decode: |input| Ok(input.u64()? as i64),
             records: |_| 0,
+            bytes: |_| std::mem::size_of::<i64>(),
         }))
     }
 
@@ -207,6 +215,7 @@ impl GlobalOp for Values {
                 })
             },
             records: |_| 0,
+            bytes: |v| v.as_ref().map_or(0, Vec::len),
         }))
     }
 

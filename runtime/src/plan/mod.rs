@@ -50,6 +50,8 @@ pub struct JobSettings {
     pub max_buffered_bytes: usize,
     /// Most input per batch with `available-now`.
     pub max_batch_bytes: usize,
+    /// Most host memory the job's state may hold (`job.max-state-bytes`).
+    pub max_state_bytes: Option<usize>,
     /// Who the job runs for.
     pub tenant: String,
     /// Fault tolerance, when a checkpoint directory is set.
@@ -212,6 +214,7 @@ impl Plan {
             max_block_bytes: file.job.max_block_bytes.get(),
             max_buffered_bytes: read_ahead_limit(&file.job),
             max_batch_bytes: file.job.max_batch_bytes.get(),
+            max_state_bytes: file.job.max_state_bytes.map(|b| b.get()),
             task: None,
         };
         let host = OperatorHost::new(&engine_settings(pipeline, tasks.workers))

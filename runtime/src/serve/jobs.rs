@@ -717,8 +717,8 @@ fn read_pipeline(
 }
 
 /// The memory a job reserves while it runs: each worker's instance of each operator at its
-/// memory limit, and its input buffer (`max-buffered-bytes`). Host-side state (keys, windows)
-/// is not in it.
+/// memory limit, its input buffer (`max-buffered-bytes`) and its state (`max-state-bytes`,
+/// which a policy always sets).
 fn reserved_memory(plan: &Plan) -> u64 {
     let operators: u64 = plan
         .dataflow
@@ -726,7 +726,9 @@ fn reserved_memory(plan: &Plan) -> u64 {
         .iter()
         .map(|o| o.spec.limits.memory as u64)
         .sum();
-    plan.dataflow.tasks.workers as u64 * operators + plan.job.max_buffered_bytes as u64
+    plan.dataflow.tasks.workers as u64 * operators
+        + plan.job.max_buffered_bytes as u64
+        + plan.job.max_state_bytes.unwrap_or(0) as u64
 }
 
 /// Whether `quota` lets one more job reserving `more` bytes run beside `jobs` running jobs
@@ -743,8 +745,8 @@ fn admits(quota: &Quota, jobs: u64, reserved: u64, more: u64) -> Option<String> 
     (reserved + more > most).then(|| {
         format!(
             "this job reserves {} MiB of memory and its running jobs {} MiB: more than its \
-             quota's {} MiB (memory; a job reserves its operators' memory limit per worker and \
-             its max-buffered-bytes)",
+             quota's {} MiB (memory; a job reserves its operators' memory limit per worker, \
+             its max-buffered-bytes and its max-state-bytes)",
             more >> 20,
             reserved >> 20,
             most >> 20

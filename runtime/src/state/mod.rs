@@ -35,6 +35,9 @@ pub trait NodeState: Send + Sync + 'static {
     /// Records (keys, window entries) held.
     fn records(&self) -> usize;
 
+    /// Host memory held, roughly: keys, values and their index (`job.max-state-bytes`).
+    fn bytes(&self) -> usize;
+
     /// The state as `Any`, for its family to see its own type.
     fn as_any(&self) -> &dyn Any;
 }
@@ -206,6 +209,9 @@ pub trait PartitionState: Default + Send + 'static {
 
     /// Records (keys, window entries) held.
     fn records(&self) -> usize;
+
+    /// Host memory held, roughly.
+    fn bytes(&self) -> usize;
 }
 
 /// A keyed node's state: one part per shuffle partition, each behind its own lock, so that
@@ -248,6 +254,10 @@ impl<T: PartitionState> NodeState for Partitioned<T> {
 
     fn records(&self) -> usize {
         self.parts.iter().map(|p| lock(p).records()).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| lock(p).bytes()).sum()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -311,6 +321,15 @@ impl JobState {
     pub fn records(&self) -> usize {
         self.stateful().map(|node| node.records()).sum()
     }
+
+    /// Host memory held by each stateful node: (node index, bytes).
+    pub fn bytes_by_node(&self) -> Vec<(usize, usize)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(n, node)| Some((n, node.as_ref()?.bytes())))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +352,9 @@ mod tests {
         }
         fn records(&self) -> usize {
             self.0.iter().map(|n| *lock(n) as usize).sum()
+        }
+        fn bytes(&self) -> usize {
+            self.0.len() * 8
         }
         fn as_any(&self) -> &dyn Any {
             self
@@ -357,6 +379,7 @@ mod tests {
         fresh.restore(&bytes).unwrap();
         assert_eq!(fresh.encode(), bytes);
         assert_eq!(fresh.records(), 6);
+        assert_eq!(fresh.bytes_by_node(), [(1, 16), (3, 8)]);
         assert!(downcast::<Counts>(fresh.of(1)).is_ok());
         assert!(downcast::<Counts>(fresh.of(0)).is_err());
         let mut other = JobState {
