@@ -336,6 +336,20 @@ pub struct OffsetsGroup {
     pub bootstrap: String,
 }
 
+/// Whether two `bootstrap` lists name one cluster: they share a broker (a broker belongs to
+/// one cluster), whatever their order, spacing or host-name case. Lists without a broker in
+/// common may still name one cluster; telling that would take asking the brokers for its id.
+pub fn same_cluster(a: &str, b: &str) -> bool {
+    let brokers = |list: &str| -> Vec<String> {
+        list.split(',')
+            .map(|broker| broker.trim().to_ascii_lowercase())
+            .filter(|broker| !broker.is_empty())
+            .collect()
+    };
+    let theirs = brokers(b);
+    brokers(a).iter().any(|broker| theirs.contains(broker))
+}
+
 /// The topic and partition of a part name (`topic/partition`).
 pub fn parse_part_name(name: &str) -> Option<(&str, i32)> {
     let (topic, partition) = name.rsplit_once('/')?;
@@ -345,6 +359,14 @@ pub fn parse_part_name(name: &str) -> Option<(&str, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_lists_sharing_a_broker_name_one_cluster() {
+        assert!(same_cluster("k1:9092,k2:9092", " K2:9092 , k1:9092"));
+        assert!(same_cluster("k1:9092", "k3:9092,k1:9092"));
+        assert!(!same_cluster("k1:9092", "k1:9093"));
+        assert!(!same_cluster("", ""));
+    }
 
     #[test]
     fn integers_are_big_endian_in_kafka_and_little_endian_in_spate() {

@@ -21,7 +21,7 @@ use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{
     END_HEADER, Encoding, OffsetsGroup, Setting, brokers_and_client, client_config,
-    log_client_error, log_client_line, parse_part_name,
+    log_client_error, log_client_line, parse_part_name, same_cluster,
 };
 use crate::position::Progress;
 use crate::record::{Shape, StreamType, write_value};
@@ -189,7 +189,7 @@ impl Output for KafkaOutput {
     }
 
     fn commits_offsets_to(&self, group: &OffsetsGroup) -> bool {
-        self.delivery == Delivery::ExactlyOnce && group.bootstrap == self.bootstrap
+        self.delivery == Delivery::ExactlyOnce && same_cluster(&group.bootstrap, &self.bootstrap)
     }
 
     fn verify(&self, _types: &StreamType) -> Result<Option<String>> {
