@@ -770,6 +770,57 @@ num = 1
 "#;
 
 #[test]
+fn a_signed_in_browser_stays_signed_in_across_a_kill_of_the_server() {
+    let mut server = Server::new();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let signed_in = agent
+        .post(&format!("{}/login", server.url))
+        .send_form([("token", "token-a")])
+        .unwrap();
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let jobs_page = |server: &Server, cookie: &str| {
+        agent
+            .get(&format!("{}/tenants/a/api/v1/jobs", server.url))
+            .header("Cookie", cookie)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(jobs_page(&server, &cookie), 200);
+    let kept = std::fs::read_to_string(server.dir.path().join("data/sessions.json")).unwrap();
+    let id = cookie.split_once('=').unwrap().1;
+    assert!(
+        !kept.contains(id),
+        "the session id itself is on disk: {kept}"
+    );
+    server.kill();
+    server.start();
+    assert_eq!(jobs_page(&server, &cookie), 200, "{}", server.log());
+    // Signed out, it stays signed out after the next restart.
+    let signed_out = agent
+        .post(&format!("{}/logout", server.url))
+        .header("Cookie", &cookie)
+        .send_empty()
+        .unwrap();
+    assert_eq!(signed_out.status().as_u16(), 303);
+    assert_eq!(jobs_page(&server, &cookie), 401);
+    server.kill();
+    server.start();
+    assert_eq!(jobs_page(&server, &cookie), 401);
+}
+
+#[test]
 fn a_burner_tenant_leaves_a_good_tenants_outputs_exact() {
     let server = Server::new();
     let (good, burning) = (server.root("a").join("in"), server.root("b").join("in"));

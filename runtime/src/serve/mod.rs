@@ -41,10 +41,11 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         config.tenants.len(),
         config.data_dir.display()
     );
+    let sessions = web::Sessions::load(config.data_dir.join("sessions.json"));
     let service = Arc::new(api::Service {
         config,
         jobs: jobs.clone(),
-        sessions: web::Sessions::default(),
+        sessions,
     });
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {

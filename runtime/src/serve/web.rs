@@ -4,7 +4,8 @@
 //! (and Prometheus, at `/tenants/<name>/metrics`) send the token as a bearer token instead. A
 //! tenant sees only its own pages (403 for another's); an admin sees every tenant's.
 //!
-//! Sessions live in memory: a restarted server asks browsers to sign in again.
+//! Sessions are kept in `<data-dir>/sessions.json`, so a restarted server keeps its signed-in
+//! browsers; the file holds each session id's SHA-256, never the id a cookie carries.
 
 use super::api::Service;
 use super::config::Tenant;
@@ -15,10 +16,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The session cookie's name.
 const COOKIE: &str = "spate-session";
@@ -26,14 +29,53 @@ const COOKIE: &str = "spate-session";
 /// How long a session lasts after sign-in.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Signed-in browsers: session id -> tenant name and when the session ends.
+/// One signed-in browser as `sessions.json` keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Session {
+    /// Hex SHA-256 of the session id.
+    id_sha256: String,
+    tenant: String,
+    /// When it ends, in ms since the Unix epoch (a wall-clock time survives a restart).
+    ends_ms: u64,
+}
+
+/// Signed-in browsers, by the hash of their session id; saved to `file` (when there is one)
+/// at every sign-in and sign-out.
 #[derive(Default)]
 pub struct Sessions {
-    open: Mutex<HashMap<String, (String, Instant)>>,
+    open: Mutex<HashMap<String, Session>>,
+    file: Option<PathBuf>,
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+    /// The sessions `file` keeps that have not ended (none if it does not exist yet; an
+    /// unreadable one is logged and ignored: its browsers sign in again).
+    pub fn load(file: PathBuf) -> Sessions {
+        let now = now_ms();
+        let kept: Vec<Session> = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!("{}: ignored, browsers sign in again: {e}", file.display());
+                Vec::new()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::warn!("{}: ignored, browsers sign in again: {e}", file.display());
+                Vec::new()
+            }
+        };
+        let open = kept
+            .into_iter()
+            .filter(|s| s.ends_ms > now)
+            .map(|s| (s.id_sha256.clone(), s))
+            .collect();
+        Sessions {
+            open: Mutex::new(open),
+            file: Some(file),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -41,24 +83,67 @@ impl Sessions {
     fn open(&self, tenant: &str) -> Result<String, getrandom::Error> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes)?;
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let now = Instant::now();
+        let id = hex(&bytes);
+        let now = now_ms();
         let mut open = self.lock();
-        open.retain(|_, (_, ends)| *ends > now);
-        open.insert(id.clone(), (tenant.to_owned(), now + SESSION_LIFETIME));
+        open.retain(|_, s| s.ends_ms > now);
+        let session = Session {
+            id_sha256: hashed(&id),
+            tenant: tenant.to_owned(),
+            ends_ms: now + SESSION_LIFETIME.as_millis() as u64,
+        };
+        open.insert(session.id_sha256.clone(), session);
+        self.save(&open);
         Ok(id)
     }
 
     /// The tenant of session `id`, while it lasts.
     fn tenant(&self, id: &str) -> Option<String> {
         let open = self.lock();
-        let (tenant, ends) = open.get(id)?;
-        (*ends > Instant::now()).then(|| tenant.clone())
+        let session = open.get(&hashed(id))?;
+        (session.ends_ms > now_ms()).then(|| session.tenant.clone())
     }
 
     fn close(&self, id: &str) {
-        self.lock().remove(id);
+        let mut open = self.lock();
+        if open.remove(&hashed(id)).is_some() {
+            self.save(&open);
+        }
     }
+
+    /// Writes `open` to the file, atomically (a killed server leaves the old or the new one).
+    /// A failure is logged: the sessions still work until the server stops.
+    fn save(&self, open: &HashMap<String, Session>) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let sessions: Vec<&Session> = open.values().collect();
+        let staged = file.with_extension("json.staged");
+        let written = serde_json::to_vec(&sessions)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&staged, bytes))
+            .and_then(|_| std::fs::rename(&staged, file));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot keep the sessions in {}: a restart signs browsers out: {e}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::wallclock::now_ms()
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hex SHA-256 of session id `id`, as the sessions are kept by.
+fn hashed(id: &str) -> String {
+    hex(&Sha256::digest(id.as_bytes()))
 }
 
 /// The session id the request's cookie carries, if any.
@@ -271,5 +356,28 @@ mod tests {
         assert_ne!(sessions.open("alpha").unwrap(), id);
         sessions.close(&id);
         assert_eq!(sessions.tenant(&id), None);
+    }
+
+    #[test]
+    fn sessions_outlive_a_restart_by_their_hashes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sessions.json");
+        let sessions = Sessions::load(file.clone());
+        let kept = sessions.open("alpha").unwrap();
+        let closed = sessions.open("beta").unwrap();
+        sessions.close(&closed);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains(&kept),
+            "the file holds a usable session id: {text}"
+        );
+        let restarted = Sessions::load(file.clone());
+        assert_eq!(restarted.tenant(&kept).as_deref(), Some("alpha"));
+        assert_eq!(restarted.tenant(&closed), None);
+        // An ended session is not brought back.
+        let mut ended: Vec<Session> = serde_json::from_str(&text).unwrap();
+        ended[0].ends_ms = now_ms() - 1;
+        std::fs::write(&file, serde_json::to_vec(&ended).unwrap()).unwrap();
+        assert_eq!(Sessions::load(file).tenant(&kept), None);
     }
 }
