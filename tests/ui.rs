@@ -214,6 +214,8 @@ num = 100000
         metric("spate_output_records_total", labels),
         logged_output as f64
     );
+    // A word count keeps no state across batches.
+    assert_eq!(metric("spate_state_bytes", labels), 0.0);
     let batches = metric("spate_batches_total", labels);
     assert!(batches >= 2.0 && batches <= logged.len() as f64);
     assert_eq!(

@@ -39,6 +39,8 @@ pub struct BatchReport {
     pub tasks: TaskFigures,
     /// Records held in state (keys, window entries) after the batch.
     pub state_records: usize,
+    /// Host memory the state holds after the batch (what `job.max-state-bytes` caps).
+    pub state_bytes: usize,
     /// A scale-out task's batch: the processes taking part in the job when it ended.
     pub processes: Option<usize>,
 }
@@ -98,7 +100,12 @@ impl fmt::Display for BatchReport {
             write!(f, "; {} late records", tasks.late_records)?;
         }
         if self.state_records > 0 {
-            write!(f, "; {} records in state", self.state_records)?;
+            write!(
+                f,
+                "; {} records in state ({})",
+                self.state_records,
+                crate::wasm::bytes(self.state_bytes)
+            )?;
         }
         if let Some(processes) = self.processes {
             write!(f, "; {processes} processes in the job")?;

@@ -431,6 +431,8 @@ pub struct BatchSummary {
     pub skipped_lines: u64,
     /// Records held in state after the batch.
     pub state_records: usize,
+    /// Host memory the state holds after the batch, in bytes.
+    pub state_bytes: usize,
     /// A scale-out task's batch: the processes taking part in the job when it ended (null
     /// outside scale-out).
     pub processes: Option<usize>,
@@ -575,6 +577,7 @@ impl From<&BatchReport> for BatchSummary {
             late_records: r.tasks.late_records,
             skipped_lines: r.skipped_lines,
             state_records: r.state_records,
+            state_bytes: r.state_bytes,
             processes: r.processes,
             operators: r.per_operator.iter().map(OperatorUsage::from).collect(),
             outputs: r.outputs.clone(),
@@ -614,6 +617,10 @@ pub struct JobSnapshot {
     pub queued_batches: usize,
     /// Figures over the whole run.
     pub totals: Totals,
+    /// Records held in state after the latest batch (0 before the first).
+    pub state_records: usize,
+    /// Host memory the state holds after the latest batch, in bytes.
+    pub state_bytes: usize,
     /// Each output's retries and last retried failure (output order; empty until running).
     pub output_gauges: Vec<OutputGaugeReading>,
 }
@@ -797,6 +804,8 @@ impl JobStatus {
             running: live.running.clone(),
             queued_batches: live.queued,
             totals: live.totals.clone(),
+            state_records: live.recent.back().map_or(0, |b| b.state_records),
+            state_bytes: live.recent.back().map_or(0, |b| b.state_bytes),
             output_gauges: live.output_readings(),
         }
     }

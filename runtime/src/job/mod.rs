@@ -466,11 +466,11 @@ impl Runner<'_> {
     }
 }
 
-/// Fails the job when its state holds more host memory than `most` (`job.max-state-bytes`),
-/// naming the step that holds the most: checked after the batch's dataflow, before its
-/// outputs, so that the batch stays unwritten and a restart with a higher cap runs it again.
-fn check_state_size(plan: &Plan, state: &JobState, most: usize) -> Result<()> {
-    let held = state.bytes_by_node();
+/// Fails the job when its state (`held`: bytes by node) holds more host memory than `most`
+/// (`job.max-state-bytes`), naming the step that holds the most: checked after the batch's
+/// dataflow, before its outputs, so that the batch stays unwritten and a restart with a
+/// higher cap runs it again.
+fn check_state_size(plan: &Plan, held: &[(usize, usize)], most: usize) -> Result<()> {
     let total: usize = held.iter().map(|(_, bytes)| bytes).sum();
     if total <= most {
         return Ok(());
@@ -518,8 +518,10 @@ fn run_one(
     let release = InputRelease::new(move |bytes| to_buffer.release(bytes));
     let times = (input.time_ms, input.end_of_input);
     let output = run_batch(pool, &plan.dataflow, state, input.blocks, times, &release)?;
+    let held = state.bytes_by_node();
+    let state_bytes: usize = held.iter().map(|(_, bytes)| bytes).sum();
     if let Some(most) = plan.job.max_state_bytes {
-        check_state_size(plan, state, most).with_context(|| format!("batch {} ms", times.0))?;
+        check_state_size(plan, &held, most).with_context(|| format!("batch {} ms", times.0))?;
     }
     let (mut output_records, mut output_bytes) = (0, 0);
     let mut outputs = Vec::with_capacity(sinks.len());
@@ -570,6 +572,7 @@ fn run_one(
         outputs,
         tasks: output.figures,
         state_records: state.records(),
+        state_bytes,
         processes: None,
     })
 }

@@ -159,6 +159,20 @@ pub fn render(registry: &Registry) -> String {
     );
     per_job(
         &mut out,
+        "spate_state_records",
+        "gauge",
+        "Records (keys, window entries) held in state after the latest batch.",
+        &|j| j.state_records as f64,
+    );
+    per_job(
+        &mut out,
+        "spate_state_bytes",
+        "gauge",
+        "Host memory the state holds after the latest batch (what job.max-state-bytes caps).",
+        &|j| j.state_bytes as f64,
+    );
+    per_job(
+        &mut out,
         "spate_wasm_calls_total",
         "counter",
         "Operator (Wasm) calls.",

@@ -329,6 +329,7 @@ const pages = {
       ["Late records", b.late_records],
       ["Bad lines skipped", b.skipped_lines],
       ["Records in state", b.state_records],
+      ["State in memory", bytes(b.state_bytes)],
     ];
     const out = [nav(name, ""), el("h1", {}, "Batch " + when(b.time_ms)),
       el("p", {}, link("/jobs/" + encodeURIComponent(name), "job " + name)),
