@@ -30,9 +30,15 @@ const TOKENS: [(&str, &str); 6] = [
 
 impl Server {
     fn new() -> Server {
+        Server::with(|_| String::new())
+    }
+
+    /// A server whose `[server]` table also has the lines `more` gives for its directory.
+    fn with(more: impl FnOnce(&Path) -> String) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from(
-            "[server]\nbind = \"127.0.0.1:0\"\ndata-dir = \"data\"\n\n[defaults]\nmax-workers = 2\n\n[defaults.limits]\ncall-time = \"5s\"\n",
+        let mut config = format!(
+            "[server]\nbind = \"127.0.0.1:0\"\ndata-dir = \"data\"\n{}\n[defaults]\nmax-workers = 2\n\n[defaults.limits]\ncall-time = \"5s\"\n",
+            more(dir.path())
         );
         for (tenant, token) in TOKENS {
             let hash = format!("{:x}", Sha256::digest(token.as_bytes()));
@@ -72,8 +78,7 @@ impl Server {
             .unwrap();
         let read = || std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
-            eventually(Duration::from_secs(30), || read()
-                .contains("API at http://")),
+            eventually(Duration::from_secs(30), || read().contains("API at http")),
             "{}",
             read()
         );
@@ -818,6 +823,103 @@ fn a_signed_in_browser_stays_signed_in_across_a_kill_of_the_server() {
     server.kill();
     server.start();
     assert_eq!(jobs_page(&server, &cookie), 401);
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
+fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509, X509NameBuilder};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "spate test server")
+        .unwrap();
+    let name = name.build();
+    let mut cert = X509::builder().unwrap();
+    cert.set_version(2).unwrap();
+    let serial = BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
+    cert.set_serial_number(&serial).unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_pubkey(&key).unwrap();
+    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    cert.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&cert.x509v3_context(None, None))
+        .unwrap();
+    cert.append_extension(san).unwrap();
+    cert.sign(&key, MessageDigest::sha256()).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.build().to_pem().unwrap()).unwrap();
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (cert_path, key_path)
+}
+
+#[test]
+fn the_api_speaks_https_with_the_configured_certificate() {
+    let mut ca = PathBuf::new();
+    let server = Server::with(|dir| {
+        let (cert, key) = self_signed_certificate(dir);
+        ca = cert.clone();
+        format!(
+            "tls-cert = \"{}\"\ntls-key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    });
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let ca = ca.to_str().unwrap();
+    // Trusting the server's certificate: the API answers over HTTPS.
+    let listed = server.client(Some("a"), &["jobs", "--ca-cert", ca]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    // Trusting only the system's authorities: the certificate is refused, saying so.
+    let untrusted = server.client(Some("a"), &["jobs"]);
+    let said = stderr(&untrusted);
+    assert!(!untrusted.status.success(), "{said}");
+    assert!(said.contains("certificate"), "{said}");
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = server.url.replacen("https://", "http://", 1);
+    let spoken = spate()
+        .args(["jobs", "--server", &plain])
+        .env("SPATE_TOKEN", "token-a")
+        .output()
+        .unwrap();
+    assert!(!spoken.status.success(), "{}", stderr(&spoken));
+    // The session cookie is for HTTPS only.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::NativeTls)
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                    ureq::tls::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap(),
+                ]))
+                .build(),
+        )
+        .build()
+        .into();
+    let signed_in = agent
+        .post(&format!("{}/login", server.url))
+        .send_form([("token", "token-a")])
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
 }
 
 #[test]

@@ -198,11 +198,15 @@ struct ServerArgs {
     /// A file holding the API token (default: SPATE_TOKEN).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// For an https:// server: the certificate authorities to trust, a PEM file (default:
+    /// SPATE_CA_CERT, else the system's).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 impl ServerArgs {
     fn client(self) -> Result<Client> {
-        Client::new(self.server, self.token_file.as_deref())
+        Client::new(self.server, self.token_file.as_deref(), self.ca_cert)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The client commands of `spate serve`'s API: `spate submit`, `jobs`, `stop`, `logs`,
 //! `status`. The server is `--server` or `SPATE_SERVER` (default `http://127.0.0.1:8420`), the
 //! token `SPATE_TOKEN` or the file `--token-file`; a refusal exits non-zero with the server's
-//! reason.
+//! reason. An `https://` server's certificate is checked against the system's certificate
+//! authorities, or only those of `--ca-cert` (`SPATE_CA_CERT`), a PEM file.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Write;
@@ -21,10 +22,44 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8420";
 /// The largest answer read (a job's log is read in parts of at most this).
 const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
+/// TLS through OpenSSL (native-tls; already built for the Kafka client), trusting the
+/// certificates of the PEM file `ca_cert`, or else the system's certificate authorities.
+fn tls_config(ca_cert: Option<&Path>) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
+    let roots = match ca_cert {
+        None => RootCerts::PlatformVerifier,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(cert)) => Some(Ok(cert)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+            if certs.is_empty() {
+                bail!("{}: no PEM certificate in it", path.display());
+            }
+            RootCerts::new_with_certs(&certs)
+        }
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::NativeTls)
+        .root_certs(roots)
+        .build())
+}
+
 impl Client {
     /// A client of `server` (else `SPATE_SERVER`, else the default) with the token of
-    /// `token_file` (else `SPATE_TOKEN`).
-    pub fn new(server: Option<String>, token_file: Option<&Path>) -> Result<Client> {
+    /// `token_file` (else `SPATE_TOKEN`), trusting the certificate authorities of `ca_cert`
+    /// (else `SPATE_CA_CERT`, else the system's) for an `https://` server.
+    pub fn new(
+        server: Option<String>,
+        token_file: Option<&Path>,
+        ca_cert: Option<PathBuf>,
+    ) -> Result<Client> {
         let server = server
             .or_else(|| std::env::var("SPATE_SERVER").ok())
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
@@ -34,9 +69,11 @@ impl Client {
             None => std::env::var("SPATE_TOKEN")
                 .map_err(|_| anyhow!("no API token: set SPATE_TOKEN or give --token-file"))?,
         };
+        let ca_cert = ca_cert.or_else(|| std::env::var_os("SPATE_CA_CERT").map(PathBuf::from));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(300)))
+            .tls_config(tls_config(ca_cert.as_deref())?)
             .build()
             .into();
         Ok(Client {

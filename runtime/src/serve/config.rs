@@ -28,6 +28,8 @@ struct File {
 struct ServerSection {
     bind: Option<SocketAddr>,
     data_dir: PathBuf,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// The server's settings, read and checked.
@@ -37,6 +39,8 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Where tenants' data, jobs and the registry are kept.
     pub data_dir: PathBuf,
+    /// HTTPS: the certificate chain and private key (PEM files); plain HTTP without.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// The tenants, in file order.
     pub tenants: Vec<Tenant>,
 }
@@ -74,6 +78,15 @@ impl ServerConfig {
         let data_dir = base.join(&file.server.data_dir);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data-dir {}", data_dir.display()))?;
+        let tls = match (&file.server.tls_cert, &file.server.tls_key) {
+            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+            (None, None) => None,
+            _ => bail!(
+                "{}: [server]: tls-cert and tls-key go together (the certificate chain and its \
+                 private key, PEM)",
+                path.display()
+            ),
+        };
         let mut tenants: Vec<Tenant> = Vec::new();
         for (i, table) in file.tenants.iter().enumerate() {
             let tenant = Tenant::read(table, &file.defaults, &data_dir)
@@ -93,6 +106,7 @@ impl ServerConfig {
                 .bind
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
             data_dir,
+            tls,
             tenants,
         })
     }

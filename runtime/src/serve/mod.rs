@@ -12,6 +12,7 @@ pub mod config;
 pub mod jobs;
 pub mod logs;
 pub mod quota;
+pub mod tls;
 pub mod web;
 
 use anyhow::{Context, Result, anyhow};
@@ -28,16 +29,23 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    if !address.ip().is_loopback() {
-        tracing::warn!(
-            "the API listens on {address}, beyond this machine: tokens travel in clear unless a \
-             TLS reverse proxy is in front (docs/SERVE.md)"
-        );
-    }
+    let acceptor = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None if !address.ip().is_loopback() => {
+            tracing::warn!(
+                "the API listens on {address}, beyond this machine, without TLS: tokens travel \
+                 in clear unless a TLS reverse proxy is in front ([server] tls-cert and tls-key, \
+                 docs/SERVE.md)"
+            );
+            None
+        }
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     jobs.resume(&config.tenants);
     tracing::info!(
-        "spate serve: API at http://{address}/api/v1/jobs, web UI at http://{address}/ ({} \
-         tenants, data in {})",
+        "spate serve: API at {scheme}://{address}/api/v1/jobs, web UI at {scheme}://{address}/ \
+         ({} tenants, data in {})",
         config.tenants.len(),
         config.data_dir.display()
     );
@@ -68,10 +76,19 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let routes = api::router(service.clone()).merge(web::router(service));
-        axum::serve(listener, routes)
-            .with_graceful_shutdown(stop_signal())
-            .await
-            .map_err(|e| anyhow!("the API server stopped: {e}"))
+        let served = match acceptor {
+            Some(acceptor) => {
+                axum::serve(tls::TlsListener::new(listener, acceptor)?, routes)
+                    .with_graceful_shutdown(stop_signal())
+                    .await
+            }
+            None => {
+                axum::serve(listener, routes)
+                    .with_graceful_shutdown(stop_signal())
+                    .await
+            }
+        };
+        served.map_err(|e| anyhow!("the API server stopped: {e}"))
     })?;
     tracing::info!("spate serve: stopping every job");
     watching.store(false, std::sync::atomic::Ordering::SeqCst);

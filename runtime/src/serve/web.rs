@@ -310,8 +310,14 @@ async fn login(State(service): State<Arc<Service>>, Form(form): Form<Login>) -> 
                 .into_response();
         }
     };
+    // Over HTTPS the browser sends it back over HTTPS only.
+    let secure = if service.config.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         SESSION_LIFETIME.as_secs()
     );
     let target = if tenant.admin {
