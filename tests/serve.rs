@@ -892,14 +892,16 @@ fn the_api_speaks_https_with_the_configured_certificate() {
     let said = stderr(&untrusted);
     assert!(!untrusted.status.success(), "{said}");
     assert!(said.contains("certificate"), "{said}");
-    // Plain HTTP on the HTTPS port gets no answer.
+    // Plain HTTP on the HTTPS port gets no answer; the client says what may be wrong.
     let plain = server.url.replacen("https://", "http://", 1);
     let spoken = spate()
         .args(["jobs", "--server", &plain])
         .env("SPATE_TOKEN", "token-a")
         .output()
         .unwrap();
-    assert!(!spoken.status.success(), "{}", stderr(&spoken));
+    let said = stderr(&spoken);
+    assert!(!spoken.status.success(), "{said}");
+    assert!(said.contains("does the server speak HTTPS"), "{said}");
     // The session cookie is for HTTPS only.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -92,7 +92,22 @@ impl Client {
         &self,
         response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<(String, Option<String>)> {
-        let mut response = response.map_err(|e| anyhow!("cannot reach {}: {e}", self.server))?;
+        let mut response = response.map_err(|e| {
+            // An HTTPS server drops a plain HTTP request at its first bytes.
+            let dropped = matches!(&e, ureq::Error::Io(io) if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ));
+            let hint = if dropped && self.server.starts_with("http://") {
+                " (does the server speak HTTPS? then use https://)"
+            } else {
+                ""
+            };
+            anyhow!("cannot reach {}: {e}{hint}", self.server)
+        })?;
         let state = response
             .headers()
             .get("spate-job-state")
