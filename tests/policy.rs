@@ -139,6 +139,18 @@ fn a_job_whose_state_outgrows_its_cap_fails_naming_the_step() {
             Duration::from_secs(120),
         )
     };
+    // `spate check` says the cap.
+    let path = job("16 KiB");
+    let checked = run(
+        &["check", "--policy", policy, path.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert!(
+        said.contains("state: at most 16 KiB of host memory"),
+        "{said}"
+    );
     let failed = run_with("16 KiB");
     let log = stderr(&failed);
     assert!(!failed.status.success(), "{log}");

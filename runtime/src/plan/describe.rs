@@ -40,6 +40,14 @@ impl Plan {
                 ),
             }
         );
+        if let Some(most) = job.max_state_bytes {
+            let _ = writeln!(
+                out,
+                "state: at most {} of host memory (max-state-bytes); a batch leaving more fails \
+                 the job",
+                crate::wasm::bytes(most)
+            );
+        }
         let _ = writeln!(out, "sources:");
         for source in &self.sources {
             let _ = writeln!(out, "  {}: {}", source.name, source.source.describe());
