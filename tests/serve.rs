@@ -774,6 +774,21 @@ type = "print"
 num = 1
 "#;
 
+/// Signs in to `server`'s web UI with `token` through `agent`: the session cookie it sets, with
+/// its attributes.
+fn sign_in(agent: &ureq::Agent, server: &Server, token: &str) -> String {
+    let signed_in = agent
+        .post(&format!("{}/login", server.url))
+        .send_form([("token", token)])
+        .unwrap();
+    signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_owned()
+}
+
 #[test]
 fn a_signed_in_browser_stays_signed_in_across_a_kill_of_the_server() {
     let mut server = Server::new();
@@ -782,17 +797,8 @@ fn a_signed_in_browser_stays_signed_in_across_a_kill_of_the_server() {
         .max_redirects(0)
         .build()
         .into();
-    let signed_in = agent
-        .post(&format!("{}/login", server.url))
-        .send_form([("token", "token-a")])
-        .unwrap();
-    let cookie = signed_in
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
+    let cookie = sign_in(&agent, &server, "token-a");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
     let jobs_page = |server: &Server, cookie: &str| {
         agent
             .get(&format!("{}/tenants/a/api/v1/jobs", server.url))
@@ -916,11 +922,7 @@ fn the_api_speaks_https_with_the_configured_certificate() {
         )
         .build()
         .into();
-    let signed_in = agent
-        .post(&format!("{}/login", server.url))
-        .send_form([("token", "token-a")])
-        .unwrap();
-    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = sign_in(&agent, &server, "token-a");
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
 

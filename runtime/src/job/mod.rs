@@ -466,12 +466,11 @@ impl Runner<'_> {
     }
 }
 
-/// Fails the job when its state (`held`: bytes by node) holds more host memory than `most`
-/// (`job.max-state-bytes`), naming the step that holds the most: checked after the batch's
-/// dataflow, before its outputs, so that the batch stays unwritten and a restart with a
-/// higher cap runs it again.
-fn check_state_size(plan: &Plan, held: &[(usize, usize)], most: usize) -> Result<()> {
-    let total: usize = held.iter().map(|(_, bytes)| bytes).sum();
+/// Fails the job when its state (`held`: bytes by node, `total` in all) holds more host
+/// memory than `most` (`job.max-state-bytes`), naming the step that holds the most: checked
+/// after the batch's dataflow, before its outputs, so that the batch stays unwritten and a
+/// restart with a higher cap runs it again.
+fn check_state_size(plan: &Plan, held: &[(usize, usize)], total: usize, most: usize) -> Result<()> {
     if total <= most {
         return Ok(());
     }
@@ -521,7 +520,8 @@ fn run_one(
     let held = state.bytes_by_node();
     let state_bytes: usize = held.iter().map(|(_, bytes)| bytes).sum();
     if let Some(most) = plan.job.max_state_bytes {
-        check_state_size(plan, &held, most).with_context(|| format!("batch {} ms", times.0))?;
+        check_state_size(plan, &held, state_bytes, most)
+            .with_context(|| format!("batch {} ms", times.0))?;
     }
     let (mut output_records, mut output_bytes) = (0, 0);
     let mut outputs = Vec::with_capacity(sinks.len());
