@@ -17,6 +17,18 @@ const PARTITIONS: i32 = 4;
 
 /// The text-files outputs written per task: (batch time, task) -> counts.
 fn task_outputs(dir: &Path) -> BTreeMap<(u64, String), Counts> {
+    task_texts(dir)
+        .into_iter()
+        .map(|(batch, text)| {
+            let mut counts = Counts::new();
+            parse_pairs(&text, &mut counts);
+            (batch, counts)
+        })
+        .collect()
+}
+
+/// The text the text-files output wrote per task: (batch time, task) -> its parts' lines.
+fn task_texts(dir: &Path) -> BTreeMap<(u64, String), String> {
     let mut outputs = BTreeMap::new();
     let Ok(batches) = std::fs::read_dir(dir) else {
         return outputs;
@@ -41,7 +53,6 @@ fn task_outputs(dir: &Path) -> BTreeMap<(u64, String), Counts> {
                 task.path().join("_SUCCESS").exists(),
                 "{name}/{task_name} has no _SUCCESS"
             );
-            let mut counts = Counts::new();
             let mut parts: Vec<_> = std::fs::read_dir(task.path())
                 .unwrap()
                 .map(|e| e.unwrap().path())
@@ -53,10 +64,11 @@ fn task_outputs(dir: &Path) -> BTreeMap<(u64, String), Counts> {
                 })
                 .collect();
             parts.sort();
-            for part in parts {
-                parse_pairs(&std::fs::read_to_string(part).unwrap(), &mut counts);
-            }
-            outputs.insert((time, task_name), counts);
+            let text: String = parts
+                .iter()
+                .map(|part| std::fs::read_to_string(part).unwrap())
+                .collect();
+            outputs.insert((time, task_name), text);
         }
     }
     outputs
@@ -629,6 +641,97 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
         "{:?}",
         broker.topics()
     );
+}
+
+/// A join of two streams keyed by words the job made (tokenized lines) runs across members:
+/// both sides go through the repartition topic, each reduce task joins its partition's keys.
+/// The other side is the words containing a 7, so a batch's join holds n * n records of such a
+/// word that batch T has n of, whatever task or process read its lines, and none of another
+/// word. A member is killed mid-stream and one joins, as in the word counts.
+#[test]
+fn a_join_of_rekeyed_streams_runs_across_members_through_a_repartition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = scale_out_job(
+        dir.path(),
+        "lines",
+        "",
+        "[[steps]]\nname = \"words\"\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
+         [[steps]]\nname = \"sevens\"\nop = \"filter\"\nplugin = \"filter\"\nfrom = \"words\"\n\
+         params = { contains = \"7\" }\n\n\
+         [[steps]]\nop = \"join\"\nfrom = [\"words\", \"sevens\"]",
+    );
+    let said = checked(&pipeline);
+    assert!(
+        said.contains("steps[2] (join)") && said.contains("both its sides"),
+        "{said}"
+    );
+    let mut rng = support::chaos::Rng(11);
+    let mut expected = Counts::new();
+    let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, 2, || {
+        produce_lines(&broker, &mut rng, &mut expected);
+    });
+    expected.retain(|word, _| word.contains('7'));
+    // Per (batch, task): each word's joined records, and the n that makes n * n of them.
+    let joined = || -> BTreeMap<(u64, String), Counts> {
+        task_texts(&out)
+            .into_iter()
+            .map(|(batch, text)| {
+                let mut counts = Counts::new();
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    let word = line
+                        .strip_prefix('(')
+                        .and_then(|l| l.split_once(','))
+                        .map(|(w, _)| w)
+                        .unwrap_or_else(|| panic!("not a joined record: {line}"));
+                    *counts.entry(word.to_owned()).or_default() += 1;
+                }
+                (batch, counts)
+            })
+            .collect()
+    };
+    let sides = |joined: &BTreeMap<(u64, String), Counts>| -> Counts {
+        let mut sum = Counts::new();
+        for counts in joined.values() {
+            for (word, n) in counts {
+                *sum.entry(word.clone()).or_default() += (*n as f64).sqrt().round() as i64;
+            }
+        }
+        sum
+    };
+    let (done, ended, logs) = stop_when(dir.path(), members, || sides(&joined()) == expected);
+    let joined = joined();
+    assert!(
+        done,
+        "the joins differ from what was produced: {}\n{logs}",
+        support::chaos::difference(&sides(&joined), &expected)
+    );
+    for output in &ended {
+        assert!(output.status.success(), "{logs}");
+    }
+    for ((time, task), counts) in &joined {
+        for (word, n) in counts {
+            let side = (*n as f64).sqrt().round() as i64;
+            assert_eq!(
+                side * side,
+                *n,
+                "batch {time}, {task}: '{word}' joined {n} times, not a square: a side lost or \
+                 doubled records"
+            );
+            let partition = java_partition(word.as_bytes(), PARTITIONS);
+            assert_eq!(
+                task,
+                &format!("spate.wc.wc.repartition-{partition}"),
+                "batch {time}: '{word}' joined by another task"
+            );
+        }
+    }
+    assert_eq!(
+        sides(&joined),
+        expected,
+        "a batch was written again after the stop"
+    );
+    let tasks: std::collections::BTreeSet<&String> = joined.keys().map(|(_, t)| t).collect();
+    assert!(tasks.len() > 1, "{tasks:?}");
 }
 
 /// The issue's job: three members run a word count (flat-map, then reduce-by-key and

@@ -106,11 +106,15 @@ struct State {
     skipped_lines: u64,
     /// The runner waits for its next batch (available-now forms batches on demand).
     batch_wanted: bool,
-    /// With a source that paces the batches (see [`BlockBuffer::pace`]): every batch up to
-    /// this time has all its records pushed. `None`: batches are cut by the clock alone.
-    complete_through: Option<u64>,
-    /// With a pacing source: it has handed its first batch over in this run, so the clock
-    /// knows where its batches start ([`BlockBuffer::first_handover`]).
+    /// Per source that paces the batches (see [`BlockBuffer::pace`]), by its index: every
+    /// batch up to this time has all its records pushed. Empty: batches are cut by the clock
+    /// alone.
+    complete: BTreeMap<usize, u64>,
+    /// Per pacing source that has handed its first batch of this run over: that batch's time,
+    /// and whether the source had handed batches over in an earlier run.
+    first_handovers: BTreeMap<usize, (u64, bool)>,
+    /// Every pacing source has handed its first batch over in this run, so the clock knows
+    /// where its batches start ([`BlockBuffer::first_handover`]).
     started: bool,
     /// The time of the last batch formed.
     formed: u64,
@@ -122,6 +126,13 @@ pub struct BlockBuffer {
     changed: Condvar,
     max_block_bytes: usize,
     max_buffered_bytes: usize,
+}
+
+impl State {
+    /// With pacing sources, the time every batch up to which all of them have pushed.
+    fn complete_through(&self) -> Option<u64> {
+        self.complete.values().min().copied()
+    }
 }
 
 impl BlockBuffer {
@@ -139,32 +150,46 @@ impl BlockBuffer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes the batches wait for a source that knows which batch each of its records belongs
-    /// to (a scale-out repartition topic's reader): batch T is formed only once that source
-    /// has pushed all of T's records ([`BlockBuffer::complete_through`]). Batches up to
-    /// `formed` are done (a recovered job's).
-    pub fn pace(&self, formed: u64) {
+    /// Makes the batches wait for the sources `pacing` (by index) that know which batch each
+    /// of their records belongs to (a scale-out repartition topic's readers): batch T is
+    /// formed only once each of them has pushed all of T's records
+    /// ([`BlockBuffer::complete_through`]). Batches up to `formed` are done (a recovered
+    /// job's).
+    pub fn pace(&self, formed: u64, pacing: &[usize]) {
         let mut state = self.lock();
-        state.complete_through = Some(formed);
+        state.complete = pacing.iter().map(|&source| (source, formed)).collect();
         state.formed = formed;
     }
 
-    /// A pacing source hands its first batch of this run over, batch `time`. A source that
-    /// has handed batches over before (`resumed`) goes on from where the job recovered: the
-    /// batch times between are formed empty, as a recovered job's down time is. A source that
-    /// never has (a reduce task starting fresh while its writers are ahead of it) moves the
-    /// first batch back to `time`, so that the writers' earlier batches are batches of their
-    /// own, not folded into one; never before the time [`BlockBuffer::pace`] was given, which
-    /// for a fresh job is the first batch its outputs have not recorded as written.
-    pub fn first_handover(&self, time: u64, batch_ms: u64, resumed: bool) {
+    /// Pacing source `source` hands its first batch of this run over, batch `time`. Once every
+    /// pacing source has: if one has handed batches over before (`resumed`), the job goes on
+    /// from where it recovered, and the batch times between are formed empty, as a recovered
+    /// job's down time is. If none has (a reduce task starting fresh while its writers are
+    /// ahead of it), the first batch moves back to the earliest of their first batches, so that
+    /// the writers' earlier batches are batches of their own, not folded into one; never
+    /// before the time [`BlockBuffer::pace`] was given, which for a fresh job is the first
+    /// batch its outputs have not recorded as written.
+    pub fn first_handover(&self, source: usize, time: u64, batch_ms: u64, resumed: bool) {
         let mut state = self.lock();
         if state.started {
             return;
         }
+        state
+            .first_handovers
+            .entry(source)
+            .or_insert((time, resumed));
+        if state.first_handovers.len() < state.complete.len() {
+            return;
+        }
         state.started = true;
-        if !resumed {
-            state.formed = state.formed.max(time.saturating_sub(batch_ms));
-            state.complete_through = state.complete_through.map(|t| t.max(state.formed));
+        let resumed = state.first_handovers.values().any(|&(_, resumed)| resumed);
+        let first = state.first_handovers.values().map(|&(time, _)| time).min();
+        if let (false, Some(first)) = (resumed, first) {
+            let formed = state.formed.max(first.saturating_sub(batch_ms));
+            state.formed = formed;
+            for through in state.complete.values_mut() {
+                *through = (*through).max(formed);
+            }
         }
         self.changed.notify_all();
     }
@@ -179,7 +204,7 @@ impl BlockBuffer {
         halt: &std::sync::atomic::AtomicBool,
     ) -> Option<u64> {
         self.poll_until(Duration::from_millis(20), |state| {
-            if state.complete_through.is_none() {
+            if state.complete.is_empty() {
                 Some(Some(formed))
             } else if state.started {
                 Some(Some(state.formed))
@@ -194,10 +219,10 @@ impl BlockBuffer {
         })
     }
 
-    /// A pacing source has pushed every record of every batch up to `time`.
-    pub fn complete_through(&self, time: u64) {
+    /// Pacing source `source` has pushed every record of every batch up to `time`.
+    pub fn complete_through(&self, source: usize, time: u64) {
         let mut state = self.lock();
-        if let Some(through) = state.complete_through.as_mut() {
+        if let Some(through) = state.complete.get_mut(&source) {
             *through = (*through).max(time);
         }
         self.changed.notify_all();
@@ -219,7 +244,7 @@ impl BlockBuffer {
     /// source); false when the sources ended, or the job halts, before it may.
     pub fn wait_until_formable(&self, time: u64, halt: &std::sync::atomic::AtomicBool) -> bool {
         self.poll_until(Duration::from_millis(20), |state| {
-            match state.complete_through {
+            match state.complete_through() {
                 None => Some(true),
                 Some(through) if through >= time => Some(true),
                 Some(_) if state.open_sources == 0 => Some(false),
@@ -715,34 +740,69 @@ mod tests {
         // is 4 000, before the outputs' lower bound, so 10 000 it is.
         let fresh = BlockBuffer::new(10, 1000);
         fresh.open_source();
-        fresh.pace(9_000);
-        fresh.first_handover(4_000, 1_000, false);
+        fresh.pace(9_000, &[0]);
+        fresh.first_handover(0, 4_000, 1_000, false);
         assert_eq!(fresh.wait_for_first_handover(0, &halt), Some(9_000));
         // No lower bound (1 000): the first batch is the source's, 4 000, and formable once
         // the source has pushed it.
         let fresh = BlockBuffer::new(10, 1000);
         fresh.open_source();
-        fresh.pace(0);
-        fresh.first_handover(4_000, 1_000, false);
+        fresh.pace(0, &[0]);
+        fresh.first_handover(0, 4_000, 1_000, false);
         assert_eq!(fresh.wait_for_first_handover(0, &halt), Some(3_000));
         assert!(fresh.wait_for_batches_before(4_000, 1_000));
-        fresh.complete_through(4_000);
+        fresh.complete_through(0, 4_000);
         assert!(fresh.wait_until_formable(4_000, &halt));
         // Only the first hand-over counts.
-        fresh.first_handover(8_000, 1_000, false);
+        fresh.first_handover(0, 8_000, 1_000, false);
         assert_eq!(fresh.wait_for_first_handover(0, &halt), Some(3_000));
         // A resumed source goes on from the recovered batch: 6 000 and 7 000 are formed empty.
         let resumed = BlockBuffer::new(10, 1000);
         resumed.open_source();
-        resumed.pace(5_000);
-        resumed.first_handover(8_000, 1_000, true);
+        resumed.pace(5_000, &[0]);
+        resumed.first_handover(0, 8_000, 1_000, true);
         assert_eq!(resumed.wait_for_first_handover(0, &halt), Some(5_000));
         // Without a pacing source the clock's own first batch stands, at once.
         let unpaced = BlockBuffer::new(10, 1000);
         assert_eq!(unpaced.wait_for_first_handover(7_000, &halt), Some(7_000));
         // A source that ends before handing anything over ends the clock.
         let ended = BlockBuffer::new(10, 1000);
-        ended.pace(0);
+        ended.pace(0, &[0]);
         assert_eq!(ended.wait_for_first_handover(0, &halt), None);
+    }
+
+    #[test]
+    fn two_pacing_sources_start_together_and_a_batch_waits_for_both() {
+        use std::sync::atomic::AtomicBool;
+        let halt = AtomicBool::new(false);
+        let buffer = BlockBuffer::new(10, 1000);
+        buffer.open_source();
+        buffer.open_source();
+        buffer.pace(0, &[0, 2]);
+        // One source's first hand-over does not start the clock; the earlier of the two
+        // first batches is where it starts.
+        buffer.first_handover(2, 5_000, 1_000, false);
+        buffer.first_handover(0, 4_000, 1_000, false);
+        assert_eq!(buffer.wait_for_first_handover(0, &halt), Some(3_000));
+        buffer.complete_through(0, 5_000);
+        halt.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Source 2 has not pushed batch 4 000's records yet: not formable (the halt ends
+        // the wait, with no).
+        assert!(!buffer.wait_until_formable(4_000, &halt));
+        halt.store(false, std::sync::atomic::Ordering::SeqCst);
+        buffer.complete_through(2, 4_000);
+        assert!(buffer.wait_until_formable(4_000, &halt));
+        // A source unknown to the pacing changes nothing.
+        buffer.complete_through(1, 9_000);
+        halt.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(!buffer.wait_until_formable(5_000, &halt));
+        // One resumed source keeps the recovered start.
+        let resumed = BlockBuffer::new(10, 1000);
+        resumed.open_source();
+        resumed.open_source();
+        resumed.pace(2_000, &[0, 1]);
+        resumed.first_handover(0, 8_000, 1_000, false);
+        resumed.first_handover(1, 8_000, 1_000, true);
+        assert_eq!(resumed.wait_for_first_handover(0, &halt), Some(2_000));
     }
 }

@@ -320,6 +320,11 @@ pub fn stream_type(key: Option<Encoding>, value: Encoding) -> crate::record::Str
 /// (`spate-task`) finished batch `spate-batch-time` in this partition.
 pub const END_HEADER: &str = "spate-end";
 
+/// The header naming which of the job's streams a record (or end-of-batch marker) belongs to,
+/// where one topic carries several (the Kafka output's `stream-header`: the two sides of a
+/// join cut at a scale-out repartition topic).
+pub const STREAM_HEADER: &str = "spate-stream";
+
 /// A topic's partition as Spate names it in positions and messages: `topic/partition`.
 pub fn part_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")

@@ -175,8 +175,12 @@ fn run_reporting(
         // restart before the first regular checkpoint starts from the same place.
         durability.initial(&plan, &state, first - batch_ms, &positions)?;
     }
-    if plan.sources.iter().any(|s| s.source.paces_batches()) {
-        buffer.pace(first - batch_ms);
+    let pacing: Vec<usize> = (plan.sources.iter().enumerate())
+        .filter(|(_, s)| s.source.paces_batches())
+        .map(|(index, _)| index)
+        .collect();
+    if !pacing.is_empty() {
+        buffer.pace(first - batch_ms, &pacing);
     }
     let state = Arc::new(state);
     let acks = Arc::new(Acks::new(&plan.sources, &positions));

@@ -4,9 +4,10 @@
 //! a key in one partition: the input is co-partitioned by the key), not when an earlier step
 //! may have changed the key. The first such keyed step is where the job is cut in two: map
 //! tasks (one per input partition) run the steps before it and write into a repartition topic
-//! keyed by the key, reduce tasks (one per partition of that topic) run it and the rest. One
-//! cut is built; a second, a join's, a count by value or a step combining every record into
-//! one result are refused naming the step (docs/SCALE-OUT.md).
+//! keyed by the key, reduce tasks (one per partition of that topic) run it and the rest; a
+//! join cut there sends both its sides through the topic. One cut is built; a second, a count
+//! by value or a step combining every record into one result are refused naming the step
+//! (docs/SCALE-OUT.md).
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use std::collections::BTreeMap;
@@ -118,8 +119,9 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                     keyed_steps += 1;
                     Spread::ByInputKey
                 }
-                // The first keyed step on a changed key, reading one stream: the cut.
-                Spread::Other(Some(_)) if cut.is_none() && inputs.len() == 1 && !two_sided(op) => {
+                // The first keyed step on a changed key, reading one stream, or a join's two
+                // sides (each side goes through the repartition topic): the cut.
+                Spread::Other(Some(_)) if cut.is_none() && (inputs.len() == 1 || two_sided(op)) => {
                     cut = Some(i);
                     keyed_steps += 1;
                     Spread::ByInputKey
@@ -184,15 +186,20 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                 ));
             }
         }
-        let op = pipeline.file.steps[at].op.get_ref().name();
+        let op = *pipeline.file.steps[at].op.get_ref();
+        let what = match two_sided(op) {
+            true => "both its sides, each tagged with its stream's name,",
+            false => "its input",
+        };
         return Ok(Partitioning {
             cut,
             said: format!(
-                "steps[{at}] ({op}) groups by a key an earlier step may have changed: map tasks \
-                 (one per input partition) run the steps before it and write into a repartition \
-                 topic keyed by that key (map-side combined for reduce-by-key), reduce tasks \
-                 (one per partition of that topic) run it and the {} step(s) after it, each \
-                 batch once every map task has ended it there",
+                "steps[{at}] ({}) groups by a key an earlier step may have changed: map tasks \
+                 (one per input partition) run the steps before it and write {what} into a \
+                 repartition topic keyed by that key (map-side combined for reduce-by-key), \
+                 reduce tasks (one per partition of that topic) run it and the {} step(s) after \
+                 it, each batch once every map task has ended it there",
+                op.name(),
                 pipeline.file.steps.len() - at - 1
             ),
         });
@@ -209,7 +216,7 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
 }
 
 /// A keyed step with two inputs (a join's two sides need the same cut).
-fn two_sided(op: StepOp) -> bool {
+pub(super) fn two_sided(op: StepOp) -> bool {
     use StepOp::*;
     matches!(
         op,
@@ -295,12 +302,28 @@ mod tests {
             "{e}"
         );
         assert!(e.position.is_some(), "the error points at the step's line");
-        let join = pipeline(
-            "[[steps]]\nop = \"map\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\nop = \"join\"\n\
-             from = [\"a\", \"in\"]\n",
-            true,
+    }
+
+    #[test]
+    fn a_join_of_a_rekeyed_stream_is_the_cut_with_both_sides_through_the_topic() {
+        let join = "[[steps]]\nop = \"map\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\n\
+                    op = \"join\"\nfrom = [\"a\", \"in\"]\n";
+        let said = check(&pipeline(join, true), true).unwrap();
+        assert_eq!(said.cut, Some(1));
+        assert!(
+            said.said.contains("steps[1] (join)") && said.said.contains("both its sides"),
+            "{said:?}"
         );
-        let e = check(&join, true).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("steps[1].op"), "{e}");
+        // A keyed step after it on a key changed again would need a second cut.
+        let again = format!(
+            "{join}[[steps]]\nop = \"map\"\nplugin = \"x\"\n[[steps]]\n\
+             op = \"reduce-by-key\"\nplugin = \"sum\"\n"
+        );
+        let e = check(&pipeline(&again, true), true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps[3].op"), "{e}");
+        // Both sides keyed by the Kafka key as read: no cut.
+        let both = "[[steps]]\nop = \"filter\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\n\
+                    op = \"join\"\nfrom = [\"a\", \"in\"]\n";
+        assert_eq!(check(&pipeline(both, true), true).unwrap().cut, None);
     }
 }

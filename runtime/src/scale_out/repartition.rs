@@ -5,8 +5,11 @@
 //! (exactly-once, keys partitioned by murmur2 as Kafka's own clients do, an end-of-batch marker
 //! in every partition after each batch). A reduce task (one per partition of that topic) reads
 //! its partition batch by batch (`type = "repartition"`) and runs the cut step and every step
-//! and output after it. Both are ordinary task jobs with their own checkpoints, so either kind
-//! moves between processes the same way.
+//! and output after it. A join cut there sends both its sides through the topic: a map task
+//! writes each with an output of its own, tagging its records and markers with the side's
+//! stream name, and a reduce task reads each with a source of its own, named as the stream
+//! was. Both are ordinary task jobs with their own checkpoints, so either kind moves between
+//! processes the same way.
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use crate::kafka::Encoding;
@@ -29,6 +32,22 @@ pub struct Repartition {
     reduce_steps: Array,
     /// The Kafka settings the internal clients share: the source's `bootstrap` and `client`.
     kafka: InlineTable,
+    /// The streams the map tasks write into the topic: the cut step's input, or a join's
+    /// sides (one when a stream is joined with itself).
+    sides: Vec<Side>,
+    /// The transactional id prefix of the map tasks' outputs: `spate.<tenant>.<job>.<topic>`.
+    transactional_id: String,
+}
+
+/// A stream the map tasks write into the repartition topic and each reduce task reads back.
+#[derive(Debug)]
+struct Side {
+    /// For a join's side, its name before the cut, which the reduce task's source for it takes
+    /// (sides are told apart in the topic by the `spate-stream` header); `None`: the cut
+    /// step's one input, read by the reduce task's source `repartition`.
+    tagged: Option<String>,
+    /// The map task's output reads it with `from` (else the last map step, its default).
+    from: Option<String>,
     key: Encoding,
     value: Encoding,
 }
@@ -43,39 +62,39 @@ impl Repartition {
         cut: usize,
     ) -> Result<Repartition, ConfigError> {
         let steps = &pipeline.file.steps;
-        let read = match cut {
-            0 => source.to_owned(),
-            i => steps[i - 1]
-                .name
-                .as_ref()
-                .map_or_else(|| format!("steps[{}]", i - 1), |n| n.get_ref().clone()),
+        let combined = *steps[cut].op.get_ref() == StepOp::ReduceByKey;
+        let named: Option<Vec<String>> = steps[cut].from.as_ref().map(|from| {
+            let mut names: Vec<String> = Vec::new();
+            for name in from.get_ref().names() {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+            names
+        });
+        // What the cut step reads, and how the map task's output finds it: by name when the
+        // step names it (a combining step copied into the map task reads it itself), else
+        // the last step before the cut (or the source).
+        // A join's sides are told apart by name, even one stream joined with itself.
+        let sided = super::partitioning::two_sided(*steps[cut].op.get_ref());
+        let read: Vec<(String, Option<String>)> = match named {
+            Some(names) if sided => names.into_iter().map(|n| (n.clone(), Some(n))).collect(),
+            Some(names) => names
+                .into_iter()
+                .map(|n| (n.clone(), (!combined).then_some(n)))
+                .collect(),
+            None => vec![(previous_stream(pipeline, source, cut), None)],
         };
-        let types = plan
-            .dataflow
-            .streams
-            .iter()
-            .find(|s| s.name == read)
-            .map(|s| s.types.clone());
-        let field = format!("steps[{cut}].op");
-        let scalar = |shape: Option<&Shape>| match shape {
-            Some(Shape::Scalar(t)) => Some(Encoding::of(*t)),
-            _ => None,
-        };
-        let (key, value) = match types {
-            Some(t) => (scalar(t.key.as_ref()), scalar(Some(&t.value))),
-            None => (None, None),
-        };
-        let (Some(key), Some(value)) = (key, value) else {
-            return Err(pipeline.error_at(
-                steps[cut].op.span(),
-                &field,
-                format!(
-                    "the records of '{read}' go through the repartition topic before this \
-                     step: they must be keyed and their key and value scalars (text, bytes, \
-                     i64, f64)"
-                ),
-            ));
-        };
+        let mut sides = Vec::new();
+        for (stream, from) in read {
+            let (key, value) = scalars(pipeline, plan, cut, &stream)?;
+            sides.push(Side {
+                tagged: sided.then(|| stream.clone()),
+                from,
+                key,
+                value,
+            });
+        }
         let doc: DocumentMut = pipeline
             .text()
             .parse()
@@ -86,14 +105,13 @@ impl Repartition {
             .map(|a| a.iter().map(inline).collect())
             .unwrap_or_default();
         let mut map_steps: Array = tables[..cut].iter().cloned().map(Value::from).collect();
-        if *steps[cut].op.get_ref() == StepOp::ReduceByKey {
+        if combined {
             // Each map task sends one record per key and batch, as Spark's map-side combine.
-            let mut combine = tables[cut].clone();
-            combine.remove("from");
-            map_steps.push(combine);
+            map_steps.push(tables[cut].clone());
         }
         let mut reduce_steps: Array = tables[cut..].iter().cloned().map(Value::from).collect();
-        if let Some(Value::InlineTable(first)) = reduce_steps.get_mut(0) {
+        if let (false, Some(Value::InlineTable(first))) = (sided, reduce_steps.get_mut(0)) {
+            // One stream comes through the topic: the reduce task's only source.
             first.remove("from");
         }
         let source_table = doc
@@ -111,19 +129,20 @@ impl Repartition {
                 kafka.insert(field, v.clone());
             }
         }
+        let topic = format!(
+            "spate.{}.{}.repartition",
+            plan.job.tenant,
+            pipeline.job_name()
+        );
         Ok(Repartition {
-            topic: format!(
-                "spate.{}.{}.repartition",
-                plan.job.tenant,
-                pipeline.job_name()
-            ),
+            transactional_id: format!("spate.{}.{}.{topic}", plan.job.tenant, pipeline.job_name()),
+            topic,
             replication,
             topic_config,
             map_steps,
             reduce_steps,
             kafka,
-            key,
-            value,
+            sides,
         })
     }
 
@@ -135,15 +154,29 @@ impl Repartition {
         }
     }
 
-    /// The overrides making a map task's pipeline (its source's partition aside).
+    /// The overrides making a map task's pipeline (its source's partition aside): one Kafka
+    /// output per side, into the topic.
     pub fn map_overrides(&self) -> Vec<String> {
-        let mut output = self.kafka.clone();
-        output.insert("type", "kafka".into());
-        output.insert("topic", self.topic.as_str().into());
-        output.insert("delivery", "exactly-once".into());
-        output.insert("format", "native".into());
-        output.insert("end-markers", true.into());
-        let outputs: Array = [Value::from(output)].into_iter().collect();
+        let outputs: Array = (self.sides.iter().enumerate())
+            .map(|(i, side)| {
+                let mut output = self.kafka.clone();
+                output.insert("type", "kafka".into());
+                output.insert("topic", self.topic.as_str().into());
+                output.insert("delivery", "exactly-once".into());
+                output.insert("format", "native".into());
+                output.insert("end-markers", true.into());
+                if let Some(from) = &side.from {
+                    output.insert("from", from.as_str().into());
+                }
+                if let Some(stream) = &side.tagged {
+                    // Two outputs of one task write the topic: each its own transactions.
+                    output.insert("stream-header", stream.as_str().into());
+                    let id = format!("{}.side-{i}", self.transactional_id);
+                    output.insert("transactional-id", id.into());
+                }
+                Value::from(output)
+            })
+            .collect();
         vec![
             format!("steps={}", self.map_steps),
             format!("outputs={outputs}"),
@@ -151,21 +184,73 @@ impl Repartition {
     }
 
     /// The overrides making the pipeline of the reduce task of `partition`, whose batches
-    /// `writers` map tasks end.
+    /// `writers` map tasks end: a source per side reading that partition.
     pub fn reduce_overrides(&self, partition: i32, writers: usize) -> Vec<String> {
-        let mut source = self.kafka.clone();
-        source.insert("type", "repartition".into());
-        source.insert("topic", self.topic.as_str().into());
-        source.insert("partition", i64::from(partition).into());
-        source.insert("writers", (writers as i64).into());
-        source.insert("key-type", self.key.name().into());
-        source.insert("value-type", self.value.name().into());
         let mut sources = InlineTable::new();
-        sources.insert("repartition", source.into());
+        for side in &self.sides {
+            let mut source = self.kafka.clone();
+            source.insert("type", "repartition".into());
+            source.insert("topic", self.topic.as_str().into());
+            source.insert("partition", i64::from(partition).into());
+            source.insert("writers", (writers as i64).into());
+            source.insert("key-type", side.key.name().into());
+            source.insert("value-type", side.value.name().into());
+            let name = match &side.tagged {
+                Some(stream) => {
+                    source.insert("stream", stream.as_str().into());
+                    stream.as_str()
+                }
+                None => "repartition",
+            };
+            sources.insert(name, source.into());
+        }
         vec![
             format!("sources={sources}"),
             format!("steps={}", self.reduce_steps),
         ]
+    }
+}
+
+/// The stream a step without `from` at `steps[cut]` reads: the step before it, or the source.
+fn previous_stream(pipeline: &Pipeline, source: &str, cut: usize) -> String {
+    match cut {
+        0 => source.to_owned(),
+        i => pipeline.file.steps[i - 1]
+            .name
+            .as_ref()
+            .map_or_else(|| format!("steps[{}]", i - 1), |n| n.get_ref().clone()),
+    }
+}
+
+/// How the records of `stream`, which go through the repartition topic before `steps[cut]`,
+/// are written there: their key's and value's encodings, which must be scalars.
+fn scalars(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    cut: usize,
+    stream: &str,
+) -> Result<(Encoding, Encoding), ConfigError> {
+    let types = (plan.dataflow.streams.iter())
+        .find(|s| s.name == stream)
+        .map(|s| s.types.clone());
+    let scalar = |shape: Option<&Shape>| match shape {
+        Some(Shape::Scalar(t)) => Some(Encoding::of(*t)),
+        _ => None,
+    };
+    let (key, value) = match types {
+        Some(t) => (scalar(t.key.as_ref()), scalar(Some(&t.value))),
+        None => (None, None),
+    };
+    match (key, value) {
+        (Some(key), Some(value)) => Ok((key, value)),
+        _ => Err(pipeline.error_at(
+            pipeline.file.steps[cut].op.span(),
+            &format!("steps[{cut}].op"),
+            format!(
+                "the records of '{stream}' go through the repartition topic before this step: \
+                 they must be keyed and their key and value scalars (text, bytes, i64, f64)"
+            ),
+        )),
     }
 }
 
@@ -232,6 +317,46 @@ mod tests {
         )
         .unwrap();
         Pipeline::load(&path, &[]).unwrap()
+    }
+
+    #[test]
+    fn a_join_cut_writes_each_side_with_its_own_output_and_reads_it_with_its_own_source() {
+        let side = |stream: &str, value: Encoding| Side {
+            tagged: Some(stream.to_owned()),
+            from: Some(stream.to_owned()),
+            key: Encoding::Text,
+            value,
+        };
+        let cut = Repartition {
+            topic: "spate.t.j.repartition".into(),
+            replication: -1,
+            topic_config: Vec::new(),
+            map_steps: Array::new(),
+            reduce_steps: Array::new(),
+            kafka: InlineTable::new(),
+            sides: vec![side("clicks", Encoding::I64), side("users", Encoding::Text)],
+            transactional_id: "spate.t.j.spate.t.j.repartition".into(),
+        };
+        let map = cut.map_overrides().join("\n");
+        for (i, stream) in ["clicks", "users"].iter().enumerate() {
+            assert!(
+                map.contains(&format!("from = \"{stream}\""))
+                    && map.contains(&format!("stream-header = \"{stream}\""))
+                    && map.contains(&format!(
+                        "transactional-id = \"spate.t.j.spate.t.j.repartition.side-{i}\""
+                    )),
+                "{map}"
+            );
+        }
+        let reduce = cut.reduce_overrides(2, 4).join("\n");
+        let sources: toml::Table = toml::from_str(reduce.lines().next().unwrap()).unwrap();
+        let sources = sources["sources"].as_table().unwrap();
+        assert_eq!(sources.keys().collect::<Vec<_>>(), ["clicks", "users"]);
+        assert_eq!(sources["clicks"]["stream"].as_str(), Some("clicks"));
+        assert_eq!(sources["clicks"]["value-type"].as_str(), Some("i64"));
+        assert_eq!(sources["users"]["value-type"].as_str(), Some("text"));
+        assert_eq!(sources["users"]["partition"].as_integer(), Some(2));
+        assert_eq!(sources["users"]["writers"].as_integer(), Some(4));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::retry::{Permanent, retrying};
 use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{
-    END_HEADER, Encoding, OffsetsGroup, Setting, brokers_and_client, client_config,
+    END_HEADER, Encoding, OffsetsGroup, STREAM_HEADER, Setting, brokers_and_client, client_config,
     log_client_error, log_client_line, parse_part_name, same_cluster,
 };
 use crate::position::Progress;
@@ -65,6 +65,10 @@ struct Fields {
     /// so that a reader knows this writer finished the batch there (scale-out's repartition
     /// topics; default false).
     end_markers: Option<bool>,
+    /// Every record and end-of-batch marker also carries the header `spate-stream` with this
+    /// value, so that readers of a topic several streams share tell them apart (scale-out's
+    /// repartition topic carrying both sides of a join).
+    stream_header: Option<String>,
 }
 
 /// What a crash and replay can do to the topic.
@@ -99,6 +103,7 @@ pub struct KafkaOutput {
     transactional_id: String,
     client: BTreeMap<String, Setting>,
     end_markers: bool,
+    stream_header: Option<String>,
 }
 
 /// Reads a Kafka output's table.
@@ -119,6 +124,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         format: fields.format.unwrap_or_default(),
         client,
         end_markers: fields.end_markers.unwrap_or(false),
+        stream_header: fields.stream_header,
     };
     output
         .producer_config(TASK)
@@ -295,6 +301,8 @@ struct Writer {
     gauges: Arc<OutputGauges>,
     /// `end-markers`: the topic's partition count, each getting a marker after each batch.
     end_markers: Option<i32>,
+    /// `stream-header`: the `spate-stream` header of every record and marker.
+    stream: Option<String>,
     /// The sources whose offsets each transaction commits to their groups: index in the plan,
     /// and the group's metadata.
     input_groups: Vec<(usize, ConsumerGroupMetadata)>,
@@ -344,6 +352,7 @@ impl Writer {
             attempt,
             gauges,
             end_markers: None,
+            stream: output.stream_header.clone(),
             input_groups: Vec::new(),
             input_offsets: BTreeMap::new(),
         };
@@ -435,7 +444,7 @@ impl Writer {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let task = self.task.as_str();
-        let headers = OwnedHeaders::new_with_capacity(3)
+        let mut headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: "spate-batch-time",
                 value: Some(&time),
@@ -448,6 +457,12 @@ impl Writer {
                 key: "spate-attempt",
                 value: Some(&attempt),
             });
+        if let Some(stream) = &self.stream {
+            headers = headers.insert(Header {
+                key: STREAM_HEADER,
+                value: Some(stream.as_str()),
+            });
+        }
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for partition in partitions {
             for record in partition.records() {

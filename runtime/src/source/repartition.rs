@@ -5,7 +5,9 @@
 //! output's `end-markers`). This source hands batch T's records to the buffer only once every
 //! writer has ended T (a writer that ended a later batch has nothing more for T: a partition
 //! keeps each writer's order), and paces the job's batches on that ([`Source::paces_batches`]),
-//! so batch T of the reduce task holds batch T of every writer, whatever the processes.
+//! so batch T of the reduce task holds batch T of every writer, whatever the processes. A job
+//! cut at a join reads each side with a source of its own (`stream`): the writers tag each
+//! side's records and markers with `spate-stream`, and the batches wait for both sources.
 //!
 //! Of a writer's attempts at a batch (a replay after its process died; a broker that shows
 //! records of transactions that never committed), the first that ends is taken: replays read
@@ -18,7 +20,9 @@
 use super::kafka::Log;
 use super::{ReceiverContext, Source};
 use crate::config::{ConfigError, ConnectorTable, Trigger};
-use crate::kafka::{END_HEADER, Encoding, Setting, brokers_and_client, client_config, part_name};
+use crate::kafka::{
+    END_HEADER, Encoding, STREAM_HEADER, Setting, brokers_and_client, client_config, part_name,
+};
 use crate::position::{Progress, SourcePosition};
 use crate::record::StreamType;
 use anyhow::{Result, anyhow};
@@ -46,6 +50,9 @@ struct Fields {
     writers: Option<Spanned<usize>>,
     key_type: Option<Encoding>,
     value_type: Option<Encoding>,
+    /// Only the records and markers whose `spate-stream` header is this (the topic carries
+    /// both sides of a join); none: every record.
+    stream: Option<String>,
     client: Option<BTreeMap<String, Setting>>,
 }
 
@@ -59,6 +66,7 @@ pub struct Repartition {
     writers: usize,
     key: Option<Encoding>,
     value: Encoding,
+    stream: Option<String>,
     client: BTreeMap<String, Setting>,
 }
 
@@ -78,6 +86,7 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Source>, ConfigError>
         writers,
         key: fields.key_type,
         value: fields.value_type.unwrap_or_default(),
+        stream: fields.stream,
         client,
     }))
 }
@@ -95,8 +104,11 @@ impl Repartition {
 impl Source for Repartition {
     fn describe(&self) -> String {
         format!(
-            "repartition topic partition {} at {}: batch by batch, once all {} writers ended it",
+            "repartition topic partition {}{} at {}: batch by batch, once all {} writers ended it",
             self.part(),
+            self.stream
+                .as_ref()
+                .map_or(String::new(), |s| format!(", stream '{s}'")),
             self.bootstrap,
             self.writers
         )
@@ -218,6 +230,7 @@ impl Reader<'_> {
         self.next = offset + 1;
         // The batch headers, read in one pass over the record's headers.
         let (mut time, mut writer, mut attempt, mut end) = (None, None, "", false);
+        let mut stream = None;
         for h in message.headers().iter().flat_map(|headers| headers.iter()) {
             let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
             match h.key {
@@ -225,8 +238,13 @@ impl Reader<'_> {
                 "spate-task" => writer = value,
                 "spate-attempt" => attempt = value.unwrap_or_default(),
                 key if key == END_HEADER => end = true,
+                key if key == STREAM_HEADER => stream = value,
                 _ => {}
             }
+        }
+        if self.source.stream.is_some() && stream != self.source.stream.as_deref() {
+            // The other side of the join, which the topic carries too.
+            return Ok(());
         }
         let where_ = || format!("{} offset {offset}", self.source.part());
         let time =
@@ -338,12 +356,18 @@ impl Reader<'_> {
                 // A task that never handed a batch over starts at the writers' first batch.
                 self.first_of_run = false;
                 let resumed = self.handed > 0;
-                self.context
-                    .buffer
-                    .first_handover(time, self.batch_ms, resumed);
+                self.context.buffer.first_handover(
+                    self.context.index,
+                    time,
+                    self.batch_ms,
+                    resumed,
+                );
             }
             // The batches before this one have nothing: the clock may form them empty.
-            self.context.buffer.complete_through(time - self.batch_ms);
+            let index = self.context.index;
+            self.context
+                .buffer
+                .complete_through(index, time - self.batch_ms);
             if !self
                 .context
                 .buffer
@@ -359,7 +383,6 @@ impl Reader<'_> {
                 .min()
                 .unwrap_or(self.next);
             let buffer = &self.context.buffer;
-            let index = self.context.index;
             for (_, mut records) in batch.ended {
                 if !buffer.push_records(index, 0, &mut records, None) {
                     return Ok(false);
@@ -376,7 +399,7 @@ impl Reader<'_> {
                 }
             }
             self.handed = time;
-            buffer.complete_through(time);
+            buffer.complete_through(index, time);
         }
     }
 }
