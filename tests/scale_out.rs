@@ -734,6 +734,110 @@ fn a_join_of_rekeyed_streams_runs_across_members_through_a_repartition_topic() {
     assert!(tasks.len() > 1, "{tasks:?}");
 }
 
+/// Per word, the groups (count, task) of one batch it is in.
+type Groups = BTreeMap<String, Vec<(i64, String)>>;
+
+/// Two cuts: a word count (flat-map, reduce-by-key behind the first repartition topic), then
+/// its words grouped by their count in the batch (a map to (count, word), group-by-key behind
+/// the second). Three kinds of task run across the members (12 tasks); a member is killed
+/// mid-stream and one joins. Each batch's groups give back that batch's word counts: every
+/// word in one group only, the counts adding up to the input's.
+#[test]
+fn a_job_cut_twice_runs_across_members_through_two_repartition_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = format!(
+        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
+         [[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"\n\n\
+         [[steps]]\nop = \"map\"\nplugin = \"{}\"\n\n\
+         [[steps]]\nop = \"group-by-key\"",
+        test_plugin("by-count").display()
+    );
+    let (broker, pipeline, out) = scale_out_job(dir.path(), "lines", "", &steps);
+    let said = checked(&pipeline);
+    assert!(
+        said.contains("2 step(s) group by a key")
+            && said.contains(
+                "repartition topics 'spate.wc.wc.repartition', 'spate.wc.wc.repartition-2' \
+                 (created with as many partitions as the input has"
+            ),
+        "{said}"
+    );
+    let mut rng = support::chaos::Rng(5);
+    let mut expected = Counts::new();
+    let members = kill_one_and_join_one(dir.path(), &pipeline, 3 * PARTITIONS as usize, 2, || {
+        produce_lines(&broker, &mut rng, &mut expected);
+    });
+    // Per batch: each word's count, from the groups; the tasks that grouped it.
+    let counted = || -> BTreeMap<u64, Groups> {
+        let mut batches: BTreeMap<u64, Groups> = BTreeMap::new();
+        for ((time, task), text) in task_texts(&out) {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let (count, words) = line
+                    .strip_prefix('(')
+                    .and_then(|l| l.strip_suffix("])"))
+                    .and_then(|l| l.split_once(",["))
+                    .unwrap_or_else(|| panic!("not a group: {line}"));
+                let count: i64 = count.parse().unwrap();
+                for word in words.split(", ") {
+                    let seen = batches.entry(time).or_default();
+                    seen.entry(word.to_owned())
+                        .or_default()
+                        .push((count, task.clone()));
+                }
+            }
+        }
+        batches
+    };
+    let totals = |batches: &BTreeMap<u64, Groups>| -> Counts {
+        let mut sum = Counts::new();
+        for words in batches.values() {
+            for (word, counts) in words {
+                *sum.entry(word.clone()).or_default() += counts.iter().map(|(c, _)| c).sum::<i64>();
+            }
+        }
+        sum
+    };
+    let (done, ended, logs) = stop_when(dir.path(), members, || totals(&counted()) == expected);
+    let batches = counted();
+    assert!(
+        done,
+        "the groups differ from what was produced: {}\n{logs}",
+        support::chaos::difference(&totals(&batches), &expected)
+    );
+    for output in &ended {
+        assert!(output.status.success(), "{logs}");
+    }
+    for (time, words) in &batches {
+        for (word, counts) in words {
+            let [(count, task)] = &counts[..] else {
+                panic!("batch {time}: '{word}' in more than one group: {counts:?}");
+            };
+            // Grouped by the task of its count's partition (the i64 as Kafka writes it).
+            let partition = java_partition(&count.to_be_bytes(), PARTITIONS);
+            assert_eq!(
+                task,
+                &format!("spate.wc.wc.repartition-2-{partition}"),
+                "batch {time}: count {count} grouped by another task"
+            );
+        }
+    }
+    assert_eq!(
+        totals(&batches),
+        expected,
+        "a batch was written again after the stop"
+    );
+    let said = reset_done(&pipeline);
+    assert!(
+        said.contains("deleted the repartition topic 'spate.wc.wc.repartition'")
+            && said.contains("deleted the repartition topic 'spate.wc.wc.repartition-2'")
+            && said.contains(&format!(
+                "moved the checkpoints of {} task(s)",
+                3 * PARTITIONS
+            )),
+        "{said}"
+    );
+}
+
 /// The issue's job: three members run a word count (flat-map, then reduce-by-key and
 /// update-state-by-key behind the repartition topic) from an 8-partition topic to a Kafka
 /// output; one is SIGKILLed mid-stream and the other two take its tasks, then a fourth joins.

@@ -20,6 +20,7 @@ const PLUGINS: &[(&str, &str)] = &[
         "running-sum-migrate-v2",
     ),
     ("spate-test-plugin-bloated", "bloated"),
+    ("spate-test-plugin-by-count", "by-count"),
     ("spate-bench-plugin-boundary", "boundary"),
 ];
 

@@ -1,4 +1,4 @@
-//! The internal topics of a scale-out job (its repartition topic): created by the members,
+//! The internal topics of a scale-out job (its repartition topics): created by the members,
 //! deleted by `spate reset`, both through Kafka's admin API.
 
 use super::repartition::Repartition;
@@ -25,35 +25,41 @@ fn options() -> AdminOptions {
     AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
 }
 
-/// Creates the repartition topic with `partitions` partitions, its replication factor and
-/// topic settings, unless it exists.
+/// Creates the repartition topics with `partitions` partitions each, their replication factor
+/// and topic settings, unless they exist.
 pub(super) fn create(
     config: &rdkafka::ClientConfig,
     repartition: &Repartition,
     partitions: i32,
 ) -> Result<()> {
     let (admin, runtime) = admin(config)?;
-    let topic = repartition.topic.as_str();
-    let mut new = NewTopic::new(
-        topic,
-        partitions,
-        TopicReplication::Fixed(repartition.replication),
-    );
-    for (key, value) in &repartition.topic_config {
-        new = new.set(key, value);
-    }
+    let new: Vec<NewTopic<'_>> = (repartition.topics.iter())
+        .map(|topic| {
+            let mut new = NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(repartition.replication),
+            );
+            for (key, value) in &repartition.topic_config {
+                new = new.set(key, value);
+            }
+            new
+        })
+        .collect();
     let results = runtime
-        .block_on(admin.create_topics(&[new], &options()))
-        .map_err(|e| anyhow!("cannot create the repartition topic '{topic}': {e}"))?;
+        .block_on(admin.create_topics(&new, &options()))
+        .map_err(|e| anyhow!("cannot create the repartition topics: {e}"))?;
     let replication = repartition.replication_said();
     for result in results {
         match result {
-            Ok(_) => tracing::info!(
+            Ok(topic) => tracing::info!(
                 "created the repartition topic '{topic}' with {partitions} partitions, \
                  {replication}"
             ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => bail!("cannot create the repartition topic '{topic}': {code}"),
+            Err((topic, code)) => {
+                bail!("cannot create the repartition topic '{topic}': {code}")
+            }
         }
     }
     Ok(())

@@ -41,7 +41,8 @@ struct Tasks {
     failure: Mutex<Option<anyhow::Error>>,
     /// Whether any task was started (`--max-batches` ends once all of them have ended).
     started: AtomicBool,
-    /// How many map tasks write into the repartition topic (the input's partitions).
+    /// How many tasks write into each repartition topic (the input's partitions: every topic
+    /// has as many).
     writers: usize,
     /// How many processes take part in the job (read into every task's batch figures).
     processes: Arc<AtomicUsize>,

@@ -1,7 +1,7 @@
 //! Scale-out (docs/SCALE-OUT.md): several `spate run` processes share one job through a Kafka
 //! consumer group, the way Kafka Streams shares an application. A task is one input
-//! partition (and, for a job cut at a key change, one partition of its repartition topic: see
-//! `repartition.rs`). The group (cooperative-sticky assignment; static membership with
+//! partition (and, for a job cut at key changes, one partition of one of its repartition
+//! topics: see `repartition.rs`). The group (cooperative-sticky assignment; static membership with
 //! `--member-id`, so a restarted process gets its partitions back) decides which process runs
 //! which tasks, and a process runs each of its tasks as a job of its own that reads only that
 //! partition, with its batch log and checkpoints under `<checkpoint-dir>/tasks/<topic>-<p>`. A
@@ -47,7 +47,8 @@ pub struct ScaleOut {
     dead_letter_dir: PathBuf,
     /// Which case of partitioning applies, in words.
     partitioning: String,
-    /// The repartition topic's task pipelines, when the job is cut at one.
+    /// The task pipelines of the stages between its repartition topics, when the job is cut
+    /// at one or more.
     repartition: Option<Repartition>,
     /// `available-now`: each task ends once it has read its partition's input present when
     /// it started, and a process ends once the tasks it ran have all ended.
@@ -56,8 +57,8 @@ pub struct ScaleOut {
 
 impl ScaleOut {
     /// The scale-out set-up of `pipeline` (planned as `plan`), checked: one Kafka source, a
-    /// checkpoint directory, no dashboard, and steps that run within a task or behind the one
-    /// repartition topic. `None` for a job without `job.group`.
+    /// checkpoint directory, no dashboard, and steps that run within a task or behind
+    /// repartition topics. `None` for a job without `job.group`.
     pub fn of(pipeline: &Pipeline, plan: &Plan) -> Result<Option<ScaleOut>, ConfigError> {
         let Some(group) = pipeline.file.job.group.clone() else {
             return Ok(None);
@@ -104,14 +105,15 @@ impl ScaleOut {
         }
         let source_keyed = source.source.stream_type().key.is_some();
         let partitioning = partitioning::check(pipeline, source_keyed)?;
-        let repartition = match partitioning.cut {
-            Some(_) if input.topics.iter().any(|t| t.starts_with('^')) => {
+        let repartition = match &partitioning.cuts[..] {
+            [] => None,
+            _ if input.topics.iter().any(|t| t.starts_with('^')) => {
                 return Err(refuse(
                     "with a repartition topic names its input topics (no patterns): each \
                      batch waits for every input partition's task",
                 ));
             }
-            Some(_) if plan.job.trigger == Trigger::AvailableNow => {
+            _ if plan.job.trigger == Trigger::AvailableNow => {
                 return Err(pipeline.error(
                     Some("job.trigger"),
                     "available-now cannot run a scale-out job cut at a repartition topic yet: \
@@ -120,8 +122,7 @@ impl ScaleOut {
                      processing-time, or run the job in one process",
                 ));
             }
-            Some(cut) => Some(Repartition::plan(pipeline, plan, &source.name, cut)?),
-            None => None,
+            cuts => Some(Repartition::plan(pipeline, plan, &source.name, cuts)?),
         };
         Ok(Some(ScaleOut {
             job: plan.job.name.clone(),
@@ -147,22 +148,28 @@ impl ScaleOut {
             self.checkpoint_dir.display(),
             self.partitioning,
             self.repartition.as_ref().map_or(String::new(), |r| format!(
-                "; repartition topic '{}' (created with as many partitions as the input has, \
-                 {}{}; `spate reset` deletes it when the job is retired)",
-                r.topic,
+                "; repartition topic{} '{}' (created with as many partitions as the input \
+                 has, {}{}; `spate reset` deletes {} when the job is retired)",
+                if r.topics.len() > 1 { "s" } else { "" },
+                r.topics.join("', '"),
                 r.replication_said(),
                 r.topic_config
                     .iter()
                     .map(|(k, v)| format!(", {k}={v}"))
-                    .collect::<String>()
+                    .collect::<String>(),
+                if r.topics.len() > 1 { "them" } else { "it" }
             ))
         )
     }
 
-    /// The topics the members subscribe to: the input's, and the repartition topic.
+    /// The topics the members subscribe to: the input's, and the repartition topics.
     fn subscription(&self) -> Vec<String> {
         let mut topics = self.input.topics.clone();
-        topics.extend(self.repartition.as_ref().map(|r| r.topic.clone()));
+        topics.extend(
+            self.repartition
+                .iter()
+                .flat_map(|r| r.topics.iter().cloned()),
+        );
         topics
     }
 
@@ -175,18 +182,21 @@ impl ScaleOut {
 
     /// The `--set` overrides that make the job of task `topic/partition` out of the pipeline:
     /// its source reads that partition only (a map task also writes into the repartition
-    /// topic; a reduce task reads its partition of it, which `writers` map tasks write); its
-    /// checkpoints and dead letters are its own.
+    /// topic; a task of a repartition topic reads its partition of it, which `writers` tasks
+    /// write, and may write into the next one); its checkpoints and dead letters are its own.
     fn task_overrides(&self, topic: &str, partition: i32, writers: usize) -> Vec<String> {
         let task = task_name(topic, partition);
         let text = |path: PathBuf| toml::Value::String(path.display().to_string());
         let assign = toml::Value::Array(vec![toml::Value::String(format!("{topic}/{partition}"))]);
         let mut overrides = match &self.repartition {
-            Some(r) if r.topic == topic => r.reduce_overrides(partition, writers),
-            Some(r) => r.map_overrides(),
+            Some(r) => r.task_overrides(topic, partition, writers),
             None => Vec::new(),
         };
-        if self.repartition.as_ref().is_none_or(|r| r.topic != topic) {
+        if self
+            .repartition
+            .as_ref()
+            .is_none_or(|r| !r.reads_internal(topic))
+        {
             overrides.push(format!("sources.{}.assign={assign}", self.source));
         }
         overrides.extend([

@@ -5,9 +5,9 @@
 //! may have changed the key. The first such keyed step is where the job is cut in two: map
 //! tasks (one per input partition) run the steps before it and write into a repartition topic
 //! keyed by the key, reduce tasks (one per partition of that topic) run it and the rest; a
-//! join cut there sends both its sides through the topic. One cut is built; a second, a count
-//! by value or a step combining every record into one result are refused naming the step
-//! (docs/SCALE-OUT.md).
+//! join cut there sends both its sides through the topic. A later keyed step on a key changed
+//! again is a further cut, with a topic of its own. A count by value or a step combining every
+//! record into one result are refused naming the step (docs/SCALE-OUT.md).
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use std::collections::BTreeMap;
@@ -52,29 +52,31 @@ fn needs(op: StepOp) -> Needs {
 /// How a scale-out job's steps are spread over tasks.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Partitioning {
-    /// The step the job is cut at (a repartition topic before it), if any.
-    pub cut: Option<usize>,
+    /// The steps the job is cut at (a repartition topic before each), in order.
+    pub cuts: Vec<usize>,
     /// What `spate check` says of it.
     pub said: String,
 }
 
-/// Checks that every step of `pipeline` runs within a task, or behind the one repartition
-/// topic, the source's records keyed by the Kafka key when `source_keyed`; says which case
-/// applies, or which step cannot run and why.
+/// Checks that every step of `pipeline` runs within a task, or behind repartition topics,
+/// the source's records keyed by the Kafka key when `source_keyed`; says which case applies,
+/// or which step cannot run and why.
 pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, ConfigError> {
     let mut spread: BTreeMap<String, Spread> = BTreeMap::new();
     let source_spread = match source_keyed {
         true => Spread::ByInputKey,
         false => Spread::Other(None),
     };
+    // Each stream's stage: 0 before the first cut, n after the n-th; a step reads the streams
+    // of its own stage (a cut step those of the stage before it).
+    let mut stage: BTreeMap<String, usize> = BTreeMap::new();
     for name in pipeline.file.sources.keys() {
         spread.insert(name.clone(), source_spread.clone());
+        stage.insert(name.clone(), 0);
     }
     let mut previous: Vec<String> = pipeline.file.sources.keys().cloned().collect();
     let mut keyed_steps = 0;
-    let mut cut: Option<usize> = None;
-    // The streams before the cut, which nothing after it may read.
-    let mut before_cut: Vec<String> = previous.clone();
+    let mut cuts: Vec<usize> = Vec::new();
     for (i, step) in pipeline.file.steps.iter().enumerate() {
         let op = *step.op.get_ref();
         let inputs: Vec<String> = match &step.from {
@@ -105,12 +107,14 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                 &format!("steps[{i}].op"),
                 format!(
                     "{why}; across processes its input would have to be repartitioned through \
-                     a Kafka topic, which scale-out (`job.group`) does not do yet: it runs \
-                     steps that work record by record and keyed steps that group by the Kafka \
-                     record key as read (docs/SCALE-OUT.md)"
+                     a Kafka topic, which scale-out (`job.group`) does not do for it yet: it runs \
+                     steps that work record by record, keyed steps that group by the Kafka \
+                     record key as read, and keyed steps or joins behind a repartition topic \
+                     (docs/SCALE-OUT.md)"
                 ),
             )
         };
+        let mut is_cut = false;
         let output = match needs(op) {
             Needs::Nothing => input,
             Needs::NothingNewKey => Spread::Other(Some(label)),
@@ -119,10 +123,10 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                     keyed_steps += 1;
                     Spread::ByInputKey
                 }
-                // The first keyed step on a changed key, reading one stream, or a join's two
-                // sides (each side goes through the repartition topic): the cut.
-                Spread::Other(Some(_)) if cut.is_none() && (inputs.len() == 1 || two_sided(op)) => {
-                    cut = Some(i);
+                // A keyed step on a changed key, reading one stream, or a join's two sides
+                // (each side goes through the repartition topic): a cut.
+                Spread::Other(Some(_)) if inputs.len() == 1 || two_sided(op) => {
+                    is_cut = true;
                     keyed_steps += 1;
                     Spread::ByInputKey
                 }
@@ -150,58 +154,70 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                 )));
             }
         };
-        let name = step
-            .name
-            .as_ref()
-            .map_or_else(|| format!("steps[{i}]"), |n| n.get_ref().clone());
-        if cut.is_none() {
-            before_cut.push(name.clone());
-        } else if Some(i) != cut
-            && let Some(read) = inputs.iter().find(|n| before_cut.contains(n))
+        // Every input must be of the latest stage: a task runs one stage.
+        if let Some((read, _)) = inputs
+            .iter()
+            .filter_map(|n| stage.get(n).map(|s| (n, *s)))
+            .find(|(_, s)| *s < cuts.len())
         {
             return Err(refuse(format!(
                 "steps[{i}] ({}) reads '{read}', a stream before the repartition at steps[{}]",
                 op.name(),
-                cut.unwrap_or_default()
+                cuts.last().copied().unwrap_or_default()
             )));
         }
+        if is_cut {
+            cuts.push(i);
+        }
+        let name = step
+            .name
+            .as_ref()
+            .map_or_else(|| format!("steps[{i}]"), |n| n.get_ref().clone());
         spread.insert(name.clone(), output);
+        stage.insert(name.clone(), cuts.len());
         previous = vec![name];
     }
-    if let Some(at) = cut {
+    if let Some(&last) = cuts.last() {
         for (i, output) in pipeline.file.outputs.iter().enumerate() {
             if let Some(from) = output
                 .from
                 .as_ref()
-                .filter(|f| before_cut.contains(f.get_ref()))
+                .filter(|f| stage.get(f.get_ref()).is_some_and(|&s| s < cuts.len()))
             {
                 return Err(pipeline.error_at(
                     from.span(),
                     &format!("outputs[{i}].from"),
                     format!(
-                        "'{}' is a stream before the repartition at steps[{at}]: a scale-out \
+                        "'{}' is a stream before the repartition at steps[{last}]: a scale-out \
                          job's outputs read the steps after it",
                         from.get_ref()
                     ),
                 ));
             }
         }
-        let op = *pipeline.file.steps[at].op.get_ref();
-        let what = match two_sided(op) {
-            true => "both its sides, each tagged with its stream's name,",
-            false => "its input",
-        };
+        let said: Vec<String> = cuts
+            .iter()
+            .map(|&at| {
+                let op = *pipeline.file.steps[at].op.get_ref();
+                let what = match two_sided(op) {
+                    true => "both its sides, each tagged with its stream's name",
+                    false => "its input",
+                };
+                format!("steps[{at}] ({}): {what}", op.name())
+            })
+            .collect();
         return Ok(Partitioning {
-            cut,
             said: format!(
-                "steps[{at}] ({}) groups by a key an earlier step may have changed: map tasks \
-                 (one per input partition) run the steps before it and write {what} into a \
-                 repartition topic keyed by that key (map-side combined for reduce-by-key), \
-                 reduce tasks (one per partition of that topic) run it and the {} step(s) after \
-                 it, each batch once every map task has ended it there",
-                op.name(),
-                pipeline.file.steps.len() - at - 1
+                "{} step(s) group by a key an earlier step may have changed, each behind a \
+                 repartition topic ({}): map tasks (one per input partition) run the steps \
+                 before the first and write into its topic, keyed by that key (map-side \
+                 combined for reduce-by-key); the tasks of each topic's partitions run its \
+                 step and those after it up to the next cut (writing into the next topic) or \
+                 the end, each batch once every task before it has ended it there",
+                cuts.len(),
+                said.join("; ")
             ),
+            cuts,
         });
     }
     let said = match keyed_steps {
@@ -212,7 +228,7 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
              repartition topic is used"
         ),
     };
-    Ok(Partitioning { cut: None, said })
+    Ok(Partitioning { cuts, said })
 }
 
 /// A keyed step with two inputs (a join's two sides need the same cut).
@@ -251,7 +267,7 @@ mod tests {
             true,
         );
         let said = check(&p, true).unwrap();
-        assert_eq!(said.cut, None);
+        assert!(said.cuts.is_empty());
         assert!(said.said.contains("1 keyed step(s)"), "{said:?}");
         let narrow = pipeline(
             "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n",
@@ -266,22 +282,33 @@ mod tests {
     }
 
     #[test]
-    fn a_keyed_step_on_a_changed_key_is_the_cut_and_a_second_one_is_refused() {
-        let word_count = "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n[[steps]]\n\
-             op = \"reduce-by-key\"\nplugin = \"sum\"\n[[steps]]\n\
+    fn each_keyed_step_on_a_changed_key_is_a_cut_and_reads_only_its_own_stage() {
+        let word_count = "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\nname = \"words\"\n\
+             [[steps]]\nop = \"reduce-by-key\"\nplugin = \"sum\"\n[[steps]]\n\
              op = \"update-state-by-key\"\nplugin = \"running-sum\"\n";
         let said = check(&pipeline(word_count, false), false).unwrap();
-        assert_eq!(said.cut, Some(1));
+        assert_eq!(said.cuts, [1]);
         assert!(said.said.contains("repartition topic"), "{said:?}");
         let twice = format!(
             "{word_count}[[steps]]\nop = \"map\"\nplugin = \"x\"\n[[steps]]\n\
-             op = \"reduce-by-key\"\nplugin = \"sum\"\n"
+             op = \"group-by-key\"\n"
         );
-        let e = check(&pipeline(&twice, false), false).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("steps[4].op"));
+        let said = check(&pipeline(&twice, false), false).unwrap();
+        assert_eq!(said.cuts, [1, 4]);
+        assert!(
+            said.said.contains("2 step(s)")
+                && said
+                    .said
+                    .contains("steps[1] (reduce-by-key): its input; steps[4] (group-by-key)"),
+            "{said:?}"
+        );
+        // A step after the second cut reading a stream of the first stage cannot run.
+        let back = format!("{twice}[[steps]]\nop = \"filter\"\nplugin = \"x\"\nfrom = \"words\"\n");
+        let e = check(&pipeline(&back, false), false).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps[5].op"));
         assert!(
             e.message
-                .contains("groups by a key that steps[3] (map) may have changed"),
+                .contains("reads 'words', a stream before the repartition at steps[4]"),
             "{e}"
         );
     }
@@ -309,21 +336,19 @@ mod tests {
         let join = "[[steps]]\nop = \"map\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\n\
                     op = \"join\"\nfrom = [\"a\", \"in\"]\n";
         let said = check(&pipeline(join, true), true).unwrap();
-        assert_eq!(said.cut, Some(1));
+        assert_eq!(said.cuts, [1]);
         assert!(
             said.said.contains("steps[1] (join)") && said.said.contains("both its sides"),
             "{said:?}"
         );
-        // A keyed step after it on a key changed again would need a second cut.
-        let again = format!(
-            "{join}[[steps]]\nop = \"map\"\nplugin = \"x\"\n[[steps]]\n\
-             op = \"reduce-by-key\"\nplugin = \"sum\"\n"
-        );
-        let e = check(&pipeline(&again, true), true).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("steps[3].op"), "{e}");
+        // A count by value after it cannot run across processes.
+        let by_value = format!("{join}[[steps]]\nop = \"count-by-value\"\n");
+        let e = check(&pipeline(&by_value, true), true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps[2].op"), "{e}");
+        assert!(e.message.contains("groups by value"), "{e}");
         // Both sides keyed by the Kafka key as read: no cut.
         let both = "[[steps]]\nop = \"filter\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\n\
                     op = \"join\"\nfrom = [\"a\", \"in\"]\n";
-        assert_eq!(check(&pipeline(both, true), true).unwrap().cut, None);
+        assert!(check(&pipeline(both, true), true).unwrap().cuts.is_empty());
     }
 }

@@ -1,15 +1,16 @@
-//! A scale-out job cut at a keyed step whose key an earlier step may have changed
-//! ([`super::partitioning`]): the two task pipelines made from the user's. A map task (one per
-//! input partition) runs the steps before the cut, combined by key first when the cut is a
-//! reduce-by-key, and writes into the job's repartition topic with the Kafka output
-//! (exactly-once, keys partitioned by murmur2 as Kafka's own clients do, an end-of-batch marker
-//! in every partition after each batch). A reduce task (one per partition of that topic) reads
-//! its partition batch by batch (`type = "repartition"`) and runs the cut step and every step
-//! and output after it. A join cut there sends both its sides through the topic: a map task
-//! writes each with an output of its own, tagging its records and markers with the side's
-//! stream name, and a reduce task reads each with a source of its own, named as the stream
-//! was. Both are ordinary task jobs with their own checkpoints, so either kind moves between
-//! processes the same way.
+//! A scale-out job cut at keyed steps whose key an earlier step may have changed
+//! ([`super::partitioning`]): the task pipelines made from the user's, one per stage. A map
+//! task (one per input partition) runs the steps before the first cut, combined by key first
+//! when the cut is a reduce-by-key, and writes into the job's repartition topic with the Kafka
+//! output (exactly-once, keys partitioned by murmur2 as Kafka's own clients do, an
+//! end-of-batch marker in every partition after each batch). A reduce task (one per partition
+//! of that topic) reads its partition batch by batch (`type = "repartition"`) and runs the cut
+//! step and every step and output after it; with a further cut, it runs the steps up to that
+//! one and writes into the next topic as a map task does, whose tasks run the rest, and so on.
+//! A join cut sends both its sides through the topic: the writing task writes each with an
+//! output of its own, tagging its records and markers with the side's stream name, and the
+//! reading task reads each with a source of its own, named as the stream was. Every kind is an
+//! ordinary task job with its own checkpoints, so each moves between processes the same way.
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use crate::kafka::Encoding;
@@ -17,84 +18,60 @@ use crate::plan::Plan;
 use crate::record::Shape;
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
 
-/// The pipelines of the two kinds of task of a job cut at a repartition.
+/// The task pipelines of a job cut at one or more repartition topics.
 #[derive(Debug)]
 pub struct Repartition {
-    /// The repartition topic.
-    pub topic: String,
-    /// Its replication factor; -1: the brokers' default.
+    /// The repartition topics, one per cut, in order: `topics[k]` carries what stage `k`
+    /// writes and stage `k + 1` reads.
+    pub topics: Vec<String>,
+    /// Their replication factor; -1: the brokers' default.
     pub replication: i32,
-    /// Its topic settings.
+    /// Their topic settings.
     pub topic_config: Vec<(String, String)>,
-    /// The steps of a map task (before the cut, and the combining step).
-    map_steps: Array,
-    /// The steps of a reduce task (from the cut on).
-    reduce_steps: Array,
+    /// The stages: 0 runs in the map tasks (one per input partition), `k` in the tasks of
+    /// `topics[k - 1]`'s partitions; the last one has the job's outputs.
+    stages: Vec<Stage>,
     /// The Kafka settings the internal clients share: the source's `bootstrap` and `client`.
     kafka: InlineTable,
-    /// The streams the map tasks write into the topic: the cut step's input, or a join's
-    /// sides (one when a stream is joined with itself).
-    sides: Vec<Side>,
-    /// The transactional id prefix of the map tasks' outputs: `spate.<tenant>.<job>.<topic>`.
-    transactional_id: String,
+    /// `spate.<tenant>.<job>`, which the transactional ids of the outputs into the topics
+    /// start with.
+    id_prefix: String,
 }
 
-/// A stream the map tasks write into the repartition topic and each reduce task reads back.
+/// The part of the job one kind of task runs.
+#[derive(Debug)]
+struct Stage {
+    /// Its steps: from its cut step (none for the map tasks) up to the next cut, and a copy
+    /// of that cut step when it is a reduce-by-key (the map-side combine).
+    steps: Array,
+    /// The streams it writes into the next topic, which the next stage reads back; none for
+    /// the last stage.
+    writes: Vec<Side>,
+}
+
+/// A stream one stage writes into a repartition topic and the next reads back.
 #[derive(Debug)]
 struct Side {
-    /// For a join's side, its name before the cut, which the reduce task's source for it takes
-    /// (sides are told apart in the topic by the `spate-stream` header); `None`: the cut
-    /// step's one input, read by the reduce task's source `repartition`.
+    /// For a join's side, its name before the cut, which the reading task's source for it
+    /// takes (sides are told apart in the topic by the `spate-stream` header); `None`: the
+    /// cut step's one input, read by the reading task's source `repartition`.
     tagged: Option<String>,
-    /// The map task's output reads it with `from` (else the last map step, its default).
+    /// The writing task's output reads it with `from` (else the stage's last step).
     from: Option<String>,
     key: Encoding,
     value: Encoding,
 }
 
 impl Repartition {
-    /// The cut of `pipeline` (planned as `plan`) at `steps[cut]`, reading Kafka source
-    /// `source`: the records there must be a key and a value Kafka can carry (scalars).
+    /// The cuts of `pipeline` (planned as `plan`) at `steps[c]` for each `c` of `cuts`, reading
+    /// Kafka source `source`: the records through each topic must be a key and a value Kafka
+    /// can carry (scalars).
     pub fn plan(
         pipeline: &Pipeline,
         plan: &Plan,
         source: &str,
-        cut: usize,
+        cuts: &[usize],
     ) -> Result<Repartition, ConfigError> {
-        let steps = &pipeline.file.steps;
-        let combined = *steps[cut].op.get_ref() == StepOp::ReduceByKey;
-        let named: Option<Vec<String>> = steps[cut].from.as_ref().map(|from| {
-            let mut names: Vec<String> = Vec::new();
-            for name in from.get_ref().names() {
-                if !names.iter().any(|n| n == name) {
-                    names.push(name.to_owned());
-                }
-            }
-            names
-        });
-        // What the cut step reads, and how the map task's output finds it: by name when the
-        // step names it (a combining step copied into the map task reads it itself), else
-        // the last step before the cut (or the source).
-        // A join's sides are told apart by name, even one stream joined with itself.
-        let sided = super::partitioning::two_sided(*steps[cut].op.get_ref());
-        let read: Vec<(String, Option<String>)> = match named {
-            Some(names) if sided => names.into_iter().map(|n| (n.clone(), Some(n))).collect(),
-            Some(names) => names
-                .into_iter()
-                .map(|n| (n.clone(), (!combined).then_some(n)))
-                .collect(),
-            None => vec![(previous_stream(pipeline, source, cut), None)],
-        };
-        let mut sides = Vec::new();
-        for (stream, from) in read {
-            let (key, value) = scalars(pipeline, plan, cut, &stream)?;
-            sides.push(Side {
-                tagged: sided.then(|| stream.clone()),
-                from,
-                key,
-                value,
-            });
-        }
         let doc: DocumentMut = pipeline
             .text()
             .parse()
@@ -104,15 +81,35 @@ impl Repartition {
             .and_then(Item::as_array_of_tables)
             .map(|a| a.iter().map(inline).collect())
             .unwrap_or_default();
-        let mut map_steps: Array = tables[..cut].iter().cloned().map(Value::from).collect();
-        if combined {
-            // Each map task sends one record per key and batch, as Spark's map-side combine.
-            map_steps.push(tables[cut].clone());
-        }
-        let mut reduce_steps: Array = tables[cut..].iter().cloned().map(Value::from).collect();
-        if let (false, Some(Value::InlineTable(first))) = (sided, reduce_steps.get_mut(0)) {
-            // One stream comes through the topic: the reduce task's only source.
-            first.remove("from");
+        let mut stages = Vec::new();
+        let mut start = 0;
+        let mut reads_tagged = false;
+        for k in 0..=cuts.len() {
+            let end = cuts.get(k).copied().unwrap_or(tables.len());
+            let mut steps: Array = tables[start..end]
+                .iter()
+                .cloned()
+                .map(Value::from)
+                .collect();
+            if let (true, false, Some(Value::InlineTable(first))) =
+                (k > 0, reads_tagged, steps.get_mut(0))
+            {
+                // One stream comes through the topic: the task's only source.
+                first.remove("from");
+            }
+            let mut writes = Vec::new();
+            if let Some(&cut) = cuts.get(k) {
+                let step = &pipeline.file.steps[cut];
+                if *step.op.get_ref() == StepOp::ReduceByKey {
+                    // One record per key and batch goes into the topic, as Spark's map-side
+                    // combine.
+                    steps.push(tables[cut].clone());
+                }
+                writes = sides(pipeline, plan, source, cut)?;
+                reads_tagged = writes.iter().any(|s| s.tagged.is_some());
+            }
+            stages.push(Stage { steps, writes });
+            start = end;
         }
         let source_table = doc
             .get("sources")
@@ -129,20 +126,20 @@ impl Repartition {
                 kafka.insert(field, v.clone());
             }
         }
-        let topic = format!(
-            "spate.{}.{}.repartition",
-            plan.job.tenant,
-            pipeline.job_name()
-        );
+        let id_prefix = format!("spate.{}.{}", plan.job.tenant, pipeline.job_name());
+        let topics = (1..=cuts.len())
+            .map(|n| match n {
+                1 => format!("{id_prefix}.repartition"),
+                n => format!("{id_prefix}.repartition-{n}"),
+            })
+            .collect();
         Ok(Repartition {
-            transactional_id: format!("spate.{}.{}.{topic}", plan.job.tenant, pipeline.job_name()),
-            topic,
+            topics,
             replication,
             topic_config,
-            map_steps,
-            reduce_steps,
+            stages,
             kafka,
-            sides,
+            id_prefix,
         })
     }
 
@@ -154,61 +151,120 @@ impl Repartition {
         }
     }
 
-    /// The overrides making a map task's pipeline (its source's partition aside): one Kafka
-    /// output per side, into the topic.
-    pub fn map_overrides(&self) -> Vec<String> {
-        let outputs: Array = (self.sides.iter().enumerate())
-            .map(|(i, side)| {
-                let mut output = self.kafka.clone();
-                output.insert("type", "kafka".into());
-                output.insert("topic", self.topic.as_str().into());
-                output.insert("delivery", "exactly-once".into());
-                output.insert("format", "native".into());
-                output.insert("end-markers", true.into());
-                if let Some(from) = &side.from {
-                    output.insert("from", from.as_str().into());
-                }
-                if let Some(stream) = &side.tagged {
-                    // Two outputs of one task write the topic: each its own transactions.
-                    output.insert("stream-header", stream.as_str().into());
-                    let id = format!("{}.side-{i}", self.transactional_id);
-                    output.insert("transactional-id", id.into());
-                }
-                Value::from(output)
-            })
-            .collect();
-        vec![
-            format!("steps={}", self.map_steps),
-            format!("outputs={outputs}"),
-        ]
+    /// The stage the tasks of `topic`'s partitions run: 0 for an input topic's.
+    fn stage_of(&self, topic: &str) -> usize {
+        self.topics
+            .iter()
+            .position(|t| t == topic)
+            .map_or(0, |k| k + 1)
     }
 
-    /// The overrides making the pipeline of the reduce task of `partition`, whose batches
-    /// `writers` map tasks end: a source per side reading that partition.
-    pub fn reduce_overrides(&self, partition: i32, writers: usize) -> Vec<String> {
-        let mut sources = InlineTable::new();
-        for side in &self.sides {
-            let mut source = self.kafka.clone();
-            source.insert("type", "repartition".into());
-            source.insert("topic", self.topic.as_str().into());
-            source.insert("partition", i64::from(partition).into());
-            source.insert("writers", (writers as i64).into());
-            source.insert("key-type", side.key.name().into());
-            source.insert("value-type", side.value.name().into());
-            let name = match &side.tagged {
-                Some(stream) => {
-                    source.insert("stream", stream.as_str().into());
-                    stream.as_str()
-                }
-                None => "repartition",
-            };
-            sources.insert(name, source.into());
-        }
-        vec![
-            format!("sources={sources}"),
-            format!("steps={}", self.reduce_steps),
-        ]
+    /// Whether the tasks of `topic`'s partitions read a repartition topic (not the input).
+    pub fn reads_internal(&self, topic: &str) -> bool {
+        self.stage_of(topic) > 0
     }
+
+    /// The overrides making the pipeline of the task of `topic`'s `partition` (an input
+    /// partition's aside from its source), whose input `writers` tasks of the stage before
+    /// write: a source per side reading that partition of the topic before it (none for a
+    /// map task), its stage's steps, and an output per side into the topic after it (the
+    /// job's outputs for the last stage).
+    pub fn task_overrides(&self, topic: &str, partition: i32, writers: usize) -> Vec<String> {
+        let k = self.stage_of(topic);
+        let stage = &self.stages[k];
+        let mut overrides = Vec::new();
+        if k > 0 {
+            let mut sources = InlineTable::new();
+            for side in &self.stages[k - 1].writes {
+                let mut source = self.kafka.clone();
+                source.insert("type", "repartition".into());
+                source.insert("topic", topic.into());
+                source.insert("partition", i64::from(partition).into());
+                source.insert("writers", (writers as i64).into());
+                source.insert("key-type", side.key.name().into());
+                source.insert("value-type", side.value.name().into());
+                let name = match &side.tagged {
+                    Some(stream) => {
+                        source.insert("stream", stream.as_str().into());
+                        stream.as_str()
+                    }
+                    None => "repartition",
+                };
+                sources.insert(name, source.into());
+            }
+            overrides.push(format!("sources={sources}"));
+        }
+        overrides.push(format!("steps={}", stage.steps));
+        if let Some(next) = self.topics.get(k) {
+            let outputs: Array = (stage.writes.iter().enumerate())
+                .map(|(i, side)| {
+                    let mut output = self.kafka.clone();
+                    output.insert("type", "kafka".into());
+                    output.insert("topic", next.as_str().into());
+                    output.insert("delivery", "exactly-once".into());
+                    output.insert("format", "native".into());
+                    output.insert("end-markers", true.into());
+                    if let Some(from) = &side.from {
+                        output.insert("from", from.as_str().into());
+                    }
+                    if let Some(stream) = &side.tagged {
+                        // Two outputs of one task write the topic: each its own transactions.
+                        output.insert("stream-header", stream.as_str().into());
+                        let id = format!("{}.{next}.side-{i}", self.id_prefix);
+                        output.insert("transactional-id", id.into());
+                    }
+                    Value::from(output)
+                })
+                .collect();
+            overrides.push(format!("outputs={outputs}"));
+        }
+        overrides
+    }
+}
+
+/// The streams a stage writes into the topic before `steps[cut]`: the cut step's input, or
+/// a join's sides (one when a stream is joined with itself), each with how the writing task's
+/// output finds it and how its records are encoded.
+fn sides(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    source: &str,
+    cut: usize,
+) -> Result<Vec<Side>, ConfigError> {
+    let step = &pipeline.file.steps[cut];
+    let combined = *step.op.get_ref() == StepOp::ReduceByKey;
+    let named: Option<Vec<String>> = step.from.as_ref().map(|from| {
+        let mut names: Vec<String> = Vec::new();
+        for name in from.get_ref().names() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    });
+    // A join's sides are told apart by name, even one stream joined with itself.
+    let sided = super::partitioning::two_sided(*step.op.get_ref());
+    // How the writing task's output finds each: by name when the step names it (a combining
+    // step copied into the writing task reads it itself), else the stage's last step.
+    let read: Vec<(String, Option<String>)> = match named {
+        Some(names) if sided => names.into_iter().map(|n| (n.clone(), Some(n))).collect(),
+        Some(names) => names
+            .into_iter()
+            .map(|n| (n.clone(), (!combined).then_some(n)))
+            .collect(),
+        None => vec![(previous_stream(pipeline, source, cut), None)],
+    };
+    read.into_iter()
+        .map(|(stream, from)| {
+            let (key, value) = scalars(pipeline, plan, cut, &stream)?;
+            Ok(Side {
+                tagged: sided.then(|| stream.clone()),
+                from,
+                key,
+                value,
+            })
+        })
+        .collect()
 }
 
 /// The stream a step without `from` at `steps[cut]` reads: the step before it, or the source.
@@ -327,17 +383,26 @@ mod tests {
             key: Encoding::Text,
             value,
         };
+        let stage = |writes| Stage {
+            steps: Array::new(),
+            writes,
+        };
         let cut = Repartition {
-            topic: "spate.t.j.repartition".into(),
+            topics: vec!["spate.t.j.repartition".into()],
             replication: -1,
             topic_config: Vec::new(),
-            map_steps: Array::new(),
-            reduce_steps: Array::new(),
+            stages: vec![
+                stage(vec![
+                    side("clicks", Encoding::I64),
+                    side("users", Encoding::Text),
+                ]),
+                stage(Vec::new()),
+            ],
             kafka: InlineTable::new(),
-            sides: vec![side("clicks", Encoding::I64), side("users", Encoding::Text)],
-            transactional_id: "spate.t.j.spate.t.j.repartition".into(),
+            id_prefix: "spate.t.j".into(),
         };
-        let map = cut.map_overrides().join("\n");
+        let map = cut.task_overrides("clicks-topic", 2, 4).join("\n");
+        assert!(!map.contains("sources="), "{map}");
         for (i, stream) in ["clicks", "users"].iter().enumerate() {
             assert!(
                 map.contains(&format!("from = \"{stream}\""))
@@ -348,8 +413,12 @@ mod tests {
                 "{map}"
             );
         }
-        let reduce = cut.reduce_overrides(2, 4).join("\n");
-        let sources: toml::Table = toml::from_str(reduce.lines().next().unwrap()).unwrap();
+        let reduce = cut.task_overrides("spate.t.j.repartition", 2, 4);
+        assert!(
+            !reduce.iter().any(|o| o.starts_with("outputs=")),
+            "{reduce:?}"
+        );
+        let sources: toml::Table = toml::from_str(&reduce[0]).unwrap();
         let sources = sources["sources"].as_table().unwrap();
         assert_eq!(sources.keys().collect::<Vec<_>>(), ["clicks", "users"]);
         assert_eq!(sources["clicks"]["stream"].as_str(), Some("clicks"));
@@ -357,6 +426,56 @@ mod tests {
         assert_eq!(sources["users"]["value-type"].as_str(), Some("text"));
         assert_eq!(sources["users"]["partition"].as_integer(), Some(2));
         assert_eq!(sources["users"]["writers"].as_integer(), Some(4));
+    }
+
+    #[test]
+    fn a_middle_stage_reads_the_topic_before_it_and_writes_the_one_after_it() {
+        let one = |key, value| Side {
+            tagged: None,
+            from: None,
+            key,
+            value,
+        };
+        let cut = Repartition {
+            topics: vec!["t.repartition".into(), "t.repartition-2".into()],
+            replication: -1,
+            topic_config: Vec::new(),
+            stages: vec![
+                Stage {
+                    steps: Array::new(),
+                    writes: vec![one(Encoding::Text, Encoding::I64)],
+                },
+                Stage {
+                    steps: Array::new(),
+                    writes: vec![one(Encoding::I64, Encoding::Text)],
+                },
+                Stage {
+                    steps: Array::new(),
+                    writes: Vec::new(),
+                },
+            ],
+            kafka: InlineTable::new(),
+            id_prefix: "spate.t.j".into(),
+        };
+        let middle = cut.task_overrides("t.repartition", 1, 4);
+        let read: toml::Table = toml::from_str(&middle[0]).unwrap();
+        let read = &read["sources"]["repartition"];
+        assert_eq!(read["topic"].as_str(), Some("t.repartition"));
+        assert_eq!(read["key-type"].as_str(), Some("text"));
+        let written = middle.last().unwrap();
+        assert!(
+            written.starts_with("outputs=")
+                && written.contains("topic = \"t.repartition-2\"")
+                && !written.contains("transactional-id"),
+            "{written}"
+        );
+        let last = cut.task_overrides("t.repartition-2", 1, 4);
+        let read: toml::Table = toml::from_str(&last[0]).unwrap();
+        assert_eq!(
+            read["sources"]["repartition"]["key-type"].as_str(),
+            Some("i64")
+        );
+        assert_eq!(last.len(), 2, "no outputs but the job's: {last:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `spate reset`: retires a scale-out job's state so that its next run starts again from the
 //! input's starting offsets, as Kafka Streams' application reset tool does. The tasks'
 //! checkpoints are moved aside (kept for inspection, as `spate run --fresh` keeps a job's) and
-//! the internal (repartition) topic is deleted. Every process of the job must be stopped
+//! the internal (repartition) topics are deleted. Every process of the job must be stopped
 //! first: a running task holds its directory's lock, and the reset refuses, naming it, before
 //! it changes anything.
 
@@ -29,8 +29,7 @@ pub fn reset(scale_out: &ScaleOut, now_ms: u64) -> Result<String> {
         }
     }
     let mut said = Vec::new();
-    if let Some(repartition) = &scale_out.repartition {
-        let topic = &repartition.topic;
+    for topic in scale_out.repartition.iter().flat_map(|r| &r.topics) {
         said.push(
             match internal_topics::delete(&scale_out.input.client, topic)? {
                 true => format!("deleted the repartition topic '{topic}'"),
