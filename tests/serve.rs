@@ -890,6 +890,7 @@ fn the_api_speaks_https_with_the_configured_certificate() {
         server.url
     );
     let ca = ca.to_str().unwrap();
+    let first_certificate = std::fs::read(ca).unwrap();
     // Trusting the server's certificate: the API answers over HTTPS.
     let listed = server.client(Some("a"), &["jobs", "--ca-cert", ca]);
     assert!(listed.status.success(), "{}", stderr(&listed));
@@ -924,6 +925,27 @@ fn the_api_speaks_https_with_the_configured_certificate() {
         .into();
     let cookie = sign_in(&agent, &server, "token-a");
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // A renewed certificate (and key) put in place is served without a restart: clients
+    // trusting only the new one get answers, those trusting only the old one are refused.
+    let renewed = Path::new(ca).parent().unwrap().join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let (new_cert, new_key) = self_signed_certificate(&renewed);
+    std::fs::rename(&new_key, Path::new(ca).with_file_name("key.pem")).unwrap();
+    std::fs::rename(&new_cert, ca).unwrap();
+    let new_ca = renewed.join("ca.pem");
+    std::fs::copy(ca, &new_ca).unwrap();
+    let old_ca = Path::new(ca).with_file_name("old-ca.pem");
+    std::fs::write(&old_ca, &first_certificate).unwrap();
+    let new_ca = new_ca.to_str().unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .client(Some("a"), &["jobs", "--ca-cert", new_ca])
+            .status
+            .success()),
+        "the renewed certificate is not served"
+    );
+    let stale = server.client(Some("a"), &["jobs", "--ca-cert", old_ca.to_str().unwrap()]);
+    assert!(!stale.status.success(), "{}", stderr(&stale));
 }
 
 #[test]

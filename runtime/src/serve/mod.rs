@@ -29,8 +29,8 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    let acceptor = match &config.tls {
-        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+    let certificates = match &config.tls {
+        Some((cert, key)) => Some(Arc::new(tls::Certificates::load(cert, key)?)),
         None if !address.ip().is_loopback() => {
             tracing::warn!(
                 "the API listens on {address}, beyond this machine, without TLS: tokens travel \
@@ -41,7 +41,11 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         }
         None => None,
     };
-    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let scheme = if certificates.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     jobs.resume(&config.tenants);
     tracing::info!(
         "spate serve: API at {scheme}://{address}/api/v1/jobs, web UI at {scheme}://{address}/ \
@@ -76,9 +80,9 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let routes = api::router(service.clone()).merge(web::router(service));
-        let served = match acceptor {
-            Some(acceptor) => {
-                axum::serve(tls::TlsListener::new(listener, acceptor)?, routes)
+        let served = match certificates {
+            Some(certificates) => {
+                axum::serve(tls::TlsListener::new(listener, certificates)?, routes)
                     .with_graceful_shutdown(stop_signal())
                     .await
             }
