@@ -426,7 +426,37 @@ fn stop_when(
         })
         .collect::<Vec<_>>()
         .join("\n");
+    let logs = match done {
+        true => logs,
+        false => format!(
+            "(whole logs and outputs kept in {})\n{logs}",
+            keep(dir).display()
+        ),
+    };
     (done, ended, logs)
+}
+
+/// Copies the test's directory `dir` (the members' logs, the outputs, the tasks' checkpoints and
+/// batch logs) to one the test does not remove, for a failure to be looked into; returns it.
+fn keep(dir: &Path) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                copy(&path, &to.join(name));
+            } else {
+                let _ = std::fs::copy(&path, to.join(name));
+            }
+        }
+    }
+    let kept = std::env::temp_dir().join(format!(
+        "spate-scale-out-failed-{}",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
+    copy(dir, &kept);
+    kept
 }
 
 /// Waits for the outputs in `out` to add up to `expected`, stops `members` gracefully, and
