@@ -113,9 +113,6 @@ struct State {
     /// Per pacing source that has handed its first batch of this run over: that batch's time,
     /// and whether the source had handed batches over in an earlier run.
     first_handovers: BTreeMap<usize, (u64, bool)>,
-    /// Every pacing source has handed its first batch over in this run, so the clock knows
-    /// where its batches start ([`BlockBuffer::first_handover`]).
-    started: bool,
     /// The time of the last batch formed.
     formed: u64,
 }
@@ -132,6 +129,12 @@ impl State {
     /// With pacing sources, the time every batch up to which all of them have pushed.
     fn complete_through(&self) -> Option<u64> {
         self.complete.values().min().copied()
+    }
+
+    /// Every pacing source has handed its first batch over in this run, so the clock knows
+    /// where its batches start ([`BlockBuffer::first_handover`]).
+    fn started(&self) -> bool {
+        !self.complete.is_empty() && self.first_handovers.len() >= self.complete.len()
     }
 }
 
@@ -171,17 +174,16 @@ impl BlockBuffer {
     /// batch its outputs have not recorded as written.
     pub fn first_handover(&self, source: usize, time: u64, batch_ms: u64, resumed: bool) {
         let mut state = self.lock();
-        if state.started {
+        if state.started() {
             return;
         }
         state
             .first_handovers
             .entry(source)
             .or_insert((time, resumed));
-        if state.first_handovers.len() < state.complete.len() {
+        if !state.started() {
             return;
         }
-        state.started = true;
         let resumed = state.first_handovers.values().any(|&(_, resumed)| resumed);
         let first = state.first_handovers.values().map(|&(time, _)| time).min();
         if let (false, Some(first)) = (resumed, first) {
@@ -206,7 +208,7 @@ impl BlockBuffer {
         self.poll_until(Duration::from_millis(20), |state| {
             if state.complete.is_empty() {
                 Some(Some(formed))
-            } else if state.started {
+            } else if state.started() {
                 Some(Some(state.formed))
             } else if state.stopping
                 || state.open_sources == 0

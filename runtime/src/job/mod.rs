@@ -133,8 +133,11 @@ fn run_reporting(
     // A source that paces processing-time batches says where a fresh job's batches start (its
     // first batch, or the first the outputs have not written, whichever is later: see
     // `BlockBuffer::first_handover`); the clock's grid time is then only a lower bound.
-    let paced = job.trigger == Trigger::ProcessingTime
-        && plan.sources.iter().any(|s| s.source.paces_batches());
+    let pacing: Vec<usize> = (plan.sources.iter().enumerate())
+        .filter(|(_, s)| s.source.paces_batches())
+        .map(|(index, _)| index)
+        .collect();
+    let paced = job.trigger == Trigger::ProcessingTime && !pacing.is_empty();
     let (first, positions) = match &recovered {
         Some(r) => (r.next_time, r.positions.clone()),
         None => {
@@ -175,10 +178,6 @@ fn run_reporting(
         // restart before the first regular checkpoint starts from the same place.
         durability.initial(&plan, &state, first - batch_ms, &positions)?;
     }
-    let pacing: Vec<usize> = (plan.sources.iter().enumerate())
-        .filter(|(_, s)| s.source.paces_batches())
-        .map(|(index, _)| index)
-        .collect();
     if !pacing.is_empty() {
         buffer.pace(first - batch_ms, &pacing);
     }
