@@ -831,8 +831,15 @@ fn a_signed_in_browser_stays_signed_in_across_a_kill_of_the_server() {
     assert_eq!(jobs_page(&server, &cookie), 401);
 }
 
-/// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
-fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+/// A new key and a certificate for it, named `cn`, for 127.0.0.1, valid for a day: a
+/// certificate authority's own when `issuer` is none, else signed by `issuer` (certificate and
+/// key). Both written to `dir` as `<file>.pem` and `<file>-key.pem` (PKCS#8).
+fn certificate(
+    dir: &Path,
+    file: &str,
+    cn: &str,
+    issuer: Option<(&Path, &Path)>,
+) -> (PathBuf, PathBuf) {
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
     use openssl::ec::{EcGroup, EcKey};
@@ -844,32 +851,142 @@ fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
     let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
     let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "spate test server")
-        .unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
     let name = name.build();
+    let issuer = issuer.map(|(cert, key)| {
+        (
+            X509::from_pem(&std::fs::read(cert).unwrap()).unwrap(),
+            PKey::private_key_from_pem(&std::fs::read(key).unwrap()).unwrap(),
+        )
+    });
     let mut cert = X509::builder().unwrap();
     cert.set_version(2).unwrap();
-    let serial = BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
+    let serial = BigNum::from_u32(rand_serial())
+        .unwrap()
+        .to_asn1_integer()
+        .unwrap();
     cert.set_serial_number(&serial).unwrap();
     cert.set_subject_name(&name).unwrap();
-    cert.set_issuer_name(&name).unwrap();
+    match &issuer {
+        Some((issuer, _)) => cert.set_issuer_name(issuer.subject_name()).unwrap(),
+        None => cert.set_issuer_name(&name).unwrap(),
+    }
     cert.set_pubkey(&key).unwrap();
     cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
         .unwrap();
     cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
         .unwrap();
-    cert.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-        .unwrap();
+    let constraints = match issuer {
+        Some(_) => BasicConstraints::new().critical().build(),
+        None => BasicConstraints::new().critical().ca().build(),
+    };
+    cert.append_extension(constraints.unwrap()).unwrap();
     let san = SubjectAlternativeName::new()
         .ip("127.0.0.1")
-        .build(&cert.x509v3_context(None, None))
+        .build(&cert.x509v3_context(issuer.as_ref().map(|(c, _)| c.as_ref()), None))
         .unwrap();
     cert.append_extension(san).unwrap();
-    cert.sign(&key, MessageDigest::sha256()).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let signer = issuer.as_ref().map_or(&key, |(_, k)| k);
+    cert.sign(signer, MessageDigest::sha256()).unwrap();
+    let cert_path = dir.join(format!("{file}.pem"));
+    let key_path = dir.join(format!("{file}-key.pem"));
     std::fs::write(&cert_path, cert.build().to_pem().unwrap()).unwrap();
     std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
     (cert_path, key_path)
+}
+
+/// A certificate serial number unlikely to repeat (a client must not see two certificates of
+/// one issuer with the same serial).
+fn rand_serial() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    nanos | 1
+}
+
+/// A self-signed server certificate for 127.0.0.1 and its key, as `cert.pem` and `key.pem`.
+fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = certificate(dir, "cert", "spate test server", None);
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::rename(key, &key_path).unwrap();
+    assert_eq!(cert, cert_path);
+    (cert_path, key_path)
+}
+
+#[test]
+fn with_a_client_ca_only_clients_showing_a_certificate_it_signed_are_answered() {
+    let mut files = None;
+    let server = Server::with(|dir| {
+        let (cert, key) = self_signed_certificate(dir);
+        let clients_ca = certificate(dir, "clients-ca", "spate test clients", None);
+        let client = certificate(
+            dir,
+            "client",
+            "tenant a",
+            Some((&clients_ca.0, &clients_ca.1)),
+        );
+        let stranger = certificate(dir, "stranger", "tenant a", None);
+        let config = format!(
+            "tls-cert = \"{}\"\ntls-key = \"{}\"\ntls-client-ca = \"clients-ca.pem\"\n",
+            cert.display(),
+            key.display()
+        );
+        files = Some((cert, client, stranger));
+        config
+    });
+    let (ca, client, stranger) = files.unwrap();
+    let ca = ca.to_str().unwrap();
+    let showing = |(cert, key): &(PathBuf, PathBuf)| {
+        vec![
+            "--client-cert".to_owned(),
+            cert.display().to_string(),
+            "--client-key".to_owned(),
+            key.display().to_string(),
+        ]
+    };
+    let jobs = |tenant: &str, more: &[String]| {
+        let mut args = vec!["jobs", "--ca-cert", ca];
+        args.extend(more.iter().map(String::as_str));
+        server.client(Some(tenant), &args)
+    };
+    // A certificate the clients' authority signed: answered.
+    let listed = jobs("a", &showing(&client));
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    // The same from the environment.
+    let mut command = spate();
+    let from_env = command
+        .args(["jobs", "--server", &server.url, "--ca-cert", ca])
+        .env("SPATE_TOKEN", "token-a")
+        .env("SPATE_CLIENT_CERT", &client.0)
+        .env("SPATE_CLIENT_KEY", &client.1)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{}", stderr(&from_env));
+    // No certificate: refused, the client saying what is missing.
+    let bare = jobs("a", &[]);
+    let said = stderr(&bare);
+    assert!(!bare.status.success(), "{said}");
+    assert!(said.contains("--client-cert"), "{said}");
+    // A certificate of another authority: refused.
+    let strange = jobs("a", &showing(&stranger));
+    assert!(!strange.status.success(), "{}", stderr(&strange));
+    // The certificate opens the connection, not the API: a token is still needed.
+    let tokenless = jobs("nobody", &showing(&client));
+    let said = stderr(&tokenless);
+    assert!(!tokenless.status.success(), "{said}");
+    assert!(said.contains("HTTP 401"), "{said}");
+    // A certificate without its key is a mistake the client names.
+    let half = jobs(
+        "a",
+        &["--client-cert".to_owned(), client.0.display().to_string()],
+    );
+    let said = stderr(&half);
+    assert!(!half.status.success(), "{said}");
+    assert!(
+        said.contains("--client-cert and --client-key go together"),
+        "{said}"
+    );
 }
 
 #[test]

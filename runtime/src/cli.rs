@@ -1,7 +1,7 @@
 //! The `spate` command line.
 
 use crate::bundled;
-use crate::client::Client;
+use crate::client::{Client, ClientTls};
 use crate::config::{ConfigError, Pipeline, Policy};
 use crate::job::{self, RunOptions};
 use crate::plan::Plan;
@@ -202,11 +202,23 @@ struct ServerArgs {
     /// SPATE_CA_CERT, else the system's).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// For a server that asks for a client certificate (mutual TLS): this client's
+    /// certificate chain, a PEM file (default: SPATE_CLIENT_CERT).
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// The private key of --client-cert, a PEM file (default: SPATE_CLIENT_KEY).
+    #[arg(long, value_name = "FILE")]
+    client_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
     fn client(self) -> Result<Client> {
-        Client::new(self.server, self.token_file.as_deref(), self.ca_cert)
+        let tls = ClientTls {
+            ca_cert: self.ca_cert,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+        };
+        Client::new(self.server, self.token_file.as_deref(), tls)
     }
 }
 

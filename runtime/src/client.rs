@@ -2,7 +2,9 @@
 //! `status`. The server is `--server` or `SPATE_SERVER` (default `http://127.0.0.1:8420`), the
 //! token `SPATE_TOKEN` or the file `--token-file`; a refusal exits non-zero with the server's
 //! reason. An `https://` server's certificate is checked against the system's certificate
-//! authorities, or only those of `--ca-cert` (`SPATE_CA_CERT`), a PEM file.
+//! authorities, or only those of `--ca-cert` (`SPATE_CA_CERT`), a PEM file; to a server that
+//! asks for a client certificate (mutual TLS), the client shows `--client-cert` with its
+//! `--client-key` (`SPATE_CLIENT_CERT`, `SPATE_CLIENT_KEY`).
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Write;
@@ -14,6 +16,8 @@ pub struct Client {
     server: String,
     token: String,
     agent: ureq::Agent,
+    /// Whether the client shows a certificate when the server asks for one.
+    shows_certificate: bool,
 }
 
 /// The server when neither `--server` nor `SPATE_SERVER` says.
@@ -22,43 +26,95 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8420";
 /// The largest answer read (a job's log is read in parts of at most this).
 const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
-/// TLS through OpenSSL (native-tls; already built for the Kafka client), trusting the
-/// certificates of the PEM file `ca_cert`, or else the system's certificate authorities.
-fn tls_config(ca_cert: Option<&Path>) -> Result<ureq::tls::TlsConfig> {
-    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
-    let roots = match ca_cert {
-        None => RootCerts::PlatformVerifier,
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
-            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(cert)) => Some(Ok(cert)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
-            if certs.is_empty() {
-                bail!("{}: no PEM certificate in it", path.display());
-            }
-            RootCerts::new_with_certs(&certs)
+/// The client's TLS files: whom it trusts, and what it shows a server that asks for a
+/// certificate (mutual TLS, `[server] tls-client-ca`).
+#[derive(Default)]
+pub struct ClientTls {
+    /// The certificate authorities to trust (PEM; else `SPATE_CA_CERT`, else the system's).
+    pub ca_cert: Option<PathBuf>,
+    /// The client's certificate chain (PEM; else `SPATE_CLIENT_CERT`).
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM, PKCS#8, PKCS#1 or SEC1; else `SPATE_CLIENT_KEY`).
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// Fills what was not given from the environment.
+    fn or_env(self) -> ClientTls {
+        let env = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        ClientTls {
+            ca_cert: self.ca_cert.or_else(|| env("SPATE_CA_CERT")),
+            client_cert: self.client_cert.or_else(|| env("SPATE_CLIENT_CERT")),
+            client_key: self.client_key.or_else(|| env("SPATE_CLIENT_KEY")),
         }
-    };
-    Ok(TlsConfig::builder()
-        .provider(TlsProvider::NativeTls)
-        .root_certs(roots)
-        .build())
+    }
+
+    /// TLS through OpenSSL (native-tls; already built for the Kafka client), trusting the
+    /// certificates of `ca_cert`, or else the system's certificate authorities, and showing
+    /// `client_cert` when asked.
+    fn config(&self) -> Result<ureq::tls::TlsConfig> {
+        use ureq::tls::{ClientCert, RootCerts, TlsConfig, TlsProvider};
+        let roots = match &self.ca_cert {
+            None => RootCerts::PlatformVerifier,
+            Some(path) => RootCerts::new_with_certs(&certificates(path, "CA certificate")?),
+        };
+        let client_cert = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(ClientCert::new_with_certs(
+                &certificates(cert, "client certificate")?,
+                private_key(key)?,
+            )),
+            (None, None) => None,
+            _ => bail!(
+                "--client-cert and --client-key go together (SPATE_CLIENT_CERT and \
+                 SPATE_CLIENT_KEY): the certificate and its private key"
+            ),
+        };
+        Ok(TlsConfig::builder()
+            .provider(TlsProvider::NativeTls)
+            .root_certs(roots)
+            .client_cert(client_cert)
+            .build())
+    }
+}
+
+/// The certificates of the PEM file `path` (a `what`), at least one.
+fn certificates(path: &Path, what: &str) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    use ureq::tls::PemItem;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+    if certs.is_empty() {
+        bail!("{}: no PEM certificate in it", path.display());
+    }
+    Ok(certs)
+}
+
+/// The private key of the PEM file `path`, as PKCS#8 (which native-tls takes; OpenSSL reads
+/// the other PEM forms too).
+fn private_key(path: &Path) -> Result<ureq::tls::PrivateKey<'static>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the client key {}", path.display()))?;
+    let pkcs8 = openssl::pkey::PKey::private_key_from_pem(&pem)
+        .and_then(|key| key.private_key_to_pem_pkcs8())
+        .map_err(|e| anyhow!("{}: not a PEM private key: {e}", path.display()))?;
+    ureq::tls::PrivateKey::from_pem(&pkcs8).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 impl Client {
     /// A client of `server` (else `SPATE_SERVER`, else the default) with the token of
-    /// `token_file` (else `SPATE_TOKEN`), trusting the certificate authorities of `ca_cert`
-    /// (else `SPATE_CA_CERT`, else the system's) for an `https://` server.
+    /// `token_file` (else `SPATE_TOKEN`), speaking TLS to an `https://` server with `tls`
+    /// (each file else from the environment).
     pub fn new(
         server: Option<String>,
         token_file: Option<&Path>,
-        ca_cert: Option<PathBuf>,
+        tls: ClientTls,
     ) -> Result<Client> {
         let server = server
             .or_else(|| std::env::var("SPATE_SERVER").ok())
@@ -69,17 +125,18 @@ impl Client {
             None => std::env::var("SPATE_TOKEN")
                 .map_err(|_| anyhow!("no API token: set SPATE_TOKEN or give --token-file"))?,
         };
-        let ca_cert = ca_cert.or_else(|| std::env::var_os("SPATE_CA_CERT").map(PathBuf::from));
+        let tls = tls.or_env();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(300)))
-            .tls_config(tls_config(ca_cert.as_deref())?)
+            .tls_config(tls.config()?)
             .build()
             .into();
         Ok(Client {
             server: server.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
             agent,
+            shows_certificate: tls.client_cert.is_some(),
         })
     }
 
@@ -101,8 +158,16 @@ impl Client {
                     | std::io::ErrorKind::BrokenPipe
                     | std::io::ErrorKind::UnexpectedEof
             ));
+            // A server that wants a client certificate refuses the handshake, or (TLS 1.3)
+            // the first request, with a "certificate required" alert.
+            let text = e.to_string();
+            let certificate_wanted = text.contains("certificate required")
+                || (text.contains("handshake failure") && self.server.starts_with("https://"));
             let hint = if dropped && self.server.starts_with("http://") {
                 " (does the server speak HTTPS? then use https://)"
+            } else if certificate_wanted && !self.shows_certificate {
+                " (does the server ask for a client certificate? then give --client-cert and \
+                 --client-key)"
             } else {
                 ""
             };

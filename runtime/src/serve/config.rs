@@ -3,6 +3,7 @@
 //! own fields on top; its data root and tenant name are the server's to set).
 
 use super::quota::Quota;
+use super::tls::TlsFiles;
 use crate::config::Policy;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -30,6 +31,7 @@ struct ServerSection {
     data_dir: PathBuf,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The server's settings, read and checked.
@@ -39,8 +41,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Where tenants' data, jobs and the registry are kept.
     pub data_dir: PathBuf,
-    /// HTTPS: the certificate chain and private key (PEM files); plain HTTP without.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// HTTPS: the certificate chain and private key (PEM files), and the authorities that sign
+    /// the clients' certificates when clients must show one; plain HTTP without.
+    pub tls: Option<TlsFiles>,
     /// The tenants, in file order.
     pub tenants: Vec<Tenant>,
 }
@@ -78,8 +81,18 @@ impl ServerConfig {
         let data_dir = base.join(&file.server.data_dir);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data-dir {}", data_dir.display()))?;
-        let tls = match (&file.server.tls_cert, &file.server.tls_key) {
-            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+        let server = &file.server;
+        let tls = match (&server.tls_cert, &server.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: base.join(cert),
+                key: base.join(key),
+                client_ca: server.tls_client_ca.as_ref().map(|ca| base.join(ca)),
+            }),
+            (None, None) if server.tls_client_ca.is_some() => bail!(
+                "{}: [server]: tls-client-ca needs tls-cert and tls-key (client certificates \
+                 are asked for in the TLS handshake)",
+                path.display()
+            ),
             (None, None) => None,
             _ => bail!(
                 "{}: [server]: tls-cert and tls-key go together (the certificate chain and its \
@@ -245,5 +258,31 @@ mod tests {
             error.contains("tenants[0]: data-root is set by the server"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_tls_files_are_taken_from_the_config_files_directory_and_checked_to_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        let load = |server: &str| {
+            std::fs::write(&path, format!("[server]\ndata-dir = \"d\"\n{server}")).unwrap();
+            ServerConfig::load(&path)
+        };
+        let config =
+            load("tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-ca = \"ca.pem\"\n")
+                .unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert, dir.path().join("c.pem"));
+        assert_eq!(tls.key, dir.path().join("k.pem"));
+        assert_eq!(tls.client_ca, Some(dir.path().join("ca.pem")));
+        let alone = load("tls-client-ca = \"ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            alone.contains("tls-client-ca needs tls-cert and tls-key"),
+            "{alone}"
+        );
+        let half = load("tls-cert = \"c.pem\"\n").unwrap_err().to_string();
+        assert!(half.contains("tls-cert and tls-key go together"), "{half}");
     }
 }

@@ -30,7 +30,7 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let certificates = match &config.tls {
-        Some((cert, key)) => Some(Arc::new(tls::Certificates::load(cert, key)?)),
+        Some(files) => Some(Arc::new(tls::Certificates::load(files)?)),
         None if !address.ip().is_loopback() => {
             tracing::warn!(
                 "the API listens on {address}, beyond this machine, without TLS: tokens travel \

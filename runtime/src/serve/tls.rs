@@ -3,10 +3,12 @@
 //! Each connection's handshake runs on a task of its own with a deadline, so a client that
 //! never finishes one holds up no one else; connections that finished it are handed to axum.
 //! A renewed certificate is served without a restart: the files are looked at again for new
-//! connections, at most once a second, and loaded when they changed.
+//! connections, at most once a second, and loaded when they changed. With `tls-client-ca`
+//! every client must show a certificate signed by one of its authorities (mutual TLS), on top
+//! of its API token.
 
 use anyhow::{Context, Result};
-use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -22,9 +24,36 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// Handshakes finished and not yet taken by the server, at most.
 const READY_CONNECTIONS: usize = 64;
 
-/// The server's TLS settings: its certificate chain and private key (PEM files), checked to
-/// belong together. Mozilla's "intermediate" settings: TLS 1.2 and 1.3.
-fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor> {
+/// The files `spate serve` speaks TLS with (`[server]` in server.toml).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// `tls-cert`: the server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// `tls-key`: its private key (PEM).
+    pub key: PathBuf,
+    /// `tls-client-ca`: the certificate authorities (PEM) that sign the clients' certificates;
+    /// with it, a client must show a certificate one of them signed (mutual TLS), or the
+    /// handshake fails before any request is read.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [self.cert.as_path(), self.key.as_path()]
+            .into_iter()
+            .chain(self.client_ca.as_deref())
+    }
+}
+
+/// The server's TLS settings: its certificate chain and private key, checked to belong
+/// together, and the clients' authorities if they must show a certificate. Mozilla's
+/// "intermediate" settings: TLS 1.2 and 1.3.
+fn acceptor(files: &TlsFiles) -> Result<SslAcceptor> {
+    let TlsFiles {
+        cert,
+        key,
+        client_ca,
+    } = files;
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
         .context("cannot set up TLS")?;
     builder
@@ -40,41 +69,50 @@ fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor> {
             cert.display()
         )
     })?;
+    if let Some(ca) = client_ca {
+        let unreadable = || format!("tls-client-ca: cannot read {} (PEM)", ca.display());
+        // The authorities verified against, and the names the server sends in its request
+        // for a certificate, so that a client holding several picks the right one.
+        builder.set_ca_file(ca).with_context(unreadable)?;
+        let names = openssl::x509::X509Name::load_client_ca_file(ca).with_context(unreadable)?;
+        if names.is_empty() {
+            anyhow::bail!("tls-client-ca: no certificate in {}", ca.display());
+        }
+        builder.set_client_ca_list(names);
+        builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
     Ok(builder.build())
 }
 
 /// How often, at most, the certificate files are looked at again.
 const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// The server's certificate and key files, and the TLS settings made from them, made again when
-/// the files change (a certificate renewed by certbot or an ACME client is served without a
-/// restart).
+/// The server's certificate, key and client authorities, and the TLS settings made from them,
+/// made again when the files change (a certificate renewed by certbot or an ACME client, a
+/// client authority added, is served without a restart).
 pub struct Certificates {
-    cert: PathBuf,
-    key: PathBuf,
+    files: TlsFiles,
     loaded: Mutex<Loaded>,
 }
 
 /// The settings served, and what the files were like when they were last read.
 struct Loaded {
     acceptor: SslAcceptor,
-    /// Both files' modification time and size (`None` where one cannot be read).
-    stamp: Option<[(SystemTime, u64); 2]>,
+    /// Every file's modification time and size (`None` where one cannot be read).
+    stamp: Option<Vec<(SystemTime, u64)>>,
     checked: Instant,
 }
 
 impl Certificates {
-    /// Reads `cert` and `key` (see [`acceptor`]).
-    pub fn load(cert: &Path, key: &Path) -> Result<Certificates> {
-        let stamp = stamp(cert, key);
+    /// Reads the files (see [`acceptor`]).
+    pub fn load(files: &TlsFiles) -> Result<Certificates> {
         Ok(Certificates {
             loaded: Mutex::new(Loaded {
-                acceptor: acceptor(cert, key)?,
-                stamp,
+                acceptor: acceptor(files)?,
+                stamp: stamp(files),
                 checked: Instant::now(),
             }),
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+            files: files.clone(),
         })
     }
 
@@ -85,22 +123,24 @@ impl Certificates {
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if loaded.checked.elapsed() >= RELOAD_CHECK_EVERY {
             loaded.checked = Instant::now();
-            let stamp = stamp(&self.cert, &self.key);
+            let stamp = stamp(&self.files);
             if stamp != loaded.stamp {
                 loaded.stamp = stamp;
-                match acceptor(&self.cert, &self.key) {
+                let names = || {
+                    let names: Vec<String> = (self.files.paths())
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    names.join(", ")
+                };
+                match acceptor(&self.files) {
                     Ok(renewed) => {
                         loaded.acceptor = renewed;
-                        tracing::info!(
-                            "TLS: serving the certificate {} as changed",
-                            self.cert.display()
-                        );
+                        tracing::info!("TLS: serving {} as changed", names());
                     }
                     Err(e) => tracing::warn!(
-                        "TLS: {} or {} changed but cannot be used ({e:#}); still serving the \
-                         certificate loaded before",
-                        self.cert.display(),
-                        self.key.display()
+                        "TLS: {} changed but cannot be used ({e:#}); still serving what was \
+                         loaded before",
+                        names()
                     ),
                 }
             }
@@ -109,13 +149,13 @@ impl Certificates {
     }
 }
 
-/// What `cert` and `key` are like now: modification time and size of each.
-fn stamp(cert: &Path, key: &Path) -> Option<[(SystemTime, u64); 2]> {
+/// What the files are like now: modification time and size of each.
+fn stamp(files: &TlsFiles) -> Option<Vec<(SystemTime, u64)>> {
     let of = |path: &Path| {
         let metadata = std::fs::metadata(path).ok()?;
         Some((metadata.modified().ok()?, metadata.len()))
     };
-    Some([of(cert)?, of(key)?])
+    files.paths().map(of).collect()
 }
 
 /// A listener whose connections have finished a TLS handshake.
