@@ -2,7 +2,8 @@
 //! `<prefix>-<batch time ms>[.<suffix>]` holding `part-NNNNN` files (one per partition, a record
 //! per line) and `_SUCCESS`. The directory is written under a temporary name, fsynced, and renamed
 //! into place, so a reader sees a batch whole or not at all; a replayed batch replaces its
-//! directory instead of adding a second copy. A scale-out task writes its part of a batch as
+//! directory instead of adding a second copy, swapped in at once (a reader sees the old copy or
+//! the new one). A scale-out task writes its part of a batch as
 //! `<prefix>-<batch time ms>[.<suffix>]/<task>/` the same way, so tasks in different processes
 //! never write the same file.
 
@@ -157,6 +158,29 @@ fn staging_pid(name: &str, stem: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// Swaps the directories `a` and `b` in one step (Linux's `renameat2` with
+/// `RENAME_EXCHANGE`); an error where the file system cannot.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 impl Sink for TextFiles {
     fn write(
         &mut self,
@@ -193,19 +217,28 @@ impl Sink for TextFiles {
         File::create(staging.join("_SUCCESS"))
             .context("text-files output: cannot write _SUCCESS")?;
         File::open(&staging).and_then(|d| d.sync_all()).ok();
-        if target.exists() {
-            // A replayed batch: replace the old copy rather than keep two.
-            std::fs::remove_dir_all(&target).with_context(|| {
-                format!("text-files output: cannot replace {}", target.display())
+        // A replayed batch replaces the old copy rather than keep two: swapped in at once
+        // where the file system can, so that a reader sees the old copy or the new one, never
+        // none or one half removed; the old copy is then removed under the staging name.
+        let replaced = target.exists() && exchange(&staging, &target).is_ok();
+        if replaced {
+            std::fs::remove_dir_all(&staging).with_context(|| {
+                format!("text-files output: cannot remove {}", staging.display())
+            })?;
+        } else {
+            if target.exists() {
+                std::fs::remove_dir_all(&target).with_context(|| {
+                    format!("text-files output: cannot replace {}", target.display())
+                })?;
+            }
+            std::fs::rename(&staging, &target).with_context(|| {
+                format!(
+                    "text-files output: cannot rename {} to {}",
+                    staging.display(),
+                    target.display()
+                )
             })?;
         }
-        std::fs::rename(&staging, &target).with_context(|| {
-            format!(
-                "text-files output: cannot rename {} to {}",
-                staging.display(),
-                target.display()
-            )
-        })?;
         File::open(made).and_then(|d| d.sync_all()).ok();
         Ok(())
     }
@@ -249,7 +282,10 @@ mod tests {
         let mut b = PartitionBuilder::new();
         b.emit(b"x", &2i64);
         let partitions = [b.finish(), Partition::default()];
-        sink.write(5000, &partitions, &types).unwrap();
+        let mut first = PartitionBuilder::new();
+        first.emit(b"y", &1i64);
+        sink.write(5000, &[first.finish()], &types).unwrap();
+        // Replayed: the second copy replaces the first.
         sink.write(5000, &partitions, &types).unwrap();
         let batch = dir.path().join("out/wc-5000.txt");
         assert_eq!(
