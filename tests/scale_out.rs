@@ -353,7 +353,7 @@ fn members_share_a_job_and_take_over_a_killed_ones_tasks_exactly() {
         "{}",
         stderr(&refused)
     );
-    finish_and_verify(&out, &expected, members, "words");
+    finish_and_verify(&out, &broker, &expected, members, "words");
     let topics = broker.topics();
     assert!(
         !topics.iter().any(|t| t.contains("repartition")),
@@ -396,6 +396,7 @@ fn totals(outputs: &BTreeMap<(u64, String), Counts>) -> Counts {
 /// `dir`) for a failure to show.
 fn stop_when(
     dir: &Path,
+    broker: &Broker,
     members: Vec<Child>,
     done: impl FnMut() -> bool,
 ) -> (bool, Vec<std::process::Output>, String) {
@@ -429,16 +430,18 @@ fn stop_when(
     let logs = match done {
         true => logs,
         false => format!(
-            "(whole logs and outputs kept in {})\n{logs}",
-            keep(dir).display()
+            "(whole logs, outputs and topics kept in {})\n{logs}",
+            keep(dir, broker).display()
         ),
     };
     (done, ended, logs)
 }
 
 /// Copies the test's directory `dir` (the members' logs, the outputs, the tasks' checkpoints and
-/// batch logs) to one the test does not remove, for a failure to be looked into; returns it.
-fn keep(dir: &Path) -> PathBuf {
+/// batch logs) to one the test does not remove, with every record of every topic of `broker`
+/// (`topics/<topic>.txt`: partition, offset, headers, key, value), for a failure to be looked
+/// into; returns it.
+fn keep(dir: &Path, broker: &Broker) -> PathBuf {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -456,14 +459,39 @@ fn keep(dir: &Path) -> PathBuf {
         dir.file_name().unwrap().to_string_lossy()
     ));
     copy(dir, &kept);
+    let topics = kept.join("topics");
+    std::fs::create_dir_all(&topics).unwrap();
+    for topic in broker.topics() {
+        let text: String = broker
+            .read_all(&topic)
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {:?} {:?} {:?}\n",
+                    r.partition,
+                    r.offset,
+                    r.headers,
+                    r.key.as_deref().map(String::from_utf8_lossy),
+                    String::from_utf8_lossy(&r.value)
+                )
+            })
+            .collect();
+        let _ = std::fs::write(topics.join(format!("{topic}.txt")), text);
+    }
     kept
 }
 
 /// Waits for the outputs in `out` to add up to `expected`, stops `members` gracefully, and
 /// checks that they did, exactly, with every word counted only by the task of its partition
 /// of `topic` (as Kafka's clients partition by key).
-fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: &str) {
-    let (done, ended, logs) = stop_when(out.parent().unwrap(), members, || {
+fn finish_and_verify(
+    out: &Path,
+    broker: &Broker,
+    expected: &Counts,
+    members: Vec<Child>,
+    topic: &str,
+) {
+    let (done, ended, logs) = stop_when(out.parent().unwrap(), broker, members, || {
         totals(&task_outputs(out)) == *expected
     });
     let outputs = task_outputs(out);
@@ -504,6 +532,7 @@ fn finish_and_verify(out: &Path, expected: &Counts, members: Vec<Child>, topic: 
 /// counted by its partition of `topic`.
 fn random_kills(
     dir: &Path,
+    broker: &Broker,
     (pipeline, out): (&Path, &Path),
     topic: &str,
     mut produce: impl FnMut(u64) -> Counts,
@@ -530,7 +559,7 @@ fn random_kills(
         members[slot] = member(pipeline, &log(slot, kill));
     }
     add(&mut expected, &produce(999));
-    finish_and_verify(out, &expected, members, topic);
+    finish_and_verify(out, broker, &expected, members, topic);
 }
 
 /// A member stopped gracefully (SIGINT) finishes its tasks' batches and leaves the group; the
@@ -577,7 +606,7 @@ fn a_member_leaves_gracefully(joining: bool) {
     wait_for_tasks(&staying, "the leaver's tasks were not taken over", |o| {
         o.iter().sum::<usize>() == PARTITIONS as usize
     });
-    finish_and_verify(&out, &expected, members, "words");
+    finish_and_verify(&out, &broker, &expected, members, "words");
 }
 
 #[test]
@@ -594,7 +623,7 @@ fn a_member_leaving_while_another_joins_hands_its_tasks_over() {
 fn random_members_killed_again_and_again_leave_the_outputs_exact() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, pipeline, out) = word_count_job(dir.path());
-    random_kills(dir.path(), (&pipeline, &out), "words", |wave| {
+    random_kills(dir.path(), &broker, (&pipeline, &out), "words", |wave| {
         produce_words(&broker, 100 + wave, 500)
     });
 }
@@ -608,6 +637,7 @@ fn random_members_killed_again_and_again_across_a_repartition_leave_the_outputs_
     let mut rng = support::chaos::Rng(26);
     random_kills(
         dir.path(),
+        &broker,
         (&pipeline, &out),
         "spate.wc.wc.repartition",
         |_| {
@@ -643,7 +673,7 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
     let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, 2, || {
         produce_lines(&broker, &mut rng, &mut expected);
     });
-    finish_and_verify(&out, &expected, members, "spate.wc.wc.repartition");
+    finish_and_verify(&out, &broker, &expected, members, "spate.wc.wc.repartition");
     // The map tasks' transactions committed their input offsets to the source's group. Not
     // checked to the end: the test broker sometimes stops applying offsets sent to later
     // transactions (docs/KAFKA.md); each partition has some committed, none past its end.
@@ -733,7 +763,9 @@ fn a_join_of_rekeyed_streams_runs_across_members_through_a_repartition_topic() {
         }
         sum
     };
-    let (done, ended, logs) = stop_when(dir.path(), members, || sides(&joined()) == expected);
+    let (done, ended, logs) = stop_when(dir.path(), &broker, members, || {
+        sides(&joined()) == expected
+    });
     let joined = joined();
     assert!(
         done,
@@ -832,7 +864,9 @@ fn a_job_cut_twice_runs_across_members_through_two_repartition_topics() {
         }
         sum
     };
-    let (done, ended, logs) = stop_when(dir.path(), members, || totals(&counted()) == expected);
+    let (done, ended, logs) = stop_when(dir.path(), &broker, members, || {
+        totals(&counted()) == expected
+    });
     let batches = counted();
     assert!(
         done,
@@ -928,7 +962,7 @@ fn a_stateful_word_count_to_kafka_survives_a_kill_and_a_join_batch_for_batch() {
         }
         sum
     };
-    let (done, ended, logs) = stop_when(dir.path(), members, || {
+    let (done, ended, logs) = stop_when(dir.path(), &broker, members, || {
         std::thread::sleep(Duration::from_millis(500));
         latest_states() == expected
     });
