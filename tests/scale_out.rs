@@ -1217,12 +1217,34 @@ fn refused(pipeline: &Path) -> String {
 }
 
 /// Writes, as map tasks do, `writer`'s batch `time` into partition 0 of `topic`: its (word,
-/// count) records, then its end-of-batch marker.
+/// count) records, then its end-of-batch marker counting them.
 fn write_batch(broker: &Broker, topic: &str, writer: &str, time: u64, counts: &[(&str, i64)]) {
+    write_attempt(
+        broker,
+        topic,
+        (writer, "1-1"),
+        (time, None),
+        counts,
+        counts.len(),
+    );
+}
+
+/// [`write_batch`] as `attempt` of `writer`, its marker naming the batch `previous` as the
+/// writer's one before `time` (if some) and counting `counted` records (a torn attempt counts
+/// more than it holds).
+fn write_attempt(
+    broker: &Broker,
+    topic: &str,
+    (writer, attempt): (&str, &str),
+    (time, previous): (u64, Option<u64>),
+    counts: &[(&str, i64)],
+    counted: usize,
+) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, Producer};
     let producer = broker.producer();
-    let time_text = time.to_string();
+    let (time_text, counted) = (time.to_string(), counted.to_string());
+    let previous = previous.map(|t| t.to_string());
     let headers = |end: bool| {
         let mut headers = OwnedHeaders::new()
             .insert(Header {
@@ -1235,13 +1257,24 @@ fn write_batch(broker: &Broker, topic: &str, writer: &str, time: u64, counts: &[
             })
             .insert(Header {
                 key: "spate-attempt",
-                value: Some("1-1"),
+                value: Some(attempt),
             });
         if end {
-            headers = headers.insert(Header {
-                key: "spate-end",
-                value: Some(""),
-            });
+            headers = headers
+                .insert(Header {
+                    key: "spate-end",
+                    value: Some(""),
+                })
+                .insert(Header {
+                    key: "spate-records",
+                    value: Some(counted.as_str()),
+                });
+            if let Some(previous) = &previous {
+                headers = headers.insert(Header {
+                    key: "spate-previous",
+                    value: Some(previous.as_str()),
+                });
+            }
         }
         headers
     };
@@ -1260,6 +1293,170 @@ fn write_batch(broker: &Broker, topic: &str, writer: &str, time: u64, counts: &[
         .headers(headers(true));
     producer.send(marker).map_err(|(e, _)| e).unwrap();
     producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// In `dir`, the job of a reduce task reading partition 0 of the topic `shuffle` (ended by
+/// `writers` writers), summing by word into text-files; returns the pipeline and the output
+/// directory.
+fn reduce_task_job(dir: &Path, broker: &Broker, writers: usize) -> (PathBuf, PathBuf) {
+    let out = dir.join("out");
+    let pipeline = pipeline(
+        dir,
+        &format!(
+            r#"
+[job]
+name = "reduce"
+batch-interval = "1s"
+checkpoint-dir = "{checkpoints}"
+checkpoint-interval = "1h"
+
+[sources.shuffle]
+type = "repartition"
+bootstrap = "{bootstrap}"
+topic = "shuffle"
+partition = 0
+writers = {writers}
+key-type = "text"
+value-type = "i64"
+
+[[steps]]
+op = "reduce-by-key"
+plugin = "sum"
+
+[[outputs]]
+type = "text-files"
+prefix = "{out}/counts"
+suffix = "txt"
+"#,
+            checkpoints = dir.join("checkpoints").display(),
+            bootstrap = broker.bootstrap(),
+            out = out.display(),
+        ),
+    );
+    (pipeline, out)
+}
+
+/// The job of [`reduce_task_job`] (one writer) started on `broker`, its log in `dir/run.log`;
+/// with a reader of that log.
+fn start_reduce_task(dir: &Path, broker: &Broker) -> (Child, PathBuf, impl Fn() -> String) {
+    let (pipeline, out) = reduce_task_job(dir, broker, 1);
+    let log = dir.join("run.log");
+    let job = spate()
+        .args(["run", pipeline.to_str().unwrap(), "--no-ui"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (job, out, move || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    })
+}
+
+/// A grid batch time a few seconds back.
+fn recent_batch_time() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    (now / 1000 - 3) * 1000
+}
+
+/// A map task's attempt at a batch whose end marker counts more records than were read of it
+/// (the test broker's fetch skipping records) is not taken: the partition is read again, and
+/// while the records are not there the batch waits for a whole attempt of that writer, and
+/// holds what that one wrote.
+#[test]
+fn a_torn_attempt_is_not_taken_and_the_batch_waits_for_a_whole_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic("shuffle", 1);
+    let first = recent_batch_time();
+    // Counts three records; one of them never shows.
+    let (a, b, c) = (("a", 1), ("b", 1), ("c", 1));
+    let w0 = |attempt| ("w0", attempt);
+    write_attempt(&broker, "shuffle", w0("1-1"), (first, None), &[a, b], 3);
+    let (job, out, said) = start_reduce_task(dir.path(), &broker);
+    let torn = format!(
+        "writer w0: attempt 1-1 ended batch {first} with 3 records, of which 2 were read: not \
+         taken; reading the partition again from offset 0"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || said().contains(
+            "not taken; the batch waits for a whole attempt of that writer"
+        )),
+        "{}",
+        said()
+    );
+    assert_eq!(said().matches(&torn).count(), 3, "{}", said());
+    // The writer's whole attempt at the batch, then its next batches.
+    write_attempt(&broker, "shuffle", w0("2-1"), (first, None), &[a, b, c], 3);
+    let second = (first + 1000, Some(first));
+    write_attempt(&broker, "shuffle", w0("2-1"), second, &[c], 1);
+    let third = (first + 2000, Some(first + 1000));
+    write_attempt(&broker, "shuffle", w0("2-1"), third, &[a], 1);
+    let written = || -> BTreeMap<u64, Counts> {
+        text_outputs(&out, "counts")
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .collect()
+    };
+    let done = eventually(Duration::from_secs(60), || written().len() >= 3);
+    interrupt(&job);
+    let ended = wait(job, Duration::from_secs(60));
+    assert!(
+        done && ended.status.success(),
+        "{:?}\n{}",
+        written(),
+        said()
+    );
+    let counts = |pairs: &[(&str, i64)]| -> Counts {
+        pairs.iter().map(|(w, n)| (w.to_string(), *n)).collect()
+    };
+    let expected = BTreeMap::from([
+        (first, counts(&[a, b, c])),
+        (first + 1000, counts(&[c])),
+        (first + 2000, counts(&[a])),
+    ]);
+    assert_eq!(written(), expected, "{}", said());
+}
+
+/// A writer's batch whose marker names a batch before it that was never read here is not
+/// handed over without it: the partition is read again, and when the batch before is not in
+/// the topic the task fails naming the writer and both batches, rather than lose it.
+#[test]
+fn a_writers_batch_missing_from_the_topic_fails_the_task_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic("shuffle", 1);
+    let first = recent_batch_time();
+    write_batch(&broker, "shuffle", "w0", first, &[("a", 1)]);
+    // Its batch first + 1000 is not in the topic.
+    let third = (first + 2000, Some(first + 1000));
+    write_attempt(&broker, "shuffle", ("w0", "1-1"), third, &[("b", 1)], 1);
+    let (job, out, said) = start_reduce_task(dir.path(), &broker);
+    let ended = wait(job, Duration::from_secs(60));
+    let said = said();
+    assert!(!ended.status.success(), "{said}");
+    let gap = format!(
+        "writer w0: its batch {} follows its batch {}, which was not read here",
+        first + 2000,
+        first + 1000
+    );
+    assert!(
+        said.contains(&format!(
+            "{gap}, still after reading the partition again 3 times: the writer's records are \
+             not in the topic"
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches(&format!("{gap}; reading the partition again"))
+            .count(),
+        3
+    );
+    // The batch after the gap was not handed over.
+    let written = text_outputs(&out, "counts");
+    assert!(!written.contains_key(&(first + 2000)), "{written:?}");
 }
 
 /// A reduce task that starts fresh while its writers (map tasks) are batches ahead of it runs
@@ -1288,40 +1485,7 @@ fn a_reduce_task_starting_behind_its_writers_runs_their_batches_one_by_one() {
         &[("a", 3), ("c", 1)],
     );
     write_batch(&broker, "shuffle", "w1", first + 2000, &[("b", 20)]);
-    let out = dir.path().join("out");
-    let pipeline = pipeline(
-        dir.path(),
-        &format!(
-            r#"
-[job]
-name = "reduce"
-batch-interval = "1s"
-checkpoint-dir = "{checkpoints}"
-checkpoint-interval = "1h"
-
-[sources.shuffle]
-type = "repartition"
-bootstrap = "{bootstrap}"
-topic = "shuffle"
-partition = 0
-writers = 2
-key-type = "text"
-value-type = "i64"
-
-[[steps]]
-op = "reduce-by-key"
-plugin = "sum"
-
-[[outputs]]
-type = "text-files"
-prefix = "{out}/counts"
-suffix = "txt"
-"#,
-            checkpoints = dir.path().join("checkpoints").display(),
-            bootstrap = broker.bootstrap(),
-            out = out.display(),
-        ),
-    );
+    let (pipeline, out) = reduce_task_job(dir.path(), &broker, 2);
     let counts = |pairs: &[(&str, i64)]| -> Counts {
         pairs.iter().map(|(w, n)| (w.to_string(), *n)).collect()
     };

@@ -320,6 +320,48 @@ pub fn stream_type(key: Option<Encoding>, value: Encoding) -> crate::record::Str
 /// (`spate-task`) finished batch `spate-batch-time` in this partition.
 pub const END_HEADER: &str = "spate-end";
 
+/// The header of an end-of-batch marker counting the records the writer's attempt wrote into
+/// the marker's partition before it, so that a reader takes an attempt only once it has read
+/// all of them: a broker that shows records of transactions that never committed may show an
+/// attempt's marker without all of its records.
+pub const RECORDS_HEADER: &str = "spate-records";
+
+/// The header of an end-of-batch marker naming the batch the writer ended before this one
+/// (none before its first), so that a reader sees when it missed one of the writer's batches.
+pub const PREVIOUS_HEADER: &str = "spate-previous";
+
+/// The partition Kafka's default partitioner gives a record with key `key` among `partitions`
+/// (the Java client's murmur2 of the key, made positive, modulo the count; librdkafka's
+/// `murmur2_random` for keyed records).
+pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's `Utils.murmur2` (seed 0x9747b28c).
+fn murmur2(key: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ key.len() as u32;
+    let chunks = key.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    for (i, byte) in tail.iter().enumerate().rev() {
+        h ^= u32::from(*byte) << (8 * i);
+    }
+    if !tail.is_empty() {
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
+}
+
 /// The header naming which of the job's streams a record (or end-of-batch marker) belongs to,
 /// where one topic carries several (the Kafka output's `stream-header`: the two sides of a
 /// join cut at a scale-out repartition topic).
@@ -364,6 +406,34 @@ pub fn parse_part_name(name: &str) -> Option<(&str, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn murmur2_is_kafkas() {
+        // Kafka's UtilsTest.testMurmur2 cases.
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
+            (b"abc", 479470107),
+        ];
+        for (key, hash) in cases {
+            assert_eq!(
+                murmur2(key) as i32,
+                hash,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+        assert_eq!(
+            murmur2_partition(b"foobar", 4),
+            ((-790332482i32 & 0x7fff_ffff) % 4)
+        );
+    }
 
     #[test]
     fn bootstrap_lists_sharing_a_broker_name_one_cluster() {

@@ -20,8 +20,9 @@ use super::retry::{Permanent, retrying};
 use super::{Output, OutputContext, OutputGauges, Replay, Sink};
 use crate::config::{ConfigError, ConnectorTable};
 use crate::kafka::{
-    END_HEADER, Encoding, OffsetsGroup, STREAM_HEADER, Setting, brokers_and_client, client_config,
-    log_client_error, log_client_line, parse_part_name, same_cluster,
+    END_HEADER, Encoding, OffsetsGroup, PREVIOUS_HEADER, RECORDS_HEADER, STREAM_HEADER, Setting,
+    brokers_and_client, client_config, log_client_error, log_client_line, murmur2_partition,
+    parse_part_name, same_cluster,
 };
 use crate::position::Progress;
 use crate::record::{Shape, StreamType, write_value};
@@ -62,8 +63,9 @@ struct Fields {
     /// librdkafka settings passed through (`"linger.ms" = 20`, SASL, TLS).
     client: Option<BTreeMap<String, Setting>>,
     /// After each batch's records, an end-of-batch marker in every partition of the topic,
-    /// so that a reader knows this writer finished the batch there (scale-out's repartition
-    /// topics; default false).
+    /// so that a reader knows this writer finished the batch there, counting the records
+    /// written there before it (`spate-records`) and naming the batch it wrote before
+    /// (`spate-previous`; scale-out's repartition topics; default false).
     end_markers: Option<bool>,
     /// Every record and end-of-batch marker also carries the header `spate-stream` with this
     /// value, so that readers of a topic several streams share tell them apart (scale-out's
@@ -464,6 +466,11 @@ impl Writer {
             });
         }
         let (mut key, mut value) = (Vec::new(), Vec::new());
+        // With end markers, each record's partition is chosen here, as Kafka's partitioner
+        // would (murmur2 of the key; unkeyed records in turn), to count what each marker
+        // follows.
+        let mut written = vec![0u64; self.end_markers.unwrap_or(0).max(0) as usize];
+        let mut unkeyed = 0u64;
         for partition in partitions {
             for record in partition.records() {
                 value.clear();
@@ -476,25 +483,51 @@ impl Writer {
                     encode(self.format, k, shape, &mut key);
                     message = message.key(&key[..]);
                 }
+                if !written.is_empty() {
+                    let count = written.len() as i32;
+                    let chosen = match message.key {
+                        Some(key) => murmur2_partition(key, count),
+                        None => {
+                            unkeyed += 1;
+                            (unkeyed % count as u64) as i32
+                        }
+                    };
+                    written[chosen as usize] += 1;
+                    message = message.partition(chosen);
+                }
                 if let Some(ms) = record.timestamp {
                     message = message.timestamp(ms);
                 }
                 self.send(message)?;
             }
         }
-        if let Some(count) = self.end_markers {
-            let end = headers.insert(Header {
-                key: END_HEADER,
-                value: Some("1"),
-            });
-            for partition in 0..count {
-                self.send(
-                    BaseRecord::<(), [u8]>::to(&self.topic)
-                        .payload(&[][..])
-                        .partition(partition)
-                        .headers(end.clone()),
-                )?;
+        // The batch written before this one, which the markers name so that a reader knows
+        // it has every batch of this writer (at a restart, the last one committed).
+        let previous = self.committed_through.map(|t| t.to_string());
+        for (partition, records) in written.iter().enumerate() {
+            let records = records.to_string();
+            let mut end = headers
+                .clone()
+                .insert(Header {
+                    key: END_HEADER,
+                    value: Some("1"),
+                })
+                .insert(Header {
+                    key: RECORDS_HEADER,
+                    value: Some(&records),
+                });
+            if let Some(previous) = &previous {
+                end = end.insert(Header {
+                    key: PREVIOUS_HEADER,
+                    value: Some(previous),
+                });
             }
+            self.send(
+                BaseRecord::<(), [u8]>::to(&self.topic)
+                    .payload(&[][..])
+                    .partition(partition as i32)
+                    .headers(end),
+            )?;
         }
         self.producer.poll(Duration::ZERO);
         Ok(())

@@ -12,6 +12,16 @@
 //! Of a writer's attempts at a batch (a replay after its process died; a broker that shows
 //! records of transactions that never committed), the first that ends is taken: replays read
 //! the same logged input through deterministic operators, so every attempt holds the same.
+//! An attempt ends only whole, and a writer's batches only in a row: each marker counts the
+//! records its attempt wrote into the partition (`spate-records`) and names the writer's
+//! batch before it (`spate-previous`). A marker whose attempt was not read whole, or whose
+//! writer's batch before it was not read here, means records were missed: the test broker's
+//! fetch was seen to skip a run of records while transactions were written into the
+//! partition (a later read had them; docs/KAFKA.md). The reader then reads the partition again
+//! from after that writer's last batch read whole (said in the log), and so a batch is never
+//! handed over without a writer's records. Records that are not in the topic at all after
+//! three reads fail the task (a gap), or leave the batch waiting for another attempt of that
+//! writer (a torn attempt).
 //!
 //! Position: `topic/partition` is the offset a restart reads again from (the first record of a
 //! batch not handed over yet), `topic/partition#batch` the last batch handed over, whose
@@ -21,7 +31,8 @@ use super::kafka::Log;
 use super::{ReceiverContext, Source};
 use crate::config::{ConfigError, ConnectorTable, Trigger};
 use crate::kafka::{
-    END_HEADER, Encoding, STREAM_HEADER, Setting, brokers_and_client, client_config, part_name,
+    END_HEADER, Encoding, PREVIOUS_HEADER, RECORDS_HEADER, STREAM_HEADER, Setting,
+    brokers_and_client, client_config, part_name,
 };
 use crate::position::{Progress, SourcePosition};
 use crate::record::StreamType;
@@ -169,11 +180,13 @@ impl Source for Repartition {
             context,
             batch_ms: context.batch_interval.as_millis().max(1) as u64,
             pending: BTreeMap::new(),
-            ended: BTreeMap::new(),
+            chains: BTreeMap::new(),
             handed,
             first_of_run: true,
             next: next as i64,
             waiting: None,
+            rewind: None,
+            rewinds: BTreeMap::new(),
         };
         loop {
             if context.buffer.is_stopping() {
@@ -187,6 +200,17 @@ impl Source for Repartition {
                     context.gauges.error(e.to_string());
                     tracing::warn!("repartition source '{}': {e}", self.name);
                 }
+            }
+            if let Some(from) = reader.rewind.take() {
+                // Read again from there: what was read of the batches not handed over yet is
+                // read anew, so it is dropped.
+                reader.read_again_from(from);
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&self.topic, self.partition, Offset::Offset(from))?;
+                consumer
+                    .seek_partitions(list, Duration::from_secs(10))
+                    .map_err(|e| anyhow!("{}: cannot read again from {from}: {e}", self.part()))?;
+                continue;
             }
             if !reader.hand_over()? {
                 return Ok(());
@@ -202,6 +226,9 @@ struct Pending {
     attempts: BTreeMap<(String, String), Partition>,
     /// Per writer that ended the batch, the records of the attempt that ended it.
     ended: BTreeMap<String, Partition>,
+    /// Per writer whose last attempt to end the batch was not whole (not all the records its
+    /// marker counts were read): the attempt, the records counted and those read.
+    torn: BTreeMap<String, (String, u64, usize)>,
     /// The offset of the batch's first record (a restart reads again from there).
     first_offset: i64,
 }
@@ -212,8 +239,9 @@ struct Reader<'a> {
     batch_ms: u64,
     /// Batches not handed over yet, by batch time.
     pending: BTreeMap<u64, Pending>,
-    /// Per writer, the latest batch it ended.
-    ended: BTreeMap<String, u64>,
+    /// Per writer, the latest batch up to which every batch it wrote has ended here (each
+    /// marker names the writer's batch before it), and the offset of that batch's marker.
+    chains: BTreeMap<String, (u64, i64)>,
     /// The latest batch handed over.
     handed: u64,
     /// The next hand-over is the first of this run.
@@ -222,6 +250,27 @@ struct Reader<'a> {
     waiting: Option<(Instant, Instant)>,
     /// The offset after the last record read.
     next: i64,
+    /// Where to read again from: records of a writer's batch were missed (see
+    /// [`Reader::missed`]).
+    rewind: Option<i64>,
+    /// How many times the partition was read again for a writer's batch.
+    rewinds: BTreeMap<(String, u64), usize>,
+}
+
+/// How many times a reader reads its partition again for one writer's batch it missed before
+/// it gives up on it.
+const MAX_READS_AGAIN: usize = 3;
+
+/// An end-of-batch marker as read.
+struct EndMarker {
+    writer: String,
+    attempt: String,
+    time: u64,
+    /// The writer's batch before this one (`spate-previous`), if it says.
+    previous: Option<u64>,
+    /// The records its attempt wrote into the partition (`spate-records`), if it says.
+    counted: Option<u64>,
+    offset: i64,
 }
 
 impl Reader<'_> {
@@ -230,7 +279,7 @@ impl Reader<'_> {
         self.next = offset + 1;
         // The batch headers, read in one pass over the record's headers.
         let (mut time, mut writer, mut attempt, mut end) = (None, None, "", false);
-        let mut stream = None;
+        let (mut stream, mut counted, mut previous) = (None, None, None);
         for h in message.headers().iter().flat_map(|headers| headers.iter()) {
             let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
             match h.key {
@@ -239,6 +288,10 @@ impl Reader<'_> {
                 "spate-attempt" => attempt = value.unwrap_or_default(),
                 key if key == END_HEADER => end = true,
                 key if key == STREAM_HEADER => stream = value,
+                key if key == RECORDS_HEADER => counted = value.and_then(|n| n.parse::<u64>().ok()),
+                key if key == PREVIOUS_HEADER => {
+                    previous = value.and_then(|t| t.parse::<u64>().ok())
+                }
                 _ => {}
             }
         }
@@ -253,28 +306,22 @@ impl Reader<'_> {
             .ok_or_else(|| anyhow!("{}: a record without spate-task", where_()))?
             .to_owned();
         let attempt = attempt.to_owned();
+        if end {
+            return self.take_end(EndMarker {
+                writer,
+                attempt,
+                time,
+                previous,
+                counted,
+                offset,
+            });
+        }
         if time <= self.handed {
             // A batch handed over already: a replay's records, or read again after a restart.
             return Ok(());
         }
         let key_encoding = self.source.key;
-        let batch = self.pending.entry(time).or_insert_with(|| Pending {
-            first_offset: offset,
-            ..Default::default()
-        });
-        if end {
-            if !batch.ended.contains_key(&writer) {
-                let records = batch
-                    .attempts
-                    .remove(&(writer.clone(), attempt))
-                    .unwrap_or_else(|| empty(key_encoding));
-                batch.attempts.retain(|(w, _), _| *w != writer);
-                batch.ended.insert(writer.clone(), records);
-            }
-            let latest = self.ended.entry(writer).or_default();
-            *latest = (*latest).max(time);
-            return Ok(());
-        }
+        let batch = pending_batch(&mut self.pending, time, offset);
         if batch.ended.contains_key(&writer) {
             return Ok(());
         }
@@ -301,6 +348,129 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// An end-of-batch marker: the writer's attempt ends its batch here if every batch the
+    /// writer wrote before it has ended here too and the attempt is whole; else the records
+    /// of the writer's batch were missed, and are read again.
+    fn take_end(&mut self, marker: EndMarker) -> Result<()> {
+        let EndMarker {
+            writer,
+            time,
+            attempt,
+            ..
+        } = &marker;
+        let (time, offset) = (*time, marker.offset);
+        if time <= self.handed {
+            // Its batches up to this one are done.
+            self.extend_chain(writer, time, offset);
+            return Ok(());
+        }
+        let linked = match (marker.previous, self.chains.get(writer)) {
+            (None, _) => true,
+            (Some(before), _) if before <= self.handed => true,
+            (Some(before), Some(&(chained, _))) => before <= chained,
+            // A task that never handed a batch over takes a writer from where it first reads
+            // it (the topic's start, or what retention left of it).
+            (Some(_), None) => self.handed == 0,
+        };
+        let key_encoding = self.source.key;
+        let batch = pending_batch(&mut self.pending, time, offset);
+        if batch.ended.contains_key(writer) {
+            // A later attempt at a batch ended already.
+            return Ok(());
+        }
+        if !linked {
+            let before = marker.previous.unwrap_or_default();
+            return self.missed(
+                writer,
+                time,
+                format!("its batch {time} follows its batch {before}, which was not read here"),
+                true,
+            );
+        }
+        let records = batch
+            .attempts
+            .remove(&(writer.clone(), attempt.clone()))
+            .unwrap_or_else(|| empty(key_encoding));
+        if let Some(counted) = marker.counted.filter(|&n| n != records.len() as u64) {
+            let read = records.len();
+            batch
+                .torn
+                .insert(writer.clone(), (attempt.clone(), counted, read));
+            return self.missed(
+                writer,
+                time,
+                format!(
+                    "attempt {attempt} ended batch {time} with {counted} records, of which \
+                     {read} were read: not taken"
+                ),
+                false,
+            );
+        }
+        batch.attempts.retain(|(w, _), _| w != writer);
+        batch.torn.remove(writer);
+        batch.ended.insert(writer.clone(), records);
+        self.extend_chain(writer, time, offset);
+        Ok(())
+    }
+
+    /// `writer`'s batches up to `time` (whose marker is at `offset`) have all ended here.
+    fn extend_chain(&mut self, writer: &str, time: u64, offset: i64) {
+        let chain = self
+            .chains
+            .entry(writer.to_owned())
+            .or_insert((time, offset));
+        if time >= chain.0 {
+            *chain = (time, offset);
+        }
+    }
+
+    /// Records of `writer`'s batches up to `time` were missed (`what`): the fetch skipped
+    /// some (the test broker's fetch was seen to skip records while transactions were being
+    /// written into the partition; a later read had them), so the partition is read again
+    /// from after the writer's last batch read whole, at most [`MAX_READS_AGAIN`] times per
+    /// batch. Then a gap (`fail`) fails the task: the records are not in the topic
+    /// (retention deleted them before this task read them?); a torn attempt waits for another
+    /// attempt of its writer.
+    fn missed(&mut self, writer: &str, time: u64, what: String, fail: bool) -> Result<()> {
+        let part = self.source.part();
+        let name = &self.source.name;
+        let tries = self.rewinds.entry((writer.to_owned(), time)).or_default();
+        *tries += 1;
+        if *tries > MAX_READS_AGAIN {
+            if fail {
+                anyhow::bail!(
+                    "repartition source '{name}': {part}: writer {writer}: {what}, still after \
+                     reading the partition again {MAX_READS_AGAIN} times: the writer's records \
+                     are not in the topic (deleted by retention before this task read them?)"
+                );
+            }
+            tracing::warn!(
+                "repartition source '{name}': {part}: writer {writer}: {what}; the batch waits \
+                 for a whole attempt of that writer"
+            );
+            return Ok(());
+        }
+        let after_chain = self.chains.get(writer).map_or(0, |&(_, offset)| offset + 1);
+        let from = (self.pending.values())
+            .map(|p| p.first_offset)
+            .fold(after_chain, i64::min);
+        tracing::warn!(
+            "repartition source '{name}': {part}: writer {writer}: {what}; reading the \
+             partition again from offset {from}"
+        );
+        self.rewind = Some(from);
+        Ok(())
+    }
+
+    /// Forgets what was read of the batches not handed over yet, to read them again from
+    /// offset `from`.
+    fn read_again_from(&mut self, from: i64) {
+        self.pending.clear();
+        self.chains.clear();
+        self.next = from;
+        self.waiting = None;
+    }
+
     /// Says, every [`WAIT_LOG_EVERY`] while no batch can be handed over, what it waits for:
     /// the writers that have not ended batch `time`, or (`None`) any record at all. A map
     /// task that stopped writing, or a partition that stopped being readable, holds the
@@ -323,16 +493,24 @@ impl Reader<'_> {
             );
             return;
         };
-        let behind: Vec<String> = self
-            .ended
-            .iter()
-            .filter(|(_, latest)| **latest < time)
-            .map(|(writer, latest)| format!("{writer} (ended {latest})"))
+        let torn = self.pending.get(&time).map(|p| &p.torn);
+        let behind: Vec<String> = (self.chains.iter())
+            .filter(|(writer, (chained, _))| {
+                *chained < time || torn.is_some_and(|t| t.contains_key(*writer))
+            })
+            .map(
+                |(writer, (chained, _))| match torn.and_then(|t| t.get(writer)) {
+                    Some((attempt, counted, read)) => format!(
+                        "{writer} (attempt {attempt} torn: {counted} records counted, {read} read)"
+                    ),
+                    None => format!("{writer} (ended {chained})"),
+                },
+            )
             .collect();
         tracing::info!(
             "repartition source '{name}': batch {time} has waited {waited:.0} s for its \
              writers: {} of {} heard from; behind: [{}]",
-            self.ended.len(),
+            self.chains.len(),
             self.source.writers,
             behind.join(", ")
         );
@@ -345,8 +523,11 @@ impl Reader<'_> {
                 self.log_waiting(None);
                 return Ok(true);
             };
-            let all_ended = self.ended.len() >= self.source.writers
-                && self.ended.values().all(|&latest| latest >= time);
+            // A writer that ended a later batch has nothing more for this one, unless its
+            // attempt at this one was torn: another attempt comes.
+            let all_ended = self.chains.len() >= self.source.writers
+                && self.chains.values().all(|&(chained, _)| chained >= time)
+                && self.pending[&time].torn.is_empty();
             if !all_ended {
                 self.log_waiting(Some(time));
                 return Ok(true);
@@ -399,9 +580,19 @@ impl Reader<'_> {
                 }
             }
             self.handed = time;
+            self.rewinds.retain(|(_, missed), _| *missed > time);
             buffer.complete_through(index, time);
         }
     }
+}
+
+/// Batch `time` of `pending` as read so far, begun at `offset` if this is its first record
+/// read.
+fn pending_batch(pending: &mut BTreeMap<u64, Pending>, time: u64, offset: i64) -> &mut Pending {
+    pending.entry(time).or_insert_with(|| Pending {
+        first_offset: offset,
+        ..Default::default()
+    })
 }
 
 fn empty(key: Option<Encoding>) -> Partition {
