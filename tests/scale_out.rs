@@ -1336,10 +1336,14 @@ suffix = "txt"
     (pipeline, out)
 }
 
-/// The job of [`reduce_task_job`] (one writer) started on `broker`, its log in `dir/run.log`;
-/// with a reader of that log.
-fn start_reduce_task(dir: &Path, broker: &Broker) -> (Child, PathBuf, impl Fn() -> String) {
-    let (pipeline, out) = reduce_task_job(dir, broker, 1);
+/// The job of [`reduce_task_job`] (`writers` writers) started on `broker`, its log in
+/// `dir/run.log`; with a reader of that log.
+fn start_reduce_task(
+    dir: &Path,
+    broker: &Broker,
+    writers: usize,
+) -> (Child, PathBuf, impl Fn() -> String) {
+    let (pipeline, out) = reduce_task_job(dir, broker, writers);
     let log = dir.join("run.log");
     let job = spate()
         .args(["run", pipeline.to_str().unwrap(), "--no-ui"])
@@ -1375,7 +1379,7 @@ fn a_torn_attempt_is_not_taken_and_the_batch_waits_for_a_whole_one() {
     let (a, b, c) = (("a", 1), ("b", 1), ("c", 1));
     let w0 = |attempt| ("w0", attempt);
     write_attempt(&broker, "shuffle", w0("1-1"), (first, None), &[a, b], 3);
-    let (job, out, said) = start_reduce_task(dir.path(), &broker);
+    let (job, out, said) = start_reduce_task(dir.path(), &broker, 1);
     let torn = format!(
         "writer w0: attempt 1-1 ended batch {first} with 3 records, of which 2 were read: not \
          taken; reading the partition again from offset 0"
@@ -1422,41 +1426,46 @@ fn a_torn_attempt_is_not_taken_and_the_batch_waits_for_a_whole_one() {
 
 /// A writer's batch whose marker names a batch before it that was never read here is not
 /// handed over without it: the partition is read again, and when the batch before is not in
-/// the topic the task fails naming the writer and both batches, rather than lose it.
+/// the topic the task fails naming the writer and both batches, rather than lose it. So
+/// whether the task has handed a batch over before the gap (one writer) or not (a second
+/// writer not heard from yet).
 #[test]
 fn a_writers_batch_missing_from_the_topic_fails_the_task_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    broker.create_topic("shuffle", 1);
-    let first = recent_batch_time();
-    write_batch(&broker, "shuffle", "w0", first, &[("a", 1)]);
-    // Its batch first + 1000 is not in the topic.
-    let third = (first + 2000, Some(first + 1000));
-    write_attempt(&broker, "shuffle", ("w0", "1-1"), third, &[("b", 1)], 1);
-    let (job, out, said) = start_reduce_task(dir.path(), &broker);
-    let ended = wait(job, Duration::from_secs(60));
-    let said = said();
-    assert!(!ended.status.success(), "{said}");
-    let gap = format!(
-        "writer w0: its batch {} follows its batch {}, which was not read here",
-        first + 2000,
-        first + 1000
-    );
-    assert!(
-        said.contains(&format!(
-            "{gap}, still after reading the partition again 3 times: the writer's records are \
-             not in the topic"
-        )),
-        "{said}"
-    );
-    assert_eq!(
-        said.matches(&format!("{gap}; reading the partition again"))
-            .count(),
-        3
-    );
-    // The batch after the gap was not handed over.
-    let written = text_outputs(&out, "counts");
-    assert!(!written.contains_key(&(first + 2000)), "{written:?}");
+    for writers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start();
+        broker.create_topic("shuffle", 1);
+        let first = recent_batch_time();
+        write_batch(&broker, "shuffle", "w0", first, &[("a", 1)]);
+        // Its batch first + 1000 is not in the topic.
+        let third = (first + 2000, Some(first + 1000));
+        write_attempt(&broker, "shuffle", ("w0", "1-1"), third, &[("b", 1)], 1);
+        let (job, out, said) = start_reduce_task(dir.path(), &broker, writers);
+        let ended = wait(job, Duration::from_secs(60));
+        let said = said();
+        assert!(!ended.status.success(), "{writers} writers: {said}");
+        let gap = format!(
+            "writer w0: its batch {} follows its batch {}, which was not read here",
+            first + 2000,
+            first + 1000
+        );
+        assert!(
+            said.contains(&format!(
+                "{gap}, still after reading the partition again 3 times: the writer's records \
+                 are not in the topic"
+            )),
+            "{writers} writers: {said}"
+        );
+        let reads_again = format!("{gap}; reading the partition again");
+        assert_eq!(
+            said.matches(&reads_again).count(),
+            3,
+            "{writers} writers: {said}"
+        );
+        // The batch after the gap was not handed over.
+        let written = text_outputs(&out, "counts");
+        assert!(!written.contains_key(&(first + 2000)), "{written:?}");
+    }
 }
 
 /// A reduce task that starts fresh while its writers (map tasks) are batches ahead of it runs

@@ -159,10 +159,12 @@ impl Client {
                     | std::io::ErrorKind::UnexpectedEof
             ));
             // A server that wants a client certificate refuses the handshake, or (TLS 1.3)
-            // the first request, with a "certificate required" alert.
+            // the first request, with a "certificate required" alert, or closes the
+            // connection before the client reads the alert.
             let text = e.to_string();
+            let https = self.server.starts_with("https://");
             let certificate_wanted = text.contains("certificate required")
-                || (text.contains("handshake failure") && self.server.starts_with("https://"));
+                || (https && (dropped || text.contains("handshake failure")));
             let hint = if dropped && self.server.starts_with("http://") {
                 " (does the server speak HTTPS? then use https://)"
             } else if certificate_wanted && !self.shows_certificate {

@@ -368,8 +368,9 @@ impl Reader<'_> {
             (None, _) => true,
             (Some(before), _) if before <= self.handed => true,
             (Some(before), Some(&(chained, _))) => before <= chained,
-            // A task that never handed a batch over takes a writer from where it first reads
-            // it (the topic's start, or what retention left of it).
+            // A task that never handed a batch over takes a writer from the first marker it
+            // reads of it (the topic's start, or what retention left of it); read again, the
+            // partition is read from that marker or before (see `missed`).
             (Some(_), None) => self.handed == 0,
         };
         let key_encoding = self.source.key;
@@ -414,12 +415,14 @@ impl Reader<'_> {
     }
 
     /// `writer`'s batches up to `time` (whose marker is at `offset`) have all ended here.
+    /// Of several markers of one batch (attempts), the first read is kept: reading again from
+    /// after it cannot miss what the writer wrote next.
     fn extend_chain(&mut self, writer: &str, time: u64, offset: i64) {
         let chain = self
             .chains
             .entry(writer.to_owned())
             .or_insert((time, offset));
-        if time >= chain.0 {
+        if time > chain.0 {
             *chain = (time, offset);
         }
     }
@@ -463,7 +466,8 @@ impl Reader<'_> {
     }
 
     /// Forgets what was read of the batches not handed over yet, to read them again from
-    /// offset `from`.
+    /// offset `from`: every marker read of them is at `from` or after (their first records
+    /// are), so the writers' chains are read again too, from what was handed over.
     fn read_again_from(&mut self, from: i64) {
         self.pending.clear();
         self.chains.clear();
@@ -523,8 +527,8 @@ impl Reader<'_> {
                 self.log_waiting(None);
                 return Ok(true);
             };
-            // A writer that ended a later batch has nothing more for this one, unless its
-            // attempt at this one was torn: another attempt comes.
+            // Every writer's batches up to this one have ended here, in a row (see
+            // `take_end`), and no attempt at this one is torn.
             let all_ended = self.chains.len() >= self.source.writers
                 && self.chains.values().all(|&(chained, _)| chained >= time)
                 && self.pending[&time].torn.is_empty();
