@@ -1356,13 +1356,13 @@ fn start_reduce_task(
     })
 }
 
-/// A grid batch time a few seconds back.
-fn recent_batch_time() -> u64 {
+/// The grid batch time (1 s batches) `seconds` back.
+fn batch_time_back(seconds: u64) -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    (now / 1000 - 3) * 1000
+    (now / 1000 - seconds) * 1000
 }
 
 /// A map task's attempt at a batch whose end marker counts more records than were read of it
@@ -1374,7 +1374,7 @@ fn a_torn_attempt_is_not_taken_and_the_batch_waits_for_a_whole_one() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic("shuffle", 1);
-    let first = recent_batch_time();
+    let first = batch_time_back(3);
     // Counts three records; one of them never shows.
     let (a, b, c) = (("a", 1), ("b", 1), ("c", 1));
     let w0 = |attempt| ("w0", attempt);
@@ -1435,7 +1435,7 @@ fn a_writers_batch_missing_from_the_topic_fails_the_task_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let broker = Broker::start();
         broker.create_topic("shuffle", 1);
-        let first = recent_batch_time();
+        let first = batch_time_back(3);
         write_batch(&broker, "shuffle", "w0", first, &[("a", 1)]);
         // Its batch first + 1000 is not in the topic.
         let third = (first + 2000, Some(first + 1000));
@@ -1477,11 +1477,7 @@ fn a_reduce_task_starting_behind_its_writers_runs_their_batches_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic("shuffle", 1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let first = (now / 1000 - 6) * 1000;
+    let first = batch_time_back(6);
     // `w1` starts one batch after `w0` (so has nothing in the first).
     write_batch(&broker, "shuffle", "w0", first, &[("a", 1)]);
     write_batch(&broker, "shuffle", "w0", first + 1000, &[("a", 2)]);
