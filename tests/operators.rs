@@ -126,6 +126,18 @@ length = "300ms"
 slide = "200ms"
 
 [[steps]]
+name = "summed"
+op = "sum-by-key"
+from = "words"
+
+[[steps]]
+name = "summed-window"
+op = "sum-by-key-and-window"
+from = "words"
+length = "300ms"
+slide = "200ms"
+
+[[steps]]
 name = "windowed-plain"
 op = "reduce-by-key-and-window"
 from = "words"
@@ -262,7 +274,9 @@ const STREAMS: &[&str] = &[
     "lines",
     "more",
     "counts",
+    "summed",
     "windowed",
+    "summed-window",
     "windowed-plain",
     "totals",
     "snapshots",
@@ -389,15 +403,17 @@ fn dstream_operators_match_a_reference_over_many_batches() {
     let counts: BTreeMap<u64, Counts> = lines.iter().map(|(t, l)| (*t, word_counts(l))).collect();
     let at = |stream: &str| batches(&out, stream);
 
-    // reduce-by-key, count, repartition, union.
+    // reduce-by-key, sum-by-key, count, repartition, union.
     let (got_counts, got_n, got_spread, got_all) = (
         at("counts"),
         at("lines-count"),
         at("spread-count"),
         at("all-counts"),
     );
+    let summed = at("summed");
     for &t in &times {
         assert_eq!(got_counts[&t], pairs(&counts[&t]), "counts at {t}");
+        assert_eq!(summed[&t], pairs(&counts[&t]), "sum-by-key at {t}");
         assert_eq!(got_n[&t], vec![lines[&t].len().to_string()], "count at {t}");
         assert_eq!(
             got_spread[&t], got_n[&t],
@@ -410,6 +426,8 @@ fn dstream_operators_match_a_reference_over_many_batches() {
     // Windows, with and without the inverse function, exactly at the slide times.
     let slides: Vec<u64> = times.iter().copied().filter(|t| t % SLIDE == 0).collect();
     let (windowed, plain) = (at("windowed"), at("windowed-plain"));
+    let summed_window = at("summed-window");
+    assert_eq!(summed_window.keys().copied().collect::<Vec<_>>(), slides);
     let (window_counts, line_values) = (at("lines-window-count"), at("line-values"));
     let (lines_window, window_total) = (at("lines-window"), at("window-total"));
     assert_eq!(lines_window.keys().copied().collect::<Vec<_>>(), slides);
@@ -429,6 +447,11 @@ fn dstream_operators_match_a_reference_over_many_batches() {
             }
         }
         assert_eq!(windowed[&t], pairs(&expected), "window with inverse at {t}");
+        assert_eq!(
+            summed_window[&t],
+            pairs(&expected),
+            "sum-by-key-and-window at {t}"
+        );
         assert_eq!(
             plain[&t], windowed[&t],
             "with and without the inverse at {t}"

@@ -708,6 +708,42 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
     );
 }
 
+/// A count by value of unkeyed words, each produced into a random partition (so that a word
+/// is in several), runs across members through a repartition topic: the map tasks count each
+/// batch's words, the reduce tasks add up their partition's counts (sum-by-key), so the outputs
+/// add up to the words produced, each word counted by one task. A member is killed
+/// mid-stream and one joins, as in the word counts.
+#[test]
+fn a_count_by_value_runs_across_members_through_a_repartition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = scale_out_job(
+        dir.path(),
+        "values",
+        "",
+        "[[steps]]\nop = \"count-by-value\"",
+    );
+    let said = checked(&pipeline);
+    assert!(
+        said.contains(
+            "steps[0] (count-by-value): its input's values, counted per batch in the writing \
+             tasks and added up in the reading ones"
+        ),
+        "{said}"
+    );
+    let mut rng = support::chaos::Rng(13);
+    let mut expected = Counts::new();
+    let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, 2, || {
+        let text = support::chaos::lines(&mut rng, 300);
+        let records: Vec<(Option<&[u8]>, &[u8])> = text
+            .split_whitespace()
+            .map(|word| (None, word.as_bytes()))
+            .collect();
+        broker.produce("values", &records);
+        add(&mut expected, &reference_counts(&text, false, false));
+    });
+    finish_and_verify(&out, &broker, &expected, members, "spate.wc.wc.repartition");
+}
+
 /// A join of two streams keyed by words the job made (tokenized lines) runs across members:
 /// both sides go through the repartition topic, each reduce task joins its partition's keys.
 /// The other side is the words containing a 7, so a batch's join holds n * n records of such a

@@ -297,6 +297,10 @@ pub enum StepOp {
     ReduceByKeyAndWindow,
     /// (value, count) per distinct value in the window, incrementally.
     CountByValueAndWindow,
+    /// The i64 values of each key added up (in the host).
+    SumByKey,
+    /// The i64 values of each key added up over the window, incrementally.
+    SumByKeyAndWindow,
     /// Keyed state updated for every key each batch (Wasm state operator).
     UpdateStateByKey,
     /// Keyed state updated for the keys with new data, with timeouts (Wasm state operator).
@@ -332,6 +336,8 @@ impl StepOp {
             StepOp::ReduceByWindow => "reduce-by-window",
             StepOp::ReduceByKeyAndWindow => "reduce-by-key-and-window",
             StepOp::CountByValueAndWindow => "count-by-value-and-window",
+            StepOp::SumByKey => "sum-by-key",
+            StepOp::SumByKeyAndWindow => "sum-by-key-and-window",
             StepOp::UpdateStateByKey => "update-state-by-key",
             StepOp::MapWithState => "map-with-state",
             StepOp::AssignTimestamps => "assign-timestamps",

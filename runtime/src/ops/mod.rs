@@ -21,6 +21,7 @@ mod planner;
 mod reduce;
 mod reduce_by_key;
 mod repartition;
+mod sum_by_key;
 mod transform;
 mod union;
 mod window;
@@ -56,6 +57,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &reduce::Reduce,
     &reduce_by_key::ReduceByKey,
     &count_by_value::CountByValue,
+    &sum_by_key::SumByKey,
     &repartition::Repartition,
     &group_by_key::GroupByKey,
     &join::Join,
@@ -123,6 +125,8 @@ mod tests {
             ReduceByWindow,
             ReduceByKeyAndWindow,
             CountByValueAndWindow,
+            SumByKey,
+            SumByKeyAndWindow,
             UpdateStateByKey,
             MapWithState,
             AssignTimestamps,

@@ -6,8 +6,9 @@
 //! tasks (one per input partition) run the steps before it and write into a repartition topic
 //! keyed by the key, reduce tasks (one per partition of that topic) run it and the rest; a
 //! join cut there sends both its sides through the topic. A later keyed step on a key changed
-//! again is a further cut, with a topic of its own. A count by value or a step combining every
-//! record into one result are refused naming the step (docs/SCALE-OUT.md).
+//! again is a further cut, with a topic of its own. A count by value is always a cut (records
+//! of one value can be in every partition); a step combining every record into one result is
+//! refused naming the step (docs/SCALE-OUT.md).
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use std::collections::BTreeMap;
@@ -41,9 +42,8 @@ fn needs(op: StepOp) -> Needs {
         Filter | Window | AssignTimestamps | Repartition | Union => Needs::Nothing,
         Map | FlatMap | MapPartitions => Needs::NothingNewKey,
         ReduceByKey | GroupByKey | Join | LeftOuterJoin | RightOuterJoin | FullOuterJoin
-        | Cogroup | ReduceByKeyAndWindow | UpdateStateByKey | MapWithState | EventTimeWindow => {
-            Needs::KeyTogether
-        }
+        | Cogroup | ReduceByKeyAndWindow | UpdateStateByKey | MapWithState | EventTimeWindow
+        | SumByKey | SumByKeyAndWindow => Needs::KeyTogether,
         CountByValue | CountByValueAndWindow => Needs::ValueTogether,
         Reduce | Count | CountByWindow | ReduceByWindow => Needs::Everything,
     }
@@ -143,10 +143,12 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                     )));
                 }
             },
+            // Records of one value can be in every partition, whatever the key: always a cut,
+            // after which the stream is keyed by the value (the counts).
             Needs::ValueTogether => {
-                return Err(refuse(format!(
-                    "{label} groups by value, and records of one value can be in every partition"
-                )));
+                is_cut = true;
+                keyed_steps += 1;
+                Spread::ByInputKey
             }
             Needs::Everything => {
                 return Err(refuse(format!(
@@ -199,19 +201,23 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
             .iter()
             .map(|&at| {
                 let op = *pipeline.file.steps[at].op.get_ref();
-                let what = match two_sided(op) {
-                    true => "both its sides, each tagged with its stream's name",
-                    false => "its input",
+                let what = match (two_sided(op), needs(op)) {
+                    (true, _) => "both its sides, each tagged with its stream's name",
+                    (false, Needs::ValueTogether) => {
+                        "its input's values, counted per batch in the writing tasks and added \
+                         up in the reading ones"
+                    }
+                    (false, _) => "its input",
                 };
                 format!("steps[{at}] ({}): {what}", op.name())
             })
             .collect();
         return Ok(Partitioning {
             said: format!(
-                "{} step(s) group by a key an earlier step may have changed, each behind a \
-                 repartition topic ({}): map tasks (one per input partition) run the steps \
-                 before the first and write into its topic, keyed by that key (map-side \
-                 combined for reduce-by-key); the tasks of each topic's partitions run its \
+                "{} step(s) group by a key an earlier step may have changed (or by value), \
+                 each behind a repartition topic ({}): map tasks (one per input partition) \
+                 run the steps before the first and write into its topic, keyed by that key \
+                 (map-side combined for reduce-by-key and a count by value); the tasks of each topic's partitions run its \
                  step and those after it up to the next cut (writing into the next topic) or \
                  the end, each batch once every task before it has ended it there",
                 cuts.len(),
@@ -332,6 +338,21 @@ mod tests {
     }
 
     #[test]
+    fn a_count_by_value_is_a_cut_whatever_the_key() {
+        for keyed in [false, true] {
+            let said = check(
+                &pipeline("[[steps]]\nop = \"count-by-value\"\n", keyed),
+                keyed,
+            );
+            assert_eq!(said.unwrap().cuts, [0], "keyed: {keyed}");
+        }
+        // Its output is keyed by the value: a keyed step on it runs in the same tasks.
+        let then = "[[steps]]\nop = \"count-by-value-and-window\"\nlength = \"2s\"\n\
+                    [[steps]]\nop = \"reduce-by-key\"\nplugin = \"x\"\n";
+        assert_eq!(check(&pipeline(then, false), false).unwrap().cuts, [0]);
+    }
+
+    #[test]
     fn a_join_of_a_rekeyed_stream_is_the_cut_with_both_sides_through_the_topic() {
         let join = "[[steps]]\nop = \"map\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\n\
                     op = \"join\"\nfrom = [\"a\", \"in\"]\n";
@@ -341,11 +362,15 @@ mod tests {
             said.said.contains("steps[1] (join)") && said.said.contains("both its sides"),
             "{said:?}"
         );
-        // A count by value after it cannot run across processes.
+        // A count by value after it is a second cut: records of one value can be anywhere.
         let by_value = format!("{join}[[steps]]\nop = \"count-by-value\"\n");
-        let e = check(&pipeline(&by_value, true), true).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("steps[2].op"), "{e}");
-        assert!(e.message.contains("groups by value"), "{e}");
+        let said = check(&pipeline(&by_value, true), true).unwrap();
+        assert_eq!(said.cuts, [1, 2]);
+        assert!(
+            said.said
+                .contains("steps[2] (count-by-value): its input's values, counted"),
+            "{said:?}"
+        );
         // Both sides keyed by the Kafka key as read: no cut.
         let both = "[[steps]]\nop = \"filter\"\nplugin = \"x\"\nname = \"a\"\n[[steps]]\n\
                     op = \"join\"\nfrom = [\"a\", \"in\"]\n";

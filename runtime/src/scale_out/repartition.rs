@@ -1,7 +1,8 @@
 //! A scale-out job cut at keyed steps whose key an earlier step may have changed
 //! ([`super::partitioning`]): the task pipelines made from the user's, one per stage. A map
 //! task (one per input partition) runs the steps before the first cut, combined by key first
-//! when the cut is a reduce-by-key, and writes into the job's repartition topic with the Kafka
+//! when the cut is a reduce-by-key (counted per value when it is a count by value, whose
+//! reading tasks then add the counts up with sum-by-key), and writes into the job's repartition topic with the Kafka
 //! output (exactly-once, keys partitioned by murmur2 as Kafka's own clients do, an
 //! end-of-batch marker in every partition after each batch). A reduce task (one per partition
 //! of that topic) reads its partition batch by batch (`type = "repartition"`) and runs the cut
@@ -15,7 +16,7 @@
 use crate::config::{ConfigError, Pipeline, StepOp};
 use crate::kafka::Encoding;
 use crate::plan::Plan;
-use crate::record::Shape;
+use crate::record::{Shape, StreamType};
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
 
 /// The task pipelines of a job cut at one or more repartition topics.
@@ -91,19 +92,31 @@ impl Repartition {
                 .cloned()
                 .map(Value::from)
                 .collect();
-            if let (true, false, Some(Value::InlineTable(first))) =
-                (k > 0, reads_tagged, steps.get_mut(0))
-            {
-                // One stream comes through the topic: the task's only source.
-                first.remove("from");
+            if let (true, Some(Value::InlineTable(first))) = (k > 0, steps.get_mut(0)) {
+                if !reads_tagged {
+                    // One stream comes through the topic: the task's only source.
+                    first.remove("from");
+                }
+                if let Some(sum) = counted(pipeline.file.steps[start].op.get_ref()) {
+                    // The counts per value come through the topic: add them up.
+                    first.insert("op", sum.into());
+                }
             }
             let mut writes = Vec::new();
             if let Some(&cut) = cuts.get(k) {
-                let step = &pipeline.file.steps[cut];
-                if *step.op.get_ref() == StepOp::ReduceByKey {
+                let op = *pipeline.file.steps[cut].op.get_ref();
+                if op == StepOp::ReduceByKey {
                     // One record per key and batch goes into the topic, as Spark's map-side
                     // combine.
                     steps.push(tables[cut].clone());
+                } else if counted(&op).is_some() {
+                    // One count per value and batch goes into the topic, the window (if any)
+                    // taken on the reading side.
+                    let mut count = tables[cut].clone();
+                    count.insert("op", StepOp::CountByValue.name().into());
+                    count.remove("length");
+                    count.remove("slide");
+                    steps.push(count);
                 }
                 writes = sides(pipeline, plan, source, cut)?;
                 reads_tagged = writes.iter().any(|s| s.tagged.is_some());
@@ -222,6 +235,16 @@ impl Repartition {
     }
 }
 
+/// For a count by value cut at, the op its reading tasks run instead: the writing tasks count
+/// each batch's values, the reading ones add the counts up (over the window, if any).
+fn counted(op: &StepOp) -> Option<&'static str> {
+    match op {
+        StepOp::CountByValue => Some(StepOp::SumByKey.name()),
+        StepOp::CountByValueAndWindow => Some(StepOp::SumByKeyAndWindow.name()),
+        _ => None,
+    }
+}
+
 /// The streams a stage writes into the topic before `steps[cut]`: the cut step's input, or
 /// a join's sides (one when a stream is joined with itself), each with how the writing task's
 /// output finds it and how its records are encoded.
@@ -232,7 +255,8 @@ fn sides(
     cut: usize,
 ) -> Result<Vec<Side>, ConfigError> {
     let step = &pipeline.file.steps[cut];
-    let combined = *step.op.get_ref() == StepOp::ReduceByKey;
+    let counts = counted(step.op.get_ref()).is_some();
+    let combined = counts || *step.op.get_ref() == StepOp::ReduceByKey;
     let named: Option<Vec<String>> = step.from.as_ref().map(|from| {
         let mut names: Vec<String> = Vec::new();
         for name in from.get_ref().names() {
@@ -256,7 +280,7 @@ fn sides(
     };
     read.into_iter()
         .map(|(stream, from)| {
-            let (key, value) = scalars(pipeline, plan, cut, &stream)?;
+            let (key, value) = encodings(pipeline, plan, cut, &stream, counts)?;
             Ok(Side {
                 tagged: sided.then(|| stream.clone()),
                 from,
@@ -279,35 +303,56 @@ fn previous_stream(pipeline: &Pipeline, source: &str, cut: usize) -> String {
 }
 
 /// How the records of `stream`, which go through the repartition topic before `steps[cut]`,
-/// are written there: their key's and value's encodings, which must be scalars.
-fn scalars(
+/// are written there: their key's and value's encodings, which must be scalars. For a count by
+/// value (`counts`), what goes through are the counts of `stream`'s values: keyed by the value,
+/// which must be a scalar of an unkeyed stream (a keyed stream's `(key, value)` pairs would be
+/// the topic's keys), the count an i64.
+fn encodings(
     pipeline: &Pipeline,
     plan: &Plan,
     cut: usize,
     stream: &str,
+    counts: bool,
 ) -> Result<(Encoding, Encoding), ConfigError> {
-    let types = (plan.dataflow.streams.iter())
-        .find(|s| s.name == stream)
-        .map(|s| s.types.clone());
     let scalar = |shape: Option<&Shape>| match shape {
         Some(Shape::Scalar(t)) => Some(Encoding::of(*t)),
         _ => None,
     };
-    let (key, value) = match types {
-        Some(t) => (scalar(t.key.as_ref()), scalar(Some(&t.value))),
-        None => (None, None),
-    };
-    match (key, value) {
-        (Some(key), Some(value)) => Ok((key, value)),
-        _ => Err(pipeline.error_at(
-            pipeline.file.steps[cut].op.span(),
-            &format!("steps[{cut}].op"),
+    let types = stream_types(plan, stream);
+    let (written, why) = match counts {
+        false => (
+            types.and_then(|t| scalar(t.key.as_ref()).zip(scalar(Some(&t.value)))),
             format!(
                 "the records of '{stream}' go through the repartition topic before this step: \
                  they must be keyed and their key and value scalars (text, bytes, i64, f64)"
             ),
-        )),
-    }
+        ),
+        true => (
+            (types.filter(|t| t.key.is_none()))
+                .and_then(|t| scalar(Some(&t.value)))
+                .map(|value| (value, Encoding::I64)),
+            format!(
+                "the values of '{stream}' are counted through the repartition topic before this \
+                 step, keyed by the value: '{stream}' must be unkeyed and its values scalars \
+                 (text, bytes, i64, f64); to count (key, value) pairs, map each to one scalar \
+                 first"
+            ),
+        ),
+    };
+    written.ok_or_else(|| {
+        pipeline.error_at(
+            pipeline.file.steps[cut].op.span(),
+            &format!("steps[{cut}].op"),
+            why,
+        )
+    })
+}
+
+/// The types of `stream` as planned.
+fn stream_types(plan: &Plan, stream: &str) -> Option<StreamType> {
+    (plan.dataflow.streams.iter())
+        .find(|s| s.name == stream)
+        .map(|s| s.types.clone())
 }
 
 /// The repartition topic's replication factor (-1: the brokers' default) and topic settings,
@@ -360,6 +405,7 @@ fn inline(table: &Table) -> InlineTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wasm::ComponentCache;
 
     fn pipeline(job: &str) -> Pipeline {
         let dir = tempfile::tempdir().unwrap();
@@ -426,6 +472,51 @@ mod tests {
         assert_eq!(sources["users"]["value-type"].as_str(), Some("text"));
         assert_eq!(sources["users"]["partition"].as_integer(), Some(2));
         assert_eq!(sources["users"]["writers"].as_integer(), Some(4));
+    }
+
+    #[test]
+    fn a_count_by_value_cut_counts_in_the_writing_tasks_and_adds_up_in_the_reading_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |source: &str| {
+            let path = dir.path().join("p.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[job]\nname = \"j\"\n[sources.in]\ntype = \"kafka\"\n\
+                     bootstrap = \"127.0.0.1:1\"\ntopics = [\"t\"]\n{source}\n[[steps]]\n\
+                     name = \"seen\"\nop = \"count-by-value-and-window\"\nlength = \"3s\"\n\
+                     slide = \"2s\"\n[[outputs]]\ntype = \"print\"\n"
+                ),
+            )
+            .unwrap();
+            let pipeline = Pipeline::load(&path, &[]).unwrap();
+            let plan = Plan::build(&pipeline, &ComponentCache::disabled()).unwrap();
+            Repartition::plan(&pipeline, &plan, "in", &[0])
+        };
+        let cut = load("").unwrap();
+        // The map tasks count each batch's values, the window left to the reading side.
+        let map = cut.task_overrides("t", 0, 4);
+        let steps: toml::Table = toml::from_str(&map[0]).unwrap();
+        let steps = steps["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 1, "{map:?}");
+        assert_eq!(steps[0]["op"].as_str(), Some("count-by-value"));
+        assert!(steps[0].get("length").is_none() && steps[0].get("slide").is_none());
+        // Keyed by the value, the count an i64; added up over the window in the reading tasks.
+        let reduce = cut.task_overrides(&cut.topics[0], 0, 4);
+        let read: toml::Table = toml::from_str(&reduce[0]).unwrap();
+        let read = &read["sources"]["repartition"];
+        assert_eq!(read["key-type"].as_str(), Some("text"));
+        assert_eq!(read["value-type"].as_str(), Some("i64"));
+        let steps: toml::Table = toml::from_str(&reduce[1]).unwrap();
+        let summed = &steps["steps"].as_array().unwrap()[0];
+        assert_eq!(summed["op"].as_str(), Some("sum-by-key-and-window"));
+        assert_eq!(summed["name"].as_str(), Some("seen"));
+        assert_eq!(summed["length"].as_str(), Some("3s"));
+        assert_eq!(summed["slide"].as_str(), Some("2s"));
+        // A keyed stream's (key, value) pairs cannot be the topic's keys.
+        let keyed = load("key-type = \"text\"").unwrap_err();
+        assert_eq!(keyed.field.as_deref(), Some("steps[0].op"));
+        assert!(keyed.message.contains("'in' must be unkeyed"), "{keyed}");
     }
 
     #[test]
