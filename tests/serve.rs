@@ -35,15 +35,27 @@ impl Server {
 
     /// A server whose `[server]` table also has the lines `more` gives for its directory.
     fn with(more: impl FnOnce(&Path) -> String) -> Server {
+        Server::with_tenant_lines(|dir| (more(dir), Vec::new()))
+    }
+
+    /// A server whose `[server]` table also has the first lines `more` gives for its
+    /// directory, and whose tenants named in the second have those lines too.
+    fn with_tenant_lines(
+        more: impl FnOnce(&Path) -> (String, Vec<(&'static str, String)>),
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let (server_lines, tenant_lines) = more(dir.path());
         let mut config = format!(
-            "[server]\nbind = \"127.0.0.1:0\"\ndata-dir = \"data\"\n{}\n[defaults]\nmax-workers = 2\n\n[defaults.limits]\ncall-time = \"5s\"\n",
-            more(dir.path())
+            "[server]\nbind = \"127.0.0.1:0\"\ndata-dir = \"data\"\n{server_lines}\n[defaults]\nmax-workers = 2\n\n[defaults.limits]\ncall-time = \"5s\"\n",
         );
         for (tenant, token) in TOKENS {
             let hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+            let own: String = (tenant_lines.iter())
+                .filter(|(t, _)| *t == tenant)
+                .map(|(_, lines)| lines.as_str())
+                .collect();
             config.push_str(&format!(
-                "\n[[tenants]]\nname = \"{tenant}\"\ntoken-sha256 = \"{hash}\"\n{}",
+                "\n[[tenants]]\nname = \"{tenant}\"\ntoken-sha256 = \"{hash}\"\n{own}{}",
                 match tenant {
                     "ops" => "admin = true\n",
                     // Tenant q may make 20 operator calls; then its jobs stop.
@@ -914,49 +926,84 @@ fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
+/// Certificate and key files.
+type Pair = (PathBuf, PathBuf);
+
+/// A server speaking mutual TLS (its certificate self-signed, the clients' authority
+/// `clients-ca`), with client certificates signed by that authority.
+struct MutualTls {
+    server: Server,
+    /// The server's directory, where the certificates are.
+    dir: PathBuf,
+    /// The server's certificate, which the clients trust.
+    server_cert: PathBuf,
+    /// The clients' authority: certificate and key.
+    ca: Pair,
+    /// The client certificates and keys, in the order named.
+    clients: Vec<Pair>,
+}
+
+impl MutualTls {
+    /// Starts it with client certificates for the common names `clients`; `more` gives
+    /// further `[server]` lines and tenants' lines, knowing the directory, the authority and
+    /// the client certificates.
+    fn start(
+        clients: &[&str],
+        more: impl FnOnce(&Path, &Pair, &[Pair]) -> (String, Vec<(&'static str, String)>),
+    ) -> MutualTls {
+        let mut files = None;
+        let server = Server::with_tenant_lines(|dir| {
+            let (cert, key) = self_signed_certificate(dir);
+            let ca = certificate(dir, "clients-ca", "spate test clients", None);
+            let signed: Vec<Pair> = (clients.iter().enumerate())
+                .map(|(i, cn)| certificate(dir, &format!("client-{i}"), cn, Some((&ca.0, &ca.1))))
+                .collect();
+            let (more_server, tenants) = more(dir, &ca, &signed);
+            let config = format!(
+                "tls-cert = \"{}\"\ntls-key = \"{}\"\ntls-client-ca = \"clients-ca.pem\"\n\
+                 {more_server}",
+                cert.display(),
+                key.display()
+            );
+            files = Some((dir.to_owned(), cert, ca, signed));
+            (config, tenants)
+        });
+        let (dir, server_cert, ca, clients) = files.unwrap();
+        MutualTls {
+            server,
+            dir,
+            server_cert,
+            ca,
+            clients,
+        }
+    }
+
+    /// `spate jobs` as `tenant` trusting the server's certificate, showing the client
+    /// certificate `shown` (with its key) if given, with the further arguments `more`.
+    fn jobs(&self, tenant: &str, shown: Option<&Pair>, more: &[&str]) -> Output {
+        let mut args = vec!["jobs", "--ca-cert", self.server_cert.to_str().unwrap()];
+        if let Some((cert, key)) = shown {
+            let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+            args.extend(["--client-cert", cert, "--client-key", key]);
+        }
+        args.extend(more);
+        self.server.client(Some(tenant), &args)
+    }
+}
+
 #[test]
 fn with_a_client_ca_only_clients_showing_a_certificate_it_signed_are_answered() {
-    let mut files = None;
-    let server = Server::with(|dir| {
-        let (cert, key) = self_signed_certificate(dir);
-        let clients_ca = certificate(dir, "clients-ca", "spate test clients", None);
-        let client = certificate(
-            dir,
-            "client",
-            "tenant a",
-            Some((&clients_ca.0, &clients_ca.1)),
-        );
-        let stranger = certificate(dir, "stranger", "tenant a", None);
-        let config = format!(
-            "tls-cert = \"{}\"\ntls-key = \"{}\"\ntls-client-ca = \"clients-ca.pem\"\n",
-            cert.display(),
-            key.display()
-        );
-        files = Some((cert, client, stranger));
-        config
-    });
-    let (ca, client, stranger) = files.unwrap();
-    let ca = ca.to_str().unwrap();
-    let showing = |(cert, key): &(PathBuf, PathBuf)| {
-        vec![
-            "--client-cert".to_owned(),
-            cert.display().to_string(),
-            "--client-key".to_owned(),
-            key.display().to_string(),
-        ]
-    };
-    let jobs = |tenant: &str, more: &[String]| {
-        let mut args = vec!["jobs", "--ca-cert", ca];
-        args.extend(more.iter().map(String::as_str));
-        server.client(Some(tenant), &args)
-    };
+    let tls = MutualTls::start(&["tenant a"], |_, _, _| (String::new(), Vec::new()));
+    let client = &tls.clients[0];
+    let stranger = certificate(&tls.dir, "stranger", "tenant a", None);
     // A certificate the clients' authority signed: answered.
-    let listed = jobs("a", &showing(&client));
+    let listed = tls.jobs("a", Some(client), &[]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     // The same from the environment.
     let mut command = spate();
     let from_env = command
-        .args(["jobs", "--server", &server.url, "--ca-cert", ca])
+        .args(["jobs", "--server", &tls.server.url, "--ca-cert"])
+        .arg(&tls.server_cert)
         .env("SPATE_TOKEN", "token-a")
         .env("SPATE_CLIENT_CERT", &client.0)
         .env("SPATE_CLIENT_KEY", &client.1)
@@ -964,29 +1011,144 @@ fn with_a_client_ca_only_clients_showing_a_certificate_it_signed_are_answered() 
         .unwrap();
     assert!(from_env.status.success(), "{}", stderr(&from_env));
     // No certificate: refused, the client saying what is missing.
-    let bare = jobs("a", &[]);
+    let bare = tls.jobs("a", None, &[]);
     let said = stderr(&bare);
     assert!(!bare.status.success(), "{said}");
     assert!(said.contains("--client-cert"), "{said}");
     // A certificate of another authority: refused.
-    let strange = jobs("a", &showing(&stranger));
+    let strange = tls.jobs("a", Some(&stranger), &[]);
     assert!(!strange.status.success(), "{}", stderr(&strange));
     // The certificate opens the connection, not the API: a token is still needed.
-    let tokenless = jobs("nobody", &showing(&client));
+    let tokenless = tls.jobs("nobody", Some(client), &[]);
     let said = stderr(&tokenless);
     assert!(!tokenless.status.success(), "{said}");
     assert!(said.contains("HTTP 401"), "{said}");
     // A certificate without its key is a mistake the client names.
-    let half = jobs(
-        "a",
-        &["--client-cert".to_owned(), client.0.display().to_string()],
-    );
+    let half = tls.jobs("a", None, &["--client-cert", client.0.to_str().unwrap()]);
     let said = stderr(&half);
     assert!(!half.status.success(), "{said}");
     assert!(
         said.contains("--client-cert and --client-key go together"),
         "{said}"
     );
+}
+
+/// Writes `clients-crl.pem` in `dir`: the revocation list of the authority `ca` (certificate
+/// and key files) revoking the certificates in `revoked`.
+fn revocation_list(dir: &Path, (ca, ca_key): (&Path, &Path), revoked: &[&Path]) -> PathBuf {
+    use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509, X509CrlBuilder, X509Extension, X509Revoked};
+    let read = |path: &Path| std::fs::read(path).unwrap();
+    let ca = X509::from_pem(&read(ca)).unwrap();
+    let mut list = X509CrlBuilder::new().unwrap();
+    list.set_issuer_name(ca.subject_name()).unwrap();
+    list.set_last_update(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    list.set_next_update(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    // DER by hand: the crate builds no extension a list needs, nor a revoked entry.
+    let extension = |oid: &str, der: &[u8]| {
+        let oid = Asn1Object::from_str(oid).unwrap();
+        let der = Asn1OctetString::new_from_bytes(der).unwrap();
+        X509Extension::new_from_der(&oid, false, &der).unwrap()
+    };
+    // Authority key identifier (any key id: the test authority has no subject key id) and
+    // CRL number 1.
+    let mut key_id = vec![0x30, 22, 0x80, 20];
+    key_id.extend([7u8; 20]);
+    list.append_extension(extension("2.5.29.35", &key_id))
+        .unwrap();
+    list.append_extension(extension("2.5.29.20", &[0x02, 0x01, 0x01]))
+        .unwrap();
+    for cert in revoked {
+        let cert = X509::from_pem(&read(cert)).unwrap();
+        let mut serial = cert.serial_number().to_bn().unwrap().to_vec();
+        if serial[0] & 0x80 != 0 {
+            serial.insert(0, 0);
+        }
+        // SEQUENCE { INTEGER serial, UTCTime 2025-01-01 }
+        let mut entry = vec![0x02, serial.len() as u8];
+        entry.extend(&serial);
+        entry.extend([0x17, 13]);
+        entry.extend(b"250101000000Z");
+        let mut der = vec![0x30, entry.len() as u8];
+        der.extend(entry);
+        list.add_revoked(X509Revoked::from_der(&der).unwrap())
+            .unwrap();
+    }
+    let key = PKey::private_key_from_pem(&read(ca_key)).unwrap();
+    list.sign(&key, MessageDigest::sha256()).unwrap();
+    let path = dir.join("clients-crl.pem");
+    // Written aside and renamed over: a server reading it sees the old list or the new one.
+    let staged = dir.join("clients-crl.pem.new");
+    std::fs::write(&staged, list.build().unwrap().to_pem().unwrap()).unwrap();
+    std::fs::rename(staged, &path).unwrap();
+    path
+}
+
+#[test]
+fn a_client_certificate_its_authority_revoked_is_refused() {
+    let tls = MutualTls::start(&["kept", "revoked"], |dir, ca, clients| {
+        revocation_list(dir, (&ca.0, &ca.1), &[&clients[1].0]);
+        let crl = "tls-client-crl = \"clients-crl.pem\"\n".to_owned();
+        (crl, Vec::new())
+    });
+    let (kept, revoked) = (&tls.clients[0], &tls.clients[1]);
+    let listed = tls.jobs("a", Some(kept), &[]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let refused = tls.jobs("a", Some(revoked), &[]);
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    // A new list, revoking the other certificate too, applies without a restart.
+    std::thread::sleep(Duration::from_millis(1100));
+    revocation_list(&tls.dir, (&tls.ca.0, &tls.ca.1), &[&revoked.0, &kept.0]);
+    assert!(
+        eventually(Duration::from_secs(10), || !tls
+            .jobs("a", Some(kept), &[])
+            .status
+            .success()),
+        "a certificate revoked since is still answered"
+    );
+}
+
+/// The SHA-256 fingerprint of the certificate in `cert` as `openssl x509 -fingerprint -sha256`
+/// prints it (`AB:CD:...`), and as the server names it (lowercase hex).
+fn fingerprint(cert: &Path) -> (String, String) {
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+    let digest = cert.digest(openssl::hash::MessageDigest::sha256()).unwrap();
+    let bytes: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    (bytes.join(":"), bytes.concat().to_lowercase())
+}
+
+#[test]
+fn a_tenant_bound_to_a_client_certificate_is_taken_only_over_it() {
+    let tls = MutualTls::start(&["tenant a", "tenant b"], |_, _, clients| {
+        let own = fingerprint(&clients[0].0).0;
+        (
+            String::new(),
+            vec![("a", format!("client-cert-sha256 = [\"{own}\"]\n"))],
+        )
+    });
+    let (own, other) = (&tls.clients[0], &tls.clients[1]);
+    // Tenant a over its own certificate: answered.
+    let listed = tls.jobs("a", Some(own), &[]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    // Over another certificate of the same authority: its token is refused, naming why.
+    let elsewhere = tls.jobs("a", Some(other), &[]);
+    let said = stderr(&elsewhere);
+    assert!(!elsewhere.status.success(), "{said}");
+    assert!(
+        said.contains("HTTP 403")
+            && said.contains("client-cert-sha256")
+            && said.contains(&fingerprint(&other.0).1),
+        "{said}"
+    );
+    // A tenant not bound to certificates is taken over any the authority signed.
+    for cert in [own, other] {
+        let listed = tls.jobs("b", Some(cert), &[]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+    }
 }
 
 #[test]

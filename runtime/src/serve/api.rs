@@ -1,6 +1,7 @@
 //! The service's HTTP API (JSON): every request names its tenant by a bearer token (401
 //! without a valid one); a tenant sees, stops and reads the logs of its own jobs only (403
-//! for another's), an admin tenant of every job.
+//! for another's), an admin tenant of every job. A tenant bound to client certificates is
+//! refused (403) over a connection without one of them, whatever the request.
 //!
 //! | request | answer |
 //! |---|---|
@@ -16,10 +17,12 @@
 use super::config::{ServerConfig, Tenant};
 use super::jobs::{JobRecord, Jobs, Refusal, Submission};
 use super::quota::TenantUsage;
+use super::tls::Peer;
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -92,6 +95,39 @@ fn tenant<'s>(service: &'s Service, headers: &HeaderMap) -> Result<&'s Tenant, B
         header::HeaderValue::from_static("Bearer"),
     );
     Err(Box::new(response))
+}
+
+/// Refuses (403) a request whose tenant (by its token or session) is bound to client
+/// certificates (`client-cert-sha256`) and which comes over a connection without one of them:
+/// a token or session cookie that leaked is of no use without the certificate's key.
+pub(super) async fn only_bound_clients(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match super::web::caller(&service, request.headers()) {
+        Some(tenant) if !tenant.takes_certificate(peer.certificate_sha256) => {
+            refused(Refusal::Forbidden(not_bound_certificate(tenant, peer)))
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Why `tenant`, bound to client certificates, is refused over the connection of `peer`.
+pub(super) fn not_bound_certificate(tenant: &Tenant, peer: Peer) -> String {
+    let shown = match peer.certificate_sha256 {
+        Some(sha256) => format!(
+            "this client's certificate (SHA-256 {}) is not one of them",
+            sha256.map(|b| format!("{b:02x}")).concat()
+        ),
+        None => "this client showed none".to_owned(),
+    };
+    format!(
+        "tenant '{}' is taken only from the client certificates its client-cert-sha256 names; \
+         {shown}",
+        tenant.name
+    )
 }
 
 /// Runs `work` (which may block: files, plugin compiles) off the server's threads.

@@ -32,6 +32,7 @@ struct ServerSection {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    tls_client_crl: Option<PathBuf>,
 }
 
 /// The server's settings, read and checked.
@@ -57,6 +58,9 @@ pub struct Tenant {
     token_sha256: [u8; 32],
     /// Whether it sees and stops every tenant's jobs.
     pub admin: bool,
+    /// `client-cert-sha256`: the SHA-256 fingerprints of the client certificates its token is
+    /// taken from (mutual TLS); empty: from any client the server lets in.
+    pub client_certificates: Vec<[u8; 32]>,
     /// What its pipelines may ask for.
     pub policy: Arc<Policy>,
     /// The most its jobs may consume together (`[tenants.quota]`, else `[defaults.quota]`).
@@ -67,7 +71,7 @@ pub struct Tenant {
 pub const DEFAULT_PORT: u16 = 8420;
 
 /// Fields of a `[[tenants]]` table that are not policy fields.
-const TENANT_FIELDS: &[&str] = &["name", "token-sha256", "admin"];
+const TENANT_FIELDS: &[&str] = &["name", "token-sha256", "admin", "client-cert-sha256"];
 
 impl ServerConfig {
     /// Reads `path`; a relative `data-dir` is taken from the file's directory. The data
@@ -87,6 +91,7 @@ impl ServerConfig {
                 cert: base.join(cert),
                 key: base.join(key),
                 client_ca: server.tls_client_ca.as_ref().map(|ca| base.join(ca)),
+                client_crl: server.tls_client_crl.as_ref().map(|crl| base.join(crl)),
             }),
             (None, None) if server.tls_client_ca.is_some() => bail!(
                 "{}: [server]: tls-client-ca needs tls-cert and tls-key (client certificates \
@@ -100,6 +105,13 @@ impl ServerConfig {
                 path.display()
             ),
         };
+        if server.tls_client_crl.is_some() && server.tls_client_ca.is_none() {
+            bail!(
+                "{}: [server]: tls-client-crl needs tls-client-ca (the lists revoke client \
+                 certificates, which are asked for only with it)",
+                path.display()
+            );
+        }
         let mut tenants: Vec<Tenant> = Vec::new();
         for (i, table) in file.tenants.iter().enumerate() {
             let tenant = Tenant::read(table, &file.defaults, &data_dir)
@@ -109,6 +121,15 @@ impl ServerConfig {
                     "{}: tenants[{i}]: tenant '{}' is defined twice",
                     path.display(),
                     tenant.name
+                );
+            }
+            if !tenant.client_certificates.is_empty()
+                && tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+            {
+                bail!(
+                    "{}: tenants[{i}]: client-cert-sha256 needs [server] tls-client-ca (clients \
+                     show certificates only when the server asks for them)",
+                    path.display()
                 );
             }
             tenants.push(tenant);
@@ -161,6 +182,29 @@ impl Tenant {
             Some(toml::Value::Boolean(admin)) => *admin,
             Some(_) => bail!("admin: true or false"),
         };
+        let client_certificates = match table.get("client-cert-sha256") {
+            None => Vec::new(),
+            Some(toml::Value::String(one)) => vec![one.as_str()],
+            Some(toml::Value::Array(many)) => many
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| anyhow!("client-cert-sha256: strings"))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => bail!("client-cert-sha256: a fingerprint or a list of them"),
+        }
+        .into_iter()
+        .map(|hex| {
+            // As `openssl x509 -fingerprint -sha256` prints it, with or without the colons.
+            parse_sha256(&hex.replace(':', "")).ok_or_else(|| {
+                anyhow!(
+                    "client-cert-sha256: '{hex}' is not a SHA-256 fingerprint (64 hex digits, \
+                     colons allowed: openssl x509 -noout -fingerprint -sha256 -in client.pem)"
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
         let mut policy = defaults.clone();
         for (key, value) in table {
             if !TENANT_FIELDS.contains(&key.as_str()) {
@@ -189,9 +233,19 @@ impl Tenant {
             name,
             token_sha256,
             admin,
+            client_certificates,
             policy: Arc::new(policy),
             quota,
         })
+    }
+}
+
+impl Tenant {
+    /// Whether its token (or session) is taken from a client that showed the certificate of
+    /// fingerprint `certificate` (`None`: none): any, unless it is bound to certificates.
+    pub fn takes_certificate(&self, certificate: Option<[u8; 32]>) -> bool {
+        self.client_certificates.is_empty()
+            || certificate.is_some_and(|c| self.client_certificates.contains(&c))
     }
 }
 
@@ -268,13 +322,24 @@ mod tests {
             std::fs::write(&path, format!("[server]\ndata-dir = \"d\"\n{server}")).unwrap();
             ServerConfig::load(&path)
         };
-        let config =
-            load("tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-ca = \"ca.pem\"\n")
-                .unwrap();
+        let config = load(
+            "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-ca = \"ca.pem\"\n\
+             tls-client-crl = \"crl.pem\"\n",
+        )
+        .unwrap();
         let tls = config.tls.unwrap();
         assert_eq!(tls.cert, dir.path().join("c.pem"));
         assert_eq!(tls.key, dir.path().join("k.pem"));
         assert_eq!(tls.client_ca, Some(dir.path().join("ca.pem")));
+        assert_eq!(tls.client_crl, Some(dir.path().join("crl.pem")));
+        let crl_alone =
+            load("tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-crl = \"crl.pem\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            crl_alone.contains("tls-client-crl needs tls-client-ca"),
+            "{crl_alone}"
+        );
         let alone = load("tls-client-ca = \"ca.pem\"\n")
             .unwrap_err()
             .to_string();
@@ -284,5 +349,47 @@ mod tests {
         );
         let half = load("tls-cert = \"c.pem\"\n").unwrap_err().to_string();
         assert!(half.contains("tls-cert and tls-key go together"), "{half}");
+    }
+
+    #[test]
+    fn a_tenant_is_bound_to_client_certificates_by_their_fingerprints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        let hash = "0".repeat(64);
+        let load = |server: &str, bound: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "[server]\ndata-dir = \"d\"\n{server}\n[[tenants]]\nname = \"a\"\n\
+                     token-sha256 = \"{hash}\"\nclient-cert-sha256 = {bound}\n"
+                ),
+            )
+            .unwrap();
+            ServerConfig::load(&path)
+        };
+        let mutual = "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-ca = \"ca.pem\"\n";
+        // As openssl prints it (colons, upper case) or as plain hex.
+        let colons: Vec<String> = (0..32).map(|i| format!("{:02X}", i)).collect();
+        let plain = "ab".repeat(32);
+        let config = load(mutual, &format!("[\"{}\", \"{plain}\"]", colons.join(":"))).unwrap();
+        let a = &config.tenants[0];
+        let first: [u8; 32] = std::array::from_fn(|i| i as u8);
+        assert_eq!(a.client_certificates, [first, [0xab; 32]]);
+        assert!(a.takes_certificate(Some(first)));
+        assert!(!a.takes_certificate(Some([1; 32])));
+        assert!(!a.takes_certificate(None));
+        let one = load(mutual, &format!("\"{plain}\"")).unwrap();
+        assert_eq!(one.tenants[0].client_certificates, [[0xab; 32]]);
+        let short = load(mutual, "\"AB:CD\"").unwrap_err().to_string();
+        assert!(
+            short.contains("tenants[0]: client-cert-sha256: 'AB:CD' is not a SHA-256"),
+            "{short}"
+        );
+        // Without a client authority, no client shows a certificate.
+        let unasked = load("", &format!("\"{plain}\"")).unwrap_err().to_string();
+        assert!(
+            unasked.contains("client-cert-sha256 needs [server] tls-client-ca"),
+            "{unasked}"
+        );
     }
 }

@@ -79,7 +79,12 @@ pub fn serve(config_path: &Path, logs: Arc<logs::JobLogs>) -> Result<()> {
         .context("cannot start the server's runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let routes = api::router(service.clone()).merge(web::router(service));
+        let routes = (api::router(service.clone()).merge(web::router(service.clone())))
+            .layer(axum::middleware::from_fn_with_state(
+                service,
+                api::only_bound_clients,
+            ))
+            .into_make_service_with_connect_info::<tls::Peer>();
         let served = match certificates {
             Some(certificates) => {
                 axum::serve(tls::TlsListener::new(listener, certificates)?, routes)

@@ -5,10 +5,16 @@
 //! A renewed certificate is served without a restart: the files are looked at again for new
 //! connections, at most once a second, and loaded when they changed. With `tls-client-ca`
 //! every client must show a certificate signed by one of its authorities (mutual TLS), on top
-//! of its API token.
+//! of its API token, and with `tls-client-crl` none its authority has revoked; a tenant may be bound to certificates of its own (`client-cert-sha256`),
+//! whose fingerprints each connection carries ([`Peer`]).
 
 use anyhow::{Context, Result};
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use openssl::hash::MessageDigest;
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509Lookup;
+use openssl::x509::verify::X509VerifyFlags;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -35,6 +41,9 @@ pub struct TlsFiles {
     /// with it, a client must show a certificate one of them signed (mutual TLS), or the
     /// handshake fails before any request is read.
     pub client_ca: Option<PathBuf>,
+    /// `tls-client-crl`: certificate revocation lists (PEM), one from each of those
+    /// authorities; a client certificate revoked in its authority's list is refused.
+    pub client_crl: Option<PathBuf>,
 }
 
 impl TlsFiles {
@@ -42,6 +51,7 @@ impl TlsFiles {
         [self.cert.as_path(), self.key.as_path()]
             .into_iter()
             .chain(self.client_ca.as_deref())
+            .chain(self.client_crl.as_deref())
     }
 }
 
@@ -53,6 +63,7 @@ fn acceptor(files: &TlsFiles) -> Result<SslAcceptor> {
         cert,
         key,
         client_ca,
+        client_crl,
     } = files;
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
         .context("cannot set up TLS")?;
@@ -80,6 +91,20 @@ fn acceptor(files: &TlsFiles) -> Result<SslAcceptor> {
         }
         builder.set_client_ca_list(names);
         builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    if let Some(crl) = client_crl {
+        let unreadable = || format!("tls-client-crl: cannot read {} (PEM)", crl.display());
+        let pem = std::fs::read(crl).with_context(unreadable)?;
+        if !pem.windows(8).any(|w| w == b"X509 CRL") {
+            anyhow::bail!("tls-client-crl: no revocation list in {}", crl.display());
+        }
+        let store = builder.cert_store_mut();
+        (store.add_lookup(X509Lookup::file()))
+            .and_then(|lookup| lookup.load_crl_file(crl, SslFiletype::PEM))
+            .with_context(unreadable)?;
+        // The client certificate's own authority must have a list in the file (as nginx's
+        // `ssl_crl`): a certificate whose revocation cannot be checked is refused.
+        store.set_flags(X509VerifyFlags::CRL_CHECK)?;
     }
     Ok(builder.build())
 }
@@ -158,9 +183,43 @@ fn stamp(files: &TlsFiles) -> Option<Vec<(SystemTime, u64)>> {
     files.paths().map(of).collect()
 }
 
+/// Who is at the other end of a connection: its address and, over mutual TLS, the SHA-256
+/// fingerprint of the certificate it showed (what tenants bound to certificates are checked
+/// against: `client-cert-sha256`).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// Its address.
+    pub address: SocketAddr,
+    /// The SHA-256 of its certificate (DER), if it showed one.
+    pub certificate_sha256: Option<[u8; 32]>,
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer {
+            address: *stream.remote_addr(),
+            certificate_sha256: None,
+        }
+    }
+}
+
+/// The SHA-256 fingerprint of the certificate the client of `stream` showed, if any.
+fn certificate_sha256(stream: &SslStream<TcpStream>) -> Option<[u8; 32]> {
+    let digest = (stream.ssl().peer_certificate()?)
+        .digest(MessageDigest::sha256())
+        .ok()?;
+    digest.as_ref().try_into().ok()
+}
+
 /// A listener whose connections have finished a TLS handshake.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(SslStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(SslStream<TcpStream>, Peer)>,
     local: SocketAddr,
 }
 
@@ -196,6 +255,10 @@ impl TlsListener {
                     };
                     match tokio::time::timeout(HANDSHAKE_DEADLINE, handshake).await {
                         Ok(Ok(stream)) => {
+                            let peer = Peer {
+                                address: peer,
+                                certificate_sha256: certificate_sha256(&stream),
+                            };
                             let _ = sender.send((stream, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e:#}"),
@@ -210,7 +273,7 @@ impl TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = SslStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
@@ -220,7 +283,10 @@ impl axum::serve::Listener for TlsListener {
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    fn local_addr(&self) -> std::io::Result<Peer> {
+        Ok(Peer {
+            address: self.local,
+            certificate_sha256: None,
+        })
     }
 }

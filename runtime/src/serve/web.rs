@@ -9,9 +9,10 @@
 
 use super::api::Service;
 use super::config::Tenant;
+use super::tls::Peer;
 use crate::ui;
 use axum::Router;
-use axum::extract::{Form, Request, State};
+use axum::extract::{ConnectInfo, Form, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -157,7 +158,7 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The tenant a request comes from: its bearer token's, else its session's.
-fn caller<'s>(service: &'s Service, headers: &HeaderMap) -> Option<&'s Tenant> {
+pub(super) fn caller<'s>(service: &'s Service, headers: &HeaderMap) -> Option<&'s Tenant> {
     match super::api::bearer_token(headers) {
         Some(token) => service.config.tenant_with_token(token),
         None => {
@@ -294,12 +295,22 @@ struct Login {
 
 /// `POST /login`: a valid token opens a session (an HttpOnly, SameSite=Strict cookie) and
 /// leads to the tenant's pages.
-async fn login(State(service): State<Arc<Service>>, Form(form): Form<Login>) -> Response {
+async fn login(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Form(form): Form<Login>,
+) -> Response {
     let Some(tenant) = service.config.tenant_with_token(form.token.trim()) else {
         let mut page = login_page(Some("That token is not valid."));
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return page;
     };
+    if !tenant.takes_certificate(peer.certificate_sha256) {
+        let why = super::api::not_bound_certificate(tenant, peer);
+        let mut page = login_page(Some(&format!("{why}.")));
+        *page.status_mut() = StatusCode::FORBIDDEN;
+        return page;
+    }
     let id = match service.sessions.open(&tenant.name) {
         Ok(id) => id,
         Err(e) => {
