@@ -409,6 +409,26 @@ fn kafka_mistakes_are_reported_naming_the_topic_the_broker_or_the_record() {
     ));
     failed(&output, "give one of them its own `transactional-id`");
 
+    // `partition`: every record into that one partition, which the topic must have.
+    broker.create_topic("fixed", 3);
+    let into = |partition: i32| {
+        format!(
+            "[[outputs]]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"fixed\"\n\
+             partition = {partition}\n",
+            broker.bootstrap()
+        )
+    };
+    let numbers_in = source(&broker.bootstrap(), "numbers", "");
+    let output = run_pipeline(&format!("{numbers_in}{}", into(2)));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let written = broker.read_all("fixed");
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert!(written.iter().all(|r| r.partition == 2), "{written:?}");
+    let output = run_pipeline(&format!("{numbers_in}{}", into(3)));
+    failed(&output, "partition 3: topic 'fixed' has 3 partition(s)");
+    let output = run_pipeline(&format!("{numbers_in}{}", into(-1)));
+    failed(&output, "a partition is 0 or more, not -1");
+
     // A record that is not an 8-byte integer: named by partition and offset, or skipped.
     let numbers = |policy: &str| {
         format!(

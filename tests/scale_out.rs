@@ -264,6 +264,15 @@ starting-offsets = "earliest"
     )
 }
 
+/// [`scale_out_job`] of unkeyed records in `topic` through `steps`, checked to be cut as
+/// `said` says (`spate check`).
+fn checked_job(dir: &Path, topic: &str, steps: &str, said: &str) -> (Broker, PathBuf, PathBuf) {
+    let job = scale_out_job(dir, topic, "", steps);
+    let checked = checked(&job.1);
+    assert!(checked.contains(said), "{checked}");
+    job
+}
+
 /// What `spate check` prints of `pipeline` (which must be valid).
 fn checked(pipeline: &Path) -> String {
     let checked = run(
@@ -716,19 +725,12 @@ fn a_word_count_runs_across_members_through_a_repartition_topic() {
 #[test]
 fn a_count_by_value_runs_across_members_through_a_repartition_topic() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, pipeline, out) = scale_out_job(
+    let (broker, pipeline, out) = checked_job(
         dir.path(),
         "values",
-        "",
         "[[steps]]\nop = \"count-by-value\"",
-    );
-    let said = checked(&pipeline);
-    assert!(
-        said.contains(
-            "steps[0] (count-by-value): its input's values, counted per batch in the writing \
-             tasks and added up in the reading ones"
-        ),
-        "{said}"
+        "steps[0] (count-by-value): its input's values, counted per batch in the writing tasks \
+         and added up in the reading ones",
     );
     let mut rng = support::chaos::Rng(13);
     let mut expected = Counts::new();
@@ -744,6 +746,61 @@ fn a_count_by_value_runs_across_members_through_a_repartition_topic() {
     finish_and_verify(&out, &broker, &expected, members, "spate.wc.wc.repartition");
 }
 
+/// A global count (the words of each batch) runs across members: each map task counts its
+/// batch's words and writes its count into partition 0 of the repartition topic, whose task
+/// adds the counts up (a 0 from every map task for a batch without words), so that one task
+/// writes one count per batch and the counts add up to the words produced; the other reduce
+/// tasks write nothing. A member is killed mid-stream and one joins, as in the word counts.
+#[test]
+fn a_global_count_runs_across_members_in_one_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pipeline, out) = checked_job(
+        dir.path(),
+        "lines",
+        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n[[steps]]\nop = \"count\"",
+        "steps[1] (count): each writing task's partial result per batch",
+    );
+    let mut rng = support::chaos::Rng(17);
+    let mut expected = Counts::new();
+    let members = kill_one_and_join_one(dir.path(), &pipeline, 2 * PARTITIONS as usize, 2, || {
+        produce_lines(&broker, &mut rng, &mut expected);
+    });
+    let words: i64 = expected.values().sum();
+    let total = |texts: &BTreeMap<(u64, String), String>| -> i64 {
+        texts
+            .values()
+            .flat_map(|t| t.lines())
+            .map(|l| l.parse::<i64>().unwrap())
+            .sum()
+    };
+    let (done, ended, logs) = stop_when(dir.path(), &broker, members, || {
+        total(&task_texts(&out)) == words
+    });
+    let texts = task_texts(&out);
+    assert!(done, "counted {} of {words} words\n{logs}", total(&texts));
+    for output in &ended {
+        assert!(output.status.success(), "{logs}");
+    }
+    let counting = "spate.wc.wc.repartition-0";
+    for ((time, task), text) in &texts {
+        match task.as_str() {
+            t if t == counting => assert_eq!(text.lines().count(), 1, "batch {time}: {text}"),
+            _ => assert!(text.is_empty(), "batch {time}: task {task} wrote {text}"),
+        }
+    }
+    // Every batch of the counting task, empty ones included, has its count.
+    let times: Vec<u64> = (texts.keys())
+        .filter(|(_, task)| task == counting)
+        .map(|(time, _)| *time)
+        .collect();
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 1000), "{times:?}");
+    assert_eq!(
+        total(&texts),
+        words,
+        "a batch was written again after the stop"
+    );
+}
+
 /// A join of two streams keyed by words the job made (tokenized lines) runs across members:
 /// both sides go through the repartition topic, each reduce task joins its partition's keys.
 /// The other side is the words containing a 7, so a batch's join holds n * n records of such a
@@ -752,19 +809,14 @@ fn a_count_by_value_runs_across_members_through_a_repartition_topic() {
 #[test]
 fn a_join_of_rekeyed_streams_runs_across_members_through_a_repartition_topic() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, pipeline, out) = scale_out_job(
+    let (broker, pipeline, out) = checked_job(
         dir.path(),
         "lines",
-        "",
         "[[steps]]\nname = \"words\"\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n\
          [[steps]]\nname = \"sevens\"\nop = \"filter\"\nplugin = \"filter\"\nfrom = \"words\"\n\
          params = { contains = \"7\" }\n\n\
          [[steps]]\nop = \"join\"\nfrom = [\"words\", \"sevens\"]",
-    );
-    let said = checked(&pipeline);
-    assert!(
-        said.contains("steps[2] (join)") && said.contains("both its sides"),
-        "{said}"
+        "steps[2] (join): both its sides",
     );
     let mut rng = support::chaos::Rng(11);
     let mut expected = Counts::new();
@@ -1159,16 +1211,16 @@ op = "reduce-by-key"
 plugin = "sum"
 
 [[steps]]
-op = "count"
+op = "count-by-value"
 
 [[outputs]]
 type = "print"
 "#,
     );
+    // The counts (word, n) are keyed: pairs cannot be the topic's keys.
     let said = refused(&pipeline);
     assert!(
-        said.contains("steps[2].op")
-            && said.contains("combines the records of every partition into one result"),
+        said.contains("steps[2].op") && said.contains("must be unkeyed"),
         "{said}"
     );
     let edit = |from: &str, to: &str| {
@@ -1190,7 +1242,7 @@ type = "print"
     );
     // Cut at a repartition topic (the count step gone), available-now is refused.
     edit("type = \"dashboard\"", "type = \"print\"");
-    edit("[[steps]]\nop = \"count\"\n", "");
+    edit("[[steps]]\nop = \"count-by-value\"\n", "");
     edit("[job]\n", "[job]\ntrigger = \"available-now\"\n");
     let said = refused(&pipeline);
     assert!(

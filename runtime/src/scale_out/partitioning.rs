@@ -7,8 +7,9 @@
 //! keyed by the key, reduce tasks (one per partition of that topic) run it and the rest; a
 //! join cut there sends both its sides through the topic. A later keyed step on a key changed
 //! again is a further cut, with a topic of its own. A count by value is always a cut (records
-//! of one value can be in every partition); a step combining every record into one result is
-//! refused naming the step (docs/SCALE-OUT.md).
+//! of one value can be in every partition), and so is a step combining every record into one
+//! result: each task's partial result goes into one partition of the topic, whose task combines
+//! them (docs/SCALE-OUT.md).
 
 use crate::config::{ConfigError, Pipeline, StepOp};
 use std::collections::BTreeMap;
@@ -150,10 +151,11 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                 keyed_steps += 1;
                 Spread::ByInputKey
             }
+            // Each task's partial result goes into one partition of the topic, whose task
+            // combines them: after it, every record is in that one task.
             Needs::Everything => {
-                return Err(refuse(format!(
-                    "{label} combines the records of every partition into one result"
-                )));
+                is_cut = true;
+                Spread::ByInputKey
             }
         };
         // Every input must be of the latest stage: a task runs one stage.
@@ -207,6 +209,10 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
                         "its input's values, counted per batch in the writing tasks and added \
                          up in the reading ones"
                     }
+                    (false, Needs::Everything) => {
+                        "each writing task's partial result per batch, all into partition 0, \
+                         combined by its task (the other tasks of the topic emit nothing)"
+                    }
                     (false, _) => "its input",
                 };
                 format!("steps[{at}] ({}): {what}", op.name())
@@ -214,11 +220,12 @@ pub fn check(pipeline: &Pipeline, source_keyed: bool) -> Result<Partitioning, Co
             .collect();
         return Ok(Partitioning {
             said: format!(
-                "{} step(s) group by a key an earlier step may have changed (or by value), \
-                 each behind a repartition topic ({}): map tasks (one per input partition) \
-                 run the steps before the first and write into its topic, keyed by that key \
-                 (map-side combined for reduce-by-key and a count by value); the tasks of each topic's partitions run its \
-                 step and those after it up to the next cut (writing into the next topic) or \
+                "{} step(s) group by a key an earlier step may have changed (or by value, or \
+                 combine every record), each behind a repartition topic ({}): map tasks (one \
+                 per input partition) run the steps before the first and write into its topic, \
+                 keyed by that key (map-side combined for reduce-by-key and a count by value, \
+                 a partial result per task for a global aggregation); the tasks of each \
+                 topic's partitions run its step and those after it up to the next cut (writing into the next topic) or \
                  the end, each batch once every task before it has ended it there",
                 cuts.len(),
                 said.join("; ")
@@ -327,13 +334,6 @@ mod tests {
         );
         let e = check(&unkeyed, false).unwrap_err();
         assert!(e.message.contains("has no `key-type`"), "{e}");
-        let global = pipeline("[[steps]]\nop = \"count\"\n", true);
-        let e = check(&global, true).unwrap_err();
-        assert!(
-            e.message
-                .contains("combines the records of every partition"),
-            "{e}"
-        );
         assert!(e.position.is_some(), "the error points at the step's line");
     }
 
@@ -350,6 +350,21 @@ mod tests {
         let then = "[[steps]]\nop = \"count-by-value-and-window\"\nlength = \"2s\"\n\
                     [[steps]]\nop = \"reduce-by-key\"\nplugin = \"x\"\n";
         assert_eq!(check(&pipeline(then, false), false).unwrap().cuts, [0]);
+    }
+
+    #[test]
+    fn a_global_aggregation_is_a_cut_and_any_step_after_it_runs_in_its_task() {
+        let global = "[[steps]]\nop = \"count\"\n[[steps]]\nop = \"map\"\nplugin = \"x\"\n\
+                      [[steps]]\nop = \"reduce-by-key\"\nplugin = \"x\"\n";
+        let said = check(&pipeline(global, true), true).unwrap();
+        // The reduce-by-key after the map is cut again: the analysis does not keep that every
+        // record is in one task there (a topic more than needed, not a wrong result).
+        assert_eq!(said.cuts, [0, 2]);
+        assert!(
+            said.said
+                .contains("steps[0] (count): each writing task's partial result"),
+            "{said:?}"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A scale-out job cut at keyed steps whose key an earlier step may have changed
 //! ([`super::partitioning`]): the task pipelines made from the user's, one per stage. A map
-//! task (one per input partition) runs the steps before the first cut, combined by key first
-//! when the cut is a reduce-by-key (counted per value when it is a count by value, whose
-//! reading tasks then add the counts up with sum-by-key), and writes into the job's repartition topic with the Kafka
-//! output (exactly-once, keys partitioned by murmur2 as Kafka's own clients do, an
+//! task (one per input partition) runs the steps before the first cut and the cut step's
+//! partial result per batch where it has one ([`Split`]: combined by key for a reduce-by-key,
+//! counted per value for a count by value, one count or reduction per task for a global
+//! aggregation, all into one partition), and writes into the job's repartition topic with the
+//! Kafka output (exactly-once, keys partitioned by murmur2 as Kafka's own clients do, an
 //! end-of-batch marker in every partition after each batch). A reduce task (one per partition
 //! of that topic) reads its partition batch by batch (`type = "repartition"`) and runs the cut
 //! step and every step and output after it; with a further cut, it runs the steps up to that
@@ -59,8 +60,12 @@ struct Side {
     tagged: Option<String>,
     /// The writing task's output reads it with `from` (else the stage's last step).
     from: Option<String>,
-    key: Encoding,
+    /// How its keys are written; `None`: unkeyed.
+    key: Option<Encoding>,
     value: Encoding,
+    /// The one partition of the topic its records go into (a global aggregation's partial
+    /// results); `None`: by key.
+    partition: Option<i32>,
 }
 
 impl Repartition {
@@ -97,26 +102,13 @@ impl Repartition {
                     // One stream comes through the topic: the task's only source.
                     first.remove("from");
                 }
-                if let Some(sum) = counted(pipeline.file.steps[start].op.get_ref()) {
-                    // The counts per value come through the topic: add them up.
-                    first.insert("op", sum.into());
-                }
+                Split::of(*pipeline.file.steps[start].op.get_ref()).total(first);
             }
             let mut writes = Vec::new();
             if let Some(&cut) = cuts.get(k) {
-                let op = *pipeline.file.steps[cut].op.get_ref();
-                if op == StepOp::ReduceByKey {
-                    // One record per key and batch goes into the topic, as Spark's map-side
-                    // combine.
-                    steps.push(tables[cut].clone());
-                } else if counted(&op).is_some() {
-                    // One count per value and batch goes into the topic, the window (if any)
-                    // taken on the reading side.
-                    let mut count = tables[cut].clone();
-                    count.insert("op", StepOp::CountByValue.name().into());
-                    count.remove("length");
-                    count.remove("slide");
-                    steps.push(count);
+                let split = Split::of(*pipeline.file.steps[cut].op.get_ref());
+                if let Some(partial) = split.partial(&tables[cut]) {
+                    steps.push(partial);
                 }
                 writes = sides(pipeline, plan, source, cut)?;
                 reads_tagged = writes.iter().any(|s| s.tagged.is_some());
@@ -194,7 +186,9 @@ impl Repartition {
                 source.insert("topic", topic.into());
                 source.insert("partition", i64::from(partition).into());
                 source.insert("writers", (writers as i64).into());
-                source.insert("key-type", side.key.name().into());
+                if let Some(key) = side.key {
+                    source.insert("key-type", key.name().into());
+                }
                 source.insert("value-type", side.value.name().into());
                 let name = match &side.tagged {
                     Some(stream) => {
@@ -220,6 +214,9 @@ impl Repartition {
                     if let Some(from) = &side.from {
                         output.insert("from", from.as_str().into());
                     }
+                    if let Some(partition) = side.partition {
+                        output.insert("partition", i64::from(partition).into());
+                    }
                     if let Some(stream) = &side.tagged {
                         // Two outputs of one task write the topic: each its own transactions.
                         output.insert("stream-header", stream.as_str().into());
@@ -235,13 +232,79 @@ impl Repartition {
     }
 }
 
-/// For a count by value cut at, the op its reading tasks run instead: the writing tasks count
-/// each batch's values, the reading ones add the counts up (over the window, if any).
-fn counted(op: &StepOp) -> Option<&'static str> {
-    match op {
-        StepOp::CountByValue => Some(StepOp::SumByKey.name()),
-        StepOp::CountByValueAndWindow => Some(StepOp::SumByKeyAndWindow.name()),
-        _ => None,
+/// How a cut step's work is shared between the tasks writing the topic before it and those
+/// reading it: a partial result per batch in the writing tasks (Spark's map-side combine), the
+/// step's result from those in the reading ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// The reading tasks run the step on the records as they were (joins, groups, state).
+    Whole,
+    /// The same step in the writing tasks first: one record per key and batch (reduce-by-key).
+    Combined,
+    /// A count per value and batch written, added up by the reading tasks with `sum-by-key`
+    /// (`sum-by-key-and-window` with the step's window).
+    PerValue { windowed: bool },
+    /// One partial result per writing task and batch, unkeyed, all into partition 0 of the
+    /// topic, whose task combines them: a global aggregation. `partial` is the writing tasks'
+    /// op, `total` the reading one's, with the bundled `plugin` where the step has none.
+    Global {
+        partial: StepOp,
+        total: StepOp,
+        plugin: Option<&'static str>,
+    },
+}
+
+impl Split {
+    fn of(op: StepOp) -> Split {
+        use StepOp::*;
+        let global = |partial, total, plugin| Split::Global {
+            partial,
+            total,
+            plugin,
+        };
+        match op {
+            ReduceByKey => Split::Combined,
+            CountByValue => Split::PerValue { windowed: false },
+            CountByValueAndWindow => Split::PerValue { windowed: true },
+            // A count is the sum of the tasks' counts (a task with no records counts 0, so a
+            // batch with no records anywhere still has its 0).
+            Count => global(Count, Reduce, Some("sum")),
+            CountByWindow => global(Count, ReduceByWindow, Some("sum")),
+            Reduce => global(Reduce, Reduce, None),
+            ReduceByWindow => global(Reduce, ReduceByWindow, None),
+            _ => Split::Whole,
+        }
+    }
+
+    /// The step the writing tasks run after their stage's steps, made from the cut step's
+    /// table `step` (a window, if any, is the reading side's).
+    fn partial(self, step: &InlineTable) -> Option<InlineTable> {
+        let op = match self {
+            Split::Whole => return None,
+            Split::Combined => return Some(step.clone()),
+            Split::PerValue { .. } => StepOp::CountByValue,
+            Split::Global { partial, .. } => partial,
+        };
+        let mut partial = step.clone();
+        partial.insert("op", op.name().into());
+        partial.remove("length");
+        partial.remove("slide");
+        Some(partial)
+    }
+
+    /// Makes the cut step's table `step`, first of the reading tasks' steps, combine the
+    /// partial results.
+    fn total(self, step: &mut InlineTable) {
+        let (op, plugin) = match self {
+            Split::Whole | Split::Combined => return,
+            Split::PerValue { windowed: false } => (StepOp::SumByKey, None),
+            Split::PerValue { windowed: true } => (StepOp::SumByKeyAndWindow, None),
+            Split::Global { total, plugin, .. } => (total, plugin),
+        };
+        step.insert("op", op.name().into());
+        if let Some(plugin) = plugin {
+            step.insert("plugin", plugin.into());
+        }
     }
 }
 
@@ -255,8 +318,8 @@ fn sides(
     cut: usize,
 ) -> Result<Vec<Side>, ConfigError> {
     let step = &pipeline.file.steps[cut];
-    let counts = counted(step.op.get_ref()).is_some();
-    let combined = counts || *step.op.get_ref() == StepOp::ReduceByKey;
+    let split = Split::of(*step.op.get_ref());
+    let combined = split != Split::Whole;
     let named: Option<Vec<String>> = step.from.as_ref().map(|from| {
         let mut names: Vec<String> = Vec::new();
         for name in from.get_ref().names() {
@@ -280,12 +343,13 @@ fn sides(
     };
     read.into_iter()
         .map(|(stream, from)| {
-            let (key, value) = encodings(pipeline, plan, cut, &stream, counts)?;
+            let (key, value) = encodings(pipeline, plan, cut, &stream, split)?;
             Ok(Side {
                 tagged: sided.then(|| stream.clone()),
                 from,
                 key,
                 value,
+                partition: matches!(split, Split::Global { .. }).then_some(0),
             })
         })
         .collect()
@@ -302,40 +366,56 @@ fn previous_stream(pipeline: &Pipeline, source: &str, cut: usize) -> String {
     }
 }
 
-/// How the records of `stream`, which go through the repartition topic before `steps[cut]`,
-/// are written there: their key's and value's encodings, which must be scalars. For a count by
-/// value (`counts`), what goes through are the counts of `stream`'s values: keyed by the value,
-/// which must be a scalar of an unkeyed stream (a keyed stream's `(key, value)` pairs would be
-/// the topic's keys), the count an i64.
+/// How the records of `stream`, which go through the repartition topic before `steps[cut]`
+/// (split as `split`), are written there: their key's encoding (`None`: unkeyed) and their
+/// value's, which must be scalars. As they are (keyed) for most cuts. For a count by value,
+/// the counts of `stream`'s values: keyed by the value, which must be a scalar of an unkeyed
+/// stream (a keyed stream's `(key, value)` pairs would be the topic's keys), the count an
+/// i64. For a global aggregation, its partial results: unkeyed, an i64 count or a reduced
+/// scalar value.
 fn encodings(
     pipeline: &Pipeline,
     plan: &Plan,
     cut: usize,
     stream: &str,
-    counts: bool,
-) -> Result<(Encoding, Encoding), ConfigError> {
+    split: Split,
+) -> Result<(Option<Encoding>, Encoding), ConfigError> {
     let scalar = |shape: Option<&Shape>| match shape {
         Some(Shape::Scalar(t)) => Some(Encoding::of(*t)),
         _ => None,
     };
     let types = stream_types(plan, stream);
-    let (written, why) = match counts {
-        false => (
-            types.and_then(|t| scalar(t.key.as_ref()).zip(scalar(Some(&t.value)))),
+    let (written, why) = match split {
+        Split::Whole | Split::Combined => (
+            (types.and_then(|t| scalar(t.key.as_ref()).zip(scalar(Some(&t.value)))))
+                .map(|(key, value)| (Some(key), value)),
             format!(
                 "the records of '{stream}' go through the repartition topic before this step: \
                  they must be keyed and their key and value scalars (text, bytes, i64, f64)"
             ),
         ),
-        true => (
+        Split::PerValue { .. } => (
             (types.filter(|t| t.key.is_none()))
                 .and_then(|t| scalar(Some(&t.value)))
-                .map(|value| (value, Encoding::I64)),
+                .map(|value| (Some(value), Encoding::I64)),
             format!(
                 "the values of '{stream}' are counted through the repartition topic before this \
                  step, keyed by the value: '{stream}' must be unkeyed and its values scalars \
                  (text, bytes, i64, f64); to count (key, value) pairs, map each to one scalar \
                  first"
+            ),
+        ),
+        Split::Global {
+            partial: StepOp::Count,
+            ..
+        } => (Some((None, Encoding::I64)), String::new()),
+        Split::Global { .. } => (
+            types
+                .and_then(|t| scalar(Some(&t.value)))
+                .map(|value| (None, value)),
+            format!(
+                "each task's reduction of '{stream}' goes through the repartition topic before \
+                 this step: its values must be scalars (text, bytes, i64, f64)"
             ),
         ),
     };
@@ -426,8 +506,9 @@ mod tests {
         let side = |stream: &str, value: Encoding| Side {
             tagged: Some(stream.to_owned()),
             from: Some(stream.to_owned()),
-            key: Encoding::Text,
+            key: Some(Encoding::Text),
             value,
+            partition: None,
         };
         let stage = |writes| Stage {
             steps: Array::new(),
@@ -474,30 +555,43 @@ mod tests {
         assert_eq!(sources["users"]["writers"].as_integer(), Some(4));
     }
 
+    /// The cut at `steps[0]` of a job reading Kafka source `in` (its table ending with
+    /// `source`) through `steps` into print.
+    fn cut_first(source: &str, steps: &str) -> Result<Repartition, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[job]\nname = \"j\"\n[sources.in]\ntype = \"kafka\"\n\
+                 bootstrap = \"127.0.0.1:1\"\ntopics = [\"t\"]\n{source}\n{steps}\n\
+                 [[outputs]]\ntype = \"print\"\n"
+            ),
+        )
+        .unwrap();
+        let pipeline = Pipeline::load(&path, &[]).unwrap();
+        let plan = Plan::build(&pipeline, &ComponentCache::disabled()).unwrap();
+        Repartition::plan(&pipeline, &plan, "in", &[0])
+    }
+
+    /// The steps of `overrides`, a task's, as a table each.
+    fn steps_of(overrides: &[String]) -> Vec<toml::Value> {
+        let steps = overrides.iter().find(|o| o.starts_with("steps=")).unwrap();
+        let steps: toml::Table = toml::from_str(steps).unwrap();
+        steps["steps"].as_array().unwrap().clone()
+    }
+
     #[test]
     fn a_count_by_value_cut_counts_in_the_writing_tasks_and_adds_up_in_the_reading_ones() {
-        let dir = tempfile::tempdir().unwrap();
         let load = |source: &str| {
-            let path = dir.path().join("p.toml");
-            std::fs::write(
-                &path,
-                format!(
-                    "[job]\nname = \"j\"\n[sources.in]\ntype = \"kafka\"\n\
-                     bootstrap = \"127.0.0.1:1\"\ntopics = [\"t\"]\n{source}\n[[steps]]\n\
-                     name = \"seen\"\nop = \"count-by-value-and-window\"\nlength = \"3s\"\n\
-                     slide = \"2s\"\n[[outputs]]\ntype = \"print\"\n"
-                ),
-            )
-            .unwrap();
-            let pipeline = Pipeline::load(&path, &[]).unwrap();
-            let plan = Plan::build(&pipeline, &ComponentCache::disabled()).unwrap();
-            Repartition::plan(&pipeline, &plan, "in", &[0])
+            let steps = "[[steps]]\nname = \"seen\"\nop = \"count-by-value-and-window\"\n\
+                         length = \"3s\"\nslide = \"2s\"";
+            cut_first(source, steps)
         };
         let cut = load("").unwrap();
         // The map tasks count each batch's values, the window left to the reading side.
         let map = cut.task_overrides("t", 0, 4);
-        let steps: toml::Table = toml::from_str(&map[0]).unwrap();
-        let steps = steps["steps"].as_array().unwrap();
+        let steps = steps_of(&map);
         assert_eq!(steps.len(), 1, "{map:?}");
         assert_eq!(steps[0]["op"].as_str(), Some("count-by-value"));
         assert!(steps[0].get("length").is_none() && steps[0].get("slide").is_none());
@@ -507,8 +601,7 @@ mod tests {
         let read = &read["sources"]["repartition"];
         assert_eq!(read["key-type"].as_str(), Some("text"));
         assert_eq!(read["value-type"].as_str(), Some("i64"));
-        let steps: toml::Table = toml::from_str(&reduce[1]).unwrap();
-        let summed = &steps["steps"].as_array().unwrap()[0];
+        let summed = &steps_of(&reduce)[0];
         assert_eq!(summed["op"].as_str(), Some("sum-by-key-and-window"));
         assert_eq!(summed["name"].as_str(), Some("seen"));
         assert_eq!(summed["length"].as_str(), Some("3s"));
@@ -520,12 +613,47 @@ mod tests {
     }
 
     #[test]
+    fn a_global_aggregation_is_reduced_per_task_and_combined_in_partition_0() {
+        let steps = "[[steps]]\nname = \"n\"\nop = \"count-by-window\"\nlength = \"3s\"";
+        let cut = cut_first("", steps).unwrap();
+        let map = cut.task_overrides("t", 1, 4);
+        let counted = &steps_of(&map)[0];
+        assert_eq!(counted["op"].as_str(), Some("count"));
+        assert!(counted.get("length").is_none(), "{map:?}");
+        let written = map.iter().find(|o| o.starts_with("outputs=")).unwrap();
+        assert!(written.contains("partition = 0"), "{written}");
+        let reduce = cut.task_overrides(&cut.topics[0], 0, 4);
+        let read: toml::Table = toml::from_str(&reduce[0]).unwrap();
+        let read = &read["sources"]["repartition"];
+        assert!(read.get("key-type").is_none(), "unkeyed: {read:?}");
+        assert_eq!(read["value-type"].as_str(), Some("i64"));
+        let total = &steps_of(&reduce)[0];
+        assert_eq!(total["op"].as_str(), Some("reduce-by-window"));
+        assert_eq!(total["plugin"].as_str(), Some("sum"));
+        assert_eq!(total["length"].as_str(), Some("3s"));
+        // A reduction keeps its plugin on both sides; its values must be scalars.
+        let reduce_steps = "[[steps]]\nop = \"reduce\"\nplugin = \"sum\"";
+        let cut = cut_first("value-type = \"i64\"", reduce_steps).unwrap();
+        let partial = &steps_of(&cut.task_overrides("t", 1, 4))[0];
+        assert_eq!(
+            (partial["op"].as_str(), partial["plugin"].as_str()),
+            (Some("reduce"), Some("sum"))
+        );
+        let total = &steps_of(&cut.task_overrides(&cut.topics[0], 2, 4))[0];
+        assert_eq!(
+            (total["op"].as_str(), total["plugin"].as_str()),
+            (Some("reduce"), Some("sum"))
+        );
+    }
+
+    #[test]
     fn a_middle_stage_reads_the_topic_before_it_and_writes_the_one_after_it() {
         let one = |key, value| Side {
             tagged: None,
             from: None,
-            key,
+            key: Some(key),
             value,
+            partition: None,
         };
         let cut = Repartition {
             topics: vec!["t.repartition".into(), "t.repartition-2".into()],

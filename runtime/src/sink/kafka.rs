@@ -71,6 +71,10 @@ struct Fields {
     /// value, so that readers of a topic several streams share tell them apart (scale-out's
     /// repartition topic carrying both sides of a join).
     stream_header: Option<String>,
+    /// Every record into this partition of the topic, whatever its key (Flink's
+    /// `FlinkFixedPartitioner`; scale-out's partial results of a global aggregation, which
+    /// one task combines); default: by key (murmur2), unkeyed records spread.
+    partition: Option<Spanned<i32>>,
 }
 
 /// What a crash and replay can do to the topic.
@@ -106,6 +110,7 @@ pub struct KafkaOutput {
     client: BTreeMap<String, Setting>,
     end_markers: bool,
     stream_header: Option<String>,
+    partition: Option<i32>,
 }
 
 /// Reads a Kafka output's table.
@@ -127,6 +132,16 @@ pub fn build(table: &ConnectorTable<'_>) -> Result<Box<dyn Output>, ConfigError>
         client,
         end_markers: fields.end_markers.unwrap_or(false),
         stream_header: fields.stream_header,
+        partition: match fields.partition {
+            Some(p) if *p.get_ref() < 0 => {
+                return Err(table.error_at(
+                    p.span(),
+                    "partition",
+                    format!("a partition is 0 or more, not {}", p.get_ref()),
+                ));
+            }
+            p => p.map(Spanned::into_inner),
+        },
     };
     output
         .producer_config(TASK)
@@ -305,6 +320,8 @@ struct Writer {
     end_markers: Option<i32>,
     /// `stream-header`: the `spate-stream` header of every record and marker.
     stream: Option<String>,
+    /// `partition`: the one partition every record goes into.
+    partition: Option<i32>,
     /// The sources whose offsets each transaction commits to their groups: index in the plan,
     /// and the group's metadata.
     input_groups: Vec<(usize, ConsumerGroupMetadata)>,
@@ -355,6 +372,7 @@ impl Writer {
             gauges,
             end_markers: None,
             stream: output.stream_header.clone(),
+            partition: output.partition,
             input_groups: Vec::new(),
             input_offsets: BTreeMap::new(),
         };
@@ -365,6 +383,12 @@ impl Writer {
             (&writer.gauges, RETRY_FOR),
         )?;
         writer.end_markers = output.end_markers.then_some(partitions as i32);
+        if let Some(p) = output.partition.filter(|&p| p as usize >= partitions) {
+            bail!(
+                "partition {p}: topic '{}' has {partitions} partition(s), numbered from 0",
+                output.topic
+            );
+        }
 
         if writer.transactional {
             // Fences an earlier run's producer of this id and aborts its open transaction.
@@ -467,8 +491,8 @@ impl Writer {
         }
         let (mut key, mut value) = (Vec::new(), Vec::new());
         // With end markers, each record's partition is chosen here, as Kafka's partitioner
-        // would (murmur2 of the key; unkeyed records in turn), to count what each marker
-        // follows.
+        // would (murmur2 of the key; unkeyed records in turn) unless `partition` fixes it, to
+        // count what each marker follows.
         let mut written = vec![0u64; self.end_markers.unwrap_or(0).max(0) as usize];
         let mut unkeyed = 0u64;
         for partition in partitions {
@@ -485,15 +509,18 @@ impl Writer {
                 }
                 if !written.is_empty() {
                     let count = written.len() as i32;
-                    let chosen = match message.key {
-                        Some(key) => murmur2_partition(key, count),
-                        None => {
+                    let chosen = match (self.partition, message.key) {
+                        (Some(fixed), _) => fixed,
+                        (None, Some(key)) => murmur2_partition(key, count),
+                        (None, None) => {
                             unkeyed += 1;
                             (unkeyed % count as u64) as i32
                         }
                     };
                     written[chosen as usize] += 1;
                     message = message.partition(chosen);
+                } else if let Some(fixed) = self.partition {
+                    message = message.partition(fixed);
                 }
                 if let Some(ms) = record.timestamp {
                     message = message.timestamp(ms);
