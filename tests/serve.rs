@@ -989,6 +989,39 @@ impl MutualTls {
         args.extend(more);
         self.server.client(Some(tenant), &args)
     }
+
+    /// An HTTP agent trusting the server's certificate and showing the client certificate
+    /// `shown`, as a browser holding it would; it follows no redirects.
+    fn agent(&self, shown: &Pair) -> ureq::Agent {
+        use ureq::tls::{ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+        let certificates = |path: &Path| {
+            let pem = std::fs::read(path).unwrap();
+            let certificates: Vec<_> = (ureq::tls::parse_pem(&pem))
+                .filter_map(|item| match item.unwrap() {
+                    PemItem::Certificate(cert) => Some(cert.to_owned()),
+                    _ => None,
+                })
+                .collect();
+            certificates
+        };
+        let key = PrivateKey::from_pem(&std::fs::read(&shown.1).unwrap())
+            .unwrap()
+            .to_owned();
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::NativeTls)
+            .root_certs(RootCerts::new_with_certs(&certificates(&self.server_cert)))
+            .client_cert(Some(ClientCert::new_with_certs(
+                &certificates(&shown.0),
+                key,
+            )))
+            .build();
+        ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into()
+    }
 }
 
 #[test]
@@ -1149,6 +1182,27 @@ fn a_tenant_bound_to_a_client_certificate_is_taken_only_over_it() {
         let listed = tls.jobs("b", Some(cert), &[]);
         assert!(listed.status.success(), "{}", stderr(&listed));
     }
+    // The web UI: signing in over another certificate is refused, naming why; a session
+    // signed in over its own certificate is refused over another.
+    let (own, other) = (tls.agent(own), tls.agent(other));
+    let mut refused = (other.post(&format!("{}/login", tls.server.url)))
+        .send_form([("token", "token-a")])
+        .unwrap();
+    let page = refused.body_mut().read_to_string().unwrap();
+    assert_eq!(refused.status().as_u16(), 403, "{page}");
+    assert!(page.contains("client-cert-sha256"), "{page}");
+    let cookie = sign_in(&own, &tls.server, "token-a");
+    let cookie = cookie.split(';').next().unwrap();
+    let jobs_page = |agent: &ureq::Agent| {
+        (agent.get(&format!("{}/tenants/a/api/v1/jobs", tls.server.url)))
+            .header("Cookie", cookie)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(jobs_page(&own), 200);
+    assert_eq!(jobs_page(&other), 403);
 }
 
 #[test]
