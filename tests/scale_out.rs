@@ -753,12 +753,36 @@ fn a_count_by_value_runs_across_members_through_a_repartition_topic() {
 /// tasks write nothing. A member is killed mid-stream and one joins, as in the word counts.
 #[test]
 fn a_global_count_runs_across_members_in_one_task() {
+    global_word_count(
+        "[[steps]]\nop = \"count\"",
+        "steps[1] (count): each writing task's partial result per batch",
+        1000,
+    );
+}
+
+/// The same with a count by tumbling window of 2 s: the reading task adds the map tasks'
+/// counts up over each window (reduce-by-window with the bundled sum), its window moving with
+/// it from the killed member; each batch's words are in one window, so the windows' counts
+/// add up to the words produced, one count every 2 s.
+#[test]
+fn a_count_by_window_runs_across_members_in_one_task() {
+    global_word_count(
+        "[[steps]]\nop = \"count-by-window\"\nlength = \"2s\"\nslide = \"2s\"",
+        "steps[1] (count-by-window): each writing task's partial result per batch",
+        2000,
+    );
+}
+
+/// The words of tokenized lines counted by the global `count_step` across members (`spate
+/// check` saying `said`), one count every `every_ms` from task `repartition-0` alone, with a
+/// member killed and one joining: the counts add up to the words produced.
+fn global_word_count(count_step: &str, said: &str, every_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (broker, pipeline, out) = checked_job(
         dir.path(),
         "lines",
-        "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n[[steps]]\nop = \"count\"",
-        "steps[1] (count): each writing task's partial result per batch",
+        &format!("[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n\n{count_step}"),
+        said,
     );
     let mut rng = support::chaos::Rng(17);
     let mut expected = Counts::new();
@@ -788,12 +812,15 @@ fn a_global_count_runs_across_members_in_one_task() {
             _ => assert!(text.is_empty(), "batch {time}: task {task} wrote {text}"),
         }
     }
-    // Every batch of the counting task, empty ones included, has its count.
+    // Every batch (or window) of the counting task, empty ones included, has its count.
     let times: Vec<u64> = (texts.keys())
         .filter(|(_, task)| task == counting)
         .map(|(time, _)| *time)
         .collect();
-    assert!(times.windows(2).all(|w| w[1] - w[0] == 1000), "{times:?}");
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] == every_ms) && times[0].is_multiple_of(every_ms),
+        "{times:?}"
+    );
     assert_eq!(
         total(&texts),
         words,
