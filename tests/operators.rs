@@ -734,6 +734,14 @@ fn graph_mistakes_are_named_with_their_field() {
             "steps[0].partitions: repartition needs `partitions`",
         ),
         (
+            "[[steps]]\nop = \"sum-by-key\"\n",
+            "sum-by-key needs (key, value) records, but stream 'a' holds unkeyed records",
+        ),
+        (
+            "[[steps]]\nop = \"flat-map\"\nplugin = \"tokenize\"\n[[steps]]\nname = \"g\"\nop = \"group-by-key\"\n[[steps]]\nop = \"sum-by-key-and-window\"\nlength = \"2s\"\n",
+            "steps[2].op: sum-by-key-and-window adds up i64 values, but stream 'g' holds list<i64> values",
+        ),
+        (
             "[[steps]]\nname = \"w\"\nop = \"window\"\nlength = \"2s\"\nslide = \"2s\"\n[[steps]]\nop = \"union\"\nfrom = [\"a\", \"w\"]\n",
             "the streams read must have batches at the same times",
         ),

@@ -163,6 +163,13 @@ pub fn tenant_dir(data_dir: &Path, name: &str) -> PathBuf {
 }
 
 impl Tenant {
+    /// Whether its token (or session) is taken from a client that showed the certificate of
+    /// fingerprint `certificate` (`None`: none): any, unless it is bound to certificates.
+    pub fn takes_certificate(&self, certificate: Option<[u8; 32]>) -> bool {
+        self.client_certificates.is_empty()
+            || certificate.is_some_and(|c| self.client_certificates.contains(&c))
+    }
+
     fn read(table: &toml::Table, defaults: &toml::Table, data_dir: &Path) -> Result<Tenant> {
         let name = match table.get("name") {
             Some(toml::Value::String(name)) => name.clone(),
@@ -237,15 +244,6 @@ impl Tenant {
             policy: Arc::new(policy),
             quota,
         })
-    }
-}
-
-impl Tenant {
-    /// Whether its token (or session) is taken from a client that showed the certificate of
-    /// fingerprint `certificate` (`None`: none): any, unless it is bound to certificates.
-    pub fn takes_certificate(&self, certificate: Option<[u8; 32]>) -> bool {
-        self.client_certificates.is_empty()
-            || certificate.is_some_and(|c| self.client_certificates.contains(&c))
     }
 }
 
